@@ -1,0 +1,109 @@
+"""What `DDPM.fit` accepts, and the checks that turn a wrong input into a clear error.
+
+Accepted batches: images alone, `(images, labels)` tuples, or TFDS-style dicts
+with an `"image"` key. uint8 images are read as [0, 255] and mapped to [−1, 1];
+floating-point images must already be in [−1, 1].
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+# Resizing can overshoot [-1, 1] by rounding error; anything beyond this is wrong data.
+RANGE_TOLERANCE = 1e-3
+
+
+def _pick_images(x):
+    """The images out of a batch structure (tensor, spec or array)."""
+    if isinstance(x, dict):
+        if "image" not in x:
+            raise ValueError(
+                "A dict batch must hold its images under the key 'image' (the TFDS "
+                f"convention). Received keys: {sorted(x)}."
+            )
+        return x["image"]
+    return x
+
+
+def _check_shape(shape, image_shape):
+    received = tuple(shape[1:])
+    if image_shape is not None and len(received) == len(image_shape):
+        if all(r is None or r == e for r, e in zip(received, image_shape)):
+            return
+    if image_shape is not None:
+        raise ValueError(
+            f"The images have shape {received} per example but the network expects "
+            f"{tuple(image_shape)} (height, width, channels)."
+        )
+
+
+def _check_dtype(dtype):
+    dtype = tf.as_dtype(dtype)
+    if dtype != tf.uint8 and not dtype.is_floating:
+        raise TypeError(
+            f"Images must be uint8 in [0, 255] or floating point in [-1, 1]. "
+            f"Received dtype {dtype.name}."
+        )
+
+
+def images_from_batch(data, image_shape=None):
+    """Extracts float32 images in [−1, 1] from one batch inside `train_step`.
+
+    Args:
+        data: the batch `fit` passes to `train_step`.
+        image_shape: (H, W, C) the network expects, or `None` to skip the check.
+
+    Returns:
+        float32 tensor `[B, H, W, C]`.
+    """
+    x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+    images = tf.convert_to_tensor(_pick_images(x))
+    _check_dtype(images.dtype)
+    _check_shape(images.shape, image_shape)
+    if images.dtype == tf.uint8:
+        return tf.cast(images, tf.float32) / 127.5 - 1.0
+    images = tf.cast(images, tf.float32)
+    check = tf.debugging.assert_less_equal(
+        tf.reduce_max(tf.abs(images)),
+        1.0 + RANGE_TOLERANCE,
+        message=(
+            "Floating-point training images must lie in [-1, 1]; map 0..255 data "
+            "with x / 127.5 - 1 or pass it as uint8"
+        ),
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(images)
+
+
+def check_training_data(x, image_shape=None):
+    """Eager checks of what is handed to `fit`, before any tracing.
+
+    NumPy arrays are checked completely (dtype, shape and value range); for a
+    `tf.data.Dataset` the element spec is checked here and the value range
+    inside the training step.
+
+    Raises:
+        ValueError / TypeError naming what was received and what was expected.
+    """
+    if isinstance(x, tf.data.Dataset):
+        spec = x.element_spec
+        if isinstance(spec, tuple):
+            spec = spec[0]
+        spec = _pick_images(spec)
+        if isinstance(spec, tf.TensorSpec):
+            _check_dtype(spec.dtype)
+            _check_shape(spec.shape, image_shape)
+        return
+    if isinstance(x, dict):
+        x = _pick_images(x)
+    if isinstance(x, np.ndarray):
+        _check_dtype(x.dtype)
+        _check_shape(x.shape, image_shape)
+        if x.dtype != np.uint8 and x.size:
+            low, high = float(np.min(x)), float(np.max(x))
+            if low < -1.0 - RANGE_TOLERANCE or high > 1.0 + RANGE_TOLERANCE:
+                raise ValueError(
+                    "Floating-point training images must lie in [-1, 1]. Received "
+                    f"values in [{low:g}, {high:g}]; map 0..255 data with "
+                    "x / 127.5 - 1 or pass it as uint8."
+                )

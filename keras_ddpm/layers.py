@@ -1,0 +1,471 @@
+"""Building blocks of the DDPM U-Net: timestep embedding, residual and attention blocks, resampling.
+
+The blocks follow the network of Ho et al. (2020), appendix B: a PixelCNN++-style Wide ResNet whose
+residual blocks receive the timestep embedding, group normalisation (epsilon 1e-6) before every
+convolution, single-head self-attention at chosen resolutions, and zero-initialised output
+projections so that every residual branch starts as the identity.
+
+Shape comments: `B` batch, `H`/`W` height/width, `C` channels, `N = H * W` positions, `T` the
+width of the timestep embedding.
+
+Mixed precision: under a 16-bit compute policy ("mixed_float16", "mixed_bfloat16") the group
+normalisation sublayers run in float32 and the attention softmax is taken in float32; the next
+layer casts back to the compute dtype.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+# The authors' value (the tf.contrib.layers.group_norm default); Keras defaults to 1e-3.
+GROUP_NORM_EPSILON = 1e-6
+
+_HALF_DTYPES = ("float16", "bfloat16")
+
+
+# ===== Argument checks and helpers (shared with unet.py) =====
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_positive_int(name, value):
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+
+
+def _check_dropout(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"`dropout` must be a float in [0, 1). Received: dropout={value!r}")
+
+
+def _check_groups(layer_name, what, channels, norm_groups):
+    if channels % norm_groups != 0:
+        raise ValueError(
+            f"{layer_name}: {what} ({channels}) must be divisible by `norm_groups` for group "
+            f"normalisation. Received: channels={channels}, norm_groups={norm_groups}"
+        )
+
+
+def _float32_if_half(dtype_policy):
+    """The dtype for numerically sensitive sublayers: float32 under a 16-bit compute dtype."""
+    if dtype_policy.compute_dtype in _HALF_DTYPES:
+        return "float32"
+    return dtype_policy
+
+
+def _group_norm(norm_groups, dtype_policy, name):
+    """Group normalisation with the authors' epsilon, in float32 under mixed precision."""
+    return keras.layers.GroupNormalization(
+        groups=norm_groups,
+        epsilon=GROUP_NORM_EPSILON,
+        dtype=_float32_if_half(dtype_policy),
+        name=name,
+    )
+
+
+# ===== Layers =====
+
+
+@keras.saving.register_keras_serializable(package="keras_ddpm")
+class TimestepEmbedding(keras.layers.Layer):
+    """Sinusoidal embedding of integer diffusion timesteps.
+
+    Maps each timestep `t` to `[sin(t f_0), ..., sin(t f_{h-1}), cos(t f_0), ..., cos(t f_{h-1})]`
+    with `h = dim // 2` and geometrically spaced frequencies `f_i = 10000 ** (-i / (h - 1))`,
+    exactly as in the DDPM authors' code: the tensor2tensor variant of the Transformer's position
+    encoding, sines then cosines rather than interleaved. An odd `dim` gets one trailing column of
+    zeros. The embedding is computed in float32 whatever the dtype policy (float16 angles would be
+    off by up to half a radian at t ~ 1000), then cast to the layer's compute dtype.
+
+    The layer has no weights.
+
+    Args:
+        dim: int. Width of the embedding. Must be at least 4, because the frequency spacing
+            divides by `dim // 2 - 1`.
+        **kwargs: other keyword arguments passed to `keras.layers.Layer`, including `name` and
+            `dtype`.
+
+    Call arguments:
+        timesteps: integer (or float) tensor of shape `[B]` holding timestep indices.
+
+    Returns:
+        A float tensor of shape `[B, dim]`.
+
+    Example:
+
+    ```python
+    embedding = keras_ddpm.layers.TimestepEmbedding(128)
+    embedding(np.array([0, 10, 999]))  # shape (3, 128)
+    ```
+
+    References:
+        - [Ho et al., 2020. Denoising Diffusion Probabilistic Models](
+            https://arxiv.org/abs/2006.11239)
+        - [Vaswani et al., 2017. Attention Is All You Need](https://arxiv.org/abs/1706.03762)
+    """
+
+    def __init__(self, dim, **kwargs):
+        super().__init__(**kwargs)
+        if not _is_int(dim) or dim < 4:
+            raise ValueError(f"`dim` must be an integer >= 4. Received: dim={dim!r}")
+        self.dim = dim
+
+    def build(self, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(
+                "TimestepEmbedding expects a vector of timesteps with shape [batch]. "
+                f"Received: input_shape={input_shape}"
+            )
+
+    def call(self, timesteps):
+        half = self.dim // 2
+        # The spacing constant is formed in Python (float64), as the authors did.
+        scale = -math.log(10000.0) / (half - 1)
+        freqs = ops.exp(ops.arange(half, dtype="float32") * scale)  # [h]
+        angles = ops.cast(timesteps, "float32")[:, None] * freqs[None, :]  # [B, h]
+        embedding = ops.concatenate([ops.sin(angles), ops.cos(angles)], axis=-1)  # [B, 2h]
+        if self.dim % 2 == 1:
+            embedding = ops.pad(embedding, [[0, 0], [0, 1]])  # [B, dim]
+        return ops.cast(embedding, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"dim": self.dim})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_ddpm")
+class ResidualBlock(keras.layers.Layer):
+    """Pre-activation residual block conditioned on the timestep embedding.
+
+    For `x` of shape `[B, H, W, C_in]` and `temb` of shape `[B, T]`:
+
+    ```
+    h = conv3x3(silu(group_norm(x)))
+    h = h + dense(silu(temb))[:, None, None, :]
+    h = conv3x3_zero_init(dropout(silu(group_norm(h))))
+    return shortcut(x) + h
+    ```
+
+    `shortcut` is the identity when `C_in == out_channels` and otherwise a learned per-pixel
+    linear map (a 1x1 convolution, the authors' "nin" shortcut, implemented as a `Dense` layer on
+    the channel axis). The second convolution's kernel and bias start at zero, so a fresh block is
+    exactly `shortcut(x)`.
+
+    Sublayers, named after the authors' variable scopes: `norm1`, `conv1`, `temb_proj`, `norm2`,
+    `dropout`, `conv2` and, when the widths differ, `nin_shortcut`.
+
+    Args:
+        out_channels: int. Number of output channels.
+        dropout: float. Dropout rate applied before the second convolution. Defaults to `0.0`.
+        norm_groups: int. Number of groups of both group normalisations; the input and output
+            widths must be divisible by it. Defaults to `32`.
+        **kwargs: other keyword arguments passed to `keras.layers.Layer`, including `name` and
+            `dtype`.
+
+    Call arguments:
+        inputs: a list `[x, temb]`: the feature map `[B, H, W, C_in]` and the timestep
+            embedding `[B, T]`.
+        training: bool. Whether dropout is active. Defaults to Keras' learning phase.
+
+    Returns:
+        A tensor of shape `[B, H, W, out_channels]`.
+
+    Example:
+
+    ```python
+    block = keras_ddpm.layers.ResidualBlock(64, norm_groups=8)
+    block([np.zeros((2, 16, 16, 32)), np.zeros((2, 128))])  # shape (2, 16, 16, 64)
+    ```
+
+    References:
+        - [Ho et al., 2020. Denoising Diffusion Probabilistic Models](
+            https://arxiv.org/abs/2006.11239)
+        - [He et al., 2016. Identity Mappings in Deep Residual Networks](
+            https://arxiv.org/abs/1603.05027)
+        - [Zagoruyko & Komodakis, 2016. Wide Residual Networks](https://arxiv.org/abs/1605.07146)
+        - [Wu & He, 2018. Group Normalization](https://arxiv.org/abs/1803.08494)
+    """
+
+    def __init__(self, out_channels, dropout=0.0, norm_groups=32, **kwargs):
+        super().__init__(**kwargs)
+        _check_positive_int("out_channels", out_channels)
+        _check_positive_int("norm_groups", norm_groups)
+        _check_dropout(dropout)
+        _check_groups("ResidualBlock", "`out_channels`", out_channels, norm_groups)
+        self.out_channels = out_channels
+        self.dropout = dropout
+        self.norm_groups = norm_groups
+
+        self.norm1 = _group_norm(norm_groups, self.dtype_policy, "norm1")
+        self.conv1 = keras.layers.Conv2D(
+            out_channels, 3, padding="same", dtype=self.dtype_policy, name="conv1"
+        )
+        self.temb_proj = keras.layers.Dense(
+            out_channels, dtype=self.dtype_policy, name="temb_proj"
+        )
+        self.norm2 = _group_norm(norm_groups, self.dtype_policy, "norm2")
+        self.dropout_layer = keras.layers.Dropout(
+            dropout, dtype=self.dtype_policy, name="dropout"
+        )
+        self.conv2 = keras.layers.Conv2D(
+            out_channels,
+            3,
+            padding="same",
+            kernel_initializer="zeros",
+            bias_initializer="zeros",
+            dtype=self.dtype_policy,
+            name="conv2",
+        )
+        # Created in build(), once the input width is known.
+        self.nin_shortcut = None
+
+    def build(self, input_shape):
+        x_shape, temb_shape = input_shape
+        in_channels = x_shape[-1]
+        _check_groups("ResidualBlock", "the input width", in_channels, self.norm_groups)
+        out_shape = tuple(x_shape[:-1]) + (self.out_channels,)
+
+        self.norm1.build(x_shape)
+        self.conv1.build(x_shape)
+        self.temb_proj.build(temb_shape)
+        self.norm2.build(out_shape)
+        self.conv2.build(out_shape)
+        if in_channels != self.out_channels:
+            self.nin_shortcut = keras.layers.Dense(
+                self.out_channels, dtype=self.dtype_policy, name="nin_shortcut"
+            )
+            self.nin_shortcut.build(x_shape)
+
+    def call(self, inputs, training=None):
+        x, temb = inputs
+        h = self.conv1(ops.silu(self.norm1(x)))  # [B, H, W, C_out]
+        h = h + self.temb_proj(ops.silu(temb))[:, None, None, :]
+        h = self.dropout_layer(ops.silu(self.norm2(h)), training=training)
+        h = self.conv2(h)
+        shortcut = x if self.nin_shortcut is None else self.nin_shortcut(x)
+        return shortcut + h
+
+    def compute_output_shape(self, input_shape):
+        x_shape = input_shape[0]
+        return tuple(x_shape[:-1]) + (self.out_channels,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "out_channels": self.out_channels,
+                "dropout": self.dropout,
+                "norm_groups": self.norm_groups,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_ddpm")
+class AttentionBlock(keras.layers.Layer):
+    """Single-head self-attention over the pixels of a feature map, with a residual connection.
+
+    For `x` of shape `[B, H, W, C]`: `h = group_norm(x)`; queries, keys and values are
+    per-pixel linear maps of `h` (1x1 convolutions with bias, width `C`); each of the `H * W`
+    positions attends to all of them with weights `softmax(q k^T / sqrt(C))`; the result goes
+    through a zero-initialised per-pixel projection and is added to `x`, so a fresh block is the
+    identity. The softmax is taken in float32 under any dtype policy.
+
+    Sublayers, named after the authors' variable scopes: `norm`, `q`, `k`, `v`, `proj_out`.
+
+    Args:
+        norm_groups: int. Number of groups of the group normalisation; the input width must be
+            divisible by it. Defaults to `32`.
+        **kwargs: other keyword arguments passed to `keras.layers.Layer`, including `name` and
+            `dtype`.
+
+    Call arguments:
+        inputs: a feature map of shape `[B, H, W, C]`.
+
+    Returns:
+        A tensor of the same shape as `inputs`.
+
+    Example:
+
+    ```python
+    attention = keras_ddpm.layers.AttentionBlock(norm_groups=8)
+    attention(np.random.normal(size=(2, 16, 16, 64)))  # shape (2, 16, 16, 64)
+    ```
+
+    References:
+        - [Ho et al., 2020. Denoising Diffusion Probabilistic Models](
+            https://arxiv.org/abs/2006.11239)
+        - [Vaswani et al., 2017. Attention Is All You Need](https://arxiv.org/abs/1706.03762)
+        - [Wang et al., 2018. Non-local Neural Networks](https://arxiv.org/abs/1711.07971)
+        - [Wu & He, 2018. Group Normalization](https://arxiv.org/abs/1803.08494)
+    """
+
+    def __init__(self, norm_groups=32, **kwargs):
+        super().__init__(**kwargs)
+        _check_positive_int("norm_groups", norm_groups)
+        self.norm_groups = norm_groups
+        self.norm = _group_norm(norm_groups, self.dtype_policy, "norm")
+        # The projections' width is the input width: created in build().
+        self.q = None
+        self.k = None
+        self.v = None
+        self.proj_out = None
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        _check_groups("AttentionBlock", "the input width", channels, self.norm_groups)
+        self.q = keras.layers.Dense(channels, dtype=self.dtype_policy, name="q")
+        self.k = keras.layers.Dense(channels, dtype=self.dtype_policy, name="k")
+        self.v = keras.layers.Dense(channels, dtype=self.dtype_policy, name="v")
+        self.proj_out = keras.layers.Dense(
+            channels,
+            kernel_initializer="zeros",
+            bias_initializer="zeros",
+            dtype=self.dtype_policy,
+            name="proj_out",
+        )
+        for layer in (self.norm, self.q, self.k, self.v, self.proj_out):
+            layer.build(input_shape)
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        batch, channels = shape[0], shape[-1]
+        h = self.norm(inputs)
+        q = ops.reshape(self.q(h), (batch, -1, channels))  # [B, N, C]
+        k = ops.reshape(self.k(h), (batch, -1, channels))  # [B, N, C]
+        v = ops.reshape(self.v(h), (batch, -1, channels))  # [B, N, C]
+        # Scaling q rather than the logits is the same maths and keeps 16-bit logits in range.
+        q = q * ops.cast(1.0 / math.sqrt(channels), q.dtype)
+        logits = ops.einsum("bic,bjc->bij", q, k)  # [B, N, N]
+        weights = ops.softmax(ops.cast(logits, "float32"), axis=-1)
+        h = ops.einsum("bij,bjc->bic", ops.cast(weights, v.dtype), v)  # [B, N, C]
+        h = self.proj_out(ops.reshape(h, shape))  # [B, H, W, C]
+        return inputs + h
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"norm_groups": self.norm_groups})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_ddpm")
+class Downsample(keras.layers.Layer):
+    """Halves the spatial size with a strided 3x3 convolution.
+
+    A 3x3 convolution with stride 2 and "same" padding, as in the DDPM U-Net
+    (`resamp_with_conv=True`). With TensorFlow's "same" padding an even-sized input is padded on
+    the bottom and right only, so output pixel `i` is centred on input pixel `2i + 1`.
+
+    Args:
+        channels: int. Number of output channels (the U-Net keeps the input width).
+        **kwargs: other keyword arguments passed to `keras.layers.Layer`, including `name` and
+            `dtype`.
+
+    Call arguments:
+        inputs: a feature map of shape `[B, H, W, C]`.
+
+    Returns:
+        A tensor of shape `[B, ceil(H / 2), ceil(W / 2), channels]`.
+
+    Example:
+
+    ```python
+    down = keras_ddpm.layers.Downsample(64)
+    down(np.zeros((2, 16, 16, 64))).shape  # (2, 8, 8, 64)
+    ```
+
+    References:
+        - [Ho et al., 2020. Denoising Diffusion Probabilistic Models](
+            https://arxiv.org/abs/2006.11239)
+        - [Ronneberger et al., 2015. U-Net](https://arxiv.org/abs/1505.04597)
+    """
+
+    def __init__(self, channels, **kwargs):
+        super().__init__(**kwargs)
+        _check_positive_int("channels", channels)
+        self.channels = channels
+        self.conv = keras.layers.Conv2D(
+            channels, 3, strides=2, padding="same", dtype=self.dtype_policy, name="conv"
+        )
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+
+    def call(self, inputs):
+        return self.conv(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return self.conv.compute_output_shape(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"channels": self.channels})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_ddpm")
+class Upsample(keras.layers.Layer):
+    """Doubles the spatial size: nearest-neighbour resize, then a 3x3 convolution.
+
+    Every pixel is repeated into a 2x2 patch, then a 3x3 "same" convolution mixes the copies, as
+    in the DDPM U-Net (`resamp_with_conv=True`).
+
+    Args:
+        channels: int. Number of output channels (the U-Net keeps the input width).
+        **kwargs: other keyword arguments passed to `keras.layers.Layer`, including `name` and
+            `dtype`.
+
+    Call arguments:
+        inputs: a feature map of shape `[B, H, W, C]`.
+
+    Returns:
+        A tensor of shape `[B, 2 * H, 2 * W, channels]`.
+
+    Example:
+
+    ```python
+    up = keras_ddpm.layers.Upsample(64)
+    up(np.zeros((2, 8, 8, 64))).shape  # (2, 16, 16, 64)
+    ```
+
+    References:
+        - [Ho et al., 2020. Denoising Diffusion Probabilistic Models](
+            https://arxiv.org/abs/2006.11239)
+        - [Ronneberger et al., 2015. U-Net](https://arxiv.org/abs/1505.04597)
+    """
+
+    def __init__(self, channels, **kwargs):
+        super().__init__(**kwargs)
+        _check_positive_int("channels", channels)
+        self.channels = channels
+        self.resize = keras.layers.UpSampling2D(
+            size=2, interpolation="nearest", dtype=self.dtype_policy, name="resize"
+        )
+        self.conv = keras.layers.Conv2D(
+            channels, 3, padding="same", dtype=self.dtype_policy, name="conv"
+        )
+
+    def build(self, input_shape):
+        self.resize.build(input_shape)
+        self.conv.build(self.resize.compute_output_shape(input_shape))
+
+    def call(self, inputs):
+        return self.conv(self.resize(inputs))
+
+    def compute_output_shape(self, input_shape):
+        return self.conv.compute_output_shape(self.resize.compute_output_shape(input_shape))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"channels": self.channels})
+        return config

@@ -1,0 +1,359 @@
+"""The DDPM U-Net (Ho et al. 2020, appendix B) and its named configurations."""
+
+import keras
+
+from keras_ddpm.layers import AttentionBlock
+from keras_ddpm.layers import Downsample
+from keras_ddpm.layers import ResidualBlock
+from keras_ddpm.layers import TimestepEmbedding
+from keras_ddpm.layers import Upsample
+from keras_ddpm.layers import _check_dropout
+from keras_ddpm.layers import _check_positive_int
+from keras_ddpm.layers import _float32_if_half
+from keras_ddpm.layers import _group_norm
+from keras_ddpm.layers import _is_int
+
+# Named configurations for `UNet.from_preset`. The paper's networks are the authors'
+# `unet2d16b2` (scripts/run_cifar.py in hojonathanho/diffusion) and `unet2d16b2c112244`
+# (scripts/run_celebahq.py and scripts/run_lsun.py); appendix B gives them 35.7M and 114M
+# parameters, and dropout 0.1 on CIFAR-10, 0 elsewhere.
+PRESETS = {
+    # CIFAR-10 32x32: 35,746,307 parameters.
+    "ddpm_cifar10": {
+        "image_shape": (32, 32, 3),
+        "base_channels": 128,
+        "channel_multipliers": (1, 2, 2, 2),
+        "num_res_blocks": 2,
+        "attention_resolutions": (16,),
+        "dropout": 0.1,
+        "norm_groups": 32,
+    },
+    # CelebA-HQ 256x256: 113,673,219 parameters.
+    "ddpm_celebahq256": {
+        "image_shape": (256, 256, 3),
+        "base_channels": 128,
+        "channel_multipliers": (1, 1, 2, 2, 4, 4),
+        "num_res_blocks": 2,
+        "attention_resolutions": (16,),
+        "dropout": 0.0,
+        "norm_groups": 32,
+    },
+    # LSUN church / bedroom / cat 256x256: the same 113,673,219-parameter network. (The paper's
+    # larger ~256M LSUN bedroom variant is not given precisely enough to reproduce.)
+    "ddpm_lsun256": {
+        "image_shape": (256, 256, 3),
+        "base_channels": 128,
+        "channel_multipliers": (1, 1, 2, 2, 4, 4),
+        "num_res_blocks": 2,
+        "attention_resolutions": (16,),
+        "dropout": 0.0,
+        "norm_groups": 32,
+    },
+    # The 8x8 grey-scale digits: 3,990,017 parameters.
+    "digits": {
+        "image_shape": (8, 8, 1),
+        "base_channels": 64,
+        "channel_multipliers": (1, 2),
+        "num_res_blocks": 2,
+        "attention_resolutions": (4,),
+        "dropout": 0.0,
+        "norm_groups": 32,
+    },
+}
+
+
+def _int_tuple(name, value, allow_empty=True):
+    """`value` as a tuple of ints (lists, as they come back from JSON, are accepted)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"`{name}` must be a sequence of integers. Received: {name}={value!r}")
+    items = tuple(value)
+    if not all(_is_int(item) for item in items):
+        raise TypeError(f"`{name}` must be a sequence of integers. Received: {name}={value!r}")
+    if not items and not allow_empty:
+        raise ValueError(f"`{name}` must not be empty. Received: {name}={value!r}")
+    return items
+
+
+def _validate(
+    image_shape,
+    base_channels,
+    channel_multipliers,
+    num_res_blocks,
+    attention_resolutions,
+    dropout,
+    norm_groups,
+):
+    """Checks the UNet arguments; returns the three sequences as tuples."""
+    image_shape = _int_tuple("image_shape", image_shape)
+    if len(image_shape) != 3 or min(image_shape) < 1:
+        raise ValueError(
+            "`image_shape` must be 3 positive integers (height, width, channels). "
+            f"Received: image_shape={image_shape}"
+        )
+    _check_positive_int("base_channels", base_channels)
+    channel_multipliers = _int_tuple("channel_multipliers", channel_multipliers, False)
+    if min(channel_multipliers) < 1:
+        raise ValueError(
+            "`channel_multipliers` must all be positive integers. "
+            f"Received: channel_multipliers={channel_multipliers}"
+        )
+    _check_positive_int("num_res_blocks", num_res_blocks)
+    attention_resolutions = _int_tuple("attention_resolutions", attention_resolutions)
+    _check_dropout(dropout)
+    _check_positive_int("norm_groups", norm_groups)
+
+    height, width, _ = image_shape
+    num_levels = len(channel_multipliers)
+    factor = 2 ** (num_levels - 1)
+    if height % factor or width % factor:
+        raise ValueError(
+            f"The image height and width must be divisible by {factor} = 2 ** ({num_levels} - 1) "
+            f"to downsample through {num_levels} levels "
+            f"(len(channel_multipliers)={num_levels}). Received: image_shape={image_shape}"
+        )
+    widths = [base_channels] + [base_channels * mult for mult in channel_multipliers]
+    bad_widths = sorted({w for w in widths if w % norm_groups})
+    if bad_widths:
+        raise ValueError(
+            f"Every channel width must be divisible by `norm_groups`={norm_groups}, but widths "
+            f"{bad_widths} are not (base_channels={base_channels}, "
+            f"channel_multipliers={channel_multipliers})."
+        )
+    heights = [height // 2**level for level in range(num_levels)]
+    unreached = [r for r in attention_resolutions if r not in heights]
+    if unreached:
+        raise ValueError(
+            f"`attention_resolutions` contains {unreached}, which the network never reaches: "
+            f"with image height {height} and {num_levels} levels its feature maps have heights "
+            f"{heights}. Received: attention_resolutions={attention_resolutions}"
+        )
+    return image_shape, channel_multipliers, attention_resolutions
+
+
+@keras.saving.register_keras_serializable(package="keras_ddpm")
+class UNet(keras.Model):
+    """The noise-prediction U-Net of Ho et al. (2020).
+
+    A U-Net (Ronneberger et al., 2015) of PixelCNN++-style Wide ResNet blocks, as in appendix B
+    of the DDPM paper and the authors' TensorFlow code:
+
+    - the timestep goes through a sinusoidal embedding and a two-layer MLP of width
+      `4 * base_channels`, which every residual block adds to its features;
+    - the encoder has `len(channel_multipliers)` levels of `num_res_blocks` residual blocks, each
+      level but the last ending in a strided-convolution downsample;
+    - the middle is residual block, self-attention, residual block;
+    - the decoder mirrors the encoder with `num_res_blocks + 1` blocks per level, each taking the
+      matching encoder activation by concatenation, and upsamples by nearest-neighbour resizing
+      and a convolution;
+    - group normalisation (Wu & He, 2018) precedes every convolution, and single-head
+      self-attention (Vaswani et al., 2017) follows the residual blocks at
+      `attention_resolutions`.
+
+    Every residual branch and the output convolution start at zero, so a fresh network outputs
+    exactly zero. The output, shaped like the input image (the noise `epsilon` in DDPM), is
+    always float32: under a mixed precision policy the body runs in 16 bits while group
+    normalisation, the attention softmax and the output convolution run in float32.
+
+    This is a functional model: `__init__` builds the graph from the arguments below and
+    `get_config()` returns exactly those arguments, so `from_config` and `.keras` files rebuild it.
+
+    Args:
+        image_shape: tuple of 3 ints `(height, width, channels)`. Height and width must be
+            divisible by `2 ** (len(channel_multipliers) - 1)`.
+        base_channels: int. Width of the first level ("ch" in the authors' code); level `i` has
+            width `base_channels * channel_multipliers[i]`. Defaults to `128`.
+        channel_multipliers: tuple of ints, one per resolution level. Defaults to `(1, 2, 2, 2)`.
+        num_res_blocks: int. Residual blocks per level in the encoder; the decoder has one more.
+            Defaults to `2`.
+        attention_resolutions: tuple of ints. Feature-map heights after whose residual blocks
+            self-attention is applied; each must be a height the network reaches. The middle
+            block always has attention. Defaults to `(16,)`.
+        dropout: float in `[0, 1)`. Dropout rate inside the residual blocks. Defaults to `0.1`.
+        norm_groups: int. Groups of every group normalisation; `base_channels` and every level
+            width must be divisible by it. Defaults to `32`.
+        **kwargs: other keyword arguments passed to `keras.Model`: `name`, `trainable`, and
+            `dtype` (the dtype policy of every layer; defaults to the global policy).
+
+    Call arguments:
+        inputs: a list `[x_t, t]`: float images of shape `[B, *image_shape]` and their timestep
+            indices, an int32 vector of shape `[B]`.
+        training: bool. Whether dropout is active.
+
+    Returns:
+        A float32 tensor of shape `[B, *image_shape]`.
+
+    Example:
+
+    ```python
+    network = keras_ddpm.UNet(
+        image_shape=(16, 16, 1),
+        base_channels=32,
+        channel_multipliers=(1, 2),
+        attention_resolutions=(8,),
+        norm_groups=8,
+    )
+    x_t = np.random.normal(size=(4, 16, 16, 1)).astype("float32")
+    t = np.array([0, 10, 100, 999], dtype="int32")
+    eps = network([x_t, t])  # shape (4, 16, 16, 1)
+
+    cifar10 = keras_ddpm.UNet.from_preset("ddpm_cifar10")  # 35,746,307 parameters
+    ```
+
+    References:
+        - [Ho et al., 2020. Denoising Diffusion Probabilistic Models](
+            https://arxiv.org/abs/2006.11239)
+        - [Ronneberger et al., 2015. U-Net](https://arxiv.org/abs/1505.04597)
+        - [Salimans et al., 2017. PixelCNN++](https://arxiv.org/abs/1701.05517)
+        - [Wu & He, 2018. Group Normalization](https://arxiv.org/abs/1803.08494)
+        - [Vaswani et al., 2017. Attention Is All You Need](https://arxiv.org/abs/1706.03762)
+    """
+
+    def __init__(
+        self,
+        image_shape,
+        base_channels=128,
+        channel_multipliers=(1, 2, 2, 2),
+        num_res_blocks=2,
+        attention_resolutions=(16,),
+        dropout=0.1,
+        norm_groups=32,
+        **kwargs,
+    ):
+        dtype = kwargs.pop("dtype", None)
+        image_shape, channel_multipliers, attention_resolutions = _validate(
+            image_shape,
+            base_channels,
+            channel_multipliers,
+            num_res_blocks,
+            attention_resolutions,
+            dropout,
+            norm_groups,
+        )
+        policy = keras.config.dtype_policy() if dtype is None else keras.dtype_policies.get(dtype)
+        # Float32 under a 16-bit policy, so that the prediction is always float32.
+        output_dtype = _float32_if_half(policy)
+        num_levels = len(channel_multipliers)
+        ch = base_channels
+
+        def res_block(width, name):
+            return ResidualBlock(
+                width, dropout=dropout, norm_groups=norm_groups, dtype=dtype, name=name
+            )
+
+        def attn_block(name):
+            return AttentionBlock(norm_groups=norm_groups, dtype=dtype, name=name)
+
+        # === Inputs ===
+        x_t = keras.Input(shape=image_shape, name="x_t")  # [B, H, W, C]
+        t = keras.Input(shape=(), dtype="int32", name="t")  # [B]
+
+        # === Timestep embedding: sinusoids, then a two-layer MLP ===
+        temb = TimestepEmbedding(ch, dtype=dtype, name="temb_embedding")(t)
+        temb = keras.layers.Dense(4 * ch, dtype=dtype, name="temb_dense0")(temb)
+        temb = keras.layers.Activation("silu", dtype=dtype, name="temb_silu")(temb)
+        temb = keras.layers.Dense(4 * ch, dtype=dtype, name="temb_dense1")(temb)  # [B, 4ch]
+
+        # === Encoder: every activation is kept for the skip connections ===
+        conv_in = keras.layers.Conv2D(ch, 3, padding="same", dtype=dtype, name="conv_in")
+        hs = [conv_in(x_t)]
+        for level, mult in enumerate(channel_multipliers):
+            for block in range(num_res_blocks):
+                h = res_block(ch * mult, f"down_{level}_block_{block}")([hs[-1], temb])
+                if h.shape[1] in attention_resolutions:
+                    h = attn_block(f"down_{level}_attn_{block}")(h)
+                hs.append(h)
+            if level != num_levels - 1:
+                down = Downsample(ch * mult, dtype=dtype, name=f"down_{level}_downsample")
+                hs.append(down(hs[-1]))
+
+        # === Middle, at the lowest resolution ===
+        h = hs[-1]
+        mid_width = ch * channel_multipliers[-1]
+        h = res_block(mid_width, "mid_block_1")([h, temb])
+        h = attn_block("mid_attn_1")(h)
+        h = res_block(mid_width, "mid_block_2")([h, temb])
+
+        # === Decoder: one more block per level, each consuming one skip activation ===
+        for level in reversed(range(num_levels)):
+            width = ch * channel_multipliers[level]
+            for block in range(num_res_blocks + 1):
+                concat = keras.layers.Concatenate(dtype=dtype, name=f"up_{level}_concat_{block}")
+                h = concat([h, hs.pop()])
+                h = res_block(width, f"up_{level}_block_{block}")([h, temb])
+                if h.shape[1] in attention_resolutions:
+                    h = attn_block(f"up_{level}_attn_{block}")(h)
+            if level != 0:
+                h = Upsample(width, dtype=dtype, name=f"up_{level}_upsample")(h)
+        assert not hs, "every encoder activation feeds one decoder block"
+
+        # === Output: normalise, activate, zero-initialised convolution to the image channels ===
+        h = _group_norm(norm_groups, policy, "norm_out")(h)
+        h = keras.layers.Activation("silu", dtype=output_dtype, name="silu_out")(h)
+        outputs = keras.layers.Conv2D(
+            image_shape[-1],
+            3,
+            padding="same",
+            kernel_initializer="zeros",
+            bias_initializer="zeros",
+            dtype=output_dtype,
+            name="conv_out",
+        )(h)
+
+        super().__init__(inputs=[x_t, t], outputs=outputs, **kwargs)
+
+        # === Config ===
+        if dtype is not None:
+            self.dtype_policy = policy
+        self.image_shape = image_shape
+        self.base_channels = base_channels
+        self.channel_multipliers = channel_multipliers
+        self.num_res_blocks = num_res_blocks
+        self.attention_resolutions = attention_resolutions
+        self.dropout = dropout
+        self.norm_groups = norm_groups
+
+    def get_config(self):
+        # Not chained to keras.Model.get_config(): a functional model's config is its layer
+        # graph, which this constructor does not take. Sequences are returned as lists, as they
+        # come back from JSON.
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "image_shape": list(self.image_shape),
+            "base_channels": self.base_channels,
+            "channel_multipliers": list(self.channel_multipliers),
+            "num_res_blocks": self.num_res_blocks,
+            "attention_resolutions": list(self.attention_resolutions),
+            "dropout": self.dropout,
+            "norm_groups": self.norm_groups,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    @classmethod
+    def from_preset(cls, name, /, **overrides):
+        """Builds a freshly initialised network from a named configuration in `PRESETS`.
+
+        Args:
+            name: str. A key of `keras_ddpm.unet.PRESETS`, e.g. `"ddpm_cifar10"`. Positional
+                only, so that `name=` among the overrides names the model.
+            **overrides: constructor arguments replacing the preset's values, e.g.
+                `dropout=0.0`.
+
+        Returns:
+            A `UNet`.
+
+        Example:
+
+        ```python
+        network = keras_ddpm.UNet.from_preset("ddpm_cifar10", dropout=0.0)
+        ```
+        """
+        if name not in PRESETS:
+            raise ValueError(f"Unknown UNet preset {name!r}. Valid presets are: {sorted(PRESETS)}")
+        config = dict(PRESETS[name])
+        config.update(overrides)
+        return cls(**config)

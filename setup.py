@@ -1,0 +1,46 @@
+"""Packaging for keras_ddpm."""
+
+import pathlib
+
+from setuptools import find_packages
+from setuptools import setup
+
+HERE = pathlib.Path(__file__).parent
+
+
+def _version():
+    for line in (HERE / "keras_ddpm" / "version.py").read_text().splitlines():
+        if line.startswith("__version__"):
+            return line.split("=")[1].strip().strip('"')
+    raise RuntimeError("keras_ddpm/version.py has no __version__")
+
+
+setup(
+    name="keras-ddpm",
+    version=_version(),
+    description=(
+        "Denoising diffusion probabilistic models (DDPM) for Keras 3 and "
+        "TensorFlow: train with model.fit, sample with generate()."
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["keras_ddpm", "keras_ddpm.*"]),
+    package_data={"keras_ddpm": ["assets/*.npz", "assets/*.txt"]},
+    include_package_data=True,
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.0",
+        "tensorflow-datasets",
+        "numpy",
+        "pillow",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "pytest-timeout"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
