@@ -18,15 +18,20 @@ from keras_ddpm.inputs import check_training_data
 from keras_ddpm.inputs import images_from_batch
 from keras_ddpm.schedules import NoiseSchedule
 
-# Steps per progress-bar update when `generate` reports progress.
+# Progress-bar updates per sampling run when `generate` reports progress.
 _PROGRESS_SEGMENTS = 20
+# Where `save_own_variables` keeps the training-noise RNG state.
+_RNG_STATE_KEY = "noise_seed_state"
 
 
 def _clone_network(network):
     """A structurally identical, separately weighted copy of `network` (for EMA)."""
     try:
         # Rebuilding from the config keeps the class (a UNet stays a UNet).
-        clone = type(network).from_config(network.get_config())
+        config = network.get_config()
+        if isinstance(config, dict) and "name" in config:
+            config = {**config, "name": f"ema_{config['name']}"}
+        clone = type(network).from_config(config)
     except Exception:  # noqa: BLE001 - fall back to Keras' generic cloning.
         try:
             clone = keras.models.clone_model(network)
@@ -132,6 +137,7 @@ class DDPM(keras.Model):
             self.ema_network = _clone_network(network)
             self._copy_weights_to_ema()
         self._sampling_functions = {}
+        self.built = True
 
     # ------------------------------------------------------------------
     # Properties
@@ -167,6 +173,11 @@ class DDPM(keras.Model):
         if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.network.trainable_weights)
         self._sampling_functions = {}
+
+    def compile_from_config(self, config):
+        """Re-compiles a loaded model (and restores its optimizer) from its compile config."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
 
     def fit(self, x=None, y=None, *args, **kwargs):
         check_training_data(x, self.image_shape)
@@ -392,6 +403,18 @@ class DDPM(keras.Model):
             }
         )
         return config
+
+    def save_own_variables(self, store):
+        # The training-noise RNG state travels with the weights, so that a loaded
+        # model or a restored checkpoint draws the same t and ε as the original.
+        super().save_own_variables(store)
+        store[_RNG_STATE_KEY] = self.seed_generator.state.numpy()
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        if _RNG_STATE_KEY in keys:
+            self.seed_generator.state.assign(store[_RNG_STATE_KEY])
+        super().load_own_variables({k: store[k] for k in keys if k != _RNG_STATE_KEY})
 
     @classmethod
     def from_config(cls, config):
