@@ -52,8 +52,9 @@ class DDPM(keras.Model):
 
     Training draws, for every example, a timestep index t uniformly from
     `0 … T − 1` and noise ε ~ N(0, I), forms x_t = √ᾱ_t·x_0 + √(1 − ᾱ_t)·ε and
-    regresses the network's output on ε (the "simple" loss, Ho et al. 2020,
-    eq. 14), in float32 whatever the dtype policy. After every applied step an
+    regresses the network's output on the target of its prediction type (ε,
+    v or x_0), with weight 1 (the "simple" loss, Ho et al. 2020, eq. 14) or
+    the Min-SNR-γ weight, in float32 whatever the dtype policy. After every applied step an
     exponential moving average (EMA) of the weights is updated; `generate`
     samples with it by default.
 
@@ -74,6 +75,15 @@ class DDPM(keras.Model):
             applied steps, as `tf.train.ExponentialMovingAverage` does, so that
             short runs are not dominated by the initial weights. Defaults to
             `True`.
+        loss_weighting: `"simple"` (every timestep weighted 1) or `"min_snr"`
+            (Min-SNR-γ, Hang et al. 2023, with the weight matching the
+            prediction type: min(SNR, γ)/SNR for ε, min(SNR, γ) for x0,
+            min(SNR, γ)/(SNR + 1) for v). Defaults to `"simple"`.
+        min_snr_gamma: γ of Min-SNR-γ. Defaults to `5.0`.
+
+    A zero-terminal-SNR schedule (`NoiseSchedule(...,
+    rescale_zero_terminal_snr=True)`) needs `prediction_type="v"` or `"x0"`:
+    an ε-prediction gives no x̂_0 at t = T.
 
     Example:
 
@@ -88,6 +98,10 @@ class DDPM(keras.Model):
     References:
         - Ho, Jain & Abbeel, "Denoising Diffusion Probabilistic Models",
           NeurIPS 2020 (Algorithms 1 and 2).
+        - Salimans & Ho, "Progressive Distillation for Fast Sampling of
+          Diffusion Models", ICLR 2022 (v-prediction).
+        - Hang et al., "Efficient Diffusion Training via Min-SNR Weighting
+          Strategy", ICCV 2023.
     """
 
     def __init__(
@@ -99,6 +113,8 @@ class DDPM(keras.Model):
         seed=None,
         prediction_type="epsilon",
         ema_warmup=True,
+        loss_weighting="simple",
+        min_snr_gamma=5.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -119,6 +135,13 @@ class DDPM(keras.Model):
             )
         samplers.check_variance(variance)
         objectives.check_prediction_type(prediction_type)
+        if prediction_type == "epsilon" and schedule.zero_terminal_snr:
+            raise ValueError(
+                "prediction_type='epsilon' cannot be used with a zero-terminal-SNR "
+                "schedule (at t = T no ε-prediction gives x̂_0). Use "
+                "prediction_type='v' or 'x0'."
+            )
+        objectives.check_loss_weighting(loss_weighting, min_snr_gamma)
         if seed is not None and not isinstance(seed, int):
             raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}.")
 
@@ -129,6 +152,8 @@ class DDPM(keras.Model):
         self.seed = seed
         self.prediction_type = prediction_type
         self.ema_warmup = bool(ema_warmup)
+        self.loss_weighting = loss_weighting
+        self.min_snr_gamma = float(min_snr_gamma)
 
         self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -190,7 +215,10 @@ class DDPM(keras.Model):
     # Training
     # ------------------------------------------------------------------
     def diffusion_loss(self, images, training=True):
-        """The simple DDPM loss E_{t, ε} ‖target − network(x_t, t)‖² for a batch.
+        """The loss E_{t, ε} w(t) ‖target − network(x_t, t)‖² for a batch.
+
+        w(t) is 1 for `loss_weighting="simple"` and the Min-SNR-γ weight of
+        the prediction type for `"min_snr"` (`objectives.loss_weight`).
 
         Args:
             images: float32 clean images in [−1, 1], `[B, H, W, C]`.
@@ -213,7 +241,17 @@ class DDPM(keras.Model):
         target = objectives.training_target(
             images, noise, signal_rate, noise_rate, self.prediction_type
         )
-        return ops.mean(ops.square(prediction - target))
+        squared_error = ops.square(prediction - target)
+        if self.loss_weighting == "simple":
+            return ops.mean(squared_error)
+        # 4. Min-SNR-γ: a weight per example, [B, 1, 1, 1].
+        weights = objectives.loss_weight(
+            self.schedule.snr(t, len(images.shape)),
+            self.prediction_type,
+            self.loss_weighting,
+            self.min_snr_gamma,
+        )
+        return ops.mean(weights * squared_error)
 
     def train_step(self, data):
         images = images_from_batch(data, self.image_shape)
@@ -260,9 +298,18 @@ class DDPM(keras.Model):
     # ------------------------------------------------------------------
     # Sampling
     # ------------------------------------------------------------------
-    def _sampling_function(self, use_ema, clip, jit_compile=True):
-        """One cached compiled reverse loop per (weights, clip, XLA) choice."""
-        key = (use_ema, clip, jit_compile)
+    def _sampling_function(
+        self, use_ema, clip, jit_compile=True, sampler="ddpm", timestep_spacing=None, order=2
+    ):
+        """One cached compiled reverse loop per Python-level choice.
+
+        The key is (weights, clip, XLA, sampler, spacing, order); the number of
+        steps, η, the seed and the step range are tensor inputs, so every step
+        count and η reuses the same traced function.
+        """
+        spacing = timestep_spacing or samplers.DEFAULT_SPACINGS[sampler]
+        order = order if sampler == "dpm_solver" else None
+        key = (use_ema, clip, jit_compile, sampler, spacing, order)
         if key not in self._sampling_functions:
             network = self.ema_network if use_ema else self.network
 
@@ -277,21 +324,30 @@ class DDPM(keras.Model):
                     tf.TensorSpec((2,), tf.int32),
                     tf.TensorSpec((), tf.int32),
                     tf.TensorSpec((), tf.int32),
+                    tf.TensorSpec((), tf.int32),
+                    tf.TensorSpec((), tf.float32),
                 ),
                 jit_compile=jit_compile,
                 reduce_retracing=True,
             )
-            def run(x, seed, start, stop):
-                return samplers.ddpm_sample(
-                    denoise,
-                    x,
-                    self.schedule,
-                    seed,
-                    prediction_type=self.prediction_type,
-                    variance=self.variance,
-                    clip=clip,
-                    start=start,
-                    stop=stop,
+            def run(x, seed, start, stop, steps, eta):
+                # DPM-Solver's multistep history does not survive a split run,
+                # so it always runs whole (generate passes 0, steps).
+                common = dict(prediction_type=self.prediction_type, clip=clip)
+                if sampler == "ddpm":
+                    return samplers.ddpm_sample(
+                        denoise, x, self.schedule, seed, variance=self.variance,
+                        start=start, stop=stop, steps=steps, timestep_spacing=spacing,
+                        **common,
+                    )
+                if sampler == "ddim":
+                    return samplers.ddim_sample(
+                        denoise, x, self.schedule, seed, steps=steps, eta=eta,
+                        timestep_spacing=spacing, start=start, stop=stop, **common,
+                    )
+                return samplers.dpm_solver_sample(
+                    denoise, x, self.schedule, steps=steps, order=order,
+                    timestep_spacing=spacing, **common,
                 )
 
             self._sampling_functions[key] = run
@@ -300,33 +356,58 @@ class DDPM(keras.Model):
     def generate(
         self,
         num_images,
+        sampler="ddpm",
+        steps=None,
+        eta=0.0,
+        timestep_spacing=None,
         seed=None,
         initial_noise=None,
-        batch_size=None,
         clip=True,
         use_ema=True,
+        order=None,
+        batch_size=None,
         verbose="auto",
         jit_compile="auto",
     ):
-        """Samples images by running the reverse process from pure noise.
+        """Samples images by running a reverse-process sampler from pure noise.
 
-        Ancestral sampling (Ho et al. 2020, Algorithm 2) over all T steps with
-        the variance chosen at construction. The reverse loop is one compiled
-        `tf.while_loop`, traced once and cached.
+        The reverse loop is one compiled `tf.while_loop` per sampler (and
+        spacing, order, weights, clip), traced once and cached: the number of
+        steps and η are tensor inputs, so changing them does not retrace.
+        The samplers are the functions of `keras_ddpm.samplers`, driven by the
+        network's prediction type.
 
         Args:
             num_images: how many images to generate.
+            sampler: `"ddpm"` (ancestral, Ho et al. 2020; respaced when
+                `steps < T`, Nichol & Dhariwal 2021), `"ddim"` (Song et al.
+                2021) or `"dpm_solver"` (DPM-Solver++ multistep, Lu et al.
+                2022). Defaults to `"ddpm"`.
+            steps: number of network evaluations, in [1, T]. Defaults to
+                `None`: T for `"ddpm"` (the full chain), 50 for `"ddim"`, 20 for
+                `"dpm_solver"` (capped at T).
+            eta: DDIM's η in [0, 1] (0 deterministic, 1 ancestral-like);
+                another sampler refuses a non-zero η. Defaults to `0.0`.
+            timestep_spacing: `"leading"`, `"trailing"`, `"linspace"` or
+                `"logsnr"` (see `samplers.timestep_sequence`). Defaults to
+                `None`: `"trailing"` for `"ddpm"` and `"ddim"`, `"logsnr"` for
+                `"dpm_solver"` (the lowest errors in
+                benchmarks/benchmark_samplers.py).
             seed: integer seed; the same seed (and `batch_size`) gives the same
                 images. Defaults to `None` (a fresh random seed).
             initial_noise: optional x_T, shape `(num_images, H, W, C)`, used
                 instead of drawing it from the seed.
-            batch_size: images denoised at once. Defaults to `num_images`.
             clip: clip x̂_0 at every step and the output to [−1, 1]; `False`
                 leaves every value alone. Defaults to `True`.
             use_ema: sample with the EMA weights when the model keeps them.
                 Defaults to `True`.
+            order: DPM-Solver++ order, 1, 2 or 3; only for
+                `sampler="dpm_solver"`. Defaults to `None` (2, the 2M solver).
+            batch_size: images denoised at once. Defaults to `num_images`.
             verbose: `0` silent, `1` a progress bar, `"auto"` a bar for runs of
-                more than 100 steps. Defaults to `"auto"`.
+                more than 100 steps. DPM-Solver runs each batch in one piece
+                (its multistep history stays inside the loop), so its bar
+                advances once per batch. Defaults to `"auto"`.
             jit_compile: compile the reverse loop with XLA. `"auto"` does so
                 when every layer of the network supports it (on a 2-core CPU
                 this made a sampling step 2.3x faster). Defaults to `"auto"`.
@@ -334,9 +415,35 @@ class DDPM(keras.Model):
         Returns:
             float32 NumPy array `(num_images, H, W, C)`, in [−1, 1] with
             `clip=True`.
+
+        Example:
+
+        >>> images = model.generate(16, sampler="dpm_solver", steps=20, seed=0)
+        >>> images = model.generate(16, sampler="ddim", steps=50, eta=0.5)
         """
         num_images = _check_count("num_images", num_images)
         batch_size = num_images if batch_size is None else _check_count("batch_size", batch_size)
+        samplers.check_sampler(sampler)
+        spacing = timestep_spacing or samplers.DEFAULT_SPACINGS[sampler]
+        samplers.check_spacing(spacing)
+        if steps is None:
+            default_steps = {"ddpm": self.schedule.timesteps, "ddim": 50, "dpm_solver": 20}
+            steps = min(default_steps[sampler], self.schedule.timesteps)
+        samplers.check_steps(steps, self.schedule.timesteps)
+        steps = int(steps)
+        samplers.check_eta(eta)
+        if sampler != "ddim" and eta != 0:
+            raise ValueError(
+                f"`eta` only applies to sampler='ddim'. Received: eta={eta} with "
+                f"sampler={sampler!r}."
+            )
+        if order is not None and sampler != "dpm_solver":
+            raise ValueError(
+                f"`order` only applies to sampler='dpm_solver'. Received: order={order!r} "
+                f"with sampler={sampler!r}."
+            )
+        order = 2 if order is None else order
+        samplers.check_order(order)
         image_shape = self.image_shape
         if initial_noise is not None:
             initial_noise = np.asarray(initial_noise, dtype=np.float32)
@@ -359,13 +466,16 @@ class DDPM(keras.Model):
         if jit_compile == "auto":
             network = self.ema_network if network_ema else self.network
             jit_compile = all(layer.supports_jit for layer in network._flatten_layers())
-        run = self._sampling_function(network_ema, bool(clip), bool(jit_compile))
-        steps = self.schedule.timesteps
+        run = self._sampling_function(
+            network_ema, bool(clip), bool(jit_compile), sampler, spacing, order
+        )
         chunks = math.ceil(num_images / batch_size)
         show = verbose == 1 or (verbose == "auto" and steps > 100)
-        segments = _PROGRESS_SEGMENTS if show else 1
+        segments = _PROGRESS_SEGMENTS if show and sampler != "dpm_solver" else 1
         bounds = np.linspace(0, steps, min(segments, steps) + 1).round().astype(int)
         progress = keras.utils.Progbar(chunks * steps) if show else None
+        steps_tensor = tf.constant(steps, tf.int32)
+        eta_tensor = tf.constant(eta, tf.float32)
 
         outputs = []
         for chunk in range(chunks):
@@ -379,7 +489,10 @@ class DDPM(keras.Model):
                 x = tf.constant(initial_noise[begin:end])
             loop_seed = tf.cast(loop_seed, tf.int32)
             for start, stop in zip(bounds[:-1], bounds[1:]):
-                x = run(x, loop_seed, tf.constant(start, tf.int32), tf.constant(stop, tf.int32))
+                x = run(
+                    x, loop_seed, tf.constant(start, tf.int32), tf.constant(stop, tf.int32),
+                    steps_tensor, eta_tensor,
+                )
                 if progress is not None:
                     progress.add(int(stop - start))
             outputs.append(x.numpy())
@@ -400,6 +513,8 @@ class DDPM(keras.Model):
                 "seed": self.seed,
                 "prediction_type": self.prediction_type,
                 "ema_warmup": self.ema_warmup,
+                "loss_weighting": self.loss_weighting,
+                "min_snr_gamma": self.min_snr_gamma,
             }
         )
         return config

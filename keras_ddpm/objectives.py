@@ -10,13 +10,29 @@ schedule) the network may be trained to predict
 Every conversion below is exact algebra on that identity, so a sampler can
 work with any of the three.
 
+The per-example loss weight (`loss_weight`) is `"simple"` (1, Ho et al. eq. 14)
+or `"min_snr"`: Min-SNR-γ (Hang et al. 2023), which caps the weight of the
+low-noise timesteps. With SNR = α_t²/σ_t² the three regressions are the same
+x_0 error scaled differently,
+
+    ‖ε̂ − ε‖² = SNR · ‖x̂_0 − x_0‖²,   ‖v̂ − v‖² = (SNR + 1) · ‖x̂_0 − x_0‖²,
+
+so the x_0-space weight min(SNR, γ) becomes min(SNR, γ)/SNR for an ε-loss,
+min(SNR, γ) for an x_0-loss and min(SNR, γ)/(SNR + 1) for a v-loss (using the
+ε weight for v is a known pitfall: it over-weights the noisy timesteps).
+
 References:
     - Ho, Jain & Abbeel, "Denoising Diffusion Probabilistic Models", 2020.
     - Salimans & Ho, "Progressive Distillation for Fast Sampling of Diffusion
       Models", ICLR 2022.
+    - Hang et al., "Efficient Diffusion Training via Min-SNR Weighting
+      Strategy", ICCV 2023.
 """
 
+from keras import ops
+
 PREDICTION_TYPES = ("epsilon", "v", "x0")
+LOSS_WEIGHTINGS = ("simple", "min_snr")
 
 
 def check_prediction_type(prediction_type):
@@ -56,3 +72,55 @@ def to_epsilon(prediction, x_t, signal_rate, noise_rate, prediction_type):
     if prediction_type == "x0":
         return (x_t - signal_rate * prediction) / noise_rate
     return noise_rate * x_t + signal_rate * prediction
+
+
+def check_loss_weighting(loss_weighting, min_snr_gamma=5.0):
+    """Raises a `ValueError` for an unknown weighting or a non-positive γ."""
+    if loss_weighting not in LOSS_WEIGHTINGS:
+        raise ValueError(
+            f"Unknown loss_weighting={loss_weighting!r}. "
+            f"Expected one of {list(LOSS_WEIGHTINGS)}."
+        )
+    if (
+        isinstance(min_snr_gamma, bool)
+        or not isinstance(min_snr_gamma, (int, float))
+        or not min_snr_gamma > 0
+    ):
+        raise ValueError(
+            "`min_snr_gamma` must be a positive number. "
+            f"Received: min_snr_gamma={min_snr_gamma!r}."
+        )
+
+
+def loss_weight(snr, prediction_type, loss_weighting="simple", min_snr_gamma=5.0):
+    """The per-example weight of the squared prediction error.
+
+    Args:
+        snr: signal-to-noise ratio ᾱ_t/(1 − ᾱ_t) of each example's timestep, a
+            float tensor (for example `schedule.snr(t, ndim)`).
+        prediction_type: `"epsilon"`, `"v"` or `"x0"`.
+        loss_weighting: `"simple"` (weight 1) or `"min_snr"` (Min-SNR-γ).
+            Defaults to `"simple"`.
+        min_snr_gamma: γ of Min-SNR-γ. Defaults to `5.0` (Hang et al. 2023).
+
+    Returns:
+        A float tensor shaped like `snr`: 1 for `"simple"`; for `"min_snr"`
+        min(SNR, γ)/SNR (ε), min(SNR, γ) (x_0) or min(SNR, γ)/(SNR + 1) (v).
+
+    Example:
+
+    >>> weights = loss_weight(schedule.snr(t), "v", "min_snr", 5.0)
+    """
+    check_prediction_type(prediction_type)
+    check_loss_weighting(loss_weighting, min_snr_gamma)
+    snr = ops.convert_to_tensor(snr)
+    if loss_weighting == "simple":
+        return ops.ones_like(snr)
+    gamma = ops.cast(min_snr_gamma, snr.dtype)
+    clipped = ops.minimum(snr, gamma)
+    if prediction_type == "epsilon":
+        # min(SNR, γ)/SNR written as γ/max(SNR, γ): no 0/0 when SNR = 0.
+        return gamma / ops.maximum(snr, gamma)
+    if prediction_type == "x0":
+        return clipped
+    return clipped / (snr + 1.0)

@@ -72,6 +72,20 @@ _BETA_FUNCTIONS = {
 }
 
 
+def _rescale_zero_terminal_snr(alphas_cumprod):
+    """Shifts and scales √ᾱ so that √ᾱ_T = 0 and √ᾱ_1 is unchanged.
+
+    Lin et al. 2023, algorithm 1: √ᾱ_t ← (√ᾱ_t − √ᾱ_T) · √ᾱ_1 / (√ᾱ_1 − √ᾱ_T).
+    Returns the new ᾱ, with the first entry exactly the old one and the last 0.
+    """
+    roots = np.sqrt(alphas_cumprod)
+    first, last = roots[0], roots[-1]
+    rescaled = (roots - last) * first / (first - last)
+    rescaled = rescaled**2
+    rescaled[0], rescaled[-1] = alphas_cumprod[0], 0.0
+    return rescaled
+
+
 def _check_arguments(kind, timesteps, beta_start, beta_end):
     if kind not in _BETA_FUNCTIONS:
         raise ValueError(
@@ -112,6 +126,15 @@ class NoiseSchedule:
         beta_start: β_1, for the `linear`, `scaled_linear` and `sigmoid`
             kinds. Defaults to `1e-4`.
         beta_end: β_T, for the same kinds. Defaults to `0.02`.
+        rescale_zero_terminal_snr: rescale √ᾱ so that the last timestep has
+            ᾱ_T = 0 (zero signal-to-noise ratio) while ᾱ_1 stays the same
+            (Lin et al. 2023, algorithm 1); the betas are then
+            β_t = 1 − ᾱ_t/ᾱ_{t−1}, so β_T = 1. Training then sees pure noise
+            at t = T, as sampling does. At t = T no ε-prediction can give
+            x̂_0 (x_T holds no signal: x̂_0 = (x_T − ε̂)/0), so the samplers and
+            `DDPM` refuse `prediction_type="epsilon"` with such a schedule;
+            use `"v"` (as Lin et al. do) or `"x0"`. Needs `timesteps >= 2`.
+            Defaults to `False`.
 
     Attributes (float64 NumPy arrays of length `timesteps`, index `i` holding
     timestep `i + 1`): `betas`, `alphas`, `alphas_cumprod`,
@@ -135,19 +158,47 @@ class NoiseSchedule:
           Models", ICML 2021 (eq. 17).
         - Xu et al., "GeoDiff: a Geometric Diffusion Model for Molecular
           Conformation Generation", ICLR 2022 (sigmoid schedule).
+        - Lin, Liu, Li & Yang, "Common Diffusion Noise Schedules and Sample
+          Steps are Flawed", WACV 2024 (algorithm 1, zero terminal SNR).
     """
 
-    def __init__(self, kind="linear", timesteps=1000, beta_start=1e-4, beta_end=0.02):
+    def __init__(
+        self,
+        kind="linear",
+        timesteps=1000,
+        beta_start=1e-4,
+        beta_end=0.02,
+        rescale_zero_terminal_snr=False,
+    ):
         _check_arguments(kind, timesteps, beta_start, beta_end)
+        if not isinstance(rescale_zero_terminal_snr, (bool, np.bool_)):
+            raise TypeError(
+                "`rescale_zero_terminal_snr` must be True or False. Received: "
+                f"rescale_zero_terminal_snr={rescale_zero_terminal_snr!r}."
+            )
+        if rescale_zero_terminal_snr and timesteps < 2:
+            raise ValueError(
+                "`rescale_zero_terminal_snr=True` needs timesteps >= 2 (the first "
+                f"ᾱ is kept and the last set to 0). Received: timesteps={timesteps}."
+            )
         self.kind = kind
         self.timesteps = int(timesteps)
         self.beta_start = float(beta_start)
         self.beta_end = float(beta_end)
+        self.rescale_zero_terminal_snr = bool(rescale_zero_terminal_snr)
 
         betas = _BETA_FUNCTIONS[kind](self.timesteps, self.beta_start, self.beta_end)
-        self.betas = np.asarray(betas, dtype=np.float64)
+        betas = np.asarray(betas, dtype=np.float64)
+        if self.rescale_zero_terminal_snr:
+            alphas_cumprod = _rescale_zero_terminal_snr(np.cumprod(1.0 - betas))
+            betas = 1.0 - alphas_cumprod / np.append(1.0, alphas_cumprod[:-1])
+        self.betas = betas
         self.alphas = 1.0 - self.betas
-        self.alphas_cumprod = np.cumprod(self.alphas)
+        if self.rescale_zero_terminal_snr:
+            # Kept as computed (not re-multiplied) so that ᾱ_T is exactly 0.
+            self.alphas_cumprod = alphas_cumprod
+        else:
+            self.alphas_cumprod = np.cumprod(self.alphas)
         self.alphas_cumprod_prev = np.append(1.0, self.alphas_cumprod[:-1])
 
         # Posterior q(x_{t-1} | x_t, x_0) = N(coef1·x_0 + coef2·x_t, β̃_t)  (eqs. 6–7).
@@ -223,6 +274,11 @@ class NoiseSchedule:
         """log β̃_t with β̃_1 (which is 0) replaced by β̃_2."""
         return self.lookup(self.posterior_log_variance_clipped, t, ndim)
 
+    @property
+    def zero_terminal_snr(self):
+        """True when ᾱ_T = 0: the last timestep holds no signal at all."""
+        return bool(self.alphas_cumprod[-1] == 0.0)
+
     def snr(self, t, ndim=4):
         """Signal-to-noise ratio ᾱ_t / (1 − ᾱ_t) (Kingma et al. 2021)."""
         return self.lookup(self.alphas_cumprod / (1.0 - self.alphas_cumprod), t, ndim)
@@ -236,6 +292,7 @@ class NoiseSchedule:
             "timesteps": self.timesteps,
             "beta_start": self.beta_start,
             "beta_end": self.beta_end,
+            "rescale_zero_terminal_snr": self.rescale_zero_terminal_snr,
         }
 
     @classmethod

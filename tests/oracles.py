@@ -11,9 +11,6 @@ A network that returns them is what a perfectly trained model would be.
 """
 
 import keras
-from keras import ops
-
-from keras_ddpm import objectives
 
 
 class GaussianOracleLayer(keras.layers.Layer):
@@ -31,7 +28,8 @@ class GaussianOracleLayer(keras.layers.Layer):
         a, sigma = self.schedule.signal_and_noise_rates(t, len(x_t.shape))
         variance = a * a * self.std**2 + sigma * sigma
         epsilon = sigma * (x_t - a * self.mean) / variance
-        x0 = objectives.to_x0(epsilon, x_t, a, sigma, "epsilon")
+        # x̂_0 directly, not from ε̂: it stays finite where a = 0 (zero terminal SNR).
+        x0 = self.mean + a * self.std**2 * (x_t - a * self.mean) / variance
         if self.prediction_type == "epsilon":
             return epsilon
         if self.prediction_type == "x0":
@@ -76,4 +74,71 @@ def ancestral_output_moments(schedule, mean, std, log_variances, t_offset=0):
         c1, c2 = schedule.posterior_mean_coef1[t], schedule.posterior_mean_coef2[t]
         m = (c1 * slope_x0 + c2) * m + c1 * offset_x0
         v = (c1 * slope_x0 + c2) ** 2 * v + (np.exp(log_variances[t]) if t > 0 else 0.0)
+    return m, float(np.sqrt(v))
+
+
+def exact_ode_solution(schedule, mean, std, z, t):
+    """x_t on the probability-flow ODE path through z: √ᾱ_t μ + √(ᾱ_t s² + 1 − ᾱ_t) z.
+
+    For N(μ, s²) data the marginal at t is N(√ᾱ_t μ, ᾱ_t s² + 1 − ᾱ_t) and the
+    ODE keeps z = (x_t − √ᾱ_t μ)/√(ᾱ_t s² + 1 − ᾱ_t) constant, so the exact
+    x_0 of the path is μ + s z. `t = −1` is the clean data.
+    """
+    import numpy as np
+
+    alpha_bar = 1.0 if t < 0 else schedule.alphas_cumprod[t]
+    return np.sqrt(alpha_bar) * mean + np.sqrt(alpha_bar * std**2 + 1.0 - alpha_bar) * z
+
+
+def exact_x0_estimate(schedule, mean, std, x_t, t):
+    """E[x_0 | x_t] for N(μ, s²) data, the optimal x̂_0 (float64)."""
+    import numpy as np
+
+    alpha_bar = schedule.alphas_cumprod[t]
+    a = np.sqrt(alpha_bar)
+    return mean + a * std**2 * (x_t - a * mean) / (alpha_bar * std**2 + 1.0 - alpha_bar)
+
+
+def respaced_output_moments(schedule, mean, std, sequence, eta=None, variance="fixed_small", variances=None):
+    """Exact output mean and std of a respaced ancestral or DDIM run with the oracle.
+
+    Every step τ_k → τ_{k+1} (τ_S = −1, ᾱ = 1) is affine in x plus Gaussian
+    noise once x̂_0 is the oracle's (affine) E[x_0 | x]:
+
+    - ancestral (`eta=None`): x' = c1·x̂_0 + c2·x + σ z with the respaced
+      β = 1 − ᾱ_τ/ᾱ_prev, c1 = β√ᾱ_prev/(1 − ᾱ_τ), c2 = (1 − ᾱ_prev)√(1 − β)/(1 − ᾱ_τ)
+      and σ² = β(1 − ᾱ_prev)/(1 − ᾱ_τ) (`"fixed_small"`) or β (`"fixed_large"`);
+    - DDIM: x' = √ᾱ_prev·x̂_0 + √(1 − ᾱ_prev − σ²)·ε̂ + σ z with ε̂ = (x − √ᾱ_τ x̂_0)/√(1 − ᾱ_τ)
+      and σ = η √((1 − ᾱ_prev)/(1 − ᾱ_τ)) √(1 − ᾱ_τ/ᾱ_prev).
+
+    `variances`, if given, replaces the per-step σ² (to price a wrong sampler).
+    The moments follow from x_T ~ N(0, 1) by m ← A m + B, v ← A² v + σ².
+    """
+    import numpy as np
+
+    ac = schedule.alphas_cumprod
+    sequence = list(sequence) + [-1]
+    m, v = 0.0, 1.0
+    for k in range(len(sequence) - 1):
+        t, prev = sequence[k], sequence[k + 1]
+        ab, ab_prev = ac[t], (1.0 if prev < 0 else ac[prev])
+        a = np.sqrt(ab)
+        slope = a * std**2 / (ab * std**2 + 1.0 - ab)  # x̂_0 = slope·x + offset
+        offset = mean - slope * a * mean
+        if eta is None:
+            beta = 1.0 - ab / ab_prev
+            c1 = beta * np.sqrt(ab_prev) / (1.0 - ab)
+            c2 = (1.0 - ab_prev) * np.sqrt(1.0 - beta) / (1.0 - ab)
+            var = beta * (1.0 - ab_prev) / (1.0 - ab) if variance == "fixed_small" else beta
+            var = var if prev >= 0 else 0.0
+            big_a, big_b = c1 * slope + c2, c1 * offset
+        else:
+            var = eta**2 * (1.0 - ab_prev) / (1.0 - ab) * (1.0 - ab / ab_prev)
+            direction = np.sqrt(max(1.0 - ab_prev - var, 0.0)) / np.sqrt(1.0 - ab)
+            big_a = np.sqrt(ab_prev) * slope + direction * (1.0 - a * slope)
+            big_b = np.sqrt(ab_prev) * offset - direction * a * offset
+        if variances is not None:
+            var = variances[k]
+        m = big_a * m + big_b
+        v = big_a**2 * v + var
     return m, float(np.sqrt(v))

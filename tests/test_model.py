@@ -93,6 +93,66 @@ def test_generate_with_fixed_large_variance_matches_its_exact_moments():
     assert abs(images.mean() - exact_mean) < 4 * exact_std / math.sqrt(images.size)
 
 
+@pytest.mark.parametrize("sampler", ["ddim", "dpm_solver"])
+def test_step_count_and_eta_do_not_retrace(sampler):
+    mean, std = 0.2, 0.5
+    schedule = NoiseSchedule("linear", timesteps=1000)
+    model = DDPM(gaussian_oracle(schedule, (4, 4, 1), mean, std), schedule=schedule, ema_decay=None)
+    kwargs = {"eta": 0.5} if sampler == "ddim" else {"order": 3}
+    few = model.generate(8, sampler=sampler, steps=10, seed=0, verbose=0, **kwargs)
+    many = model.generate(8, sampler=sampler, steps=20, seed=0, verbose=0, **kwargs)
+    if sampler == "ddim":
+        model.generate(8, sampler=sampler, steps=15, eta=0.0, seed=0, verbose=0)
+    assert not np.allclose(few, many)
+    assert len(model._sampling_functions) == 1
+    (run,) = model._sampling_functions.values()
+    assert run.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize(
+    "sampler, prediction_type, jit_compile",
+    [("ddim", "epsilon", True), ("dpm_solver", "v", True), ("dpm_solver", "x0", False), ("ddpm", "v", True)],
+)
+def test_fast_samplers_in_generate_reach_the_exact_ode_solution(sampler, prediction_type, jit_compile):
+    mean, std = 0.2, 0.5
+    schedule = NoiseSchedule("linear", timesteps=1000)
+    oracle = gaussian_oracle(schedule, (4, 4, 1), mean, std, prediction_type)
+    model = DDPM(oracle, schedule=schedule, ema_decay=None, prediction_type=prediction_type)
+    # x_T at the first (trailing/logsnr: last) index is on the ODE path of z.
+    z = np.random.default_rng(0).standard_normal((64, 4, 4, 1))
+    ab = schedule.alphas_cumprod[-1]
+    x_t = (np.sqrt(ab) * mean + np.sqrt(ab * std**2 + 1 - ab) * z).astype("float32")
+    images = model.generate(
+        64, sampler=sampler, steps=50, initial_noise=x_t, clip=False, verbose=0,
+        jit_compile=jit_compile,
+    )
+    if sampler == "ddpm":  # stochastic: only the distribution is right
+        from oracles import respaced_output_moments
+
+        sequence = samplers.timestep_sequence(schedule, 50, "trailing").numpy()[:50]
+        exact_mean, exact_std = respaced_output_moments(schedule, mean, std, sequence)
+        images = model.generate(512, sampler=sampler, steps=50, seed=0, clip=False, verbose=0)
+        assert abs(images.mean() - exact_mean) < 4 * exact_std / math.sqrt(images.size)
+        assert abs(images.std() - exact_std) < 4 * exact_std / math.sqrt(2 * images.size)
+    else:
+        # Max errors measured at 50 steps: DDIM ≈ 0.1 (first order), DPM-Solver++ ≈ 4e-3.
+        atol = 0.15 if sampler == "ddim" else 8e-3
+        np.testing.assert_allclose(images, mean + std * z, atol=atol)
+
+
+def test_generate_with_ddim_eta_matches_its_exact_moments():
+    from oracles import respaced_output_moments
+
+    mean, std = 0.3, 0.05
+    schedule = NoiseSchedule("cosine", timesteps=1000)
+    model = DDPM(gaussian_oracle(schedule, (8, 8, 1), mean, std), schedule=schedule, ema_decay=None)
+    images = model.generate(1024, sampler="ddim", steps=30, eta=1.0, seed=2, clip=False, verbose=0)
+    sequence = samplers.timestep_sequence(schedule, 30, "trailing").numpy()[:30]
+    exact_mean, exact_std = respaced_output_moments(schedule, mean, std, sequence, eta=1.0)
+    assert abs(images.std() - exact_std) < 4 * exact_std / math.sqrt(2 * images.size)
+    assert abs(images.mean() - exact_mean) < 4 * exact_std / math.sqrt(images.size)
+
+
 # ----------------------------------------------------------------------------
 # Training mechanics
 # ----------------------------------------------------------------------------
@@ -118,6 +178,44 @@ def test_diffusion_loss_formula():
     x_t = model.schedule.add_noise(images, noise, t)
     expected = np.mean((model.network([x_t, t]).numpy() - noise.numpy()) ** 2)
     assert loss == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v", "x0"])
+def test_min_snr_loss_formula(prediction_type):
+    """diffusion_loss with min_snr is the per-example weighted MSE of the target."""
+    model = tiny_model(ema_decay=None, prediction_type=prediction_type, loss_weighting="min_snr", min_snr_gamma=3.0)
+    images = tf.constant(random_images(8))
+    state = model.seed_generator.state.numpy()
+    loss = float(model.diffusion_loss(images, training=False))
+    model.seed_generator.state.assign(state)
+    t = keras.random.randint((8,), 0, 1000, dtype="int32", seed=model.seed_generator)
+    noise = keras.random.normal(images.shape, seed=model.seed_generator).numpy()
+    x_t = model.schedule.add_noise(images, noise, t)
+    ac = model.schedule.alphas_cumprod[t.numpy()]
+    a, sigma = np.sqrt(ac).reshape(8, 1, 1, 1), np.sqrt(1 - ac).reshape(8, 1, 1, 1)
+    x0 = images.numpy()
+    target = {"epsilon": noise, "x0": x0, "v": a * noise - sigma * x0}[prediction_type]
+    snr = ac / (1 - ac)
+    weight = {
+        "epsilon": np.minimum(snr, 3.0) / snr,
+        "x0": np.minimum(snr, 3.0),
+        "v": np.minimum(snr, 3.0) / (snr + 1),
+    }[prediction_type]
+    per_example = np.mean((model.network([x_t, t]).numpy() - target) ** 2, axis=(1, 2, 3))
+    assert loss == pytest.approx(np.mean(weight * per_example), rel=1e-4)
+
+
+def test_zero_terminal_snr_needs_v_or_x0():
+    schedule = NoiseSchedule("linear", timesteps=1000, rescale_zero_terminal_snr=True)
+    with pytest.raises(ValueError, match=r"epsilon.*zero-terminal-SNR.*'v' or 'x0'"):
+        DDPM(conv_denoiser(), schedule=schedule)
+    model = DDPM(conv_denoiser(), schedule=schedule, prediction_type="v", seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = model.fit(random_images(16), batch_size=8, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    for sampler in ("ddpm", "ddim", "dpm_solver"):
+        images = model.generate(2, sampler=sampler, steps=5, seed=0, verbose=0)
+        assert np.isfinite(images).all()
 
 
 def test_ema_update_follows_its_formula():
@@ -168,6 +266,24 @@ def test_mixed_float16_fit_keeps_a_finite_float32_loss():
     assert np.isfinite(history.history["loss"]).all()
     assert model.network.output.dtype == "float32"
     assert model.generate(2, seed=0, verbose=0).dtype == np.float32
+
+
+@pytest.mark.parametrize("prediction_type", ["v", "x0"])
+def test_fit_on_digits_loss_falls_for_v_and_x0(prediction_type):
+    keras.utils.set_random_seed(0)
+    network = keras_ddpm.UNet(
+        image_shape=(8, 8, 1), base_channels=16, channel_multipliers=(1, 2),
+        num_res_blocks=1, attention_resolutions=(4,), dropout=0.0, norm_groups=4,
+    )
+    model = DDPM(
+        network, schedule=NoiseSchedule("linear", timesteps=1000), ema_decay=0.99, seed=0,
+        prediction_type=prediction_type, loss_weighting="min_snr",
+    )
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    data = keras_ddpm.data.load_digits(batch_size=64, seed=0)
+    losses = model.fit(data, epochs=3, verbose=0).history["loss"]
+    assert all(np.isfinite(losses))
+    assert losses[-1] < 0.75 * losses[0]
 
 
 def test_fit_on_digits_loss_falls():
@@ -246,6 +362,8 @@ def test_bad_dtype_and_dict_key():
         ({"prediction_type": "score"}, ValueError, r"prediction_type='score'"),
         ({"schedule": "linear"}, TypeError, r"NoiseSchedule.*'linear'"),
         ({"seed": 1.5}, TypeError, r"seed=1.5"),
+        ({"loss_weighting": "snr"}, ValueError, r"loss_weighting='snr'.*'simple', 'min_snr'"),
+        ({"min_snr_gamma": 0}, ValueError, r"min_snr_gamma=0"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, error, message):
@@ -263,17 +381,36 @@ def test_bad_generate_arguments():
         model.generate(2, initial_noise=np.zeros((2, 4, 4)))
     with pytest.raises(TypeError, match="seed='a'"):
         model.generate(2, seed="a")
+    bad = [
+        ({"sampler": "plms"}, r"sampler='plms'.*'ddpm', 'ddim', 'dpm_solver'"),
+        ({"sampler": "ddim", "timestep_spacing": "karras"}, r"timestep_spacing='karras'.*'logsnr'"),
+        ({"sampler": "ddim", "steps": 0}, r"\[1, 1000\].*steps=0"),
+        ({"sampler": "ddim", "steps": 1001}, r"\[1, 1000\].*steps=1001"),
+        ({"sampler": "ddim", "eta": 2.0}, r"\[0, 1\].*eta=2.0"),
+        ({"sampler": "dpm_solver", "eta": 0.3}, r"eta.*only applies to sampler='ddim'"),
+        ({"sampler": "dpm_solver", "order": 4}, r"\[1, 2, 3\].*order=4"),
+        ({"sampler": "ddim", "order": 2}, r"order.*only applies to sampler='dpm_solver'"),
+    ]
+    for kwargs, message in bad:
+        with pytest.raises(ValueError, match=message):
+            model.generate(2, **kwargs)
 
 
 # ----------------------------------------------------------------------------
 # Serialization
 # ----------------------------------------------------------------------------
 def test_config_round_trip_and_keras_file(tmp_path):
-    model = tiny_model(ema_decay=0.9, variance="fixed_large")
+    model = tiny_model(
+        ema_decay=0.9, variance="fixed_large", prediction_type="v",
+        loss_weighting="min_snr", min_snr_gamma=3.0,
+        schedule=NoiseSchedule("linear", timesteps=1000, rescale_zero_terminal_snr=True),
+    )
     model.fit(random_images(16), batch_size=8, epochs=1, verbose=0)
     config = model.get_config()
     clone = DDPM.from_config(config)
     assert clone.schedule == model.schedule and clone.variance == "fixed_large"
+    assert clone.schedule.rescale_zero_terminal_snr and clone.prediction_type == "v"
+    assert clone.loss_weighting == "min_snr" and clone.min_snr_gamma == 3.0
     assert clone.ema_decay == 0.9 and clone.seed == 1
     path = str(tmp_path / "model.keras")
     model.save(path)
@@ -284,6 +421,7 @@ def test_config_round_trip_and_keras_file(tmp_path):
     np.testing.assert_array_equal(
         restored.generate(4, seed=7, verbose=0), model.generate(4, seed=7, verbose=0)
     )
+    assert restored.loss_weighting == "min_snr" and restored.schedule == model.schedule
     # Optimizer state and the training-noise RNG come back too: training goes on identically.
     assert int(restored.optimizer.iterations) == int(model.optimizer.iterations) == 2
     more = random_images(16, seed=1)

@@ -156,3 +156,39 @@ def test_single_timestep_schedule():
 def test_bad_arguments_name_the_value(kwargs, error, message):
     with pytest.raises(error, match=message):
         NoiseSchedule(**kwargs)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine", "scaled_linear"])
+def test_zero_terminal_snr_rescale(kind):
+    original = NoiseSchedule(kind, timesteps=1000)
+    s = NoiseSchedule(kind, timesteps=1000, rescale_zero_terminal_snr=True)
+    # Lin et al. 2023, algorithm 1: ᾱ_T = 0 exactly, ᾱ_1 unchanged.
+    assert s.alphas_cumprod[-1] == 0.0 and s.betas[-1] == 1.0
+    assert s.alphas_cumprod[0] == original.alphas_cumprod[0]
+    assert s.zero_terminal_snr and not original.zero_terminal_snr
+    # √ᾱ is the affine map of the old one that fixes those two ends.
+    old = np.sqrt(original.alphas_cumprod)
+    expected = (old - old[-1]) * old[0] / (old[0] - old[-1])
+    np.testing.assert_allclose(np.sqrt(s.alphas_cumprod), expected, rtol=1e-12, atol=1e-15)
+    # The tables stay consistent and finite.
+    np.testing.assert_allclose(np.cumprod(s.alphas), s.alphas_cumprod, rtol=1e-9, atol=1e-300)
+    assert np.all(np.diff(s.alphas_cumprod) < 0)
+    for name in ("posterior_variance", "posterior_log_variance_clipped", "posterior_mean_coef1"):
+        assert np.isfinite(getattr(s, name)).all()
+    assert float(np.ravel(s.snr(np.array([999]), ndim=1))[0]) == 0.0
+    signal, noise = s.signal_and_noise_rates(np.array([999]))
+    assert float(np.ravel(signal)[0]) == 0.0 and float(np.ravel(noise)[0]) == 1.0
+
+
+def test_zero_terminal_snr_config_round_trip_and_arguments():
+    s = NoiseSchedule("cosine", timesteps=50, rescale_zero_terminal_snr=True)
+    assert s.get_config()["rescale_zero_terminal_snr"] is True
+    clone = NoiseSchedule.from_config(s.get_config())
+    assert clone == s and clone != NoiseSchedule("cosine", timesteps=50)
+    np.testing.assert_array_equal(clone.alphas_cumprod, s.alphas_cumprod)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(s))
+    assert restored.rescale_zero_terminal_snr
+    with pytest.raises(TypeError, match=r"rescale_zero_terminal_snr='yes'"):
+        NoiseSchedule(rescale_zero_terminal_snr="yes")
+    with pytest.raises(ValueError, match=r"timesteps >= 2.*timesteps=1"):
+        NoiseSchedule(timesteps=1, beta_start=0.5, beta_end=0.5, rescale_zero_terminal_snr=True)

@@ -1,0 +1,86 @@
+"""Prediction targets, their conversions and the loss weights."""
+
+import numpy as np
+import pytest
+
+from keras_ddpm import NoiseSchedule
+from keras_ddpm import objectives
+
+
+def _batch(n=1000, seed=3):
+    rng = np.random.default_rng(seed)
+    x0, eps = rng.standard_normal((2, n))
+    a = rng.uniform(0.01, 0.99, n)
+    sigma = np.sqrt(1 - a**2)
+    return x0, eps, a, sigma, a * x0 + sigma * eps
+
+
+@pytest.mark.parametrize("prediction_type", objectives.PREDICTION_TYPES)
+def test_targets_convert_back_exactly(prediction_type):
+    x0, eps, a, sigma, x_t = _batch()
+    target = objectives.training_target(x0, eps, a, sigma, prediction_type)
+    np.testing.assert_allclose(objectives.to_x0(target, x_t, a, sigma, prediction_type), x0, atol=1e-9)
+    np.testing.assert_allclose(objectives.to_epsilon(target, x_t, a, sigma, prediction_type), eps, atol=1e-9)
+
+
+def test_v_is_salimans_ho_definition_and_round_trips_through_every_type():
+    x0, eps, a, sigma, x_t = _batch()
+    v = objectives.training_target(x0, eps, a, sigma, "v")
+    np.testing.assert_allclose(v, a * eps - sigma * x0, atol=1e-12)
+    # x̂_0 from any type, re-expressed as any other type, gives back that type's target.
+    for source in objectives.PREDICTION_TYPES:
+        prediction = objectives.training_target(x0, eps, a, sigma, source)
+        x0_hat = objectives.to_x0(prediction, x_t, a, sigma, source)
+        eps_hat = objectives.to_epsilon(prediction, x_t, a, sigma, source)
+        for target_type in objectives.PREDICTION_TYPES:
+            np.testing.assert_allclose(
+                objectives.training_target(x0_hat, eps_hat, a, sigma, target_type),
+                objectives.training_target(x0, eps, a, sigma, target_type),
+                atol=1e-9,
+            )
+
+
+def test_min_snr_weights_match_their_formulas():
+    snr = np.array([0.0, 1e-3, 0.5, 1.0, 4.9, 5.0, 5.1, 50.0, 1e4])
+    gamma = 5.0
+    clipped = np.minimum(snr, gamma)
+    expected = {
+        # ε: min(SNR, γ)/SNR, which is 1 wherever SNR ≤ γ (also at SNR = 0).
+        "epsilon": np.where(snr > 0, clipped / np.where(snr > 0, snr, 1.0), 1.0),
+        "x0": clipped,
+        "v": clipped / (snr + 1.0),
+    }
+    for prediction_type, weights in expected.items():
+        got = np.asarray(objectives.loss_weight(snr, prediction_type, "min_snr", gamma))
+        np.testing.assert_allclose(got, weights, rtol=1e-12)
+        simple = np.asarray(objectives.loss_weight(snr, prediction_type, "simple"))
+        np.testing.assert_array_equal(simple, np.ones_like(snr))
+    # The three weights put the same weight on the x0 error: ε-error = SNR·x0-error,
+    # v-error = (SNR + 1)·x0-error.
+    eps_w = np.asarray(objectives.loss_weight(snr[1:], "epsilon", "min_snr", gamma))
+    v_w = np.asarray(objectives.loss_weight(snr[1:], "v", "min_snr", gamma))
+    np.testing.assert_allclose(eps_w * snr[1:], clipped[1:], rtol=1e-12)
+    np.testing.assert_allclose(v_w * (snr[1:] + 1), clipped[1:], rtol=1e-12)
+
+
+def test_min_snr_on_a_schedule_is_finite_with_zero_terminal_snr():
+    schedule = NoiseSchedule("linear", timesteps=100, rescale_zero_terminal_snr=True)
+    snr = schedule.snr(np.arange(100), ndim=1)
+    for prediction_type in objectives.PREDICTION_TYPES:
+        weights = np.asarray(objectives.loss_weight(snr, prediction_type, "min_snr"))
+        assert np.isfinite(weights).all() and weights.shape == (100,)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"loss_weighting": "p2"}, r"loss_weighting='p2'.*'simple', 'min_snr'"),
+        ({"loss_weighting": "min_snr", "min_snr_gamma": 0.0}, r"min_snr_gamma=0.0"),
+        ({"loss_weighting": "min_snr", "min_snr_gamma": -1}, r"min_snr_gamma=-1"),
+    ],
+)
+def test_bad_weighting_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        objectives.loss_weight(np.ones(3), "v", **kwargs)
+    with pytest.raises(ValueError, match=r"prediction_type='score'"):
+        objectives.loss_weight(np.ones(3), "score")
