@@ -35,9 +35,14 @@ setup(
         "tensorflow-datasets",
         "numpy",
         "pillow",
+        # SampleGrid's image summaries and the CLI's logs use tf.summary.
+        "tensorboard",
     ],
+    entry_points={
+        "console_scripts": ["keras-ddpm = keras_ddpm.cli:main"],
+    },
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout"],
+        "test": ["pytest>=7"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -8,7 +8,9 @@ import os as _os
 # The package is built on TensorFlow (tf.GradientTape, tf.function, SavedModel).
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+from keras_ddpm import callbacks  # noqa: E402
 from keras_ddpm import data  # noqa: E402
+from keras_ddpm import metrics  # noqa: E402
 from keras_ddpm import objectives  # noqa: E402
 from keras_ddpm import samplers  # noqa: E402
 from keras_ddpm import utils  # noqa: E402

@@ -1,0 +1,182 @@
+"""Callbacks for watching a diffusion run: sample grids, and how to warm up.
+
+`SampleGrid` is the one thing a diffusion run needs that Keras lacks: the loss
+of a DDPM says little about sample quality, so the way to watch a run is to
+look at samples drawn from the same noise after every few epochs.
+
+Everything else comes from Keras:
+
+- Checkpoints that resume: `keras.callbacks.BackupAndRestore(directory)`
+  restores the network, the EMA weights, the optimizer and the training-noise
+  RNG state of a `DDPM` (all of them are variables of the model).
+- Loss curves: `keras.callbacks.TensorBoard(log_dir)`; `SampleGrid` can add
+  its grids to the same TensorBoard run (`tensorboard_dir`).
+- Learning-rate warm-up: Ho et al. (2020) warm the learning rate up linearly
+  over 5,000 steps and then keep it constant. Keras' `CosineDecay` does
+  exactly that with `alpha=1.0` (the "decay" then stays at the target):
+
+  ```python
+  learning_rate = keras.optimizers.schedules.CosineDecay(
+      initial_learning_rate=0.0,
+      decay_steps=1,
+      alpha=1.0,  # constant after the warm-up
+      warmup_target=2e-4,
+      warmup_steps=5000,
+  )
+  model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+  ```
+
+  With `alpha=0.0` and `decay_steps=N` the same class gives warm-up followed
+  by a cosine decay over N steps.
+
+References:
+    - Ho, Jain & Abbeel, "Denoising Diffusion Probabilistic Models",
+      NeurIPS 2020 (appendix B: warm-up, EMA, sample grids).
+"""
+
+import inspect
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_ddpm import utils
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}.")
+    return int(value)
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Writes a grid of samples every few epochs, always from the same noise.
+
+    After every `every_n_epochs`-th epoch the model's `generate` draws
+    `num_images` images with the same `seed` (so the frames of a run show the
+    same samples improving) using the EMA weights, and the grid is written to
+    `directory/epoch_0001.png`, `epoch_0002.png`, … The numbers are the
+    1-based epochs of Keras' progress bar, also when training resumes with
+    `fit(..., initial_epoch=k)` or `BackupAndRestore`.
+
+    When training ends, the grid of the last completed epoch is written if it
+    was not already, so that the end state of every run is on disk (for
+    example `epoch_0007.png` after 7 epochs with `every_n_epochs=5`). The path
+    of the newest grid is `last_path`.
+
+    Args:
+        directory: str or path-like, the folder for the PNG files (created
+            when missing).
+        every_n_epochs: int, write a grid after epochs N, 2N, … Defaults to
+            `1`.
+        num_images: int, images per grid. Defaults to `64`.
+        seed: int, the sampling seed, the same for every grid. Defaults to
+            `0`.
+        sampler: optional sampler name passed to `generate(sampler=...)`.
+            Defaults to `None` (`generate`'s default; not passed).
+        steps: optional number of sampling steps passed to
+            `generate(steps=...)`. Defaults to `None` (not passed).
+        tensorboard_dir: optional str, a folder where each grid is also
+            written as a TensorBoard image summary named `"samples"` at step
+            = epoch (for example the `log_dir` of `keras.callbacks.TensorBoard`
+            plus `"/samples"`). Defaults to `None`.
+        **generate_kwargs: further arguments of `generate` (for example
+            `batch_size`, `clip` or, with samplers that take it, `eta`).
+
+    Example:
+
+    ```python
+    grids = keras_ddpm.callbacks.SampleGrid("run/samples", every_n_epochs=5)
+    model.fit(dataset, epochs=50, callbacks=[grids])
+    ```
+    """
+
+    def __init__(
+        self,
+        directory,
+        every_n_epochs=1,
+        num_images=64,
+        seed=0,
+        sampler=None,
+        steps=None,
+        tensorboard_dir=None,
+        **generate_kwargs,
+    ):
+        super().__init__()
+        self.directory = os.fspath(directory)
+        self.every_n_epochs = _check_positive_int("every_n_epochs", every_n_epochs)
+        self.num_images = _check_positive_int("num_images", num_images)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"`seed` must be an int. Received: seed={seed!r}.")
+        self.seed = int(seed)
+        if steps is not None:
+            steps = _check_positive_int("steps", steps)
+        self.tensorboard_dir = None if tensorboard_dir is None else os.fspath(tensorboard_dir)
+        self.generate_kwargs = dict(generate_kwargs)
+        if sampler is not None:
+            self.generate_kwargs["sampler"] = sampler
+        if steps is not None:
+            self.generate_kwargs["steps"] = steps
+        for name in ("num_images", "seed", "verbose"):
+            if name in self.generate_kwargs:
+                raise TypeError(
+                    f"SampleGrid sets `{name}` itself; do not pass it in **generate_kwargs."
+                )
+        self.sampler = sampler
+        self.steps = steps
+        self.last_path = None
+        self._last_epoch = None
+        self._written_epoch = None
+        self._writer = None
+
+    def _check_model(self):
+        generate = getattr(self.model, "generate", None)
+        if generate is None:
+            raise TypeError(
+                "SampleGrid needs a model with a `generate` method (a keras_ddpm.DDPM). "
+                f"Received: {type(self.model).__name__}."
+            )
+        parameters = inspect.signature(generate).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        unknown = [k for k in self.generate_kwargs if k not in parameters and not takes_any]
+        if unknown:
+            raise TypeError(
+                f"{type(self.model).__name__}.generate does not accept {unknown}; "
+                f"it takes {[p for p in parameters]}."
+            )
+
+    def on_train_begin(self, logs=None):
+        self._check_model()
+        self._last_epoch = None
+        self._written_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        number = epoch + 1  # Keras counts from 0, its progress bar from 1.
+        self._last_epoch = number
+        if number % self.every_n_epochs == 0:
+            self.write_grid(number)
+
+    def on_train_end(self, logs=None):
+        if self._last_epoch is not None and self._written_epoch != self._last_epoch:
+            self.write_grid(self._last_epoch)
+        if self._writer is not None:
+            self._writer.flush()
+
+    def write_grid(self, epoch):
+        """Generates the grid for `epoch` (1-based), writes it and returns its path."""
+        images = self.model.generate(
+            self.num_images, seed=self.seed, verbose=0, **self.generate_kwargs
+        )
+        path = os.path.join(self.directory, f"epoch_{epoch:04d}.png")
+        utils.save_image_grid(images, path)
+        if self.tensorboard_dir is not None:
+            if self._writer is None:
+                self._writer = tf.summary.create_file_writer(self.tensorboard_dir)
+            grid = utils.make_image_grid(images)
+            with self._writer.as_default():
+                tf.summary.image("samples", grid[np.newaxis], step=epoch)
+            self._writer.flush()
+        self.last_path = path
+        self._written_epoch = epoch
+        return path

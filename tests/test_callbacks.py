@@ -1,0 +1,148 @@
+"""SampleGrid: files follow Keras' epochs, frames share their noise, TensorBoard gets images."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import keras_ddpm
+from keras_ddpm.callbacks import SampleGrid
+
+
+@pytest.fixture(scope="module")
+def trained_model():
+    """One tiny model for the whole file: its training step is traced once."""
+    schedule = keras_ddpm.NoiseSchedule("linear", timesteps=20, beta_start=1e-3, beta_end=0.2)
+    network = keras_ddpm.UNet(
+        (8, 8, 1),
+        base_channels=8,
+        channel_multipliers=(1,),
+        num_res_blocks=1,
+        attention_resolutions=(),
+        dropout=0.0,
+        norm_groups=4,
+    )
+    model = keras_ddpm.DDPM(network, schedule=schedule, ema_decay=0.9, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    return model
+
+
+def small_data(n=32):
+    images, _ = keras_ddpm.data.load_digits_arrays()
+    return keras_ddpm.data.from_array(images[:n], batch_size=16, shuffle=False)
+
+
+def test_grid_files_follow_keras_epochs_and_resume(trained_model, tmp_path):
+    model = trained_model
+    grids = SampleGrid(
+        tmp_path / "grids",
+        every_n_epochs=2,
+        num_images=4,
+        seed=3,
+        tensorboard_dir=tmp_path / "tb",
+        jit_compile=False,
+    )
+    model.fit(small_data(), epochs=3, callbacks=[grids], verbose=0)
+    # Epoch 2 by the schedule, epoch 3 because training ended there.
+    assert sorted(os.listdir(tmp_path / "grids")) == ["epoch_0002.png", "epoch_0003.png"]
+    assert grids.last_path == os.path.join(tmp_path / "grids", "epoch_0003.png")
+    model.fit(small_data(), epochs=6, initial_epoch=3, callbacks=[grids], verbose=0)
+    assert sorted(os.listdir(tmp_path / "grids")) == [
+        "epoch_0002.png",
+        "epoch_0003.png",
+        "epoch_0004.png",
+        "epoch_0006.png",
+    ]
+    # The last grid is not written twice when the schedule already wrote it.
+    assert grids._written_epoch == 6
+    assert tensorboard_image_steps(tmp_path / "tb") == [2, 3, 4, 6]
+
+
+def tensorboard_image_steps(folder):
+    steps = []
+    for name in sorted(os.listdir(folder)):
+        for record in tf.data.TFRecordDataset(os.path.join(folder, name)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            steps += [event.step for value in event.summary.value if value.tag == "samples"]
+    return steps
+
+
+def test_grid_uses_ema_weights_and_the_same_noise_every_time(trained_model, tmp_path):
+    model = trained_model
+    grids = SampleGrid(tmp_path, num_images=4, seed=5, jit_compile=False)
+    model.fit(small_data(), epochs=1, callbacks=[grids], verbose=0)
+    written = np.asarray(Image.open(tmp_path / "epoch_0001.png"))
+    expected = model.generate(4, seed=5, use_ema=True, verbose=0, jit_compile=False)
+    grid = keras_ddpm.utils.make_image_grid(expected)[..., 0]
+    scale = written.shape[0] // grid.shape[0]
+    np.testing.assert_array_equal(written[::scale, ::scale], grid)
+
+
+def test_generate_kwargs_pass_through_only_when_given(trained_model, tmp_path, monkeypatch):
+    calls = []
+
+    model = trained_model
+    original = model.generate
+
+    def generate(num_images, seed=None, verbose="auto", batch_size=None, steps=None):
+        calls.append({"batch_size": batch_size, "steps": steps})
+        return original(
+            num_images, seed=seed, verbose=verbose, batch_size=batch_size, jit_compile=False
+        )
+
+    monkeypatch.setattr(model, "generate", generate)
+    model.fit(
+        small_data(),
+        epochs=1,
+        verbose=0,
+        callbacks=[SampleGrid(tmp_path / "a", num_images=2, batch_size=1)],
+    )
+    model.fit(
+        small_data(),
+        epochs=1,
+        verbose=0,
+        callbacks=[SampleGrid(tmp_path / "b", num_images=2, steps=7)],
+    )
+    assert calls == [{"batch_size": 1, "steps": None}, {"batch_size": None, "steps": 7}]
+    # An argument this generate does not take is refused before training starts.
+    with pytest.raises(TypeError, match="eta"):
+        model.fit(
+            small_data(),
+            epochs=1,
+            verbose=0,
+            callbacks=[SampleGrid(tmp_path / "c", num_images=2, eta=0.5)],
+        )
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"every_n_epochs": 0}, ValueError, "every_n_epochs=0"),
+        ({"num_images": 2.5}, ValueError, "num_images=2.5"),
+        ({"seed": "a"}, TypeError, "seed='a'"),
+        ({"steps": -1}, ValueError, "steps=-1"),
+        ({"verbose": 1}, TypeError, "verbose"),
+    ],
+)
+def test_bad_arguments(tmp_path, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        SampleGrid(tmp_path, **kwargs)
+
+
+def test_refuses_a_model_without_generate(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(TypeError, match="generate"):
+        model.fit(np.zeros((4, 2)), np.zeros((4, 1)), verbose=0, callbacks=[SampleGrid(tmp_path)])
+
+
+def test_cosine_decay_gives_the_ddpm_warmup():
+    # The recipe of the module docstring: linear warm-up, then constant.
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=1, alpha=1.0, warmup_target=2e-4, warmup_steps=5000
+    )
+    values = [float(schedule(step)) for step in (0, 2500, 5000, 10_000, 100_000)]
+    np.testing.assert_allclose(values, [0.0, 1e-4, 2e-4, 2e-4, 2e-4], rtol=1e-6, atol=1e-12)
