@@ -85,3 +85,4 @@ def test_default_compile_wraps_the_optimizer_and_applies_steps():
     assert int(model.optimizer.iterations) >= 2
     assert np.isfinite(history.history["loss"][0])
     assert model.network.compute_dtype == "float16" and model.network.output.dtype == "float32"
+    assert model.generate(2, sampler="ddim", steps=5, seed=0, verbose=0).dtype == np.float32
