@@ -253,6 +253,7 @@ def test_fit_evaluate_and_generate_with_and_without_xla(jit_compile):
     assert images.shape == (3,) + SHAPE and np.isfinite(images).all()
 
 
+@pytest.mark.parametrize("prediction_type", ["v", "x0"])
 def test_fit_on_digits_loss_falls_for_v_and_x0(prediction_type):
     keras.utils.set_random_seed(0)
     network = keras_ddpm.UNet(
