@@ -318,6 +318,24 @@ def _loop(body, x, steps, start, stop):
     return x
 
 
+def _stochastic_loop(step, denoise_fn, x, sequence, seed, steps, start, stop):
+    """Steps k in [start, stop): x ← step(x, t_k, t_{k+1}, denoise_fn(x, t_k), z_k).
+
+    z_k is standard normal noise from `stateless_fold_in(seed, k)`.
+    """
+    seed = tf.cast(seed, tf.int32)
+    batch = tf.shape(x)[0]
+
+    def body(k, x):
+        t, prev_t = tf.fill([batch], sequence[k]), tf.fill([batch], sequence[k + 1])
+        noise = tf.random.stateless_normal(
+            tf.shape(x), seed=tf.random.experimental.stateless_fold_in(seed, k)
+        )
+        return step(x, t, prev_t, denoise_fn(x, t), noise)
+
+    return _loop(body, x, steps, start, stop)
+
+
 def _prepare(schedule, initial_noise, steps, timestep_spacing):
     x = tf.convert_to_tensor(initial_noise, tf.float32)
     steps = schedule.timesteps if steps is None else steps
@@ -385,20 +403,13 @@ def ddpm_sample(
     _check_prediction(schedule, prediction_type)
     check_variance(variance)
     x, steps, sequence = _prepare(schedule, initial_noise, steps, timestep_spacing)
-    seed = tf.cast(seed, tf.int32)
-    batch = tf.shape(x)[0]
 
-    def body(k, x):
-        t, prev_t = tf.fill([batch], sequence[k]), tf.fill([batch], sequence[k + 1])
-        prediction = denoise_fn(x, t)
-        noise = tf.random.stateless_normal(
-            tf.shape(x), seed=tf.random.experimental.stateless_fold_in(seed, k)
-        )
+    def step(x, t, prev_t, prediction, noise):
         return ddpm_step(
             schedule, x, t, prediction, noise, prediction_type, variance, clip, prev_t
         )
 
-    return _loop(body, x, steps, start, stop)
+    return _stochastic_loop(step, denoise_fn, x, sequence, seed, steps, start, stop)
 
 
 # ----------------------------------------------------------------------------
@@ -498,18 +509,11 @@ def ddim_sample(
     _check_prediction(schedule, prediction_type)
     check_eta(eta)
     x, steps, sequence = _prepare(schedule, initial_noise, steps, timestep_spacing)
-    seed = tf.cast(seed, tf.int32)
-    batch = tf.shape(x)[0]
 
-    def body(k, x):
-        t, prev_t = tf.fill([batch], sequence[k]), tf.fill([batch], sequence[k + 1])
-        prediction = denoise_fn(x, t)
-        noise = tf.random.stateless_normal(
-            tf.shape(x), seed=tf.random.experimental.stateless_fold_in(seed, k)
-        )
+    def step(x, t, prev_t, prediction, noise):
         return ddim_step(schedule, x, t, prev_t, prediction, noise, eta, prediction_type, clip)
 
-    return _loop(body, x, steps, start, stop)
+    return _stochastic_loop(step, denoise_fn, x, sequence, seed, steps, start, stop)
 
 
 # ----------------------------------------------------------------------------
