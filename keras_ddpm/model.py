@@ -227,12 +227,8 @@ class DDPM(keras.Model):
         Returns:
             The scalar float32 loss (mean over the batch and every pixel).
         """
-        batch = ops.shape(images)[0]
         # 1. t uniform over the T timestep indices, ε ~ N(0, I) (Algorithm 1).
-        t = keras.random.randint(
-            (batch,), 0, self.schedule.timesteps, dtype="int32", seed=self.seed_generator
-        )
-        noise = keras.random.normal(ops.shape(images), seed=self.seed_generator)
+        t, noise = self.draw_training_noise(images)
         # 2. Corrupt: x_t = √ᾱ_t·x_0 + √(1 − ᾱ_t)·ε (eq. 4).
         x_t = self.schedule.add_noise(images, noise, t)
         # 3. Predict and regress on the target, in float32.
@@ -252,6 +248,26 @@ class DDPM(keras.Model):
             self.min_snr_gamma,
         )
         return ops.mean(weights * squared_error)
+
+    def draw_training_noise(self, images):
+        """Draws the timestep indices t `[B]` (int32) and the noise ε for a batch.
+
+        Both come from the model's `SeedGenerator`, so they are reproducible
+        from `seed` and travel with saved models and checkpoints.
+
+        Args:
+            images: the float32 batch `[B, H, W, C]`.
+
+        Returns:
+            `(t, noise)`: t uniform over `0 … T − 1`, noise ~ N(0, I) shaped like
+            `images`.
+        """
+        batch = ops.shape(images)[0]
+        t = keras.random.randint(
+            (batch,), 0, self.schedule.timesteps, dtype="int32", seed=self.seed_generator
+        )
+        noise = keras.random.normal(ops.shape(images), seed=self.seed_generator)
+        return t, noise
 
     def train_step(self, data):
         images = images_from_batch(data, self.image_shape)
