@@ -10,11 +10,13 @@ _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from keras_ddpm import callbacks  # noqa: E402
 from keras_ddpm import data  # noqa: E402
+from keras_ddpm import export  # noqa: E402
 from keras_ddpm import metrics  # noqa: E402
 from keras_ddpm import objectives  # noqa: E402
 from keras_ddpm import samplers  # noqa: E402
 from keras_ddpm import utils  # noqa: E402
 from keras_ddpm.model import DDPM  # noqa: E402
+from keras_ddpm.saving import load_model  # noqa: E402
 from keras_ddpm.schedules import NoiseSchedule  # noqa: E402
 from keras_ddpm.unet import UNet  # noqa: E402
 from keras_ddpm.version import __version__  # noqa: E402

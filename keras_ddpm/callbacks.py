@@ -60,6 +60,10 @@ class SampleGrid(keras.callbacks.Callback):
     1-based epochs of Keras' progress bar, also when training resumes with
     `fit(..., initial_epoch=k)` or `BackupAndRestore`.
 
+    For a class-conditional model (one with `num_classes`) image i shows class
+    `i % num_classes` unless `labels` are passed in `**generate_kwargs`; with
+    8 columns and 10 classes that makes diagonal stripes of equal digits.
+
     When training ends, the grid of the last completed epoch is written if it
     was not already, so that the end state of every run is on disk (for
     example `epoch_0007.png` after 7 epochs with `every_n_epochs=5`). The path
@@ -82,7 +86,8 @@ class SampleGrid(keras.callbacks.Callback):
             = epoch (for example the `log_dir` of `keras.callbacks.TensorBoard`
             plus `"/samples"`). Defaults to `None`.
         **generate_kwargs: further arguments of `generate` (for example
-            `batch_size`, `clip` or, with samplers that take it, `eta`).
+            `batch_size`, `clip`, `guidance_scale` or, with samplers that take
+            it, `eta`).
 
     Example:
 
@@ -165,9 +170,11 @@ class SampleGrid(keras.callbacks.Callback):
 
     def write_grid(self, epoch):
         """Generates the grid for `epoch` (1-based), writes it and returns its path."""
-        images = self.model.generate(
-            self.num_images, seed=self.seed, verbose=0, **self.generate_kwargs
-        )
+        kwargs = dict(self.generate_kwargs)
+        num_classes = getattr(self.model, "num_classes", None)
+        if num_classes and "labels" not in kwargs:
+            kwargs["labels"] = np.arange(self.num_images) % num_classes
+        images = self.model.generate(self.num_images, seed=self.seed, verbose=0, **kwargs)
         path = os.path.join(self.directory, f"epoch_{epoch:04d}.png")
         utils.save_image_grid(images, path)
         if self.tensorboard_dir is not None:

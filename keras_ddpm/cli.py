@@ -51,6 +51,9 @@ _RUN_KEYS = (
     "timesteps",
     "ema_decay",
     "seed",
+    "conditional",
+    "num_classes",
+    "class_dropout",
 )
 # Defaults of `train` = the README quick start (examples/train_digits.py).
 DEFAULTS = {
@@ -128,6 +131,7 @@ def load_dataset(
     random_flip=False,
     shuffle=True,
     seed=None,
+    with_labels=False,
 ):
     """The dataset named by a `--dataset` value: `digits`, `tfds:NAME` or `folder:PATH`."""
     from keras_ddpm import data
@@ -137,7 +141,9 @@ def load_dataset(
             raise UserError(
                 "--random-flip does not apply to the digits (a mirrored digit is not a digit)"
             )
-        return data.load_digits(batch_size, image_size=image_size, shuffle=shuffle, seed=seed)
+        return data.load_digits(
+            batch_size, image_size=image_size, shuffle=shuffle, seed=seed, with_labels=with_labels
+        )
     if spec.startswith("tfds:") and spec[5:]:
         return data.load_tfds(
             spec[5:],
@@ -147,6 +153,7 @@ def load_dataset(
             shuffle=shuffle,
             random_flip=random_flip,
             seed=seed,
+            with_labels=with_labels,
         )
     if spec.startswith("folder:") and spec[7:]:
         if image_size is None:
@@ -159,11 +166,26 @@ def load_dataset(
             shuffle=shuffle,
             random_flip=random_flip,
             seed=seed,
+            with_labels=with_labels,
         )
     raise UserError(
         f"unknown --dataset {spec!r}; expected 'digits', 'tfds:NAME' (e.g. tfds:mnist) "
         "or 'folder:PATH'"
     )
+
+
+def dataset_num_classes(spec, dataset):
+    """The number of classes of a `--dataset` loaded with labels, or `None` if unknown."""
+    if spec == "digits":
+        return 10
+    if spec.startswith("folder:"):
+        return len(dataset.class_names)
+    try:
+        import tensorflow_datasets as tfds
+
+        return int(tfds.builder(spec[5:]).info.features["label"].num_classes)
+    except Exception:  # noqa: BLE001 - any failure means "not known"; --num-classes then.
+        return None
 
 
 def _read_config(directory):
@@ -206,15 +228,23 @@ def load_model(path):
     if config and config.get("mixed_precision"):
         keras.mixed_precision.set_global_policy(config["mixed_precision"])
     with user_errors():
-        model = keras.saving.load_model(model_path)
+        model = keras_ddpm.load_model(model_path)
     if not hasattr(model, "generate"):
         raise UserError(f"{model_path!r} holds a {type(model).__name__}, not a keras_ddpm.DDPM")
     return model, config
 
 
 def _generate_kwargs(args):
-    """`sampler` and `steps` only when given, so generate's defaults apply otherwise."""
-    return {k: getattr(args, k) for k in ("sampler", "steps") if getattr(args, k, None) is not None}
+    """`sampler`, `steps`, labels and guidance only when given (else generate's defaults)."""
+    kwargs = {k: getattr(args, k) for k in ("sampler", "steps") if getattr(args, k, None) is not None}
+    if getattr(args, "label", None) is not None:
+        labels = list(args.label)
+        if not labels:
+            raise UserError("--label needs a class, e.g. --label 7")
+        kwargs["labels"] = labels if len(labels) > 1 else labels[0]
+    if getattr(args, "guidance", None) is not None:
+        kwargs["guidance_scale"] = args.guidance
+    return kwargs
 
 
 def _check_generate_accepts(model, kwargs):
@@ -248,11 +278,23 @@ def _build_model(args, image_shape):
                 f"{tuple(image_shape)}; pass a matching --image-size or another --preset"
             )
         overrides = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
-        network = keras_ddpm.UNet.from_preset(args.preset, **overrides)
+        network = keras_ddpm.UNet.from_preset(
+            args.preset, num_classes=args.num_classes, **overrides
+        )
     else:
-        network = keras_ddpm.UNet(image_shape, **{k: getattr(args, k) for k in DEFAULTS})
+        network = keras_ddpm.UNet(
+            image_shape,
+            num_classes=args.num_classes,
+            **{k: getattr(args, k) for k in DEFAULTS},
+        )
     schedule = keras_ddpm.NoiseSchedule(args.schedule, timesteps=args.timesteps)
-    model = keras_ddpm.DDPM(network, schedule=schedule, ema_decay=args.ema_decay, seed=args.seed)
+    model = keras_ddpm.DDPM(
+        network,
+        schedule=schedule,
+        ema_decay=args.ema_decay,
+        seed=args.seed,
+        class_dropout=args.class_dropout,
+    )
     learning_rate = args.learning_rate
     if args.warmup_steps:
         # Linear warm-up, then constant (Ho et al. 2020): CosineDecay with alpha=1.
@@ -272,13 +314,46 @@ def _jit_compile(value):
     return {"auto": "auto", "true": True, "false": False}[value]
 
 
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+def _strategy(name):
+    """The `tf.distribute` strategy named by `--strategy`."""
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()  # every local GPU (or the CPU)
+    if name == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            raise UserError(
+                "--strategy multiworker reads the cluster from the TF_CONFIG environment "
+                "variable, which is not set (see the README, 'Training on many GPUs, hosts "
+                "or TPUs')"
+            )
+        with user_errors():
+            return tf.distribute.MultiWorkerMirroredStrategy()
+    if name != "default":
+        raise UserError(f"unknown --strategy {name!r}; expected one of {list(STRATEGIES)}")
+    return tf.distribute.get_strategy()
+
+
 def train(args):
     """The `train` verb: fit a DDPM with checkpoints, sample grids and logs."""
     import keras
 
     from keras_ddpm import callbacks
 
+    if args.strategy != "default" and args.jit_compile == "true":
+        raise UserError(
+            f"--jit-compile true does not work with --strategy {args.strategy} (XLA cannot "
+            "compile a step that spans several devices); use --jit-compile auto or false"
+        )
+    # The strategy first: a multi-worker one configures TensorFlow's collectives.
+    strategy = _strategy(args.strategy)
     output = args.output
+    if not strategy.extended.should_checkpoint:
+        # Workers other than the chief write to a scratch folder of their own.
+        output = os.path.join(output, f"worker_{strategy.cluster_resolver.task_id}")
     os.makedirs(output, exist_ok=True)
     if args.preset is None:
         for key, value in DEFAULTS.items():
@@ -313,14 +388,28 @@ def train(args):
             split=args.split,
             random_flip=args.random_flip,
             seed=args.seed,
+            with_labels=args.conditional,
         )
-        image_shape = tuple(dataset.element_spec.shape[1:])
-        if done and os.path.exists(model_path):
-            model = keras.saving.load_model(model_path)
-            model.compile(optimizer=model.optimizer, jit_compile=_jit_compile(args.jit_compile))
-        else:
-            done = 0
-            model = _build_model(args, image_shape)
+        image_spec = dataset.element_spec
+        if args.conditional:
+            image_spec = image_spec[0]
+            args.num_classes = args.num_classes or dataset_num_classes(args.dataset, dataset)
+            if args.num_classes is None:
+                raise UserError(
+                    f"cannot tell how many classes {args.dataset!r} has; pass --num-classes"
+                )
+        elif args.num_classes is not None:
+            raise UserError("--num-classes needs --conditional")
+        image_shape = tuple(image_spec.shape[1:])
+        with strategy.scope():  # variables mirrored on every replica
+            if done and os.path.exists(model_path):
+                model = keras_ddpm.load_model(model_path)
+                model.compile(
+                    optimizer=model.optimizer, jit_compile=_jit_compile(args.jit_compile)
+                )
+            else:
+                done = 0
+                model = _build_model(args, image_shape)
     config["epochs_completed"] = done
     _write_config(output, config)
 
@@ -331,6 +420,7 @@ def train(args):
         seed=args.seed,
         tensorboard_dir=os.path.join(output, "logs", "samples"),
         jit_compile=_jit_compile(args.jit_compile),
+        **({"guidance_scale": args.guidance} if args.guidance is not None else {}),
     )
     fit_callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(output, "backup")),
@@ -443,6 +533,25 @@ def _add_train_parser(subparsers):
         help="diffusion steps T (default: %(default)s)",
     )
     net.add_argument("--ema-decay", type=float, default=0.999, help="(default: %(default)s)")
+    net.add_argument(
+        "--conditional",
+        action="store_true",
+        help="train a class-conditional model on the dataset's labels, for classifier-free "
+        "guidance (`sample --label 7 --guidance 3`)",
+    )
+    net.add_argument(
+        "--num-classes",
+        type=_positive_int,
+        default=None,
+        help="classes of a --conditional model (default: read from the dataset)",
+    )
+    net.add_argument(
+        "--class-dropout",
+        type=float,
+        default=0.1,
+        help="share of labels replaced by the null label while training a --conditional "
+        "model (default: %(default)s)",
+    )
     fit = parser.add_argument_group("training")
     fit.add_argument("--epochs", type=_positive_int, default=40, help="(default: %(default)s)")
     fit.add_argument("--batch-size", type=_positive_int, default=128, help="(default: %(default)s)")
@@ -474,6 +583,14 @@ def _add_train_parser(subparsers):
         help="compile the training step and the sampling loop of the grids with XLA "
         "(default: auto, Keras' choice for training and generate's for sampling)",
     )
+    fit.add_argument(
+        "--strategy",
+        default="default",
+        choices=STRATEGIES,
+        help="tf.distribute strategy: 'mirrored' (every GPU of this host) or 'multiworker' "
+        "(several hosts; reads TF_CONFIG; workers other than the chief write to "
+        "OUTPUT/worker_N); --batch-size is the global batch (default: %(default)s)",
+    )
     fit.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     fit.add_argument(
         "--verbose",
@@ -490,6 +607,13 @@ def _add_train_parser(subparsers):
         help="write samples/epoch_NNNN.png every N epochs and at the end (default: %(default)s)",
     )
     out.add_argument("--num-samples", type=_positive_int, default=64, help="(default: %(default)s)")
+    out.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        help="classifier-free guidance scale of the grids of a --conditional model, whose "
+        "image i shows class i modulo the number of classes (default: 1, no guidance)",
+    )
     parser.set_defaults(function=train)
 
 
@@ -513,6 +637,15 @@ def _generate(model, args, num):
             samplers.check_sampler(kwargs["sampler"])
         if "steps" in kwargs and hasattr(samplers, "check_steps"):
             samplers.check_steps(kwargs["steps"], model.schedule.timesteps)
+        labels = kwargs.get("labels")
+        if isinstance(labels, list) and len(labels) != num:
+            raise UserError(
+                f"--label lists {len(labels)} classes for --num {num}; give one class for "
+                "every image, or a single class"
+            )
+        if labels is not None or "guidance_scale" in kwargs:
+            # The model's own checks (range, conditional or not) as one-line errors.
+            model._check_labels(labels, kwargs.get("guidance_scale"), num)
     return model.generate(
         num,
         seed=args.seed,
@@ -596,6 +729,20 @@ def _add_sampler_arguments(parser):
         choices=("auto", "true", "false"),
         help="compile the sampling loop with XLA (default: auto, when the network "
         "supports it; compiling takes seconds, then each step is faster)",
+    )
+    parser.add_argument(
+        "--label",
+        type=_int_list,
+        default=None,
+        help="class-conditional models: the class of every image (e.g. 7), or one class per "
+        "image, comma-separated (default: unconditional samples)",
+    )
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        help="classifier-free guidance scale with --label: 1 plain conditional, larger "
+        "values follow the class more closely (default: 1)",
     )
     parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="hide the progress bar"
@@ -768,6 +915,78 @@ def _add_evaluate_parser(subparsers):
 
 
 # ----------------------------------------------------------------------------
+# export
+# ----------------------------------------------------------------------------
+def export_model(args):
+    """The `export` verb: write a TensorFlow SavedModel with generate/denoise endpoints."""
+    from keras_ddpm import export
+
+    with user_errors():
+        samplers.check_sampler(args.sampler)
+        samplers.check_eta(args.eta)
+        if os.path.exists(args.outdir) and not os.path.isdir(args.outdir):
+            raise ValueError(f"OUTDIR {args.outdir!r} is a file; expected a directory")
+    model, _ = load_model(args.model)
+    with user_errors():
+        path = export.export_saved_model(
+            model,
+            args.outdir,
+            sampler=args.sampler,
+            eta=args.eta,
+            order=args.order,
+            use_ema=args.ema,
+            jit_compile=args.jit_compile == "true",
+            verbose=False,
+        )
+    print(f"wrote the SavedModel {path}; try:")
+    print(
+        f"  saved_model_cli run --dir {path} --tag_set serve --signature_def serving_default "
+        "--input_exprs 'num_images=4;steps=0;seed=0'"
+    )
+    return 0
+
+
+def _add_export_parser(subparsers):
+    parser = subparsers.add_parser(
+        "export",
+        help="write a TensorFlow SavedModel (for tf.saved_model.load and TF Serving)",
+        description=(
+            "Export a trained DDPM as a TensorFlow SavedModel that needs neither Keras nor "
+            "keras_ddpm: endpoints generate(num_images, steps, seed) -> uint8 images "
+            "(= serving_default, using --sampler), generate_with_sampler(..., sampler, eta) and "
+            "denoise(x_t, t). steps=0 asks for the sampler's default number of steps."
+        ),
+    )
+    parser.add_argument("model", help="a .keras file or the --output directory of `train`")
+    parser.add_argument("outdir", help="the SavedModel directory to write")
+    parser.add_argument(
+        "--sampler",
+        default="ddpm",
+        help="sampler of the generate endpoint: ddpm, ddim or dpm_solver (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--eta", type=float, default=0.0, help="DDIM's eta for --sampler ddim (default: 0.0)"
+    )
+    parser.add_argument(
+        "--order",
+        type=int,
+        choices=(1, 2, 3),
+        default=2,
+        help="DPM-Solver++ order (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-ema", dest="ema", action="store_false", help="export the raw, not the EMA, weights"
+    )
+    parser.add_argument(
+        "--jit-compile",
+        default="false",
+        choices=("true", "false"),
+        help="compile the sampling loops with XLA when the SavedModel runs (default: %(default)s)",
+    )
+    parser.set_defaults(function=export_model)
+
+
+# ----------------------------------------------------------------------------
 # main
 # ----------------------------------------------------------------------------
 def build_parser():
@@ -780,6 +999,7 @@ def build_parser():
     _add_train_parser(subparsers)
     _add_sample_parser(subparsers)
     _add_evaluate_parser(subparsers)
+    _add_export_parser(subparsers)
     return parser
 
 

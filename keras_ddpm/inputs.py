@@ -75,6 +75,77 @@ def images_from_batch(data, image_shape=None):
         return tf.identity(images)
 
 
+def labels_from_batch(data, num_classes):
+    """Extracts the int32 class labels `[B]` of one batch inside `train_step`.
+
+    Labels come from `(images, labels)` tuples or a dict's `"label"` key (TFDS).
+
+    Args:
+        data: the batch `fit` passes to `train_step`.
+        num_classes: K; labels must lie in `[0, K)`.
+
+    Returns:
+        int32 tensor `[B]`.
+
+    Raises:
+        ValueError: when the batch carries no labels.
+    """
+    x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+    labels = x.get("label") if isinstance(x, dict) else y
+    if labels is None:
+        raise ValueError(_NO_LABELS.format(num_classes=num_classes))
+    labels = tf.convert_to_tensor(labels)
+    if not labels.dtype.is_integer:
+        raise TypeError(f"Class labels must be integers. Received dtype {labels.dtype.name}.")
+    labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+    message = f"Class labels must lie in [0, {num_classes})"
+    checks = [
+        tf.debugging.assert_less(labels, tf.constant(num_classes, tf.int32), message=message),
+        tf.debugging.assert_non_negative(labels, message=message),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(labels)
+
+
+_NO_LABELS = (
+    "This model is class-conditional (num_classes={num_classes}) and needs labels: "
+    "give fit `(images, labels)` batches, TFDS {{'image', 'label'}} dicts or "
+    "`fit(images, labels)`. Received images without labels."
+)
+
+
+def _labels_of(x, y):
+    """The labels of what `fit` received (array, spec or None)."""
+    if isinstance(x, tf.data.Dataset):
+        spec = x.element_spec
+        if isinstance(spec, tuple):
+            return spec[1] if len(spec) > 1 else None
+        return spec.get("label") if isinstance(spec, dict) else None
+    if isinstance(x, dict):
+        return x.get("label")
+    return y
+
+
+def check_training_labels(x, y, num_classes):
+    """Eager checks that a conditional model's training data carries valid labels.
+
+    Raises:
+        ValueError naming what was received and what was expected.
+    """
+    labels = _labels_of(x, y)
+    if labels is None:
+        raise ValueError(_NO_LABELS.format(num_classes=num_classes))
+    if isinstance(labels, (np.ndarray, list, tuple)):
+        labels = np.asarray(labels)
+        if labels.size and not np.issubdtype(labels.dtype, np.integer):
+            raise TypeError(f"Class labels must be integers. Received dtype {labels.dtype}.")
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(
+                f"Class labels must lie in [0, {num_classes}). Received labels in "
+                f"[{labels.min()}, {labels.max()}]."
+            )
+
+
 def check_training_data(x, image_shape=None):
     """Eager checks of what is handed to `fit`, before any tracing.
 

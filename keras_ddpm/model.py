@@ -12,10 +12,13 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_ddpm import guidance
 from keras_ddpm import objectives
 from keras_ddpm import samplers
 from keras_ddpm.inputs import check_training_data
+from keras_ddpm.inputs import check_training_labels
 from keras_ddpm.inputs import images_from_batch
+from keras_ddpm.inputs import labels_from_batch
 from keras_ddpm.schedules import NoiseSchedule
 
 # Progress-bar updates per sampling run when `generate` reports progress.
@@ -80,6 +83,13 @@ class DDPM(keras.Model):
             prediction type: min(SNR, γ)/SNR for ε, min(SNR, γ) for x0,
             min(SNR, γ)/(SNR + 1) for v). Defaults to `"simple"`.
         min_snr_gamma: γ of Min-SNR-γ. Defaults to `5.0`.
+        class_dropout: for a class-conditional network (one with a
+            `num_classes` attribute, called as `network([x_t, t, labels])`),
+            the probability that a training label is replaced by the null
+            label `num_classes`, so that the one network also learns the
+            unconditional prediction that classifier-free guidance needs (Ho &
+            Salimans 2022). Ignored for an unconditional network. Defaults to
+            `0.1`.
 
     A zero-terminal-SNR schedule (`NoiseSchedule(...,
     rescale_zero_terminal_snr=True)`) needs `prediction_type="v"` or `"x0"`:
@@ -102,6 +112,8 @@ class DDPM(keras.Model):
           Diffusion Models", ICLR 2022 (v-prediction).
         - Hang et al., "Efficient Diffusion Training via Min-SNR Weighting
           Strategy", ICCV 2023.
+        - Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022
+          (arXiv:2207.12598).
     """
 
     def __init__(
@@ -115,6 +127,7 @@ class DDPM(keras.Model):
         ema_warmup=True,
         loss_weighting="simple",
         min_snr_gamma=5.0,
+        class_dropout=0.1,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -144,6 +157,22 @@ class DDPM(keras.Model):
         objectives.check_loss_weighting(loss_weighting, min_snr_gamma)
         if seed is not None and not isinstance(seed, int):
             raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}.")
+        if isinstance(class_dropout, bool) or not isinstance(
+            class_dropout, (int, float, np.integer, np.floating)
+        ) or not 0.0 <= class_dropout <= 1.0:
+            raise ValueError(
+                "`class_dropout` must be a probability in [0, 1]. "
+                f"Received: class_dropout={class_dropout!r}."
+            )
+        num_classes = getattr(network, "num_classes", None)
+        if num_classes is not None and (
+            isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
+            or num_classes < 1
+        ):
+            raise TypeError(
+                "`network.num_classes` must be a positive int (class-conditional) or None. "
+                f"Received: num_classes={num_classes!r}."
+            )
 
         self.network = network
         self.schedule = schedule
@@ -154,6 +183,8 @@ class DDPM(keras.Model):
         self.ema_warmup = bool(ema_warmup)
         self.loss_weighting = loss_weighting
         self.min_snr_gamma = float(min_snr_gamma)
+        self.class_dropout = float(class_dropout)
+        self.num_classes = None if num_classes is None else int(num_classes)
 
         self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -176,6 +207,15 @@ class DDPM(keras.Model):
         return tuple(inputs[0].shape[1:])
 
     @property
+    def null_label(self):
+        """The label asking a conditional network for its unconditional prediction.
+
+        `num_classes` (labels run over `0 … num_classes − 1`), or `None` for an
+        unconditional model.
+        """
+        return self.num_classes
+
+    @property
     def ema_weights(self):
         """The EMA weights (empty when `ema_decay=None`)."""
         return [] if self.ema_network is None else self.ema_network.weights
@@ -188,7 +228,7 @@ class DDPM(keras.Model):
     # Keras plumbing
     # ------------------------------------------------------------------
     def call(self, inputs, training=False):
-        """The network's prediction for `[x_t, t]`."""
+        """The network's prediction for `[x_t, t]` (`[x_t, t, labels]` if conditional)."""
         return self.network(inputs, training=training)
 
     def compile(self, *args, **kwargs):
@@ -206,6 +246,8 @@ class DDPM(keras.Model):
 
     def fit(self, x=None, y=None, *args, **kwargs):
         check_training_data(x, self.image_shape)
+        if self.num_classes is not None:
+            check_training_labels(x, y, self.num_classes)
         if isinstance(x, tf.data.Dataset) and len(args) < 7:
             # A dataset brings its own order; Keras warns about its default shuffle=True.
             kwargs.setdefault("shuffle", False)
@@ -214,7 +256,7 @@ class DDPM(keras.Model):
     # ------------------------------------------------------------------
     # Training
     # ------------------------------------------------------------------
-    def diffusion_loss(self, images, training=True):
+    def diffusion_loss(self, images, labels=None, training=True):
         """The loss E_{t, ε} w(t) ‖target − network(x_t, t)‖² for a batch.
 
         w(t) is 1 for `loss_weighting="simple"` and the Min-SNR-γ weight of
@@ -222,6 +264,8 @@ class DDPM(keras.Model):
 
         Args:
             images: float32 clean images in [−1, 1], `[B, H, W, C]`.
+            labels: int32 class labels `[B]` for a class-conditional network
+                (already dropped to the null label where intended), else `None`.
             training: passed to the network (dropout). Defaults to `True`.
 
         Returns:
@@ -232,7 +276,9 @@ class DDPM(keras.Model):
         # 2. Corrupt: x_t = √ᾱ_t·x_0 + √(1 − ᾱ_t)·ε (eq. 4).
         x_t = self.schedule.add_noise(images, noise, t)
         # 3. Predict and regress on the target, in float32.
-        prediction = ops.cast(self.network([x_t, t], training=training), "float32")
+        prediction = ops.cast(
+            self.network(self._network_inputs(x_t, t, labels), training=training), "float32"
+        )
         signal_rate, noise_rate = self.schedule.signal_and_noise_rates(t, len(images.shape))
         target = objectives.training_target(
             images, noise, signal_rate, noise_rate, self.prediction_type
@@ -255,41 +301,124 @@ class DDPM(keras.Model):
         Both come from the model's `SeedGenerator`, so they are reproducible
         from `seed` and travel with saved models and checkpoints.
 
+        Under a `tf.distribute` strategy with several replicas, the generator's
+        state is a mirrored variable, identical on every replica, so its two
+        seeds are folded with the global replica id
+        (`replica_id_in_sync_group`, which counts the replicas of every worker):
+        each replica draws its own t and ε for its part of the global batch.
+        With one replica the draws are those of the generator itself.
+
         Args:
-            images: the float32 batch `[B, H, W, C]`.
+            images: the float32 batch `[B, H, W, C]` (one replica's part of the
+                global batch under a strategy).
 
         Returns:
             `(t, noise)`: t uniform over `0 … T − 1`, noise ~ N(0, I) shaped like
             `images`.
         """
         batch = ops.shape(images)[0]
-        t = keras.random.randint(
-            (batch,), 0, self.schedule.timesteps, dtype="int32", seed=self.seed_generator
+        t_seed = self._replica_seed()
+        if t_seed is None:
+            t = keras.random.randint(
+                (batch,), 0, self.schedule.timesteps, dtype="int32", seed=self.seed_generator
+            )
+            noise = keras.random.normal(ops.shape(images), seed=self.seed_generator)
+            return t, noise
+        noise_seed = self._replica_seed()
+        t = tf.random.stateless_uniform(
+            (batch,), t_seed, minval=0, maxval=self.schedule.timesteps, dtype=tf.int32
         )
-        noise = keras.random.normal(ops.shape(images), seed=self.seed_generator)
+        noise = tf.random.stateless_normal(ops.shape(images), noise_seed)
         return t, noise
+
+    def _replica_seed(self):
+        """This replica's stateless seed for one draw, or `None` with a single replica.
+
+        The generator's next seed, cast to int32 the way `keras.random` casts
+        it, folded with the global replica id (see `draw_training_noise`).
+        """
+        replica = tf.distribute.get_replica_context()
+        if replica is None or replica.num_replicas_in_sync == 1:
+            return None
+        seed = tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1)
+        return tf.random.experimental.stateless_fold_in(
+            tf.cast(seed, tf.int32), replica.replica_id_in_sync_group
+        )
+
+    def _network_inputs(self, x_t, t, labels):
+        if self.num_classes is None:
+            return [x_t, t]
+        if labels is None:
+            raise ValueError(
+                f"This model is class-conditional (num_classes={self.num_classes}); "
+                "the network needs labels. Received labels=None."
+            )
+        return [x_t, t, labels]
+
+    def _training_labels(self, data, training):
+        """The batch's labels, with class dropout while training; `None` if unconditional."""
+        if self.num_classes is None:
+            return None
+        labels = labels_from_batch(data, self.num_classes)
+        if training and self.class_dropout > 0:
+            seed = self._replica_seed()  # Each replica drops its own labels.
+            if seed is None:
+                uniform = keras.random.uniform(ops.shape(labels), seed=self.seed_generator)
+            else:
+                uniform = tf.random.stateless_uniform(ops.shape(labels), seed)
+            keep = uniform >= self.class_dropout
+            labels = ops.where(keep, labels, self.null_label)
+        return labels
 
     def train_step(self, data):
         images = images_from_batch(data, self.image_shape)
+        labels = self._training_labels(data, training=True)
         weights = self.network.trainable_weights
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            loss = self.diffusion_loss(images, training=True)
+            loss = self.diffusion_loss(images, labels=labels, training=True)
             # The optimizer sums gradients over replicas; scale so they average.
             scaled_loss = self.optimizer.scale_loss(loss / replicas)
         gradients = tape.gradient(scaled_loss, weights)
         applied = True
         if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
             applied = self.optimizer.check_finite(gradients)
+            replica = tf.distribute.get_replica_context()
+            if replica is not None and replicas > 1:
+                # The optimizer checks each replica's own gradients before they
+                # are summed: an overflow on one replica must skip the step
+                # (and halve the scale) on every replica, so poison them all.
+                overflows = replica.all_reduce(
+                    "sum", ops.cast(ops.logical_not(applied), "float32")
+                )
+                applied = ops.equal(overflows, 0.0)
+                poison = ops.where(applied, 0.0, np.nan)
+                gradients = [
+                    g if g is None else g + ops.cast(poison, g.dtype) for g in gradients
+                ]
         self.optimizer.apply_gradients(zip(gradients, weights))
         self._update_ema(applied)
         self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
+        return self._logs()
 
     def test_step(self, data):
         images = images_from_batch(data, self.image_shape)
-        self.loss_tracker.update_state(self.diffusion_loss(images, training=False))
-        return {"loss": self.loss_tracker.result()}
+        labels = self._training_labels(data, training=False)
+        self.loss_tracker.update_state(self.diffusion_loss(images, labels=labels, training=False))
+        return self._logs()
+
+    def _logs(self):
+        """`{"loss": mean so far}`, shaped for Keras' cross-worker averaging."""
+        result = self.loss_tracker.result()
+        strategy = tf.distribute.get_strategy()
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
+            strategy.num_replicas_in_sync > len(strategy.extended.worker_devices)
+        ):
+            # Several workers: Keras averages the logs with
+            # strategy.reduce("MEAN", value, axis=0), which needs an axis
+            # (tensorflow/tensorflow#72388); the result is the scalar global mean.
+            result = ops.reshape(result, (1,))
+        return {"loss": result}
 
     def _copy_weights_to_ema(self):
         for weight, ema_weight in zip(self.network.weights, self.ema_network.weights):
@@ -314,6 +443,17 @@ class DDPM(keras.Model):
     # ------------------------------------------------------------------
     # Sampling
     # ------------------------------------------------------------------
+    def _denoiser(self, network, labels=None, guidance_scale=None):
+        """`(x_t, t) -> prediction` of `network`, with classifier-free guidance if labelled."""
+        if labels is None:
+            return lambda x_t, t: network([x_t, t], training=False)
+        return guidance.classifier_free_guidance(
+            lambda x_t, t, c: network([x_t, t, c], training=False),
+            labels,
+            self.null_label,
+            guidance_scale,
+        )
+
     def _sampling_function(
         self, use_ema, clip, jit_compile=True, sampler="ddpm", timestep_spacing=None, order=2
     ):
@@ -321,7 +461,10 @@ class DDPM(keras.Model):
 
         The key is (weights, clip, XLA, sampler, spacing, order); the number of
         steps, η, the seed and the step range are tensor inputs, so every step
-        count and η reuses the same traced function.
+        count and η reuses the same traced function. For a class-conditional
+        model the function takes two more inputs, the labels `[B]` (int32, the
+        null label for an unconditional sample) and the guidance scale w
+        (float32), and applies classifier-free guidance at every step.
         """
         spacing = timestep_spacing or samplers.DEFAULT_SPACINGS[sampler]
         order = order if sampler == "dpm_solver" else None
@@ -329,26 +472,25 @@ class DDPM(keras.Model):
         if key not in self._sampling_functions:
             network = self.ema_network if use_ema else self.network
 
-            def denoise(x_t, t):
-                return network([x_t, t], training=False)
-
             image_shape = tuple(self.image_shape or (None, None, None))
+            signature = [
+                tf.TensorSpec((None,) + image_shape, tf.float32),
+                tf.TensorSpec((2,), tf.int32),
+                tf.TensorSpec((), tf.int32),
+                tf.TensorSpec((), tf.int32),
+                tf.TensorSpec((), tf.int32),
+                tf.TensorSpec((), tf.float32),
+            ]
+            if self.num_classes is not None:
+                signature += [tf.TensorSpec((None,), tf.int32), tf.TensorSpec((), tf.float32)]
 
             @tf.function(
-                input_signature=(
-                    tf.TensorSpec((None,) + image_shape, tf.float32),
-                    tf.TensorSpec((2,), tf.int32),
-                    tf.TensorSpec((), tf.int32),
-                    tf.TensorSpec((), tf.int32),
-                    tf.TensorSpec((), tf.int32),
-                    tf.TensorSpec((), tf.float32),
-                ),
-                jit_compile=jit_compile,
-                reduce_retracing=True,
+                input_signature=signature, jit_compile=jit_compile, reduce_retracing=True
             )
-            def run(x, seed, start, stop, steps, eta):
+            def run(x, seed, start, stop, steps, eta, labels=None, guidance_scale=None):
                 # DPM-Solver's multistep history does not survive a split run,
                 # so it always runs whole (generate passes 0, steps).
+                denoise = self._denoiser(network, labels, guidance_scale)
                 common = dict(prediction_type=self.prediction_type, clip=clip)
                 if sampler == "ddpm":
                     return samplers.ddpm_sample(
@@ -384,6 +526,8 @@ class DDPM(keras.Model):
         batch_size=None,
         verbose="auto",
         jit_compile="auto",
+        labels=None,
+        guidance_scale=None,
     ):
         """Samples images by running a reverse-process sampler from pure noise.
 
@@ -427,6 +571,14 @@ class DDPM(keras.Model):
             jit_compile: compile the reverse loop with XLA. `"auto"` does so
                 when every layer of the network supports it (on a 2-core CPU
                 this made a sampling step 2.3x faster). Defaults to `"auto"`.
+            labels: for a class-conditional model, the classes to draw: one int
+                for every image, or a sequence of `num_images` ints in
+                `[0, num_classes)`. Defaults to `None` (unconditional samples).
+            guidance_scale: classifier-free guidance weight w ≥ 0 (Ho &
+                Salimans 2022): ε̂ = ε̂_∅ + w·(ε̂_c − ε̂_∅), one batched network
+                call per step; 1 is plain conditional sampling, 0
+                unconditional, larger values follow the class more closely at
+                the cost of diversity. Needs `labels`. Defaults to `None` (1).
 
         Returns:
             float32 NumPy array `(num_images, H, W, C)`, in [−1, 1] with
@@ -436,6 +588,7 @@ class DDPM(keras.Model):
 
         >>> images = model.generate(16, sampler="dpm_solver", steps=20, seed=0)
         >>> images = model.generate(16, sampler="ddim", steps=50, eta=0.5)
+        >>> sevens = model.generate(16, labels=7, guidance_scale=3.0)  # conditional
         """
         num_images = _check_count("num_images", num_images)
         batch_size = num_images if batch_size is None else _check_count("batch_size", batch_size)
@@ -460,6 +613,7 @@ class DDPM(keras.Model):
             )
         order = 2 if order is None else order
         samplers.check_order(order)
+        labels, guidance_scale = self._check_labels(labels, guidance_scale, num_images)
         image_shape = self.image_shape
         if initial_noise is not None:
             initial_noise = np.asarray(initial_noise, dtype=np.float32)
@@ -492,6 +646,7 @@ class DDPM(keras.Model):
         progress = keras.utils.Progbar(chunks * steps) if show else None
         steps_tensor = tf.constant(steps, tf.int32)
         eta_tensor = tf.constant(eta, tf.float32)
+        guidance_tensor = tf.constant(guidance_scale, tf.float32)
 
         outputs = []
         for chunk in range(chunks):
@@ -504,16 +659,92 @@ class DDPM(keras.Model):
             else:
                 x = tf.constant(initial_noise[begin:end])
             loop_seed = tf.cast(loop_seed, tf.int32)
+            conditioning = ()
+            if labels is not None:
+                conditioning = (tf.constant(labels[begin:end]), guidance_tensor)
             for start, stop in zip(bounds[:-1], bounds[1:]):
                 x = run(
                     x, loop_seed, tf.constant(start, tf.int32), tf.constant(stop, tf.int32),
-                    steps_tensor, eta_tensor,
+                    steps_tensor, eta_tensor, *conditioning,
                 )
                 if progress is not None:
                     progress.add(int(stop - start))
             outputs.append(x.numpy())
         images = np.concatenate(outputs, axis=0)
         return np.clip(images, -1.0, 1.0) if clip else images
+
+    def _check_labels(self, labels, guidance_scale, num_images):
+        """`generate`'s labels as an int32 array (null labels when unconditional) and w."""
+        if self.num_classes is None:
+            if labels is not None or guidance_scale is not None:
+                raise ValueError(
+                    "`labels` and `guidance_scale` need a class-conditional model "
+                    "(a network built with num_classes); this one is unconditional. "
+                    f"Received: labels={labels!r}, guidance_scale={guidance_scale!r}."
+                )
+            return None, 1.0
+        if labels is None:
+            if guidance_scale is not None:
+                raise ValueError(
+                    "`guidance_scale` needs `labels` (the classes to guide towards). "
+                    f"Received: guidance_scale={guidance_scale!r} with labels=None."
+                )
+            return np.full((num_images,), self.null_label, np.int32), 1.0
+        guidance_scale = 1.0 if guidance_scale is None else guidance_scale
+        guidance.check_guidance_scale(guidance_scale)
+        array = np.asarray(labels)
+        if not np.issubdtype(array.dtype, np.integer) or array.size == 0:
+            raise TypeError(
+                f"`labels` must be an int or a sequence of ints in [0, {self.num_classes}). "
+                f"Received: labels={labels!r}."
+            )
+        if array.ndim == 0:
+            array = np.full((num_images,), int(array))
+        if array.shape != (num_images,):
+            raise ValueError(
+                f"`labels` must hold one label per image: shape ({num_images},). "
+                f"Received {array.shape[0] if array.ndim == 1 else array.shape} labels "
+                f"for num_images={num_images}."
+            )
+        if array.min() < 0 or array.max() >= self.num_classes:
+            raise ValueError(
+                f"`labels` must lie in [0, {self.num_classes}). Received labels in "
+                f"[{array.min()}, {array.max()}]."
+            )
+        return array.astype(np.int32), float(guidance_scale)
+
+    def export(self, filepath, format="tf_saved_model", verbose=True, **kwargs):
+        """Writes a TensorFlow SavedModel with `generate` and `denoise` endpoints.
+
+        Delegates to `keras_ddpm.export.export_saved_model`, which documents
+        the endpoints and the keyword arguments (`sampler`, `eta`,
+        `timestep_spacing`, `order`, `clip`, `use_ema`, `jit_compile`,
+        `image_shape`). The SavedModel loads with `tf.saved_model.load` without
+        Keras or keras_ddpm, and `serving_default` is `generate`.
+
+        Args:
+            filepath: str or path-like, the SavedModel directory.
+            format: only `"tf_saved_model"`. Defaults to `"tf_saved_model"`.
+            verbose: print the path and the endpoints. Defaults to `True`.
+            **kwargs: passed to `export_saved_model`.
+
+        Returns:
+            `filepath` as a string.
+
+        Example:
+
+        >>> model.export("digits_savedmodel", sampler="ddim")
+        >>> loaded = tf.saved_model.load("digits_savedmodel")
+        >>> images = loaded.generate(num_images=16, steps=50, seed=0)  # uint8
+        """
+        from keras_ddpm import export
+
+        if format != "tf_saved_model":
+            raise ValueError(
+                "DDPM.export writes format='tf_saved_model' (a SavedModel with generate and "
+                f"denoise endpoints). Received: format={format!r}."
+            )
+        return export.export_saved_model(self, filepath, verbose=verbose, **kwargs)
 
     # ------------------------------------------------------------------
     # Serialization
@@ -531,6 +762,7 @@ class DDPM(keras.Model):
                 "ema_warmup": self.ema_warmup,
                 "loss_weighting": self.loss_weighting,
                 "min_snr_gamma": self.min_snr_gamma,
+                "class_dropout": self.class_dropout,
             }
         )
         return config

@@ -74,6 +74,7 @@ def _validate(
     attention_resolutions,
     dropout,
     norm_groups,
+    num_classes=None,
 ):
     """Checks the UNet arguments; returns the three sequences as tuples."""
     image_shape = _int_tuple("image_shape", image_shape)
@@ -93,6 +94,8 @@ def _validate(
     attention_resolutions = _int_tuple("attention_resolutions", attention_resolutions)
     _check_dropout(dropout)
     _check_positive_int("norm_groups", norm_groups)
+    if num_classes is not None:
+        _check_positive_int("num_classes", num_classes)
 
     height, width, _ = image_shape
     num_levels = len(channel_multipliers)
@@ -130,7 +133,9 @@ class UNet(keras.Model):
     of the DDPM paper and the authors' TensorFlow code:
 
     - the timestep goes through a sinusoidal embedding and a two-layer MLP of width
-      `4 * base_channels`, which every residual block adds to its features;
+      `4 * base_channels`, which every residual block adds to its features; with
+      `num_classes`, a learned class embedding of the same width is added to it (Ho &
+      Salimans 2022), the extra label `num_classes` standing for "no class";
     - the encoder has `len(channel_multipliers)` levels of `num_res_blocks` residual blocks, each
       level but the last ending in a strided-convolution downsample;
     - the middle is residual block, self-attention, residual block;
@@ -163,12 +168,17 @@ class UNet(keras.Model):
         dropout: float in `[0, 1)`. Dropout rate inside the residual blocks. Defaults to `0.1`.
         norm_groups: int. Groups of every group normalisation; `base_channels` and every level
             width must be divisible by it. Defaults to `32`.
+        num_classes: int or `None`. With `K` classes the network is class-conditional: it
+            takes a third input, int32 labels in `[0, K]`, where `K` (`null_label`) is the
+            "unconditional" label used by classifier-free guidance. Defaults to `None`
+            (unconditional, inputs `[x_t, t]`).
         **kwargs: other keyword arguments passed to `keras.Model`: `name`, `trainable`, and
             `dtype` (the dtype policy of every layer; defaults to the global policy).
 
     Call arguments:
         inputs: a list `[x_t, t]`: float images of shape `[B, *image_shape]` and their timestep
-            indices, an int32 vector of shape `[B]`.
+            indices, an int32 vector of shape `[B]`; `[x_t, t, labels]` with `num_classes`,
+            labels an int32 vector of shape `[B]`.
         training: bool. Whether dropout is active.
 
     Returns:
@@ -198,6 +208,8 @@ class UNet(keras.Model):
         - [Salimans et al., 2017. PixelCNN++](https://arxiv.org/abs/1701.05517)
         - [Wu & He, 2018. Group Normalization](https://arxiv.org/abs/1803.08494)
         - [Vaswani et al., 2017. Attention Is All You Need](https://arxiv.org/abs/1706.03762)
+        - [Ho & Salimans, 2022. Classifier-Free Diffusion Guidance](
+            https://arxiv.org/abs/2207.12598)
     """
 
     def __init__(
@@ -209,6 +221,7 @@ class UNet(keras.Model):
         attention_resolutions=(16,),
         dropout=0.1,
         norm_groups=32,
+        num_classes=None,
         **kwargs,
     ):
         dtype = kwargs.pop("dtype", None)
@@ -220,6 +233,7 @@ class UNet(keras.Model):
             attention_resolutions,
             dropout,
             norm_groups,
+            num_classes,
         )
         policy = keras.config.dtype_policy() if dtype is None else keras.dtype_policies.get(dtype)
         # Float32 under a 16-bit policy, so that the prediction is always float32.
@@ -244,6 +258,26 @@ class UNet(keras.Model):
         temb = keras.layers.Dense(4 * ch, dtype=dtype, name="temb_dense0")(temb)
         temb = keras.layers.Activation("silu", dtype=dtype, name="temb_silu")(temb)
         temb = keras.layers.Dense(4 * ch, dtype=dtype, name="temb_dense1")(temb)  # [B, 4ch]
+        inputs = [x_t, t]
+
+        # === Class embedding (label num_classes = "no class"), added to the timestep's ===
+        if num_classes is not None:
+            labels = keras.Input(shape=(), dtype="int32", name="labels")  # [B]
+            # N(0, 1) rows, on the scale of the timestep features they are added to. With
+            # Keras' default U(−0.05, 0.05) the quick-start digits model followed its labels
+            # far less after 40 epochs: 50 % vs 83 % of samples recognised as the requested
+            # digit without guidance, 87 % vs 99 % with guidance 3.
+            class_embedding = keras.layers.Embedding(
+                num_classes + 1,
+                4 * ch,
+                embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0),
+                dtype=dtype,
+                name="class_embedding",
+            )
+            temb = keras.layers.Add(dtype=dtype, name="temb_add_class")(
+                [temb, class_embedding(labels)]
+            )
+            inputs.append(labels)
 
         # === Encoder: every activation is kept for the skip connections ===
         conv_in = keras.layers.Conv2D(ch, 3, padding="same", dtype=dtype, name="conv_in")
@@ -291,7 +325,7 @@ class UNet(keras.Model):
             name="conv_out",
         )(h)
 
-        super().__init__(inputs=[x_t, t], outputs=outputs, **kwargs)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         # === Config ===
         if dtype is not None:
@@ -303,6 +337,12 @@ class UNet(keras.Model):
         self.attention_resolutions = attention_resolutions
         self.dropout = dropout
         self.norm_groups = norm_groups
+        self.num_classes = num_classes
+
+    @property
+    def null_label(self):
+        """The label that asks for an unconditional prediction (`num_classes`), or `None`."""
+        return self.num_classes
 
     def get_config(self):
         # Not chained to keras.Model.get_config(): a functional model's config is its layer
@@ -319,6 +359,7 @@ class UNet(keras.Model):
             "attention_resolutions": list(self.attention_resolutions),
             "dropout": self.dropout,
             "norm_groups": self.norm_groups,
+            "num_classes": self.num_classes,
         }
 
     @classmethod

@@ -405,3 +405,27 @@ def test_python_m_runs_main(monkeypatch, capsys):
     with pytest.raises(SystemExit) as info:
         runpy.run_module("keras_ddpm", run_name="__main__")
     assert info.value.code == 0 and keras_ddpm.__version__ in capsys.readouterr().out
+
+
+def test_conditional_train_and_labelled_sampling(run_dir, tmp_path, capsys):
+    output = str(tmp_path / "conditional")
+    argv = ["train", "--output", output, "--epochs", "1", "--conditional", "--guidance", "2", *TINY]
+    assert cli.main(argv) == 0
+    model = keras.saving.load_model(os.path.join(output, "model.keras"))
+    assert model.num_classes == 10 and model.class_dropout == 0.1  # the digits' classes
+    array = str(tmp_path / "sevens.npy")
+    sample = ["sample", output, "--num", "3", "--steps", "4", "--sampler", "ddim", *NO_XLA]
+    assert cli.main([*sample, "--label", "7", "--guidance", "3", "--out", array]) == 0
+    expected = model.generate(3, sampler="ddim", steps=4, seed=0, labels=7, guidance_scale=3.0,
+                              jit_compile=False, verbose=0)
+    np.testing.assert_array_equal(np.load(array), expected)
+    # One line, exit status 2: a class out of range, a count mismatch, labels on an
+    # unconditional model, --num-classes without --conditional.
+    assert cli.main([*sample, "--label", "10", "--out", array]) == 2
+    assert "must lie in [0, 10)" in capsys.readouterr().err
+    assert cli.main([*sample, "--label", "1,2", "--out", array]) == 2
+    assert "--label lists 2 classes for --num 3" in capsys.readouterr().err
+    assert cli.main(["sample", run_dir, "--label", "1", "--out", array, *NO_XLA]) == 2
+    assert "need a class-conditional model" in capsys.readouterr().err
+    assert cli.main(["train", "--output", str(tmp_path / "x"), "--num-classes", "3", *TINY]) == 2
+    assert "--num-classes needs --conditional" in capsys.readouterr().err

@@ -28,3 +28,20 @@ def test_example_runs_in_smoke_mode(name, shape, tmp_path):
     assert isinstance(model, keras_ddpm.DDPM) and model.image_shape == shape
     assert os.listdir(tmp_path / "samples") == ["epoch_0001.png"]
     assert os.path.exists(tmp_path / "model.keras")
+
+
+def test_class_conditional_example_runs_in_smoke_mode(tmp_path):
+    model = load_example("class_conditional_digits").main(
+        ["--smoke", "--output", str(tmp_path), "--per-class", "2"]
+    )
+    assert model.num_classes == 10
+    assert sorted(os.listdir(tmp_path)) == ["conditional_digits.keras", "digits_by_class.png"]
+
+
+def test_export_and_serve_runs_in_smoke_mode(tmp_path, capsys):
+    example = load_example("export_and_serve")
+    loaded = example.main(["--smoke", "--steps", "5", "--output", str(tmp_path)])
+    assert sorted(os.listdir(tmp_path)) == ["grid.png", "savedmodel"]
+    images = loaded.generate(num_images=2, steps=3, seed=0).numpy()
+    assert images.shape == (2, 8, 8, 1) and images.dtype == "uint8"
+    assert "saved_model_cli run --dir" in capsys.readouterr().out

@@ -1,7 +1,9 @@
-"""Loss scaling under mixed_float16: a non-finite step changes nothing and training goes on."""
+"""Mixed precision: loss scaling under mixed_float16 (a non-finite step changes nothing and
+training goes on), mixed_bfloat16 training, and the parts that stay float32 under both."""
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import keras_ddpm
@@ -14,8 +16,8 @@ POISON = 0.875
 class PoisonedDDPM(keras_ddpm.DDPM):
     """A DDPM whose loss is infinite on batches marked with `POISON`."""
 
-    def diffusion_loss(self, images, training=True):
-        loss = super().diffusion_loss(images, training)
+    def diffusion_loss(self, images, *args, **kwargs):
+        loss = super().diffusion_loss(images, *args, **kwargs)
         # Multiplying by a factor (rather than tf.where on two losses) keeps the
         # gradient finite on unmarked batches.
         factor = tf.where(tf.equal(images[0, 0, 0, 0], POISON), np.inf, 1.0)
@@ -86,3 +88,69 @@ def test_default_compile_wraps_the_optimizer_and_applies_steps():
     assert np.isfinite(history.history["loss"][0])
     assert model.network.compute_dtype == "float16" and model.network.output.dtype == "float32"
     assert model.generate(2, sampler="ddim", steps=5, seed=0, verbose=0).dtype == np.float32
+
+
+def _tiny_unet():
+    return keras_ddpm.UNet(
+        image_shape=(8, 8, 1), base_channels=8, channel_multipliers=(1, 2),
+        num_res_blocks=1, attention_resolutions=(4,), dropout=0.0, norm_groups=4,
+    )
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_schedule_loss_group_norm_and_output_stay_float32(policy):
+    keras.mixed_precision.set_global_policy(policy)
+    half = policy.split("_")[1]
+    model = keras_ddpm.DDPM(
+        _tiny_unet(), schedule=keras_ddpm.NoiseSchedule("linear", timesteps=20), seed=0
+    )
+    images = np.random.default_rng(2).uniform(-1, 1, (4, 8, 8, 1)).astype("float32")
+    # The network computes in the half type but returns float32.
+    layers = list(model.network._flatten_layers())
+    assert model.network.compute_dtype == half
+    assert any(isinstance(l, keras.layers.Conv2D) and l.compute_dtype == half for l in layers)
+    assert model.network.output.dtype == "float32"
+    # GroupNorm statistics are taken in float32, on float32 variables.
+    norms = [l for l in layers if isinstance(l, keras.layers.GroupNormalization)]
+    assert norms and all(l.compute_dtype == "float32" for l in norms)
+    assert all(w.dtype == "float32" for l in norms for w in l.weights)
+    # The training noise, the schedule lookups and the loss are float32.
+    t, noise = model.draw_training_noise(images)
+    assert t.dtype == "int32" and noise.dtype == "float32"
+    for rate in model.schedule.signal_and_noise_rates(t, 4):
+        assert rate.dtype == "float32"
+    assert model.schedule.add_noise(images, noise, t).dtype == "float32"
+    loss = model.diffusion_loss(images)
+    assert loss.dtype == "float32" and np.isfinite(float(loss))
+
+
+@pytest.mark.parametrize(
+    "jit_compile", [False, pytest.param(True, marks=pytest.mark.slow)]  # XLA, as on a TPU
+)
+def test_mixed_bfloat16_trains_without_loss_scaling(jit_compile):
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    # bfloat16 is emulated on a CPU: the smallest U-Net keeps this quick.
+    network = keras_ddpm.UNet(
+        image_shape=(8, 8, 1), base_channels=8, channel_multipliers=(1,),
+        num_res_blocks=1, attention_resolutions=(), dropout=0.0, norm_groups=4,
+    )
+    model = keras_ddpm.DDPM(
+        network, schedule=keras_ddpm.NoiseSchedule("linear", timesteps=20), seed=0
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile)
+    # bfloat16 has float32's range: no loss scaling is needed, none is added.
+    assert not isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    before = _values(model.network.trainable_weights)
+    images = np.random.default_rng(3).uniform(-1, 1, (16, 8, 8, 1)).astype("float32")
+    history = model.fit(images, batch_size=8, epochs=1, verbose=0)
+    assert int(model.optimizer.iterations) == 2
+    assert np.isfinite(history.history["loss"]).all()
+    # Trainable weights stay float32 and move; the EMA follows.
+    after = model.network.trainable_weights
+    assert all(w.dtype == "float32" for w in after + model.ema_weights)
+    # (Not all of them yet: the zero-initialised output convolutions pass no
+    # gradient upstream on the first step.)
+    assert any(not np.array_equal(w.numpy(), b) for w, b in zip(after, before))
+    assert all(np.isfinite(w.numpy()).all() for w in after + model.ema_weights)
+    images = model.generate(2, sampler="ddim", steps=3, seed=0, verbose=0, jit_compile=jit_compile)
+    assert images.dtype == np.float32 and np.isfinite(images).all()

@@ -53,3 +53,28 @@ def test_trained_samples_are_recognised_digits(prediction_type, classifier):
     print(f"{prediction_type}: confident {confident:.3f}, class entropy {entropy:.2f} bits")
     assert confident > 0.5
     assert entropy > 3.0
+
+
+@pytest.mark.slow
+def test_conditional_samples_are_the_requested_digits(classifier):
+    """The quick-start network with 10 classes (examples/class_conditional_digits.py)."""
+    keras.utils.set_random_seed(0)
+    network = keras_ddpm.UNet(
+        image_shape=(8, 8, 1), base_channels=32, channel_multipliers=(1, 2),
+        num_res_blocks=1, attention_resolutions=(4,), dropout=0.0, num_classes=10,
+    )
+    model = keras_ddpm.DDPM(network, ema_decay=0.999, seed=0, class_dropout=0.1)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    dataset = keras_ddpm.data.load_digits(batch_size=128, with_labels=True, seed=0)
+    model.fit(dataset, epochs=40, verbose=0)
+    labels = np.arange(500) % 10
+    accuracy = {}
+    for scale in (0.0, 1.0, 3.0):
+        images = model.generate(500, sampler="dpm_solver", steps=20, seed=0, labels=labels,
+                                guidance_scale=scale, verbose=0)
+        predicted = classifier.predict(images, verbose=0).argmax(axis=1)
+        accuracy[scale] = float(np.mean(predicted == labels))
+    print(f"share recognised as the requested digit: {accuracy}")
+    assert accuracy[0.0] < 0.2  # unconditional: about chance (0.1)
+    assert accuracy[3.0] >= 0.9
+    assert accuracy[3.0] > accuracy[1.0] > accuracy[0.0]

@@ -133,7 +133,8 @@ def test_config_round_trip(random_network):
         "dropout": 0.1,
         "norm_groups": 4,
     }
-    assert set(config) == set(TINY) | {"name", "trainable", "dtype"}
+    assert set(config) == set(TINY) | {"name", "trainable", "dtype", "num_classes"}
+    assert config["num_classes"] is None
     # Through JSON, tuples come back as lists; the constructor takes them.
     restored = UNet.from_config(json.loads(json.dumps(config)))
     assert restored.get_config() == config

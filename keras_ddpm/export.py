@@ -1,0 +1,377 @@
+"""SavedModel export: a trained DDPM as a TensorFlow graph that needs no Python code.
+
+`export_saved_model(model, path)` (also `model.export(path)`) writes a
+TensorFlow SavedModel that `tf.saved_model.load`, TensorFlow Serving and
+`saved_model_cli run` use without Keras or keras_ddpm installed. It holds the
+network's weights (the EMA copy by default) and these endpoints, each both a
+signature and a function of the loaded object:
+
+| endpoint | inputs | output |
+| --- | --- | --- |
+| `generate` (= `serving_default`) | `num_images`, `steps`, `seed` (int32 scalars) | `images`: uint8 `[N, H, W, C]` |
+| `generate_with_sampler` | the above, `sampler` (string scalar), `eta` (float32 scalar) | `images` |
+| `denoise` | `x_t` float32 `[B, H, W, C]`, `t` int32 `[B]` | `prediction`: float32, like `x_t` |
+
+Design of the sampler input. A SavedModel signature has no optional inputs,
+so the sampler cannot be an input with a default. `generate` therefore takes
+only the three inputs every client needs and uses the sampler (and DDIM η)
+chosen at export time; `generate_with_sampler` takes `sampler` (`"ddpm"`,
+`"ddim"` or `"dpm_solver"`) and `eta` at run time. Both run the same graph:
+the three compiled reverse loops of `DDPM.generate` sit behind one
+`tf.switch_case` on the sampler's index, and the number of steps is a tensor
+of every loop, so no choice needs another export. `steps = 0` asks for the
+sampler's default (T for `"ddpm"`, 50 for `"ddim"`, 20 for `"dpm_solver"`,
+capped at T), as `DDPM.generate(steps=None)` does.
+
+Same seed, same images: x_T and the loop's noise come from the seed exactly as
+in `DDPM.generate(num_images, seed=seed)` with one batch, and the float output
+becomes uint8 as in `keras_ddpm.utils.to_uint8`. So
+`loaded.generate(num_images=n, steps=s, seed=k)` equals
+`to_uint8(model.generate(n, steps=s, seed=k))` for the export-time sampler (up
+to float rounding between differently compiled graphs).
+
+A conditional model adds its inputs to both generate endpoints in one place,
+`generate_input_signature`.
+"""
+
+import inspect
+import os
+
+import tensorflow as tf
+
+from keras_ddpm import samplers
+
+# Default step counts of `DDPM.generate` for `sampler` in samplers.SAMPLERS order (capped at T).
+_DEFAULT_STEPS = {"ddpm": None, "ddim": 50, "dpm_solver": 20}
+
+
+def generate_input_signature(model, with_sampler=False):
+    """The named inputs of the `generate` endpoints for `model`.
+
+    This is the one place that decides them: a conditional model's inputs
+    (class labels, guidance scale) belong here.
+
+    Args:
+        model: the `DDPM`.
+        with_sampler: add the `sampler` and `eta` inputs of
+            `generate_with_sampler`. Defaults to `False`.
+
+    Returns:
+        A dict from input name to `tf.TensorSpec`, in argument order.
+    """
+    specs = {
+        "num_images": tf.TensorSpec((), tf.int32, name="num_images"),
+        "steps": tf.TensorSpec((), tf.int32, name="steps"),
+        "seed": tf.TensorSpec((), tf.int32, name="seed"),
+    }
+    if with_sampler:
+        specs["sampler"] = tf.TensorSpec((), tf.string, name="sampler")
+        specs["eta"] = tf.TensorSpec((), tf.float32, name="eta")
+    if _num_classes(model) is not None:
+        # In the order of the extra inputs of DDPM._sampling_function's loop.
+        specs["labels"] = tf.TensorSpec((None,), tf.int32, name="labels")
+        specs["guidance_scale"] = tf.TensorSpec((), tf.float32, name="guidance_scale")
+    return specs
+
+
+def denoise_input_signature(model, image_shape):
+    """The named inputs of the `denoise` endpoint: `x_t` `[B, H, W, C]`, `t` `[B]` (and `labels` `[B]`)."""
+    specs = {
+        "x_t": tf.TensorSpec((None,) + tuple(image_shape), tf.float32, name="x_t"),
+        "t": tf.TensorSpec((None,), tf.int32, name="t"),
+    }
+    if _num_classes(model) is not None:
+        specs["labels"] = tf.TensorSpec((None,), tf.int32, name="labels")
+    return specs
+
+
+def _num_classes(model):
+    return getattr(model, "num_classes", None)
+
+
+def export_saved_model(
+    model,
+    filepath,
+    *,
+    sampler="ddpm",
+    eta=0.0,
+    timestep_spacing=None,
+    order=2,
+    clip=True,
+    use_ema=True,
+    jit_compile=False,
+    image_shape=None,
+    verbose=True,
+):
+    """Writes a `DDPM` as a TensorFlow SavedModel with `generate` and `denoise` endpoints.
+
+    The SavedModel loads with `tf.saved_model.load(filepath)` in a process that
+    has neither Keras nor keras_ddpm imported, and serves with TensorFlow
+    Serving (`serving_default` is `generate`). See the module docstring for
+    the endpoints and why the sampler has two of them.
+
+    Args:
+        model: the `keras_ddpm.DDPM` to export.
+        filepath: str or path-like, the SavedModel directory (created or
+            overwritten).
+        sampler: the sampler of the `generate` endpoint: `"ddpm"`, `"ddim"` or
+            `"dpm_solver"`. Defaults to `"ddpm"` (as `DDPM.generate`).
+        eta: DDIM's η in [0, 1] for the `generate` endpoint; only with
+            `sampler="ddim"`. Defaults to `0.0`.
+        timestep_spacing: spacing of every sampler's steps (see
+            `samplers.timestep_sequence`). Defaults to `None`: each sampler's
+            default, as in `DDPM.generate`.
+        order: DPM-Solver++ order, 1, 2 or 3. Defaults to `2`.
+        clip: clip x̂_0 at every step (the output is always clipped to
+            [−1, 1] before becoming uint8). Defaults to `True`.
+        use_ema: export the EMA weights when the model keeps them. Defaults
+            to `True`.
+        jit_compile: compile each reverse loop with XLA (the loading process
+            then needs XLA, which standard TensorFlow builds include).
+            Defaults to `False`.
+        image_shape: `(H, W, C)` for a network that does not declare its input
+            shape (a subclassed model that was never built); it is built by
+            one call on zeros. Defaults to `None` (the network's own shape).
+        verbose: print the path and the endpoints. Defaults to `True`.
+
+    Returns:
+        `filepath` as a string.
+
+    Example:
+
+    >>> keras_ddpm.export.export_saved_model(model, "digits_savedmodel", sampler="ddim")
+    >>> loaded = tf.saved_model.load("digits_savedmodel")   # no keras_ddpm needed
+    >>> images = loaded.generate(num_images=16, steps=50, seed=0)   # uint8 (16, 8, 8, 1)
+    >>> images = loaded.generate_with_sampler(
+    ...     num_images=16, steps=20, seed=0, sampler="dpm_solver", eta=0.0)
+
+    References:
+        - TensorFlow, "Using the SavedModel format",
+          https://www.tensorflow.org/guide/saved_model
+    """
+    from keras_ddpm.model import DDPM
+
+    if not isinstance(model, DDPM):
+        raise TypeError(
+            f"`model` must be a keras_ddpm.DDPM. Received: model of type {type(model).__name__}."
+        )
+    samplers.check_sampler(sampler)
+    samplers.check_eta(eta)
+    if sampler != "ddim" and eta != 0:
+        raise ValueError(
+            f"`eta` only applies to sampler='ddim'. Received: eta={eta} with sampler={sampler!r}."
+        )
+    if timestep_spacing is not None:
+        samplers.check_spacing(timestep_spacing)
+    samplers.check_order(order)
+    shape = _image_shape(model, image_shape)
+    filepath = os.fspath(filepath)
+    if os.path.exists(filepath) and not os.path.isdir(filepath):
+        raise ValueError(
+            f"`filepath` must name a directory for the SavedModel. Received: {filepath!r}, "
+            "an existing file."
+        )
+
+    module, signatures = _build_module(
+        model, shape, sampler, eta, timestep_spacing, order, clip, use_ema, jit_compile
+    )
+    # Every graph is traced once, inside `save` (a trace made before it would be redone).
+    # Custom-gradient tracing (an inference export needs none) would double the export time.
+    options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
+    tf.saved_model.save(module, filepath, signatures=signatures, options=options)
+    if verbose:
+        print(f"Saved SavedModel at {filepath!r} with endpoints:")
+        for name in ("generate", "generate_with_sampler", "denoise"):
+            inputs = ", ".join(spec.name for spec in signatures[name].input_signature)
+            print(f"  {name}({inputs})")
+        print("  serving_default = generate")
+    return filepath
+
+
+# ----------------------------------------------------------------------------
+# The exported module
+# ----------------------------------------------------------------------------
+def _image_shape(model, image_shape):
+    """(H, W, C) of the exported images; builds an unbuilt network from `image_shape`."""
+    if model.image_shape is not None and None not in model.image_shape:
+        if image_shape is not None and tuple(image_shape) != tuple(model.image_shape):
+            raise ValueError(
+                f"The network takes images of shape {tuple(model.image_shape)}. Received: "
+                f"image_shape={tuple(image_shape)}."
+            )
+        return tuple(model.image_shape)
+    if image_shape is None:
+        raise ValueError(
+            "Cannot export a DDPM whose network declares no input shape (a subclassed "
+            "network that was never built). Pass image_shape=(H, W, C) to "
+            "keras_ddpm.export.export_saved_model, or build the network first by calling it "
+            "as network([x_t, t])."
+        )
+    if len(image_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in image_shape):
+        raise ValueError(
+            f"`image_shape` must be three positive integers (H, W, C). Received: "
+            f"image_shape={image_shape!r}."
+        )
+    image_shape = tuple(image_shape)
+    if not model.network.built or not model.network.weights:
+        model.network([tf.zeros((1,) + image_shape), tf.zeros((1,), tf.int32)])
+    return image_shape
+
+
+def _named_function(body, specs, name):
+    """A `tf.function` of `body(**inputs)` whose arguments are the names of `specs`.
+
+    The argument names become the input names of the SavedModel signature; one
+    helper serves every set of inputs (with or without conditioning).
+    """
+
+    def function(*args):
+        return body(**dict(zip(specs, args)))
+
+    function.__name__ = name
+    function.__signature__ = inspect.Signature(
+        [inspect.Parameter(key, inspect.Parameter.POSITIONAL_OR_KEYWORD) for key in specs]
+    )
+    return tf.function(function, input_signature=list(specs.values()), autograph=False)
+
+
+def _build_module(
+    model, image_shape, default_sampler, default_eta, spacing, order, clip, use_ema, jit_compile
+):
+    network_ema = bool(use_ema and model.ema_network is not None)
+    network = model.ema_network if network_ema else model.network
+    timesteps = model.schedule.timesteps
+    # One compiled reverse loop per sampler: DDPM.generate's own, so the graphs agree.
+    runs = [
+        model._sampling_function(
+            network_ema,
+            bool(clip),
+            bool(jit_compile),
+            name,
+            spacing or samplers.DEFAULT_SPACINGS[name],
+            order,
+        )
+        for name in samplers.SAMPLERS
+    ]
+    default_steps = [
+        min(_DEFAULT_STEPS[name] or timesteps, timesteps) for name in samplers.SAMPLERS
+    ]
+    ddim_index = samplers.SAMPLERS.index("ddim")
+    num_classes = _num_classes(model)
+
+    def sample(num_images, steps, seed, sampler, eta, **conditions):
+        # 1. The sampler's index, and the checks generate() makes in Python.
+        matches = tf.equal(tf.constant(samplers.SAMPLERS), sampler)
+        checks = [
+            tf.debugging.Assert(
+                tf.reduce_any(matches),
+                [f"Unknown sampler. Expected one of {', '.join(samplers.SAMPLERS)}. Received:", sampler],
+            )
+        ]
+        index = tf.argmax(tf.cast(matches, tf.int32), output_type=tf.int32)
+        steps = tf.where(steps == 0, tf.gather(default_steps, index), steps)
+        checks += [
+            tf.debugging.assert_positive(
+                num_images, message="`num_images` must be a positive integer."
+            ),
+            tf.debugging.assert_greater_equal(
+                steps, 1, message=f"`steps` must be in [1, {timesteps}] (0: the default)."
+            ),
+            tf.debugging.assert_less_equal(
+                steps, timesteps, message=f"`steps` must be in [1, {timesteps}] (0: the default)."
+            ),
+            tf.debugging.Assert(
+                tf.logical_and(eta >= 0.0, eta <= 1.0), ["`eta` must be in [0, 1]. Received:", eta]
+            ),
+            tf.debugging.Assert(
+                tf.logical_or(tf.equal(index, ddim_index), tf.equal(eta, 0.0)),
+                ["eta only applies to sampler ddim. Received: eta =", eta],
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            index = tf.identity(index)
+        # 2. x_T and the loop's seed, derived from `seed` as DDPM.generate does for one batch.
+        seed = tf.cast(tf.math.floormod(tf.cast(seed, tf.int64), 2**31), tf.int32)
+        noise_seed, loop_seed = tf.unstack(
+            tf.random.experimental.stateless_split(tf.stack([seed, 0]), 2)
+        )
+        shape = tf.concat([[num_images], tf.constant(image_shape, tf.int32)], axis=0)
+        x = tf.random.stateless_normal(shape, seed=noise_seed)
+        extra = list(conditions.values())
+        if "labels" in conditions:
+            # A conditional model: one label per image, the null label num_classes
+            # asking for an unconditional sample.
+            labels, guidance_scale = conditions["labels"], conditions["guidance_scale"]
+            with tf.control_dependencies(
+                [
+                    tf.debugging.assert_equal(
+                        tf.size(labels), num_images, message="`labels` needs one label per image."
+                    ),
+                    tf.debugging.assert_non_negative(labels, message="`labels` must be >= 0."),
+                    tf.debugging.assert_less_equal(
+                        labels,
+                        num_classes,
+                        message=f"`labels` must be in [0, {num_classes}] ({num_classes}: none).",
+                    ),
+                    tf.debugging.assert_non_negative(
+                        guidance_scale, message="`guidance_scale` must be >= 0."
+                    ),
+                ]
+            ):
+                extra = [tf.identity(labels), tf.identity(guidance_scale)]
+        # 3. The chosen sampler's whole loop.
+        branches = [
+            (lambda run=run: run(x, loop_seed, 0, steps, steps, eta, *extra)) for run in runs
+        ]
+        x = tf.switch_case(index, branches)
+        # 4. uint8 pixels as keras_ddpm.utils.to_uint8: round((x + 1)·127.5), halves up, NaN -> 0.
+        x = tf.clip_by_value(tf.cast(x, tf.float64), -1.0, 1.0)
+        x = tf.where(tf.math.is_nan(x), tf.constant(-1.0, tf.float64), x)
+        return tf.cast(tf.floor((x + 1.0) * 127.5 + 0.5), tf.uint8)
+
+    def denoise(x_t, t, **conditions):
+        inputs = [x_t, t, *conditions.values()]
+        return tf.cast(network(inputs, training=False), tf.float32)
+
+    module = tf.Module(name="ddpm")
+    sampler_specs = generate_input_signature(model, with_sampler=True)
+    generate_specs = generate_input_signature(model)
+    denoise_specs = denoise_input_signature(model, image_shape)
+    module.generate_with_sampler = _named_function(sample, sampler_specs, "generate_with_sampler")
+    # `generate` calls the graph of `generate_with_sampler` with the export-time sampler.
+    module.generate = _named_function(
+        lambda **inputs: module.generate_with_sampler(
+            sampler=tf.constant(default_sampler), eta=tf.constant(default_eta, tf.float32),
+            **inputs,
+        ),
+        generate_specs,
+        "generate",
+    )
+    module.denoise = _named_function(denoise, denoise_specs, "denoise")
+    # The weights the graphs read, tracked so that the SavedModel stores them. The plain
+    # tf.Variables under the Keras variables keep their names in the graph, which the
+    # session-based loaders of TF Serving and saved_model_cli restore by.
+    module.network_variables = [_tf_variable(weight) for weight in network.weights]
+    # Signatures return named outputs (what TF Serving and saved_model_cli show).
+    signatures = {
+        "generate": _named_function(
+            lambda **inputs: {"images": module.generate(**inputs)}, generate_specs, "generate"
+        ),
+        "generate_with_sampler": _named_function(
+            lambda **inputs: {"images": module.generate_with_sampler(**inputs)},
+            sampler_specs,
+            "generate_with_sampler",
+        ),
+        "denoise": _named_function(
+            lambda **inputs: {"prediction": module.denoise(**inputs)}, denoise_specs, "denoise"
+        ),
+    }
+    signatures["serving_default"] = signatures["generate"]
+    return module, signatures
+
+
+
+def _tf_variable(weight):
+    """The `tf.Variable` holding a Keras variable's value (the variable itself if it is one)."""
+    value = getattr(weight, "value", weight)
+    return value if isinstance(value, tf.Variable) else weight

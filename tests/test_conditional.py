@@ -1,0 +1,261 @@
+"""Class-conditional models and classifier-free guidance.
+
+The exact tests use a weightless conditional oracle: for class c the data is
+N(μ_c, s²) and the null label's "unconditional" data N(0, s²). Both optimal ε
+predictions are affine in x_t, and so is their guided mix,
+
+    ε_∅ + w (ε_c − ε_∅) = σ (x_t − a·wμ_c) / (a²s² + σ²),
+
+which is exactly the optimal ε for N(wμ_c, s²) data. Sampling with guidance
+scale w must therefore reproduce the exact output moments of a sampler driven
+by the Gaussian oracle of mean wμ_c.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_ddpm
+from keras_ddpm import NoiseSchedule
+from keras_ddpm import samplers
+from keras_ddpm.guidance import classifier_free_guidance
+from oracles import respaced_output_moments
+
+MEANS = (-0.6, -0.2, 0.3, 0.7)  # μ_c of the oracle's four classes
+STD = 0.1
+NUM_CLASSES = len(MEANS)
+
+
+class ConditionalOracleLayer(keras.layers.Layer):
+    """The optimal ε for N(μ_label, s²) data; the null label has μ = 0."""
+
+    def __init__(self, schedule, means, std, **kwargs):
+        super().__init__(**kwargs)
+        self.schedule = schedule
+        self.means = means + (0.0,)
+        self.std = std
+
+    def call(self, inputs):
+        x_t, t, labels = inputs
+        a, sigma = self.schedule.signal_and_noise_rates(t, len(x_t.shape))
+        mean = tf.reshape(tf.gather(tf.constant(self.means, tf.float32), labels), [-1, 1, 1, 1])
+        return sigma * (x_t - a * mean) / (a * a * self.std**2 + sigma * sigma)
+
+
+def conditional_oracle(schedule, image_shape=(4, 4, 1)):
+    x_t = keras.Input(shape=image_shape, name="x_t")
+    t = keras.Input(shape=(), dtype="int32", name="t")
+    labels = keras.Input(shape=(), dtype="int32", name="labels")
+    out = ConditionalOracleLayer(schedule, MEANS, STD)([x_t, t, labels])
+    network = keras.Model([x_t, t, labels], out, name="conditional_oracle")
+    network.num_classes = NUM_CLASSES
+    return network
+
+
+def tiny_conditional_unet(**kwargs):
+    config = dict(
+        image_shape=(8, 8, 1), base_channels=8, channel_multipliers=(1, 2), num_res_blocks=1,
+        attention_resolutions=(), norm_groups=4, dropout=0.0, num_classes=10,
+    )
+    config.update(kwargs)
+    return keras_ddpm.UNet(**config)
+
+
+# ----------------------------------------------------------------------------
+# The network
+# ----------------------------------------------------------------------------
+def test_unet_class_embedding_reaches_the_output_and_round_trips():
+    network = tiny_conditional_unet()
+    assert [tensor.name for tensor in network.inputs] == ["x_t", "t", "labels"]
+    assert network.null_label == 10
+    embedding = network.get_layer("class_embedding")
+    assert tuple(embedding.embeddings.shape) == (11, 32)  # K + 1 rows, width 4·base
+    # A fresh network ignores its conditioning (zero-initialised residual branches and
+    # output convolution); give those weights values.
+    rng = np.random.default_rng(0)
+    for weight in network.weights:
+        if not np.any(weight.numpy()):
+            weight.assign(rng.normal(size=weight.shape) * 0.1)
+    x = np.random.default_rng(1).normal(size=(3, 8, 8, 1)).astype("float32")
+    t = np.full((3,), 5, "int32")
+    outputs = [network([x, t, np.full((3,), c, "int32")]).numpy() for c in (0, 1, 10)]
+    assert np.abs(outputs[0] - outputs[1]).max() > 1e-4
+    assert np.abs(outputs[0] - outputs[2]).max() > 1e-4
+    clone = keras_ddpm.UNet.from_config(network.get_config())
+    assert clone.num_classes == 10
+    clone.set_weights(network.get_weights())
+    np.testing.assert_array_equal(clone([x, t, np.zeros(3, "int32")]), outputs[0])
+
+
+def test_unet_rejects_a_bad_num_classes():
+    with pytest.raises(ValueError, match="num_classes"):
+        tiny_conditional_unet(num_classes=0)
+
+
+# ----------------------------------------------------------------------------
+# Guidance
+# ----------------------------------------------------------------------------
+def test_guidance_mixes_predictions_in_one_network_call():
+    calls = []
+
+    def denoise(x, t, labels):
+        calls.append(int(x.shape[0]))
+        return x * 0.0 + tf.reshape(tf.cast(labels, tf.float32), [-1, 1])
+
+    x = tf.zeros((3, 1))
+    t = tf.zeros((3,), tf.int32)
+    labels = tf.constant([1, 2, 4])
+    for scale, expected_calls in ((3.0, [6]), (1.0, [3]), (0.0, [3])):
+        calls.clear()
+        guided = classifier_free_guidance(denoise, labels, 9, scale)
+        out = guided(x, t).numpy()[:, 0]
+        # The null label (9) stands for the unconditional prediction.
+        np.testing.assert_allclose(out, 9.0 + scale * (np.array([1, 2, 4]) - 9.0))
+        assert calls == expected_calls
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.0, 2.5])
+def test_guided_ddim_has_the_exact_distribution_of_the_shifted_gaussian(scale):
+    schedule = NoiseSchedule("linear", timesteps=200)
+    model = keras_ddpm.DDPM(conditional_oracle(schedule), schedule=schedule)
+    labels = np.arange(4096) % NUM_CLASSES
+    images = model.generate(
+        4096, sampler="ddim", steps=20, seed=0, labels=labels, guidance_scale=scale,
+        clip=False, verbose=0,
+    )
+    sequence = samplers.timestep_sequence(schedule, 20, "trailing").numpy()[:20]
+    for label, mean in enumerate(MEANS):
+        values = images[labels == label].ravel()  # 16,384 values per class
+        expected_mean, expected_std = respaced_output_moments(
+            schedule, scale * mean, STD, sequence, eta=0.0
+        )
+        standard_error = expected_std / np.sqrt(values.size)
+        assert abs(values.mean() - expected_mean) < 5 * standard_error
+        assert abs(values.std() - expected_std) < 5 * expected_std / np.sqrt(2 * values.size)
+        # A guidance bug (scale applied to the wrong branch, or none) moves the
+        # mean by |μ_c|(w − 1) or more: far outside the tolerance for w ≠ 1.
+        if scale != 1.0:
+            assert abs(values.mean() - mean) > 50 * standard_error
+
+
+def test_guided_ancestral_sampling_has_the_exact_distribution():
+    schedule = NoiseSchedule("linear", timesteps=200)
+    model = keras_ddpm.DDPM(conditional_oracle(schedule), schedule=schedule)
+    labels = np.arange(4096) % NUM_CLASSES
+    images = model.generate(
+        4096, sampler="ddpm", steps=25, seed=1, labels=labels, guidance_scale=2.0,
+        clip=False, verbose=0,
+    )
+    sequence = samplers.timestep_sequence(schedule, 25, "trailing").numpy()[:25]
+    for label, mean in enumerate(MEANS):
+        values = images[labels == label].ravel()
+        expected_mean, expected_std = respaced_output_moments(schedule, 2.0 * mean, STD, sequence)
+        assert abs(values.mean() - expected_mean) < 5 * expected_std / np.sqrt(values.size)
+        assert abs(values.std() - expected_std) < 5 * expected_std / np.sqrt(2 * values.size)
+
+
+def test_unlabelled_sampling_is_the_null_label_and_guidance_zero():
+    schedule = NoiseSchedule("linear", timesteps=50)
+    model = keras_ddpm.DDPM(conditional_oracle(schedule), schedule=schedule)
+    for sampler in samplers.SAMPLERS:
+        unlabelled = model.generate(8, sampler=sampler, steps=10, seed=3, clip=False, verbose=0)
+        zero = model.generate(
+            8, sampler=sampler, steps=10, seed=3, labels=2, guidance_scale=0.0, clip=False,
+            verbose=0,
+        )
+        np.testing.assert_array_equal(unlabelled, zero)
+        # N(0, s²) for the null label: the samples centre on 0, not on μ_2 = 0.3.
+        assert abs(unlabelled.mean()) < 0.1
+
+
+# ----------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------
+def test_class_dropout_replaces_labels_at_the_requested_rate():
+    model = keras_ddpm.DDPM(tiny_conditional_unet(), seed=0, class_dropout=0.25)
+    labels = np.arange(20000) % 10
+    images = np.zeros((20000, 8, 8, 1), "float32")
+    dropped = model._training_labels((images, labels), training=True).numpy()
+    null = dropped == 10
+    # Binomial(20000, 0.25): standard deviation 61 labels.
+    assert abs(null.sum() - 5000) < 4 * 61
+    np.testing.assert_array_equal(dropped[~null], labels[~null])
+    kept = model._training_labels((images, labels), training=False).numpy()
+    np.testing.assert_array_equal(kept, labels)
+
+
+def test_conditional_fit_accepts_every_labelled_form(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras_ddpm.DDPM(
+        tiny_conditional_unet(), NoiseSchedule("linear", 50), seed=0, class_dropout=0.2,
+        ema_decay=0.5,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    images, labels = keras_ddpm.data.load_digits_arrays()
+    images, labels = images[:256], labels[:256]
+    tuples = keras_ddpm.data.from_array(images, labels, 64, seed=0)
+    losses = model.fit(tuples, epochs=3, verbose=0).history["loss"]
+    assert losses[-1] < losses[0]
+    tfds_dicts = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels}).batch(128)
+    assert np.isfinite(model.fit(tfds_dicts, epochs=1, verbose=0).history["loss"][0])
+    arrays = model.fit(images, labels, batch_size=128, epochs=1, verbose=0)
+    assert np.isfinite(arrays.history["loss"][0])
+
+    # The trained conditional model round-trips through a .keras file.
+    path = str(tmp_path / "conditional.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.num_classes == 10 and loaded.class_dropout == 0.2
+    kwargs = dict(sampler="ddim", steps=5, seed=4, labels=[1, 7, 7], guidance_scale=2.0,
+                  verbose=0, jit_compile=False)
+    np.testing.assert_array_equal(model.generate(3, **kwargs), loaded.generate(3, **kwargs))
+
+
+# ----------------------------------------------------------------------------
+# Errors
+# ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def conditional_model():
+    return keras_ddpm.DDPM(tiny_conditional_unet(), NoiseSchedule("linear", 20))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(labels=10), ValueError, r"labels` must lie in \[0, 10\). Received labels in \[10, 10\]"),
+        (dict(labels=[-1, 0, 1]), ValueError, r"Received labels in \[-1, 1\]"),
+        (dict(labels=[1, 2]), ValueError, r"one label per image: shape \(3,\). Received 2 labels"),
+        (dict(labels=[0.5, 1, 2]), TypeError, "`labels` must be an int"),
+        (dict(labels=1, guidance_scale=-1.0), ValueError, "guidance_scale=-1.0"),
+        (dict(guidance_scale=3.0), ValueError, "`guidance_scale` needs `labels`"),
+    ],
+)
+def test_generate_rejects_bad_labels(conditional_model, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        conditional_model.generate(3, steps=2, **kwargs)
+
+
+def test_unconditional_model_refuses_labels():
+    network = keras_ddpm.UNet((8, 8, 1), base_channels=8, channel_multipliers=(1,),
+                              num_res_blocks=1, attention_resolutions=(), norm_groups=4)
+    model = keras_ddpm.DDPM(network, NoiseSchedule("linear", 20))
+    with pytest.raises(ValueError, match="need a class-conditional model.*labels=7"):
+        model.generate(2, labels=7)
+
+
+def test_conditional_fit_without_labels_is_an_error(conditional_model):
+    conditional_model.compile(optimizer="adam")
+    images, labels = keras_ddpm.data.load_digits_arrays()
+    with pytest.raises(ValueError, match="class-conditional \\(num_classes=10\\) and needs labels"):
+        conditional_model.fit(keras_ddpm.data.load_digits(64), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="needs labels"):
+        conditional_model.fit(images[:64], epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"Class labels must lie in \[0, 10\). Received labels in \[0, 12\]"):
+        conditional_model.fit(images[:4], np.array([0, 1, 2, 12]), epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("class_dropout", [-0.1, 1.5, "0.1"])
+def test_bad_class_dropout(class_dropout):
+    with pytest.raises(ValueError, match="class_dropout"):
+        keras_ddpm.DDPM(tiny_conditional_unet(), class_dropout=class_dropout)

@@ -1,0 +1,296 @@
+"""SavedModel export: endpoints, same images as generate, loading without keras_ddpm, errors."""
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_ddpm
+from keras_ddpm import cli
+from keras_ddpm.utils import to_uint8
+
+SHAPE = (8, 8, 1)
+T = 20
+
+
+def tiny_unet(**kwargs):
+    return keras_ddpm.UNet(
+        SHAPE, base_channels=8, channel_multipliers=(1,), num_res_blocks=1,
+        attention_resolutions=(), dropout=0.0, norm_groups=4, **kwargs,
+    )
+
+
+def conv_denoiser():
+    """A tiny time-conditioned functional network (cheaper to trace than a UNet)."""
+    x_t = keras.Input(shape=SHAPE, name="x_t")
+    t = keras.Input(shape=(), dtype="int32", name="t")
+    time = keras.layers.Embedding(T, 4)(t)
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="silu")(x_t)
+    h = h + keras.layers.Reshape((1, 1, 4))(time)
+    return keras.Model([x_t, t], keras.layers.Conv2D(SHAPE[-1], 3, padding="same")(h))
+
+
+def with_distinct_ema(model):
+    """Moves the raw weights away from the EMA copy, so that exporting the EMA can be told apart."""
+    rng = np.random.default_rng(0)
+    for weight in model.network.trainable_weights:
+        weight.assign(weight.numpy() + 0.05 * rng.standard_normal(weight.shape).astype("float32"))
+    return model
+
+
+def generated(model, num, seed, **kwargs):
+    """What the SavedModel must return: uint8 pixels of model.generate (one batch, no XLA)."""
+    return to_uint8(model.generate(num, seed=seed, verbose=0, jit_compile=False, **kwargs))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny model saved to .keras and exported once by `keras-ddpm export` (DDIM, η = 0.5)."""
+    keras.mixed_precision.set_global_policy("float32")
+    schedule = keras_ddpm.NoiseSchedule("linear", timesteps=T)
+    model = with_distinct_ema(
+        keras_ddpm.DDPM(conv_denoiser(), schedule=schedule, ema_decay=0.9, seed=0)
+    )
+    folder = tmp_path_factory.mktemp("export")
+    model_path, path = str(folder / "model.keras"), str(folder / "savedmodel")
+    model.save(model_path)
+    assert cli.main(["export", model_path, path, "--sampler", "ddim", "--eta", "0.5"]) == 0
+    return model, path, tf.saved_model.load(path)
+
+
+def test_generate_endpoints_match_model_generate_with_the_ema_weights(exported):
+    model, _, loaded = exported
+    images = loaded.generate(num_images=5, steps=7, seed=3).numpy()
+    assert images.shape == (5,) + SHAPE and images.dtype == np.uint8
+    np.testing.assert_array_equal(images, generated(model, 5, 3, sampler="ddim", steps=7, eta=0.5))
+    # The sampler is a run-time input of the same SavedModel; steps=0 is generate's default.
+    for sampler, steps, eta, seed in [
+        ("ddpm", T, 0.0, 0), ("ddpm", 0, 0.0, -5), ("dpm_solver", 5, 0.0, 2**31 - 1),
+        ("ddim", 0, 0.0, 11),
+    ]:
+        images = loaded.generate_with_sampler(
+            num_images=4, steps=steps, seed=seed, sampler=sampler, eta=eta
+        ).numpy()
+        expected = generated(model, 4, seed, sampler=sampler, steps=steps or None, eta=eta)
+        np.testing.assert_array_equal(images, expected, err_msg=f"{sampler}, {steps} steps")
+
+
+def test_signatures_for_serving(exported):
+    model, _, loaded = exported
+    assert set(loaded.signatures) == {
+        "serving_default", "generate", "generate_with_sampler", "denoise",
+    }
+    serving = loaded.signatures["serving_default"]
+    assert set(serving.structured_input_signature[1]) == {"num_images", "steps", "seed"}
+    outputs = serving(num_images=tf.constant(2), steps=tf.constant(4), seed=tf.constant(9))
+    assert list(outputs) == ["images"] and outputs["images"].dtype == tf.uint8
+    np.testing.assert_array_equal(
+        outputs["images"], loaded.generate(num_images=2, steps=4, seed=9)
+    )
+    # denoise is the EMA network's prediction, not the raw network's: the export holds the EMA.
+    x_t = np.random.default_rng(1).standard_normal((3,) + SHAPE).astype("float32")
+    t = np.array([0, 7, T - 1], "int32")
+    prediction = loaded.signatures["denoise"](x_t=tf.constant(x_t), t=tf.constant(t))["prediction"]
+    np.testing.assert_allclose(
+        prediction, model.ema_network([x_t, t], training=False), rtol=1e-5, atol=1e-6
+    )
+    assert not np.allclose(prediction, model.network([x_t, t], training=False), atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "inputs, message",
+    [
+        ({"sampler": "plms"}, r"Unknown sampler. Expected one of ddpm, ddim, dpm_solver. Received:\] \[plms\]"),
+        ({"sampler": "ddpm", "eta": 0.5}, r"eta only applies to sampler ddim. Received: eta =\] \[0.5\]"),
+        ({"steps": T + 1}, rf"`steps` must be in \[1, {T}\]"),
+        ({"num_images": 0}, r"`num_images` must be a positive integer"),
+    ],
+)
+def test_bad_runtime_inputs_are_clear_errors(exported, inputs, message):
+    _, _, loaded = exported
+    arguments = {"num_images": 2, "steps": 3, "seed": 0, "sampler": "ddim", "eta": 0.0, **inputs}
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        loaded.generate_with_sampler(**arguments)
+
+
+SCRIPT = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+
+loaded = tf.saved_model.load(sys.argv[1])
+images = loaded.generate(num_images=3, steps=6, seed=5).numpy()
+ddpm = loaded.signatures["generate_with_sampler"](
+    num_images=tf.constant(2), steps=tf.constant(0), seed=tf.constant(1),
+    sampler=tf.constant("ddpm"), eta=tf.constant(0.0))["images"].numpy()
+# The session-based loader of TF Serving and saved_model_cli, on serving_default.
+with tf.compat.v1.Graph().as_default(), tf.compat.v1.Session() as session:
+    meta_graph = tf.compat.v1.saved_model.load(session, ["serve"], sys.argv[1])
+    signature = meta_graph.signature_def["serving_default"]
+    feeds = {signature.inputs[name].name: value
+             for name, value in {"num_images": 2, "steps": 4, "seed": 9}.items()}
+    served = session.run(signature.outputs["images"].name, feeds)
+np.savez(sys.argv[2], images=images, ddpm=ddpm, served=served)
+print(json.dumps({name: name in sys.modules for name in ("keras_ddpm", "keras")}))
+"""
+
+
+def test_savedmodel_runs_in_a_process_without_keras_ddpm(exported, tmp_path):
+    model, path, _ = exported
+    out = str(tmp_path / "images.npz")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, path, out], capture_output=True, text=True, timeout=300,
+        env=env, cwd=str(tmp_path),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    imported = json.loads(done.stdout.strip().splitlines()[-1])
+    assert imported["keras_ddpm"] is False
+    arrays = np.load(out)
+    np.testing.assert_array_equal(
+        arrays["images"], generated(model, 3, 5, sampler="ddim", steps=6, eta=0.5)
+    )
+    np.testing.assert_array_equal(arrays["ddpm"], generated(model, 2, 1, sampler="ddpm"))
+    np.testing.assert_array_equal(
+        arrays["served"], generated(model, 2, 9, sampler="ddim", steps=4, eta=0.5)
+    )
+
+
+@pytest.mark.slow  # the session loader itself is checked in the test above
+def test_saved_model_cli_runs_serving_default(exported, tmp_path):
+    model, path, _ = exported
+    script = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    done = subprocess.run(
+        [script, "run", "--dir", path, "--tag_set", "serve", "--signature_def", "serving_default",
+         "--input_exprs", "num_images=2;steps=4;seed=8", "--outdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    images = np.load(tmp_path / "images.npy")
+    np.testing.assert_array_equal(images, generated(model, 2, 8, sampler="ddim", steps=4, eta=0.5))
+
+
+def test_export_argument_errors(exported, tmp_path):
+    model, _, _ = exported
+    with pytest.raises(ValueError, match=r"format='tf_saved_model'.*Received: format='onnx'"):
+        model.export(str(tmp_path / "x"), format="onnx")
+    with pytest.raises(ValueError, match=r"sampler='plms'"):
+        model.export(str(tmp_path / "x"), sampler="plms")
+    with pytest.raises(ValueError, match=r"eta=0.5 with sampler='ddpm'"):
+        model.export(str(tmp_path / "x"), eta=0.5)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match=r"directory.*'.*file'"):
+        model.export(str(tmp_path / "file"))
+    with pytest.raises(TypeError, match=r"keras_ddpm.DDPM.*Sequential"):
+        keras_ddpm.export.export_saved_model(keras.Sequential(), str(tmp_path / "x"))
+    with pytest.raises(ValueError, match=r"\(8, 8, 1\).*image_shape=\(4, 4, 1\)"):
+        model.export(str(tmp_path / "x"), image_shape=(4, 4, 1))
+
+
+class ShapelessDenoiser(keras.Model):
+    """A subclassed network: no declared input shape until it is called."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding = keras.layers.Embedding(T, 2)
+        self.conv = keras.layers.Conv2D(1, 3, padding="same")
+
+    def call(self, inputs, training=False):
+        x_t, t = inputs
+        return self.conv(x_t) * keras.ops.reshape(self.embedding(t)[:, :1], (-1, 1, 1, 1))
+
+
+def test_a_never_built_network_is_built_from_image_shape_or_refused(tmp_path):
+    model = keras_ddpm.DDPM(
+        ShapelessDenoiser(), schedule=keras_ddpm.NoiseSchedule("linear", timesteps=T),
+        ema_decay=None,
+    )
+    assert not model.network.weights
+    with pytest.raises(ValueError, match=r"declares no input shape.*image_shape=\(H, W, C\)"):
+        model.export(str(tmp_path / "x"), verbose=False)
+    path = model.export(str(tmp_path / "x"), image_shape=(4, 4, 1), verbose=False)
+    loaded = tf.saved_model.load(path)
+    images = loaded.generate(num_images=2, steps=3, seed=0).numpy()
+    assert images.shape == (2, 4, 4, 1) and images.dtype == np.uint8
+    x_t = np.ones((2, 4, 4, 1), "float32")
+    t = np.array([1, 2], "int32")
+    np.testing.assert_allclose(loaded.denoise(x_t=x_t, t=t), model.network([x_t, t]), rtol=1e-6)
+
+
+class ConditionalDenoiser(keras.Model):
+    """A tiny class-conditional network: `num_classes` and inputs [x_t, t, labels], as UNet."""
+
+    def __init__(self, num_classes=3, **kwargs):
+        x_t = keras.Input(shape=SHAPE, name="x_t")
+        t = keras.Input(shape=(), dtype="int32", name="t")
+        labels = keras.Input(shape=(), dtype="int32", name="labels")
+        condition = keras.layers.Embedding(T, 4)(t) + keras.layers.Embedding(num_classes + 1, 4)(labels)
+        h = keras.layers.Conv2D(4, 3, padding="same", activation="silu")(x_t)
+        h = h + keras.layers.Reshape((1, 1, 4))(condition)
+        out = keras.layers.Conv2D(SHAPE[-1], 3, padding="same")(h)
+        super().__init__([x_t, t, labels], out, **kwargs)
+        self.num_classes = num_classes
+
+    def get_config(self):
+        return {"num_classes": self.num_classes, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@pytest.mark.skipif(
+    "num_classes" not in inspect.signature(keras_ddpm.UNet).parameters,
+    reason="class-conditional DDPM not available",
+)
+def test_conditional_model_exports_labels_and_guidance_scale(tmp_path):
+    schedule = keras_ddpm.NoiseSchedule("linear", timesteps=T)
+    model = with_distinct_ema(
+        keras_ddpm.DDPM(ConditionalDenoiser(), schedule=schedule, ema_decay=0.9, seed=0)
+    )
+    path = model.export(str(tmp_path / "savedmodel"), sampler="dpm_solver", verbose=False)
+    loaded = tf.saved_model.load(path)
+    inputs = loaded.signatures["serving_default"].structured_input_signature[1]
+    assert set(inputs) == {"num_images", "steps", "seed", "labels", "guidance_scale"}
+    labels = np.array([0, 2, 1, 2], "int32")
+    images = loaded.generate(num_images=4, steps=5, seed=1, labels=labels, guidance_scale=2.5)
+    expected = generated(
+        model, 4, 1, sampler="dpm_solver", steps=5, labels=labels, guidance_scale=2.5
+    )
+    np.testing.assert_array_equal(images, expected)
+    # The null label (num_classes) asks for unconditional samples.
+    unconditional = loaded.generate(
+        num_images=2, steps=5, seed=1, labels=np.full(2, 3, "int32"), guidance_scale=1.0
+    )
+    np.testing.assert_array_equal(unconditional, generated(model, 2, 1, sampler="dpm_solver", steps=5))
+    x_t = np.zeros((2,) + SHAPE, "float32")
+    t, labels = np.array([3, 4], "int32"), np.array([1, 3], "int32")
+    np.testing.assert_allclose(
+        loaded.denoise(x_t=x_t, t=t, labels=labels), model.ema_network([x_t, t, labels]),
+        rtol=1e-5, atol=1e-6,
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match="one label per image"):
+        loaded.generate(num_images=3, steps=5, seed=1, labels=[0, 1], guidance_scale=1.0)
+
+
+def test_cli_export_errors_are_one_line(exported, tmp_path, capsys):
+    model, path, _ = exported
+    model_path = os.path.join(os.path.dirname(path), "model.keras")
+    out = str(tmp_path / "savedmodel")
+    for argv, message in [
+        (["export", model_path, out, "--sampler", "plms"], "sampler='plms'"),
+        (["export", model_path, out, "--eta", "0.5"], "eta=0.5 with sampler='ddpm'"),
+        (["export", model_path, model_path], "is a file"),
+        (["export", str(tmp_path / "missing.keras"), out], "does not exist"),
+        (["export", path, out], "holds no model.keras"),
+    ]:
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not os.path.exists(out)
