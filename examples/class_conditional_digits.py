@@ -56,6 +56,7 @@ def main(argv=None):
     images = model.generate(
         len(labels), sampler="dpm_solver", steps=steps, seed=args.seed, labels=labels,
         guidance_scale=args.guidance,
+        jit_compile=not args.smoke,  # compiling outlasts a smoke run's few steps
     )
     grid = keras_ddpm.utils.save_image_grid(
         images, os.path.join(args.output, "digits_by_class.png"), ncols=args.per_class

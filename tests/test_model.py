@@ -257,33 +257,33 @@ def test_fit_evaluate_and_generate_with_and_without_xla(jit_compile):
 def test_fit_on_digits_loss_falls_for_v_and_x0(prediction_type):
     keras.utils.set_random_seed(0)
     network = keras_ddpm.UNet(
-        image_shape=(8, 8, 1), base_channels=16, channel_multipliers=(1, 2),
-        num_res_blocks=1, attention_resolutions=(4,), dropout=0.0, norm_groups=4,
+        image_shape=(8, 8, 1), base_channels=8, channel_multipliers=(1, 2),
+        num_res_blocks=1, attention_resolutions=(), dropout=0.0, norm_groups=4,
     )
     model = DDPM(
         network, schedule=NoiseSchedule("linear", timesteps=1000), ema_decay=0.99, seed=0,
         prediction_type=prediction_type, loss_weighting="min_snr",
     )
-    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
     data = keras_ddpm.data.load_digits(batch_size=64, seed=0)
     losses = model.fit(data, epochs=3, verbose=0).history["loss"]
     assert all(np.isfinite(losses))
-    assert losses[-1] < 0.75 * losses[0]
+    assert losses[-1] < 0.8 * losses[0]  # measured: 0.69 (v), 0.33 (x0)
 
 
 def test_fit_on_digits_loss_falls():
     keras.utils.set_random_seed(0)
     network = keras_ddpm.UNet(
-        image_shape=(8, 8, 1), base_channels=16, channel_multipliers=(1, 2),
-        num_res_blocks=1, attention_resolutions=(4,), dropout=0.0, norm_groups=4,
+        image_shape=(8, 8, 1), base_channels=8, channel_multipliers=(1, 2),
+        num_res_blocks=1, attention_resolutions=(), dropout=0.0, norm_groups=4,
     )
     model = DDPM(network, schedule=NoiseSchedule("linear", timesteps=1000), ema_decay=0.99, seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
     data = keras_ddpm.data.load_digits(batch_size=64, seed=0)
-    losses = model.fit(data, epochs=6, verbose=0).history["loss"]
+    losses = model.fit(data, epochs=4, verbose=0).history["loss"]
     # The zero-initialised output predicts ε̂ = 0, a loss of E[ε²] = 1, at the start.
     assert losses[0] < 0.9
-    assert losses[-1] < 0.6 * losses[0]
+    assert losses[-1] < 0.5 * losses[0]  # measured: 0.29
     assert all(np.isfinite(losses))
 
 

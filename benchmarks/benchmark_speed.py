@@ -1,0 +1,470 @@
+"""Training and sampling speed of the DDPM U-Net, as a fraction of this machine's matmul peak.
+
+One command prints the table and records it:
+
+    python benchmarks/benchmark_speed.py            # ~5 minutes on 2 idle CPU cores
+
+What it measures (issue 8), each phase in its own process so that peak memory is per phase:
+
+1. `peak`: the machine's yardstick, the best 2048 x 2048 float32 matmul of TensorFlow, XLA and
+   NumPy's BLAS, measured before and after the figures inside every phase (the machine may be
+   shared; every ratio uses its own process's peak).
+2. `train float32` and `train mixed_bfloat16`: the DDPM U-Net at base width 64,
+   channel multipliers (1, 2, 2, 2), attention at 16x16, 32x32x3 images, batch 32, Adam,
+   EMA on, Keras' default compilation (no XLA on a CPU-only machine; `--train-jit` forces it);
+   `--epochs` short epochs after a warm-up step (the bfloat16 run: 2 epochs of 1 step), resident
+   memory recorded at the end of every epoch (growth = last minus first).
+3. `sample`: 64 images with 20 DPM-Solver++(2M) steps through `DDPM.generate` (its default: one
+   XLA-compiled loop), and one bare XLA-compiled network call on the same batch; the per-step
+   overhead is the step time beyond that call.
+
+Every figure is also given per CPU-second ("% peak (CPU)"): FLOPs over the process's CPU time,
+against the matmul's FLOPs per CPU-second. On a shared machine the wall-clock ratio moves with
+the other processes' load; the CPU-time ratio moves much less.
+
+How FLOPs are counted: 2 per multiply-add of every convolution, dense layer (1x1 shortcuts,
+q/k/v/proj, the timestep MLP) and the two attention matmuls (q k^T and weights v), read off one
+forward pass; normalisation, activations, softmax and additions are not counted. A training step
+counts 3x the forward FLOPs (backward = 2x forward); a sampling step counts one forward.
+
+The JSON goes to `benchmarks/results/speed_<date>.json`; the table compares every figure with
+the newest earlier `speed_*.json` there and flags a drop of more than `--tolerance`.
+"""
+
+import argparse
+import datetime
+import glob
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+NETWORK = dict(
+    image_shape=(32, 32, 3),
+    base_channels=64,
+    channel_multipliers=(1, 2, 2, 2),
+    num_res_blocks=2,
+    attention_resolutions=(16,),
+    dropout=0.1,
+    norm_groups=32,
+)
+
+
+# ===== Helpers (run inside a phase process) =====
+
+
+def rss_mb():
+    """Current resident set size in MiB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb():
+    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load_average():
+    return round(os.getloadavg()[0], 2)
+
+
+def cpu_seconds():
+    """User + system CPU time of this process (all threads)."""
+    times = os.times()
+    return times.user + times.system
+
+
+def matmul_peak(size=2048, repeats=6):
+    """The float32 matmul yardstick: `(wall GFLOP/s, GFLOP per CPU-second)`.
+
+    2 n^3 FLOPs per product; the best of `repeats` products with TensorFlow's kernel, XLA's
+    and NumPy's BLAS, whichever is fastest. The CPU-time rate is robust to other processes
+    sharing the cores.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+    a_np, b_np = a.numpy(), b.numpy()
+    flops = 2 * size**3
+    best_wall, best_cpu = float("inf"), float("inf")
+    products = (
+        tf.function(tf.matmul, jit_compile=False),
+        tf.function(tf.matmul, jit_compile=True),
+        lambda a, b: np.matmul(a_np, b_np),
+    )
+    for product in products:
+        np.asarray(product(a, b))
+        for _ in range(repeats):
+            start, start_cpu = time.perf_counter(), cpu_seconds()
+            np.asarray(product(a, b))
+            best_wall = min(best_wall, time.perf_counter() - start)
+            best_cpu = min(best_cpu, cpu_seconds() - start_cpu)
+    return flops / best_wall / 1e9, flops / best_cpu / 1e9
+
+
+def forward_flops(network):
+    """FLOPs of one forward pass for one image: 2 x multiply-adds of convs, denses, attention."""
+    import keras
+    import numpy as np
+
+    from keras_ddpm.layers import AttentionBlock
+
+    total = [0]
+    originals = {}
+
+    def counting(cls, count):
+        original = cls.call
+        originals[cls] = original
+
+        def call(self, inputs, *args, **kwargs):
+            outputs = original(self, inputs, *args, **kwargs)
+            total[0] += count(self, inputs, outputs)
+            return outputs
+
+        cls.call = call
+
+    def conv(layer, inputs, outputs):
+        kh, kw, cin, cout = layer.kernel.shape
+        return 2 * int(np.prod(outputs.shape[:-1])) * kh * kw * cin * cout
+
+    def dense(layer, inputs, outputs):
+        cin, cout = layer.kernel.shape
+        return 2 * int(np.prod(outputs.shape[:-1])) * cin * cout
+
+    def attention(layer, inputs, outputs):
+        batch, height, width, channels = inputs.shape
+        positions = height * width
+        return 2 * 2 * batch * positions * positions * channels  # q k^T and weights v
+
+    counting(keras.layers.Conv2D, conv)
+    counting(keras.layers.Dense, dense)
+    counting(AttentionBlock, attention)
+    try:
+        x = np.zeros((1,) + tuple(network.inputs[0].shape[1:]), "float32")
+        inputs = [x, np.zeros((1,), "int32")]
+        if getattr(network, "num_classes", None) is not None:
+            inputs.append(np.zeros((1,), "int32"))
+        network(inputs, training=False)
+    finally:
+        for cls, original in originals.items():
+            cls.call = original
+    return total[0]
+
+
+def build_model(dtype, jit_compile):
+    import keras
+
+    import keras_ddpm
+
+    keras.config.set_dtype_policy(dtype)
+    network = keras_ddpm.UNet(**NETWORK)
+    model = keras_ddpm.DDPM(network, ema_decay=0.9999, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(2e-4), jit_compile=jit_compile)
+    return network, model
+
+
+# ===== Phases =====
+
+
+def phase_train(args):
+    import numpy as np
+    import tensorflow as tf
+    import keras
+
+    network, model = build_model(args.dtype, True if args.train_jit else "auto")
+    flops_per_image = 3 * forward_flops(network)
+    batch = args.batch_size
+    images = np.random.default_rng(0).uniform(-1, 1, (batch * args.steps_per_epoch, 32, 32, 3))
+    data = (
+        tf.data.Dataset.from_tensor_slices(images.astype("float32"))
+        .batch(batch, drop_remainder=True)
+        .cache()
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+    class EpochClock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            float(logs["loss"])  # wait for the step
+            epoch_times.append(time.perf_counter() - self.start)
+            epoch_rss.append(rss_mb())
+
+    epoch_times, epoch_rss = [], []
+    start = time.perf_counter()
+    model.fit(data.take(1), epochs=1, verbose=0)
+    first_step = time.perf_counter() - start
+    peak, peak_cpu = matmul_peak()
+    load_before = load_average()
+    start_cpu = cpu_seconds()
+    model.fit(data, epochs=args.epochs, verbose=0, callbacks=[EpochClock()])
+    cpu_step_s = (cpu_seconds() - start_cpu) / (args.epochs * args.steps_per_epoch)
+    # The first timed epoch can still include one-off costs; the median epoch is reported.
+    step_s = float(np.median(epoch_times)) / args.steps_per_epoch
+    peak, peak_cpu = (max(a, b) for a, b in zip((peak, peak_cpu), matmul_peak()))
+    achieved = flops_per_image * batch / step_s / 1e9
+    return {
+        "dtype": args.dtype,
+        "jit_compile": bool(model.jit_compile),
+        "batch_size": batch,
+        "first_step_s": round(first_step, 1),
+        "step_s": round(step_s, 3),
+        "epoch_s": [round(t, 2) for t in epoch_times],
+        "images_per_s": round(batch / step_s, 2),
+        "train_gflop_per_image": round(flops_per_image / 1e9, 3),
+        "gflops": round(achieved, 1),
+        "peak_gflops": round(peak, 1),
+        "fraction_of_peak": round(achieved / peak, 3),
+        "cpu_s_per_step": round(cpu_step_s, 2),
+        "cpu_fraction_of_peak": round(flops_per_image * batch / cpu_step_s / 1e9 / peak_cpu, 3),
+        "epoch_rss_mb": [round(r) for r in epoch_rss],
+        "rss_growth_mb": round(epoch_rss[-1] - epoch_rss[0]),
+        "rss_range_mb": round(max(epoch_rss) - min(epoch_rss)),
+        "peak_rss_mb": round(peak_rss_mb()),
+        "load_average": [load_before, load_average()],
+        "parameters": int(network.count_params()),
+    }
+
+
+def phase_sample(args):
+    import numpy as np
+    import tensorflow as tf
+
+    network, model = build_model("float32", "auto")
+    flops_per_image = forward_flops(network)
+    num_images, steps = args.num_images, args.sample_steps
+
+    def generate():
+        return model.generate(
+            num_images, sampler="dpm_solver", steps=steps, seed=0, verbose=0,
+            jit_compile=args.sample_jit,
+        )
+
+    start = time.perf_counter()
+    generate()
+    first_call = time.perf_counter() - start
+    peak, peak_cpu = matmul_peak()
+    load_before = load_average()
+    totals, cpu_totals = [], []
+    for _ in range(args.sample_repeats):
+        start, start_cpu = time.perf_counter(), cpu_seconds()
+        generate()
+        totals.append(time.perf_counter() - start)
+        cpu_totals.append(cpu_seconds() - start_cpu)
+    step_s = min(totals) / steps
+    cpu_step_s = min(cpu_totals) / steps
+
+    # The bare network call the sampler makes every step, compiled the same way.
+    ema = model.ema_network
+    x = tf.random.normal((num_images, 32, 32, 3))
+    t = tf.fill((num_images,), 500)
+    call = tf.function(lambda x, t: ema([x, t], training=False), jit_compile=args.sample_jit)
+    call(x, t).numpy()
+    calls, cpu_calls = [], []
+    for _ in range(args.call_repeats):
+        start, start_cpu = time.perf_counter(), cpu_seconds()
+        call(x, t).numpy()
+        calls.append(time.perf_counter() - start)
+        cpu_calls.append(cpu_seconds() - start_cpu)
+    call_s, cpu_call_s = float(np.min(calls)), float(np.min(cpu_calls))
+    peak, peak_cpu = (max(a, b) for a, b in zip((peak, peak_cpu), matmul_peak()))
+    achieved = flops_per_image * num_images / step_s / 1e9
+    return {
+        "num_images": num_images,
+        "steps": steps,
+        "jit_compile": args.sample_jit,
+        "first_call_s": round(first_call, 1),
+        "total_s": round(min(totals), 2),
+        "step_s": round(step_s, 4),
+        "network_call_s": round(call_s, 4),
+        "overhead_fraction": round((step_s - call_s) / step_s, 3),
+        "cpu_step_s": round(cpu_step_s, 4),
+        "cpu_network_call_s": round(cpu_call_s, 4),
+        "cpu_overhead_fraction": round((cpu_step_s - cpu_call_s) / cpu_step_s, 3),
+        "images_per_s": round(num_images / step_s, 2),
+        "forward_gflop_per_image": round(flops_per_image / 1e9, 3),
+        "gflops": round(achieved, 1),
+        "peak_gflops": round(peak, 1),
+        "fraction_of_peak": round(achieved / peak, 3),
+        "cpu_fraction_of_peak": round(flops_per_image * num_images / cpu_step_s / 1e9 / peak_cpu, 3),
+        "peak_rss_mb": round(peak_rss_mb()),
+        "load_average": [load_before, load_average()],
+    }
+
+
+PHASES = {"train": phase_train, "sample": phase_sample}
+
+
+# ===== Driver: one process per phase, a table, a JSON, a comparison =====
+
+
+def run_phase(name, extra):
+    command = [sys.executable, os.path.abspath(__file__), "--phase", name] + extra
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def previous_results(exclude):
+    paths = sorted(p for p in glob.glob(os.path.join(RESULTS_DIR, "speed_*.json")) if p != exclude)
+    if not paths:
+        return None, None
+    with open(paths[-1]) as f:
+        return paths[-1], json.load(f)
+
+
+def table(results, previous, tolerance):
+    rows = []
+    for key in ("train_float32", "train_mixed_bfloat16", "sample"):
+        result = results.get(key)
+        if result is None:
+            continue
+        step = result["step_s"]
+        extra = (
+            f"overhead {100 * result['overhead_fraction']:.1f} % of the step"
+            if key == "sample"
+            else f"RSS at the ends of {len(result['epoch_rss_mb'])} epochs: last - first "
+            f"{result['rss_growth_mb']:+d} MB, max - min {result.get('rss_range_mb', 0)} MB"
+        )
+        rows.append(
+            [
+                key,
+                f"{result['images_per_s']:.1f}",
+                f"{step:.3f}",
+                f"{result['gflops']:.0f}",
+                f"{result['peak_gflops']:.0f}",
+                f"{100 * result['fraction_of_peak']:.0f} %",
+                f"{100 * result['cpu_fraction_of_peak']:.0f} %",
+                f"{result['peak_rss_mb'] / 1024:.2f} GB",
+                "/".join(str(a) for a in result["load_average"]),
+                extra,
+            ]
+        )
+        if previous and key in previous:
+            old = previous[key]
+            # Flagged only when both ratios drop: one alone is often the machine's load.
+            change = result["fraction_of_peak"] / old["fraction_of_peak"]
+            cpu_change = result["cpu_fraction_of_peak"] / old["cpu_fraction_of_peak"]
+            regressed = max(change, cpu_change) < 1 - tolerance
+            flag = "REGRESSION" if regressed else "ok"
+            rows.append(
+                [
+                    "  previous",
+                    f"{old['images_per_s']:.1f}",
+                    f"{old['step_s']:.3f}",
+                    f"{old['gflops']:.0f}",
+                    f"{old['peak_gflops']:.0f}",
+                    f"{100 * old['fraction_of_peak']:.0f} %",
+                    f"{100 * old['cpu_fraction_of_peak']:.0f} %",
+                    f"{old['peak_rss_mb'] / 1024:.2f} GB",
+                    "/".join(str(a) for a in old["load_average"]),
+                    f"% of peak now x{change:.2f} (CPU x{cpu_change:.2f}): {flag}",
+                ]
+            )
+    header = [
+        "run", "img/s", "step s", "GFLOP/s", "peak GFLOP/s", "% peak", "% peak (CPU)",
+        "peak RSS", "load avg", "notes",
+    ]
+    widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=5, help="timed epochs. Defaults to 5.")
+    parser.add_argument("--steps-per-epoch", type=int, default=2)
+    parser.add_argument("--num-images", type=int, default=64)
+    parser.add_argument("--sample-steps", type=int, default=20)
+    parser.add_argument("--sample-repeats", type=int, default=2)
+    parser.add_argument("--call-repeats", type=int, default=5)
+    parser.add_argument("--train-jit", action="store_true",
+                        help="train with XLA (slower on CPU; for comparison)")
+    parser.add_argument("--sample-no-jit", dest="sample_jit", action="store_false",
+                        help="sample without XLA (for comparison)")
+    parser.add_argument("--skip-bfloat16", action="store_true")
+    parser.add_argument("--skip-sampling", action="store_true")
+    parser.add_argument("--tolerance", type=float, default=0.1,
+                        help="relative drop in %% of peak flagged as a regression. Defaults to 0.1.")
+    parser.add_argument("--output", default=None, help="JSON path; defaults to results/speed_<now>.json")
+    args = parser.parse_args()
+
+    if args.phase:
+        print(json.dumps(PHASES[args.phase](args)))
+        return
+
+    common = [
+        "--batch-size", str(args.batch_size), "--epochs", str(args.epochs),
+        "--steps-per-epoch", str(args.steps_per_epoch), "--num-images", str(args.num_images),
+        "--sample-steps", str(args.sample_steps), "--sample-repeats", str(args.sample_repeats),
+        "--call-repeats", str(args.call_repeats),
+    ] + (["--train-jit"] if args.train_jit else []) + ([] if args.sample_jit else ["--sample-no-jit"])
+    import tensorflow as tf
+    import keras
+
+    results = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {_cpu_name()}, {os.cpu_count()} cores, "
+        f"{'bf16' if _has_bf16() else 'no native bf16'}; TF {tf.__version__}, Keras {keras.__version__}",
+        "network": {k: list(v) if isinstance(v, tuple) else v for k, v in NETWORK.items()},
+    }
+    results["train_float32"] = run_phase("train", common + ["--dtype", "float32"])
+    if not args.skip_bfloat16:
+        # Two 1-step epochs: without native bfloat16 a step can take several times longer.
+        bf16 = common + ["--dtype", "mixed_bfloat16", "--epochs", "2", "--steps-per-epoch", "1"]
+        results["train_mixed_bfloat16"] = run_phase("train", bf16)
+        results["bfloat16_speedup"] = round(
+            results["train_float32"]["step_s"] / results["train_mixed_bfloat16"]["step_s"], 2
+        )
+    if not args.skip_sampling:
+        results["sample"] = run_phase("sample", common)
+
+    output = args.output or os.path.join(
+        RESULTS_DIR, f"speed_{datetime.datetime.now():%Y%m%d_%H%M%S}.json"
+    )
+    previous_path, previous = previous_results(os.path.abspath(output))
+    print(results["machine"])
+    print(table(results, previous, args.tolerance))
+    if "bfloat16_speedup" in results:
+        print(f"mixed_bfloat16 / float32 training speed: x{results['bfloat16_speedup']}")
+    if previous_path:
+        print(f"compared with {os.path.relpath(previous_path)}")
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"wrote {os.path.relpath(output)}")
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _has_bf16():
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+if __name__ == "__main__":
+    main()
