@@ -370,7 +370,6 @@ def _build_module(
     return module, signatures
 
 
-
 def _tf_variable(weight):
     """The `tf.Variable` holding a Keras variable's value (the variable itself if it is one)."""
     value = getattr(weight, "value", weight)

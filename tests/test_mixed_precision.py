@@ -75,10 +75,10 @@ def test_non_finite_step_is_skipped_including_the_ema():
 def test_default_compile_wraps_the_optimizer_and_applies_steps():
     keras.mixed_precision.set_global_policy("mixed_float16")
     network = keras_ddpm.UNet(
-        image_shape=(8, 8, 1), base_channels=8, channel_multipliers=(1, 2),
-        num_res_blocks=1, attention_resolutions=(4,), dropout=0.0, norm_groups=4,
+        image_shape=(8, 8, 1), base_channels=8, channel_multipliers=(1,),
+        num_res_blocks=1, attention_resolutions=(), dropout=0.0, norm_groups=4,
     )
-    model = keras_ddpm.DDPM(network, schedule=keras_ddpm.NoiseSchedule("linear", timesteps=100), seed=0)
+    model = keras_ddpm.DDPM(network, schedule=keras_ddpm.NoiseSchedule("linear", timesteps=20), seed=0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     images = np.random.default_rng(1).uniform(-1, 1, (32, 8, 8, 1)).astype("float32")
@@ -87,7 +87,8 @@ def test_default_compile_wraps_the_optimizer_and_applies_steps():
     assert int(model.optimizer.iterations) >= 2
     assert np.isfinite(history.history["loss"][0])
     assert model.network.compute_dtype == "float16" and model.network.output.dtype == "float32"
-    assert model.generate(2, sampler="ddim", steps=5, seed=0, verbose=0).dtype == np.float32
+    images = model.generate(2, sampler="ddim", steps=5, seed=0, verbose=0, jit_compile=False)
+    assert images.dtype == np.float32
 
 
 def _tiny_unet():
