@@ -938,10 +938,13 @@ def export_model(args):
             jit_compile=args.jit_compile == "true",
             verbose=False,
         )
+    inputs = "num_images=4;steps=0;seed=0"
+    if getattr(model, "num_classes", None):
+        inputs += ";labels=[0,1,2,3];guidance_scale=3.0"
     print(f"wrote the SavedModel {path}; try:")
     print(
         f"  saved_model_cli run --dir {path} --tag_set serve --signature_def serving_default "
-        "--input_exprs 'num_images=4;steps=0;seed=0'"
+        f"--input_exprs '{inputs}'"
     )
     return 0
 
