@@ -1,6 +1,5 @@
 """SavedModel export: endpoints, same images as generate, loading without keras_ddpm, errors."""
 
-import inspect
 import json
 import os
 import subprocess
@@ -245,10 +244,6 @@ class ConditionalDenoiser(keras.Model):
         return cls(**config)
 
 
-@pytest.mark.skipif(
-    "num_classes" not in inspect.signature(keras_ddpm.UNet).parameters,
-    reason="class-conditional DDPM not available",
-)
 def test_conditional_model_exports_labels_and_guidance_scale(tmp_path):
     schedule = keras_ddpm.NoiseSchedule("linear", timesteps=T)
     model = with_distinct_ema(
