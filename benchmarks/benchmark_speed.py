@@ -3,6 +3,11 @@
 One command prints the table and records it:
 
     python benchmarks/benchmark_speed.py            # ~5 minutes on 2 idle CPU cores
+    python benchmarks/benchmark_speed.py --onednn off --skip-bfloat16   # TensorFlow's default kernels
+
+Every phase runs with TensorFlow's oneDNN kernels on (`--onednn on`, the default: what importing
+keras_ddpm before TensorFlow gives on x86) or off (TensorFlow's own default on x86 CPUs without
+AVX-512). `benchmark_pytorch_reference.py` measures the same network in PyTorch (diffusers).
 
 What it measures (issue 8), each phase in its own process so that peak memory is per phase:
 
@@ -13,7 +18,8 @@ What it measures (issue 8), each phase in its own process so that peak memory is
    channel multipliers (1, 2, 2, 2), attention at 16x16, 32x32x3 images, batch 32, Adam,
    EMA on, Keras' default compilation (no XLA on a CPU-only machine; `--train-jit` forces it);
    `--epochs` short epochs after a warm-up step (the bfloat16 run: 2 epochs of 1 step), resident
-   memory recorded at the end of every epoch (growth = last minus first).
+   memory recorded at the end of every epoch (growth = last minus first); tf.data autotuning off
+   as in `keras_ddpm.data` (see `keras_ddpm.data.disable_autotune`).
 3. `sample`: 64 images with 20 DPM-Solver++(2M) steps through `DDPM.generate` (its default: one
    XLA-compiled loop), and one bare XLA-compiled network call on the same batch; the per-step
    overhead is the step time beyond that call.
@@ -67,6 +73,13 @@ def rss_mb():
 def peak_rss_mb():
     """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def onednn_enabled():
+    """Whether TensorFlow runs its oneDNN kernels in this process."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def load_average():
@@ -178,11 +191,15 @@ def phase_train(args):
     import tensorflow as tf
     import keras
 
+    import keras_ddpm
+
     network, model = build_model(args.dtype, True if args.train_jit else "auto")
     flops_per_image = 3 * forward_flops(network)
     batch = args.batch_size
     images = np.random.default_rng(0).uniform(-1, 1, (batch * args.steps_per_epoch, 32, 32, 3))
-    data = (
+    # Autotuning off, as in keras_ddpm.data's loaders: with it, an epoch's iterator is only
+    # released at the autotuner's next wake-up (short epochs here took up to 10.24 s).
+    data = keras_ddpm.data.disable_autotune(
         tf.data.Dataset.from_tensor_slices(images.astype("float32"))
         .batch(batch, drop_remainder=True)
         .cache()
@@ -212,6 +229,7 @@ def phase_train(args):
     peak, peak_cpu = (max(a, b) for a, b in zip((peak, peak_cpu), matmul_peak()))
     achieved = flops_per_image * batch / step_s / 1e9
     return {
+        "onednn": onednn_enabled(),
         "dtype": args.dtype,
         "jit_compile": bool(model.jit_compile),
         "batch_size": batch,
@@ -278,6 +296,7 @@ def phase_sample(args):
     peak, peak_cpu = (max(a, b) for a, b in zip((peak, peak_cpu), matmul_peak()))
     achieved = flops_per_image * num_images / step_s / 1e9
     return {
+        "onednn": onednn_enabled(),
         "num_images": num_images,
         "steps": steps,
         "jit_compile": args.sample_jit,
@@ -306,9 +325,10 @@ PHASES = {"train": phase_train, "sample": phase_sample}
 # ===== Driver: one process per phase, a table, a JSON, a comparison =====
 
 
-def run_phase(name, extra):
+def run_phase(name, extra, onednn):
     command = [sys.executable, os.path.abspath(__file__), "--phase", name] + extra
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1" if onednn == "on" else "0")
+    output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -393,6 +413,10 @@ def main():
                         help="train with XLA (slower on CPU; for comparison)")
     parser.add_argument("--sample-no-jit", dest="sample_jit", action="store_false",
                         help="sample without XLA (for comparison)")
+    parser.add_argument("--onednn", choices=("on", "off"), default="on",
+                        help="TensorFlow's oneDNN kernels: on (what importing keras_ddpm first "
+                        "gives on x86) or off (TensorFlow's default on CPUs without AVX-512). "
+                        "Defaults to on.")
     parser.add_argument("--skip-bfloat16", action="store_true")
     parser.add_argument("--skip-sampling", action="store_true")
     parser.add_argument("--tolerance", type=float, default=0.1,
@@ -418,23 +442,24 @@ def main():
         "machine": f"{platform.machine()} {_cpu_name()}, {os.cpu_count()} cores, "
         f"{'bf16' if _has_bf16() else 'no native bf16'}; TF {tf.__version__}, Keras {keras.__version__}",
         "network": {k: list(v) if isinstance(v, tuple) else v for k, v in NETWORK.items()},
+        "onednn": args.onednn,
     }
-    results["train_float32"] = run_phase("train", common + ["--dtype", "float32"])
+    results["train_float32"] = run_phase("train", common + ["--dtype", "float32"], args.onednn)
     if not args.skip_bfloat16:
         # Two 1-step epochs: without native bfloat16 a step can take several times longer.
         bf16 = common + ["--dtype", "mixed_bfloat16", "--epochs", "2", "--steps-per-epoch", "1"]
-        results["train_mixed_bfloat16"] = run_phase("train", bf16)
+        results["train_mixed_bfloat16"] = run_phase("train", bf16, args.onednn)
         results["bfloat16_speedup"] = round(
             results["train_float32"]["step_s"] / results["train_mixed_bfloat16"]["step_s"], 2
         )
     if not args.skip_sampling:
-        results["sample"] = run_phase("sample", common)
+        results["sample"] = run_phase("sample", common, args.onednn)
 
     output = args.output or os.path.join(
         RESULTS_DIR, f"speed_{datetime.datetime.now():%Y%m%d_%H%M%S}.json"
     )
     previous_path, previous = previous_results(os.path.abspath(output))
-    print(results["machine"])
+    print(f"{results['machine']}; oneDNN {args.onednn}")
     print(table(results, previous, args.tolerance))
     if "bfloat16_speedup" in results:
         print(f"mixed_bfloat16 / float32 training speed: x{results['bfloat16_speedup']}")

@@ -18,6 +18,9 @@ import math
 import keras
 from keras import ops
 
+from keras_ddpm.convolution import Conv2D
+from keras_ddpm.normalization import GroupNormalization
+
 # The authors' value (the tf.contrib.layers.group_norm default); Keras defaults to 1e-3.
 GROUP_NORM_EPSILON = 1e-6
 
@@ -58,7 +61,7 @@ def _float32_if_half(dtype_policy):
 
 def _group_norm(norm_groups, dtype_policy, name):
     """Group normalisation with the authors' epsilon, in float32 under mixed precision."""
-    return keras.layers.GroupNormalization(
+    return GroupNormalization(
         groups=norm_groups,
         epsilon=GROUP_NORM_EPSILON,
         dtype=_float32_if_half(dtype_policy),
@@ -204,7 +207,7 @@ class ResidualBlock(keras.layers.Layer):
         self.norm_groups = norm_groups
 
         self.norm1 = _group_norm(norm_groups, self.dtype_policy, "norm1")
-        self.conv1 = keras.layers.Conv2D(
+        self.conv1 = Conv2D(
             out_channels, 3, padding="same", dtype=self.dtype_policy, name="conv1"
         )
         self.temb_proj = keras.layers.Dense(
@@ -214,7 +217,7 @@ class ResidualBlock(keras.layers.Layer):
         self.dropout_layer = keras.layers.Dropout(
             dropout, dtype=self.dtype_policy, name="dropout"
         )
-        self.conv2 = keras.layers.Conv2D(
+        self.conv2 = Conv2D(
             out_channels,
             3,
             padding="same",
@@ -451,7 +454,7 @@ class Upsample(keras.layers.Layer):
         self.resize = keras.layers.UpSampling2D(
             size=2, interpolation="nearest", dtype=self.dtype_policy, name="resize"
         )
-        self.conv = keras.layers.Conv2D(
+        self.conv = Conv2D(
             channels, 3, padding="same", dtype=self.dtype_policy, name="conv"
         )
 

@@ -339,3 +339,25 @@ def test_tfds_errors():
             data.load_tfds("oxford_flowers102")
     with pytest.raises(ValueError, match=r"batch_size=0"):
         data.load_tfds("mnist", batch_size=0)
+
+
+def test_loaders_switch_autotuning_off_and_keep_every_element(image_folder):
+    # Every loader's pipeline ends with autotuning off (see data.disable_autotune).
+    datasets = [
+        data.load_digits(batch_size=500, shuffle=False),
+        data.from_array(np.zeros((5, 4, 4, 1), "uint8"), batch_size=2),
+        data.load_image_folder(image_folder, 8, batch_size=2),
+    ]
+    for dataset in datasets:
+        assert dataset.options().autotune.enabled is False
+    digits = np.concatenate([batch.numpy() for batch in datasets[0]])
+    np.testing.assert_array_equal(digits, data.load_digits_arrays()[0])
+
+
+def test_disable_autotune_keeps_the_elements_and_refuses_other_inputs():
+    dataset = tf.data.Dataset.range(10).map(lambda i: i * i, num_parallel_calls=tf.data.AUTOTUNE)
+    tuned_off = data.disable_autotune(dataset.prefetch(tf.data.AUTOTUNE))
+    assert tuned_off.options().autotune.enabled is False
+    assert list(tuned_off.as_numpy_iterator()) == [i * i for i in range(10)]
+    with pytest.raises(TypeError, match="tf.data.Dataset; received ndarray"):
+        data.disable_autotune(np.zeros(3))

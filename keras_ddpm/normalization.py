@@ -1,0 +1,132 @@
+"""Group normalisation with a hand-written gradient, the U-Net's most frequent layer.
+
+`keras.layers.GroupNormalization` differentiates its forward pass operation by operation: in a
+float32 training step of the benchmark U-Net (base width 64, 32x32 images, batch 32) its 38
+normalisations and their activations took about 1.0 s of a 3.8 s step on two CPU cores, almost
+all of it passes over full-size tensors. `group_normalization` computes the same function with
+a gradient written in closed form: per-(example, channel) statistics first, then one affine map
+of the input forward and one of `dy` and `x` backward. That halves the normalisation time
+(0.58 s) and makes the whole step about 10 % faster; see `benchmarks/benchmark_speed.py`.
+
+References:
+    - [Wu & He, 2018. Group Normalization](https://arxiv.org/abs/1803.08494)
+    - [Ioffe & Szegedy, 2015. Batch Normalization](https://arxiv.org/abs/1502.03167) (the
+      closed-form gradient of a normalisation, section 3)
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+def group_normalization(x, gamma, beta, groups, epsilon):
+    """Channels-last group normalisation `gamma * (x - mean) / sqrt(var + epsilon) + beta`.
+
+    Mean and (biased) variance are taken over the positions and the channels of each group,
+    separately for every example, as in `keras.layers.GroupNormalization`; the results agree
+    with it to float rounding, values and gradients.
+
+    With `x` viewed as `[B, S, C]` (positions `S`), the forward pass sums over positions
+    first and then within each group of channels, and outputs `x * scale + shift` with
+    per-(example, channel) `scale` and `shift`. Backward: with `x̂ = (x - μ) / σ` and
+    `dx̂ = γ dy`, the gradient `dx = (dx̂ - mean(dx̂) - x̂ mean(dx̂ x̂)) / σ` (means over a group)
+    is again an affine map, `dy * scale + x * a + b`, whose `a` and `b` come from two position
+    sums, `Σ dy` and `Σ dy x`.
+
+    Args:
+        x: float tensor `[B, ..., C]`, channels last, at least 2-D.
+        gamma: float tensor `[C]`, the scale.
+        beta: float tensor `[C]`, the offset.
+        groups: int, a divisor of `C`.
+        epsilon: float added to the variance.
+
+    Returns:
+        A tensor shaped like `x`.
+
+    Example:
+
+    ```python
+    x = np.random.normal(size=(2, 8, 8, 32)).astype("float32")
+    y = keras_ddpm.normalization.group_normalization(x, np.ones(32), np.zeros(32), 8, 1e-6)
+    ```
+    """
+    channels = x.shape[-1]
+    if channels is None or channels % groups:
+        raise ValueError(
+            f"group_normalization needs a known channel count divisible by groups={groups}; "
+            f"received input shape {tuple(x.shape)}."
+        )
+    group_size = channels // groups
+
+    @tf.custom_gradient
+    def normalize(x, gamma, beta):
+        shape = tf.shape(x)
+        batch = shape[0]
+        x = tf.reshape(x, [batch, -1, channels])  # [B, S, C]
+        count = tf.cast(tf.shape(x)[1] * group_size, x.dtype)  # elements per group
+
+        def group_mean(sums):
+            """Per-channel sums `[B, C]` -> each group's mean, repeated per channel `[B, 1, C]`."""
+            grouped = tf.reshape(sums, [batch, groups, group_size])
+            means = tf.reduce_sum(grouped, axis=-1, keepdims=True) / count  # [B, G, 1]
+            return tf.reshape(tf.broadcast_to(means, tf.shape(grouped)), [batch, 1, channels])
+
+        mean = group_mean(tf.reduce_sum(x, axis=1))  # [B, 1, C]
+        variance = group_mean(tf.reduce_sum(tf.math.squared_difference(x, mean), axis=1))
+        inv_std = tf.math.rsqrt(variance + epsilon)  # [B, 1, C]
+        scale = inv_std * gamma  # [B, 1, C]
+        shift = beta - mean * scale  # [B, 1, C]
+        y = x * scale + shift
+
+        def grad(upstream):
+            dy = tf.reshape(upstream, tf.shape(x))
+            sum_dy = tf.reduce_sum(dy, axis=1, keepdims=True)  # [B, 1, C]
+            sum_dy_xhat = (tf.reduce_sum(dy * x, axis=1, keepdims=True) - mean * sum_dy) * inv_std
+            mean_dxhat = group_mean((gamma * sum_dy)[:, 0])  # [B, 1, C]
+            mean_dxhat_xhat = group_mean((gamma * sum_dy_xhat)[:, 0])
+            a = -inv_std * inv_std * mean_dxhat_xhat  # [B, 1, C]
+            b = -inv_std * mean_dxhat - mean * a
+            dx = dy * scale + (x * a + b)
+            dgamma = tf.reduce_sum(sum_dy_xhat, axis=[0, 1])
+            dbeta = tf.reduce_sum(sum_dy, axis=[0, 1])
+            return tf.reshape(dx, shape), dgamma, dbeta
+
+        return tf.reshape(y, shape), grad
+
+    return normalize(x, gamma, beta)
+
+
+@keras.saving.register_keras_serializable(package="keras_ddpm")
+class GroupNormalization(keras.layers.GroupNormalization):
+    """`keras.layers.GroupNormalization` computed by `group_normalization`.
+
+    The same weights (`gamma`, `beta`), configuration and results to float rounding; a
+    channels-last layer with both scale and offset runs the hand-written gradient (about 1.7x
+    faster forward plus backward on CPU), any other configuration the parent's code. The
+    arithmetic is float32 even under a 16-bit compute dtype.
+
+    Args:
+        **kwargs: the arguments of `keras.layers.GroupNormalization`.
+
+    Example:
+
+    ```python
+    norm = keras_ddpm.normalization.GroupNormalization(groups=8, epsilon=1e-6)
+    norm(np.zeros((2, 8, 8, 32)))  # shape (2, 8, 8, 32)
+    ```
+
+    References:
+        - [Wu & He, 2018. Group Normalization](https://arxiv.org/abs/1803.08494)
+    """
+
+    def call(self, inputs):
+        if self.axis not in (-1, len(inputs.shape) - 1) or not (self.center and self.scale):
+            return super().call(inputs)
+        outputs = group_normalization(
+            ops.cast(inputs, "float32"),
+            ops.cast(self.gamma, "float32"),
+            ops.cast(self.beta, "float32"),
+            self.groups,
+            self.epsilon,
+        )
+        return ops.cast(outputs, self.compute_dtype)
