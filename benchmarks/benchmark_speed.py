@@ -332,12 +332,15 @@ def run_phase(name, extra, onednn):
     return json.loads(output.strip().splitlines()[-1])
 
 
-def previous_results(exclude):
+def previous_results(exclude, onednn):
+    """The newest earlier results measured with the same oneDNN setting (older files: off)."""
     paths = sorted(p for p in glob.glob(os.path.join(RESULTS_DIR, "speed_*.json")) if p != exclude)
-    if not paths:
-        return None, None
-    with open(paths[-1]) as f:
-        return paths[-1], json.load(f)
+    for path in reversed(paths):
+        with open(path) as f:
+            results = json.load(f)
+        if results.get("onednn", "off") == onednn:
+            return path, results
+    return None, None
 
 
 def table(results, previous, tolerance):
@@ -458,7 +461,7 @@ def main():
     output = args.output or os.path.join(
         RESULTS_DIR, f"speed_{datetime.datetime.now():%Y%m%d_%H%M%S}.json"
     )
-    previous_path, previous = previous_results(os.path.abspath(output))
+    previous_path, previous = previous_results(os.path.abspath(output), args.onednn)
     print(f"{results['machine']}; oneDNN {args.onednn}")
     print(table(results, previous, args.tolerance))
     if "bfloat16_speedup" in results:

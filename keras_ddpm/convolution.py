@@ -8,8 +8,10 @@ with stride 1 the kernel gradient is nine matrix products,
 
     dW[i, j] = pad(x)[:, i:i + H, j:j + W, :]^T  dy      ([C_in, B H W] x [B H W, C_out]),
 
-which ran at 86-108 GFLOP/s on the same shapes; in a float32 training step of that U-Net
-this made the step about 5 % faster (`benchmarks/benchmark_speed.py`). GPUs keep their own
+which ran at 86-108 GFLOP/s on the same shapes: about 0.17 s less per float32 training step of
+that U-Net (3.2 s), summed over its layers (`benchmarks/benchmark_speed.py` for the whole
+step). Only with TensorFlow's oneDNN kernels on (see `keras_ddpm/__init__.py`): against the
+Eigen kernels that TensorFlow uses otherwise, the products were slower. GPUs keep their own
 (cuDNN) gradient, and small maps or narrow layers, where the products are too small to pay
 for the slicing, keep TensorFlow's.
 """
@@ -31,15 +33,14 @@ def _kernel_gradient(x, dy):
     in_channels, out_channels = x.shape[-1], dy.shape[-1]
     padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
     dy = tf.reshape(dy, [-1, out_channels])  # [B H W, C_out]
-    taps = [
-        tf.matmul(
-            tf.reshape(padded[:, i : i + height, j : j + width, :], [-1, in_channels]),
-            dy,
-            transpose_a=True,
-        )  # [C_in, C_out]
-        for i in range(3)
-        for j in range(3)
-    ]
+    taps = []
+    for i in range(3):
+        for j in range(3):
+            # One shifted copy of x at a time: left alone, the executor would materialise
+            # all nine copies together (measured: +1.6 GB peak memory in the benchmark).
+            with tf.control_dependencies(taps[-1:]):
+                shifted = tf.reshape(padded[:, i : i + height, j : j + width, :], [-1, in_channels])
+            taps.append(tf.matmul(shifted, dy, transpose_a=True))  # [C_in, C_out]
     return tf.reshape(tf.stack(taps), [3, 3, in_channels, out_channels])
 
 
@@ -79,14 +80,25 @@ def _accelerator_present():
     return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
 
 
+@functools.lru_cache(maxsize=None)
+def _onednn_enabled():
+    """Whether TensorFlow runs its oneDNN kernels (`TF_ENABLE_ONEDNN_OPTS`) in this process."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # not expected; then keep TensorFlow's own gradient
+        return False
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 @keras.saving.register_keras_serializable(package="keras_ddpm")
 class Conv2D(keras.layers.Conv2D):
     """`keras.layers.Conv2D` whose 3x3 kernel gradient runs as matmuls on CPU-only machines.
 
     Same weights, configuration and outputs as the parent. When the layer is a 3x3, stride-1,
     undilated, ungrouped, channels-last "same" convolution on maps of at least 64 positions
-    with at least 32 input and output channels, and no GPU or TPU is visible, its kernel
-    gradient is computed by `conv2d_3x3`; otherwise the parent computes everything.
+    with at least 32 input and output channels, TensorFlow runs its oneDNN kernels and no GPU
+    or TPU is visible, its kernel gradient is computed by `conv2d_3x3`; otherwise the parent
+    computes everything. (With oneDNN off, TensorFlow's Eigen kernel gradient was the faster.)
 
     Args:
         **kwargs: the arguments of `keras.layers.Conv2D`.
@@ -112,6 +124,7 @@ class Conv2D(keras.layers.Conv2D):
             and width is not None
             and height * width >= _MIN_POSITIONS
             and min(in_channels, self.filters) >= _MIN_CHANNELS
+            and _onednn_enabled()
             and not _accelerator_present()
         )
 

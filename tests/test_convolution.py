@@ -38,7 +38,8 @@ def _layer_pair(filters=32, **kwargs):
     return ours, theirs
 
 
-def test_layer_matches_keras_conv2d_and_uses_the_matmul_gradient():
+def test_layer_matches_keras_conv2d_and_uses_the_matmul_gradient(monkeypatch):
+    monkeypatch.setattr(convolution, "_onednn_enabled", lambda: True)
     rng = np.random.default_rng(1)
     x = tf.constant(rng.normal(size=(2, 8, 8, 32)).astype("float32"))
     ours, theirs = _layer_pair()
@@ -81,13 +82,20 @@ def test_other_convolutions_keep_tensorflow_gradient(shape, kwargs):
     assert not convolution.Conv2D(32, 3)._uses_matmul_gradient(tf.zeros((2, 8, 8, 32)))  # valid
 
 
-def test_accelerators_keep_their_own_gradient(monkeypatch):
-    monkeypatch.setattr(convolution, "_accelerator_present", lambda: True)
+def test_accelerators_and_eigen_kernels_keep_tensorflow_gradient(monkeypatch):
     layer = convolution.Conv2D(32, 3, padding="same")
-    assert not layer._uses_matmul_gradient(tf.zeros((2, 8, 8, 32)))
+    x = tf.zeros((2, 8, 8, 32))
+    monkeypatch.setattr(convolution, "_onednn_enabled", lambda: True)
+    assert layer._uses_matmul_gradient(x)
+    monkeypatch.setattr(convolution, "_accelerator_present", lambda: True)
+    assert not layer._uses_matmul_gradient(x)
+    monkeypatch.setattr(convolution, "_accelerator_present", lambda: False)
+    monkeypatch.setattr(convolution, "_onednn_enabled", lambda: False)
+    assert not layer._uses_matmul_gradient(x)
 
 
-def test_mixed_precision_gradient_is_in_the_compute_dtype():
+def test_mixed_precision_gradient_is_in_the_compute_dtype(monkeypatch):
+    monkeypatch.setattr(convolution, "_onednn_enabled", lambda: True)
     layer = convolution.Conv2D(32, 3, padding="same", dtype="mixed_float16")
     x = tf.constant(np.random.default_rng(2).normal(size=(2, 8, 8, 32)).astype("float16"))
     with tf.GradientTape() as tape:
