@@ -11,12 +11,13 @@ import sys as _sys
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 if "tensorflow" not in _sys.modules and _platform.machine().lower() in ("x86_64", "amd64"):
     # TensorFlow enables its oneDNN kernels by default only on x86 CPUs with AVX-512-class
-    # features; on an AVX2 CPU (AMD Zen 3) they trained the benchmark U-Net 23 % faster
+    # features; on an AVX2 CPU (AMD Zen 3) they trained the benchmark U-Net at 23 % more img/s
     # (benchmarks/benchmark_speed.py). Read once, when TensorFlow loads: importing
     # keras_ddpm first turns them on; TF_ENABLE_ONEDNN_OPTS=0 keeps them off.
     _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 from keras_ddpm import callbacks  # noqa: E402
+from keras_ddpm import convolution  # noqa: E402
 from keras_ddpm import data  # noqa: E402
 from keras_ddpm import export  # noqa: E402
 from keras_ddpm import metrics  # noqa: E402

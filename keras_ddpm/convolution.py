@@ -37,7 +37,7 @@ def _kernel_gradient(x, dy):
     for i in range(3):
         for j in range(3):
             # One shifted copy of x at a time: left alone, the executor would materialise
-            # all nine copies together (measured: +1.6 GB peak memory in the benchmark).
+            # all nine copies together (measured: +1.4 GB peak memory in the benchmark).
             with tf.control_dependencies(taps[-1:]):
                 shifted = tf.reshape(padded[:, i : i + height, j : j + width, :], [-1, in_channels])
             taps.append(tf.matmul(shifted, dy, transpose_a=True))  # [C_in, C_out]

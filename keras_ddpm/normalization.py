@@ -30,14 +30,14 @@ def group_normalization(x, gamma, beta, groups, epsilon):
     With `x` viewed as `[B, S, C]` (positions `S`), the forward pass sums over positions
     first and then within each group of channels, and outputs `x * scale + shift` with
     per-(example, channel) `scale` and `shift`. Backward: with `x̂ = (x - μ) / σ` and
-    `dx̂ = γ dy`, the gradient `dx = (dx̂ - mean(dx̂) - x̂ mean(dx̂ x̂)) / σ` (means over a group)
-    is again an affine map, `dy * scale + x * a + b`, whose `a` and `b` come from two position
-    sums, `Σ dy` and `Σ dy x`.
+    `dx̂ = γ dy`, the gradient `dx = (dx̂ - mean(dx̂) - x̂ mean(dx̂ x̂)) / σ` (means over a
+    group) is again an affine map, `dy * scale + x * a + b`, whose `a` and `b` come from two
+    position sums, `Σ dy` and `Σ dy x`.
 
     Args:
         x: float tensor `[B, ..., C]`, channels last, at least 2-D.
-        gamma: float tensor `[C]`, the scale.
-        beta: float tensor `[C]`, the offset.
+        gamma: float tensor `[C]`, the scale (cast to the dtype of `x`).
+        beta: float tensor `[C]`, the offset (cast to the dtype of `x`).
         groups: int, a divisor of `C`.
         epsilon: float added to the variance.
 
@@ -51,6 +51,7 @@ def group_normalization(x, gamma, beta, groups, epsilon):
     y = keras_ddpm.normalization.group_normalization(x, np.ones(32), np.zeros(32), 8, 1e-6)
     ```
     """
+    x = tf.convert_to_tensor(x)
     channels = x.shape[-1]
     if channels is None or channels % groups:
         raise ValueError(
@@ -94,7 +95,7 @@ def group_normalization(x, gamma, beta, groups, epsilon):
 
         return tf.reshape(y, shape), grad
 
-    return normalize(x, gamma, beta)
+    return normalize(x, tf.cast(gamma, x.dtype), tf.cast(beta, x.dtype))
 
 
 @keras.saving.register_keras_serializable(package="keras_ddpm")

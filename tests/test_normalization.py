@@ -136,6 +136,14 @@ def test_half_precision_inputs_are_normalised_in_float32(policy):
     np.testing.assert_allclose(np.asarray(y, "float32"), reference, atol=half_step * 2)
 
 
+def test_plain_arrays_are_accepted():
+    # NumPy input with float64 scale and offset, as in the docstring example.
+    x = np.random.default_rng(3).normal(size=(2, 4, 4, 8)).astype("float32")
+    y = normalization.group_normalization(x, np.full(8, 2.0), np.ones(8), 4, 1e-6)
+    assert y.dtype == "float32"
+    np.testing.assert_allclose(y, _float64_reference(x, 2.0, 1.0, 4, 1e-6), atol=1e-5)
+
+
 def test_indivisible_channels_are_refused():
     with pytest.raises(ValueError, match=r"divisible by groups=3.*\(1, 2, 2, 8\)"):
         normalization.group_normalization(np.zeros((1, 2, 2, 8), "float32"), 1.0, 0.0, 3, 1e-6)
