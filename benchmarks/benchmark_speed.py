@@ -75,13 +75,6 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def onednn_enabled():
-    """Whether TensorFlow runs its oneDNN kernels in this process."""
-    from tensorflow.python.util import _pywrap_util_port
-
-    return bool(_pywrap_util_port.IsMklEnabled())
-
-
 def load_average():
     return round(os.getloadavg()[0], 2)
 
@@ -229,7 +222,7 @@ def phase_train(args):
     peak, peak_cpu = (max(a, b) for a, b in zip((peak, peak_cpu), matmul_peak()))
     achieved = flops_per_image * batch / step_s / 1e9
     return {
-        "onednn": onednn_enabled(),
+        "onednn": keras_ddpm.convolution.onednn_enabled(),
         "dtype": args.dtype,
         "jit_compile": bool(model.jit_compile),
         "batch_size": batch,
@@ -255,6 +248,8 @@ def phase_train(args):
 def phase_sample(args):
     import numpy as np
     import tensorflow as tf
+
+    import keras_ddpm
 
     network, model = build_model("float32", "auto")
     flops_per_image = forward_flops(network)
@@ -296,7 +291,7 @@ def phase_sample(args):
     peak, peak_cpu = (max(a, b) for a, b in zip((peak, peak_cpu), matmul_peak()))
     achieved = flops_per_image * num_images / step_s / 1e9
     return {
-        "onednn": onednn_enabled(),
+        "onednn": keras_ddpm.convolution.onednn_enabled(),
         "num_images": num_images,
         "steps": steps,
         "jit_compile": args.sample_jit,

@@ -81,8 +81,11 @@ def _accelerator_present():
 
 
 @functools.lru_cache(maxsize=None)
-def _onednn_enabled():
-    """Whether TensorFlow runs its oneDNN kernels (`TF_ENABLE_ONEDNN_OPTS`) in this process."""
+def onednn_enabled():
+    """Whether TensorFlow runs its oneDNN kernels (`TF_ENABLE_ONEDNN_OPTS`) in this process.
+
+    TensorFlow reads the setting once, when it loads; see `keras_ddpm/__init__.py`.
+    """
     try:
         from tensorflow.python.util import _pywrap_util_port
     except ImportError:  # not expected; then keep TensorFlow's own gradient
@@ -124,7 +127,7 @@ class Conv2D(keras.layers.Conv2D):
             and width is not None
             and height * width >= _MIN_POSITIONS
             and min(in_channels, self.filters) >= _MIN_CHANNELS
-            and _onednn_enabled()
+            and onednn_enabled()
             and not _accelerator_present()
         )
 

@@ -125,10 +125,6 @@ class GroupNormalization(keras.layers.GroupNormalization):
         if self.axis not in (-1, len(inputs.shape) - 1) or not (self.center and self.scale):
             return super().call(inputs)
         outputs = group_normalization(
-            ops.cast(inputs, "float32"),
-            ops.cast(self.gamma, "float32"),
-            ops.cast(self.beta, "float32"),
-            self.groups,
-            self.epsilon,
+            ops.cast(inputs, "float32"), self.gamma, self.beta, self.groups, self.epsilon
         )
         return ops.cast(outputs, self.compute_dtype)

@@ -39,7 +39,7 @@ def _layer_pair(filters=32, **kwargs):
 
 
 def test_layer_matches_keras_conv2d_and_uses_the_matmul_gradient(monkeypatch):
-    monkeypatch.setattr(convolution, "_onednn_enabled", lambda: True)
+    monkeypatch.setattr(convolution, "onednn_enabled", lambda: True)
     rng = np.random.default_rng(1)
     x = tf.constant(rng.normal(size=(2, 8, 8, 32)).astype("float32"))
     ours, theirs = _layer_pair()
@@ -70,32 +70,37 @@ def test_layer_matches_keras_conv2d_and_uses_the_matmul_gradient(monkeypatch):
         ((2, 8, 8, 16), {}),  # too few input channels
         ((2, 8, 8, 32), {"strides": 2}),
         ((2, 8, 8, 32), {"dilation_rate": 2}),
+        ((2, 8, 8, 32), {"padding": "valid"}),
     ],
 )
-def test_other_convolutions_keep_tensorflow_gradient(shape, kwargs):
-    layer = convolution.Conv2D(32, 3, padding="same", **kwargs)
+def test_other_convolutions_keep_tensorflow_gradient(monkeypatch, shape, kwargs):
+    monkeypatch.setattr(convolution, "onednn_enabled", lambda: True)
+    options = {"padding": "same", **kwargs}
+    layer = convolution.Conv2D(32, 3, **options)
     assert not layer._uses_matmul_gradient(tf.zeros(shape))
-    assert not convolution.Conv2D(16, 3, padding="same")._uses_matmul_gradient(
-        tf.zeros((2, 8, 8, 32))
-    )  # too few output channels
-    assert not convolution.Conv2D(32, 1)._uses_matmul_gradient(tf.zeros((2, 8, 8, 32)))
-    assert not convolution.Conv2D(32, 3)._uses_matmul_gradient(tf.zeros((2, 8, 8, 32)))  # valid
+
+
+def test_narrow_outputs_and_1x1_kernels_keep_tensorflow_gradient(monkeypatch):
+    monkeypatch.setattr(convolution, "onednn_enabled", lambda: True)
+    x = tf.zeros((2, 8, 8, 32))
+    assert not convolution.Conv2D(16, 3, padding="same")._uses_matmul_gradient(x)
+    assert not convolution.Conv2D(32, 1)._uses_matmul_gradient(x)
 
 
 def test_accelerators_and_eigen_kernels_keep_tensorflow_gradient(monkeypatch):
     layer = convolution.Conv2D(32, 3, padding="same")
     x = tf.zeros((2, 8, 8, 32))
-    monkeypatch.setattr(convolution, "_onednn_enabled", lambda: True)
+    monkeypatch.setattr(convolution, "onednn_enabled", lambda: True)
     assert layer._uses_matmul_gradient(x)
     monkeypatch.setattr(convolution, "_accelerator_present", lambda: True)
     assert not layer._uses_matmul_gradient(x)
     monkeypatch.setattr(convolution, "_accelerator_present", lambda: False)
-    monkeypatch.setattr(convolution, "_onednn_enabled", lambda: False)
+    monkeypatch.setattr(convolution, "onednn_enabled", lambda: False)
     assert not layer._uses_matmul_gradient(x)
 
 
 def test_mixed_precision_gradient_is_in_the_compute_dtype(monkeypatch):
-    monkeypatch.setattr(convolution, "_onednn_enabled", lambda: True)
+    monkeypatch.setattr(convolution, "onednn_enabled", lambda: True)
     layer = convolution.Conv2D(32, 3, padding="same", dtype="mixed_float16")
     x = tf.constant(np.random.default_rng(2).normal(size=(2, 8, 8, 32)).astype("float16"))
     with tf.GradientTape() as tape:
