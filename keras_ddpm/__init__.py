@@ -1,8 +1,16 @@
 """keras_ddpm: denoising diffusion probabilistic models for Keras 3 / TensorFlow.
 
 Public names only; each lives in the module named after what it holds.
+
+`import keras_ddpm` loads the whole package (and TensorFlow), so that every
+class a saved model names is registered with Keras. The one exception is the
+`keras-ddpm` command (and `python -m keras_ddpm`): it loads the package on
+demand, after its arguments are parsed, so that `--help` and a wrong argument
+are answered before TensorFlow's import time. The names below then load on
+first use, as they do for `from keras_ddpm import X` anywhere.
 """
 
+import importlib as _importlib
 import os as _os
 import platform as _platform
 import sys as _sys
@@ -16,17 +24,43 @@ if "tensorflow" not in _sys.modules and _platform.machine().lower() in ("x86_64"
     # keras_ddpm first turns them on; TF_ENABLE_ONEDNN_OPTS=0 keeps them off.
     _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-from keras_ddpm import callbacks  # noqa: E402
-from keras_ddpm import convolution  # noqa: E402
-from keras_ddpm import data  # noqa: E402
-from keras_ddpm import export  # noqa: E402
-from keras_ddpm import metrics  # noqa: E402
-from keras_ddpm import normalization  # noqa: E402
-from keras_ddpm import objectives  # noqa: E402
-from keras_ddpm import samplers  # noqa: E402
-from keras_ddpm import utils  # noqa: E402
-from keras_ddpm.model import DDPM  # noqa: E402
-from keras_ddpm.saving import load_model  # noqa: E402
-from keras_ddpm.schedules import NoiseSchedule  # noqa: E402
-from keras_ddpm.unet import UNet  # noqa: E402
 from keras_ddpm.version import __version__  # noqa: E402
+
+# Public name -> the module that defines it.
+_NAMES = {
+    "DDPM": "keras_ddpm.model",
+    "load_model": "keras_ddpm.saving",
+    "NoiseSchedule": "keras_ddpm.schedules",
+    "UNet": "keras_ddpm.unet",
+}
+_SUBMODULES = (
+    "callbacks", "convolution", "data", "export", "generation", "metrics", "normalization",
+    "objectives", "samplers", "utils",
+)
+
+
+def import_all():
+    """Loads every module and binds the public names (what `import keras_ddpm` does)."""
+    for name in _SUBMODULES:
+        globals()[name] = _importlib.import_module(f"keras_ddpm.{name}")
+    for name, module in _NAMES.items():
+        globals()[name] = getattr(_importlib.import_module(module), name)
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:  # Also what `from keras_ddpm import samplers` asks first.
+        return _importlib.import_module(f"keras_ddpm.{name}")
+    if name in _NAMES:
+        import_all()
+        return globals()[name]
+    raise AttributeError(f"module 'keras_ddpm' has no attribute {name!r}")
+
+
+def _launched_as_command():
+    """True while `keras-ddpm` or `python -m keras_ddpm[...]` starts (argv[0] is "-m" then)."""
+    launcher = _os.path.basename(_sys.argv[0]) if _sys.argv else ""
+    return launcher in ("keras-ddpm", "keras-ddpm.exe", "keras-ddpm-script.py", "-m")
+
+
+if not _launched_as_command():
+    import_all()

@@ -41,13 +41,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_ddpm import checks
+from keras_ddpm import samplers
 from keras_ddpm import utils
 
 
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}.")
-    return int(value)
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -77,8 +75,10 @@ class SampleGrid(keras.callbacks.Callback):
         num_images: int, images per grid. Defaults to `64`.
         seed: int, the sampling seed, the same for every grid. Defaults to
             `0`.
-        sampler: optional sampler name passed to `generate(sampler=...)`.
-            Defaults to `None` (`generate`'s default; not passed).
+        sampler: optional name of a registered sampler
+            (`keras_ddpm.samplers.sampler_names()`), passed to
+            `generate(sampler=...)`. Defaults to `None` (`generate`'s default;
+            not passed).
         steps: optional number of sampling steps passed to
             `generate(steps=...)`. Defaults to `None` (not passed).
         tensorboard_dir: optional str, a folder where each grid is also
@@ -110,13 +110,15 @@ class SampleGrid(keras.callbacks.Callback):
     ):
         super().__init__()
         self.directory = os.fspath(directory)
-        self.every_n_epochs = _check_positive_int("every_n_epochs", every_n_epochs)
-        self.num_images = _check_positive_int("num_images", num_images)
+        self.every_n_epochs = checks.positive_int("every_n_epochs", every_n_epochs)
+        self.num_images = checks.positive_int("num_images", num_images)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"`seed` must be an int. Received: seed={seed!r}.")
         self.seed = int(seed)
         if steps is not None:
-            steps = _check_positive_int("steps", steps)
+            steps = checks.positive_int("steps", steps)
+        if sampler is not None:
+            samplers.get_sampler(sampler)  # A ValueError listing the samplers, before training.
         self.tensorboard_dir = None if tensorboard_dir is None else os.fspath(tensorboard_dir)
         self.generate_kwargs = dict(generate_kwargs)
         if sampler is not None:

@@ -9,23 +9,24 @@ signature and a function of the loaded object:
 | endpoint | inputs | output |
 | --- | --- | --- |
 | `generate` (= `serving_default`) | `num_images`, `steps`, `seed` (int32 scalars) | `images`: uint8 `[N, H, W, C]` |
-| `generate_with_sampler` | the above, `sampler` (string scalar), `eta` (float32 scalar) | `images` |
+| `generate_with_sampler` | the above, `sampler` (string scalar), one float32 scalar per runtime sampler option (`eta`) | `images` |
 | `denoise` | `x_t` float32 `[B, H, W, C]`, `t` int32 `[B]` | `prediction`: float32, like `x_t` |
 
 Design of the sampler input. A SavedModel signature has no optional inputs,
 so the sampler cannot be an input with a default. `generate` therefore takes
 only the three inputs every client needs and uses the sampler (and DDIM η)
-chosen at export time; `generate_with_sampler` takes `sampler` (`"ddpm"`,
-`"ddim"` or `"dpm_solver"`) and `eta` at run time. Both run the same graph:
-the three compiled reverse loops of `DDPM.generate` sit behind one
-`tf.switch_case` on the sampler's index, and the number of steps is a tensor
-of every loop, so no choice needs another export. `steps = 0` asks for the
-sampler's default (T for `"ddpm"`, 50 for `"ddim"`, 20 for `"dpm_solver"`,
-capped at T), as `DDPM.generate(steps=None)` does.
+chosen at export time; `generate_with_sampler` takes `sampler` (any name of
+`keras_ddpm.samplers.sampler_names()` at export time) and `eta` at run time.
+Both run the same graph: the compiled reverse loops of `DDPM.generate`, one per
+registered sampler, sit behind one `tf.switch_case` on the sampler's index,
+and the number of steps is a tensor of every loop, so no choice needs another
+export. `steps = 0` asks for the sampler record's default, as
+`DDPM.generate(steps=None)` does.
 
 Same seed, same images: x_T and the loop's noise come from the seed exactly as
 in `DDPM.generate(num_images, seed=seed)` with one batch, and the float output
-becomes uint8 as in `keras_ddpm.utils.to_uint8`. So
+becomes uint8 with `keras_ddpm.utils.to_uint8_tensor`, the graph form of
+`to_uint8`. So
 `loaded.generate(num_images=n, steps=s, seed=k)` equals
 `to_uint8(model.generate(n, steps=s, seed=k))` for the export-time sampler (up
 to float rounding between differently compiled graphs).
@@ -39,10 +40,9 @@ import os
 
 import tensorflow as tf
 
+from keras_ddpm import generation
 from keras_ddpm import samplers
-
-# Default step counts of `DDPM.generate` for `sampler` in samplers.SAMPLERS order (capped at T).
-_DEFAULT_STEPS = {"ddpm": None, "ddim": 50, "dpm_solver": 20}
+from keras_ddpm import utils
 
 
 def generate_input_signature(model, with_sampler=False):
@@ -66,9 +66,10 @@ def generate_input_signature(model, with_sampler=False):
     }
     if with_sampler:
         specs["sampler"] = tf.TensorSpec((), tf.string, name="sampler")
-        specs["eta"] = tf.TensorSpec((), tf.float32, name="eta")
+        for name in _runtime_option_names():
+            specs[name] = tf.TensorSpec((), tf.float32, name=name)
     if _num_classes(model) is not None:
-        # In the order of the extra inputs of DDPM._sampling_function's loop.
+        # In the order of the conditioning inputs of generation.ReverseProcess.loop.
         specs["labels"] = tf.TensorSpec((None,), tf.int32, name="labels")
         specs["guidance_scale"] = tf.TensorSpec((), tf.float32, name="guidance_scale")
     return specs
@@ -87,6 +88,11 @@ def denoise_input_signature(model, image_shape):
 
 def _num_classes(model):
     return getattr(model, "num_classes", None)
+
+
+def _runtime_option_names():
+    """The runtime (tensor) options of every registered sampler, in registry order."""
+    return [option.name for option in samplers.all_options(runtime=True)]
 
 
 def export_saved_model(
@@ -149,20 +155,12 @@ def export_saved_model(
         - TensorFlow, "Using the SavedModel format",
           https://www.tensorflow.org/guide/saved_model
     """
-    from keras_ddpm.model import DDPM
-
-    if not isinstance(model, DDPM):
+    if not callable(getattr(model, "reverse_process", None)):
         raise TypeError(
             f"`model` must be a keras_ddpm.DDPM. Received: model of type {type(model).__name__}."
         )
-    samplers.check_sampler(sampler)
-    samplers.check_eta(eta)
-    if sampler != "ddim" and eta != 0:
-        raise ValueError(
-            f"`eta` only applies to sampler='ddim'. Received: eta={eta} with sampler={sampler!r}."
-        )
-    if timestep_spacing is not None:
-        samplers.check_spacing(timestep_spacing)
+    # The generate endpoint's sampler and eta, checked as DDPM.generate checks them.
+    samplers.resolve(sampler, model.schedule.timesteps, timestep_spacing=timestep_spacing, eta=eta)
     samplers.check_order(order)
     shape = _image_shape(model, image_shape)
     filepath = os.fspath(filepath)
@@ -238,34 +236,36 @@ def _named_function(body, specs, name):
 def _build_module(
     model, image_shape, default_sampler, default_eta, spacing, order, clip, use_ema, jit_compile
 ):
-    network_ema = bool(use_ema and model.ema_network is not None)
-    network = model.ema_network if network_ema else model.network
+    process = model.reverse_process(use_ema)
+    if process.image_shape is None:
+        process = generation.ReverseProcess(
+            process.network, process.schedule, process.prediction_type, process.variance,
+            process.num_classes, image_shape,
+        )
+    network = process.network
     timesteps = model.schedule.timesteps
+    names = samplers.sampler_names()
+    records = [samplers.get_sampler(name) for name in names]
+    runtime_names = _runtime_option_names()
     # One compiled reverse loop per sampler: DDPM.generate's own, so the graphs agree.
     runs = [
-        model._sampling_function(
-            network_ema,
-            bool(clip),
-            bool(jit_compile),
-            name,
-            spacing or samplers.DEFAULT_SPACINGS[name],
-            order,
+        process.loop(
+            record.name, spacing, bool(clip), bool(jit_compile),
+            **{o.name: order if o.name == "order" else o.default for o in record.static_options},
         )
-        for name in samplers.SAMPLERS
+        for record in records
     ]
-    default_steps = [
-        min(_DEFAULT_STEPS[name] or timesteps, timesteps) for name in samplers.SAMPLERS
-    ]
-    ddim_index = samplers.SAMPLERS.index("ddim")
+    default_steps = [record.steps_for(timesteps) for record in records]
     num_classes = _num_classes(model)
 
-    def sample(num_images, steps, seed, sampler, eta, **conditions):
+    def sample(num_images, steps, seed, sampler, **inputs):
+        options = {name: inputs.pop(name) for name in runtime_names}
         # 1. The sampler's index, and the checks generate() makes in Python.
-        matches = tf.equal(tf.constant(samplers.SAMPLERS), sampler)
+        matches = tf.equal(tf.constant(names), sampler)
         checks = [
             tf.debugging.Assert(
                 tf.reduce_any(matches),
-                [f"Unknown sampler. Expected one of {', '.join(samplers.SAMPLERS)}. Received:", sampler],
+                [f"Unknown sampler. Expected one of {', '.join(names)}. Received:", sampler],
             )
         ]
         index = tf.argmax(tf.cast(matches, tf.int32), output_type=tf.int32)
@@ -280,28 +280,42 @@ def _build_module(
             tf.debugging.assert_less_equal(
                 steps, timesteps, message=f"`steps` must be in [1, {timesteps}] (0: the default)."
             ),
-            tf.debugging.Assert(
-                tf.logical_and(eta >= 0.0, eta <= 1.0), ["`eta` must be in [0, 1]. Received:", eta]
-            ),
-            tf.debugging.Assert(
-                tf.logical_or(tf.equal(index, ddim_index), tf.equal(eta, 0.0)),
-                ["eta only applies to sampler ddim. Received: eta =", eta],
-            ),
         ]
+        for option in samplers.all_options(runtime=True):
+            value = options[option.name]
+            if option.bounds is not None:
+                low, high = option.bounds
+                checks.append(
+                    tf.debugging.Assert(
+                        tf.logical_and(value >= low, value <= high),
+                        [f"`{option.name}` must be in [{low}, {high}]. Received:", value],
+                    )
+                )
+            takers = samplers.takers(option.name)
+            checks.append(
+                tf.debugging.Assert(
+                    tf.logical_or(
+                        tf.reduce_any(tf.equal(index, [names.index(n) for n in takers])),
+                        tf.equal(value, option.neutral),
+                    ),
+                    [
+                        f"{option.name} only applies to sampler {' or '.join(takers)}. "
+                        f"Received: {option.name} =",
+                        value,
+                    ],
+                )
+            )
         with tf.control_dependencies(checks):
             index = tf.identity(index)
         # 2. x_T and the loop's seed, derived from `seed` as DDPM.generate does for one batch.
-        seed = tf.cast(tf.math.floormod(tf.cast(seed, tf.int64), 2**31), tf.int32)
-        noise_seed, loop_seed = tf.unstack(
-            tf.random.experimental.stateless_split(tf.stack([seed, 0]), 2)
-        )
+        noise_seed, loop_seed = generation.chunk_seeds(seed, 0)
         shape = tf.concat([[num_images], tf.constant(image_shape, tf.int32)], axis=0)
         x = tf.random.stateless_normal(shape, seed=noise_seed)
-        extra = list(conditions.values())
-        if "labels" in conditions:
+        conditioning = []
+        if "labels" in inputs:
             # A conditional model: one label per image, the null label num_classes
             # asking for an unconditional sample.
-            labels, guidance_scale = conditions["labels"], conditions["guidance_scale"]
+            labels, guidance_scale = inputs["labels"], inputs["guidance_scale"]
             with tf.control_dependencies(
                 [
                     tf.debugging.assert_equal(
@@ -318,16 +332,19 @@ def _build_module(
                     ),
                 ]
             ):
-                extra = [tf.identity(labels), tf.identity(guidance_scale)]
-        # 3. The chosen sampler's whole loop.
+                conditioning = [tf.identity(labels), tf.identity(guidance_scale)]
+        # 3. The chosen sampler's whole loop, with the runtime options it takes.
         branches = [
-            (lambda run=run: run(x, loop_seed, 0, steps, steps, eta, *extra)) for run in runs
+            (
+                lambda run=run, record=record: run(
+                    x, loop_seed, 0, steps, steps,
+                    *[options[o.name] for o in record.runtime_options], *conditioning,
+                )
+            )
+            for run, record in zip(runs, records)
         ]
-        x = tf.switch_case(index, branches)
-        # 4. uint8 pixels as keras_ddpm.utils.to_uint8: round((x + 1)·127.5), halves up, NaN -> 0.
-        x = tf.clip_by_value(tf.cast(x, tf.float64), -1.0, 1.0)
-        x = tf.where(tf.math.is_nan(x), tf.constant(-1.0, tf.float64), x)
-        return tf.cast(tf.floor((x + 1.0) * 127.5 + 0.5), tf.uint8)
+        # 4. uint8 pixels as keras_ddpm.utils.to_uint8.
+        return utils.to_uint8_tensor(tf.switch_case(index, branches))
 
     def denoise(x_t, t, **conditions):
         inputs = [x_t, t, *conditions.values()]
@@ -341,7 +358,11 @@ def _build_module(
     # `generate` calls the graph of `generate_with_sampler` with the export-time sampler.
     module.generate = _named_function(
         lambda **inputs: module.generate_with_sampler(
-            sampler=tf.constant(default_sampler), eta=tf.constant(default_eta, tf.float32),
+            sampler=tf.constant(default_sampler),
+            **{
+                o.name: tf.constant(default_eta if o.name == "eta" else o.neutral, tf.float32)
+                for o in samplers.all_options(runtime=True)
+            },
             **inputs,
         ),
         generate_specs,

@@ -18,6 +18,7 @@ import math
 import keras
 from keras import ops
 
+from keras_ddpm import checks
 from keras_ddpm.convolution import Conv2D
 from keras_ddpm.normalization import GroupNormalization
 
@@ -30,13 +31,8 @@ _HALF_DTYPES = ("float16", "bfloat16")
 # ===== Argument checks and helpers (shared with unet.py) =====
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_positive_int(name, value):
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+_is_int = checks.is_int
+_check_positive_int = checks.positive_int
 
 
 def _check_dropout(value):

@@ -35,12 +35,27 @@ PREDICTION_TYPES = ("epsilon", "v", "x0")
 LOSS_WEIGHTINGS = ("simple", "min_snr")
 
 
-def check_prediction_type(prediction_type):
-    """Raises a `ValueError` unless `prediction_type` is a known name."""
+def check_prediction_type(prediction_type, schedule=None):
+    """Raises a `ValueError` unless `prediction_type` is a known name usable with `schedule`.
+
+    A zero-terminal-SNR schedule (ᾱ_T = 0) refuses `"epsilon"`: at t = T, x_T
+    holds no signal and x̂_0 = (x_T − √(1 − ᾱ_T)·ε̂)/√ᾱ_T divides by 0.
+
+    Args:
+        prediction_type: `"epsilon"`, `"v"` or `"x0"`.
+        schedule: optional `NoiseSchedule` the prediction is used with.
+            Defaults to `None` (no schedule check).
+    """
     if prediction_type not in PREDICTION_TYPES:
         raise ValueError(
             f"Unknown prediction_type={prediction_type!r}. "
             f"Expected one of {list(PREDICTION_TYPES)}."
+        )
+    if prediction_type == "epsilon" and schedule is not None and schedule.zero_terminal_snr:
+        raise ValueError(
+            "prediction_type='epsilon' cannot be used with a zero-terminal-SNR schedule: at "
+            "t = T, x_T holds no signal and no ε-prediction gives x̂_0. Use "
+            "prediction_type='v' or 'x0'."
         )
 
 
@@ -124,3 +139,41 @@ def loss_weight(snr, prediction_type, loss_weighting="simple", min_snr_gamma=5.0
     if prediction_type == "x0":
         return clipped
     return clipped / (snr + 1.0)
+
+
+def diffusion_loss(
+    predict, schedule, images, t, noise, prediction_type="epsilon", loss_weighting="simple",
+    min_snr_gamma=5.0,
+):
+    """The loss E_{t, ε} w(t) ‖target − prediction(x_t, t)‖² for one batch, in float32.
+
+    Args:
+        predict: callable `(x_t, t) -> prediction` (the network).
+        schedule: the `NoiseSchedule`.
+        images: float32 clean images x_0 in [−1, 1], `[B, H, W, C]`.
+        t: int32 timestep indices `[B]`.
+        noise: ε ~ N(0, I) shaped like `images`.
+        prediction_type: `"epsilon"`, `"v"` or `"x0"`. Defaults to `"epsilon"`.
+        loss_weighting: `"simple"` or `"min_snr"`. Defaults to `"simple"`.
+        min_snr_gamma: γ of Min-SNR-γ. Defaults to `5.0`.
+
+    Returns:
+        The scalar loss (mean over the batch and every pixel).
+
+    References:
+        - Ho et al. 2020 (Algorithm 1, eq. 14); Hang et al. 2023 (Min-SNR-γ).
+    """
+    ndim = len(images.shape)
+    # 1. Corrupt: x_t = √ᾱ_t·x_0 + √(1 − ᾱ_t)·ε (Ho et al. eq. 4).
+    x_t = schedule.add_noise(images, noise, t)
+    # 2. Predict, in float32 whatever the dtype policy.
+    prediction = ops.cast(predict(x_t, t), "float32")
+    # 3. Regress on the target of the prediction type.
+    signal_rate, noise_rate = schedule.signal_and_noise_rates(t, ndim)
+    target = training_target(images, noise, signal_rate, noise_rate, prediction_type)
+    squared_error = ops.square(prediction - target)
+    if loss_weighting == "simple":
+        return ops.mean(squared_error)
+    # 4. Min-SNR-γ: a weight per example, [B, 1, 1, 1].
+    weights = loss_weight(schedule.snr(t, ndim), prediction_type, loss_weighting, min_snr_gamma)
+    return ops.mean(weights * squared_error)

@@ -15,79 +15,30 @@ Notation (Ho et al. 2020):
 | `alphas_cumprod`      | ᾱ_t = ∏_{s≤t} α_s                        |
 | `alphas_cumprod_prev` | ᾱ_{t−1} (ᾱ_0 = 1)                        |
 | `posterior_variance`  | β̃_t = β_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t)      |
-"""
 
-import math
+The posterior of a jump between two indices (one step of the chain, or a
+respaced step that skips timesteps) is written once, in `jump_posterior`, and serves
+both the NumPy tables and the float64 tensor method `posterior` that the
+samplers and the variational bound call. The reverse-process variance
+(`VARIANCES`) likewise has one home, `reverse_variance`.
+"""
 
 import keras
 import numpy as np
 from keras import ops
 
-KINDS = ("linear", "scaled_linear", "cosine", "sigmoid")
-
-# Nichol & Dhariwal (2021), section 3.2: the offset s and the cap on β_t.
-COSINE_OFFSET = 0.008
-COSINE_MAX_BETA = 0.999
-
-
-def _linear_betas(timesteps, beta_start, beta_end):
-    """β linear in t (Ho et al. 2020, section 4)."""
-    return np.linspace(beta_start, beta_end, timesteps, dtype=np.float64)
-
-
-def _scaled_linear_betas(timesteps, beta_start, beta_end):
-    """√β linear in t (the latent-diffusion schedule, Rombach et al. 2022)."""
-    roots = np.linspace(math.sqrt(beta_start), math.sqrt(beta_end), timesteps)
-    return roots.astype(np.float64) ** 2
-
-
-def _cosine_betas(timesteps, beta_start, beta_end):
-    """ᾱ_t = f(t)/f(0), f(t) = cos²((t/T + s)/(1 + s) · π/2).
-
-    Nichol & Dhariwal 2021, eq. 17; β_t = 1 − ᾱ_t/ᾱ_{t−1} capped at 0.999.
-    `beta_start` and `beta_end` play no part.
-    """
-    del beta_start, beta_end
-    fractions = np.arange(timesteps + 1, dtype=np.float64) / timesteps
-    f = np.cos((fractions + COSINE_OFFSET) / (1 + COSINE_OFFSET) * math.pi / 2) ** 2
-    alphas_cumprod = f / f[0]
-    betas = 1.0 - alphas_cumprod[1:] / alphas_cumprod[:-1]
-    return np.minimum(betas, COSINE_MAX_BETA)
-
-
-def _sigmoid_betas(timesteps, beta_start, beta_end):
-    """β_t = β_start + (β_end − β_start) · sigmoid(u_t), u_t linear in [−6, 6].
-
-    The schedule of GeoDiff (Xu et al. 2022).
-    """
-    u = np.linspace(-6.0, 6.0, timesteps, dtype=np.float64)
-    return beta_start + (beta_end - beta_start) / (1.0 + np.exp(-u))
-
-
-_BETA_FUNCTIONS = {
-    "linear": _linear_betas,
-    "scaled_linear": _scaled_linear_betas,
-    "cosine": _cosine_betas,
-    "sigmoid": _sigmoid_betas,
-}
-
-
-def _rescale_zero_terminal_snr(alphas_cumprod):
-    """Shifts and scales √ᾱ so that √ᾱ_T = 0 and √ᾱ_1 is unchanged.
-
-    Lin et al. 2023, algorithm 1: √ᾱ_t ← (√ᾱ_t − √ᾱ_T) · √ᾱ_1 / (√ᾱ_1 − √ᾱ_T).
-    Returns the new ᾱ, with the first entry exactly the old one and the last 0.
-    """
-    roots = np.sqrt(alphas_cumprod)
-    first, last = roots[0], roots[-1]
-    rescaled = (roots - last) * first / (first - last)
-    rescaled = rescaled**2
-    rescaled[0], rescaled[-1] = alphas_cumprod[0], 0.0
-    return rescaled
+from keras_ddpm.schedule_math import BETA_FUNCTIONS
+from keras_ddpm.schedule_math import COSINE_MAX_BETA  # noqa: F401 - public name
+from keras_ddpm.schedule_math import COSINE_OFFSET  # noqa: F401 - public name
+from keras_ddpm.schedule_math import KINDS
+from keras_ddpm.schedule_math import VARIANCES  # noqa: F401 - public name
+from keras_ddpm.schedule_math import jump_posterior
+from keras_ddpm.schedule_math import rescale_to_zero_terminal_snr
+from keras_ddpm.schedule_math import check_variance
 
 
 def _check_arguments(kind, timesteps, beta_start, beta_end):
-    if kind not in _BETA_FUNCTIONS:
+    if kind not in BETA_FUNCTIONS:
         raise ValueError(
             f"Unknown noise schedule kind={kind!r}. Expected one of {list(KINDS)}."
         )
@@ -187,10 +138,10 @@ class NoiseSchedule:
         self.beta_end = float(beta_end)
         self.rescale_zero_terminal_snr = bool(rescale_zero_terminal_snr)
 
-        betas = _BETA_FUNCTIONS[kind](self.timesteps, self.beta_start, self.beta_end)
+        betas = BETA_FUNCTIONS[kind](self.timesteps, self.beta_start, self.beta_end)
         betas = np.asarray(betas, dtype=np.float64)
         if self.rescale_zero_terminal_snr:
-            alphas_cumprod = _rescale_zero_terminal_snr(np.cumprod(1.0 - betas))
+            alphas_cumprod = rescale_to_zero_terminal_snr(np.cumprod(1.0 - betas))
             betas = 1.0 - alphas_cumprod / np.append(1.0, alphas_cumprod[:-1])
         self.betas = betas
         self.alphas = 1.0 - self.betas
@@ -202,56 +153,119 @@ class NoiseSchedule:
         self.alphas_cumprod_prev = np.append(1.0, self.alphas_cumprod[:-1])
 
         # Posterior q(x_{t-1} | x_t, x_0) = N(coef1·x_0 + coef2·x_t, β̃_t)  (eqs. 6–7).
-        one_minus = 1.0 - self.alphas_cumprod
-        self.posterior_variance = self.betas * (1.0 - self.alphas_cumprod_prev) / one_minus
-        self.posterior_mean_coef1 = self.betas * np.sqrt(self.alphas_cumprod_prev) / one_minus
-        self.posterior_mean_coef2 = (
-            (1.0 - self.alphas_cumprod_prev) * np.sqrt(self.alphas) / one_minus
+        _, self.posterior_mean_coef1, self.posterior_mean_coef2, self.posterior_variance = jump_posterior(
+            self.alphas_cumprod, self.alphas_cumprod_prev, np.sqrt
         )
         # β̃_1 = 0, so its log is clipped to β̃_2 as in the authors' code.
-        first = self.posterior_variance[1] if self.timesteps > 1 else self.betas[0]
         self.posterior_log_variance_clipped = np.log(
-            np.append(first, self.posterior_variance[1:])
+            np.append(self._decoder_variance(), self.posterior_variance[1:])
         )
+
+    def _decoder_variance(self):
+        """σ² of the last step p(x_0 | x_1): β̃_2, as the authors clip it (β_1 when T = 1)."""
+        return self.posterior_variance[1] if self.timesteps > 1 else self.betas[0]
+
+    def reverse_log_variance_table(self, variance):
+        """log σ_t² of the reverse process p(x_{t−1} | x_t) per index, a float64 table.
+
+        `"fixed_small"` is σ_t² = β̃_t, the posterior variance, right when x_0 is
+        a point mass; `"fixed_large"` is σ_t² = β_t, right when x_0 ~ N(0, I)
+        (Ho et al. 2020, section 3.2). Both clip the first entry to β̃_2, as
+        the authors' code does.
+        """
+        check_variance(variance)
+        if variance == "fixed_small":
+            return self.posterior_log_variance_clipped
+        return np.log(np.append(self._decoder_variance(), self.betas[1:]))
 
     # ------------------------------------------------------------------
     # Tensor lookups
     # ------------------------------------------------------------------
-    def lookup(self, table, t, ndim=4):
-        """Gathers `table[t]` as float32 and reshapes it to `[B, 1, …, 1]`.
+    def gather(self, table, t, dtype="float32", clean_value=None):
+        """`table[t]` as a tensor of `dtype`, shaped like `t`.
+
+        Args:
+            table: a NumPy array of length `timesteps` (for example
+                `schedule.alphas_cumprod`).
+            t: integer tensor (or array) of timestep indices.
+            dtype: the result's dtype. Defaults to `"float32"`.
+            clean_value: when given, index −1 (the clean data, one step past
+                index 0) reads this value. Defaults to `None` (no index −1).
+        """
+        values = np.asarray(table, dtype=np.float64)
+        t = ops.cast(t, "int32")
+        if clean_value is not None:
+            values, t = np.append(clean_value, values), t + 1
+        return ops.take(ops.convert_to_tensor(values.astype(dtype)), t)
+
+    def lookup(self, table, t, ndim=4, dtype="float32"):
+        """`gather(table, t)` reshaped to `[B, 1, …, 1]` with `ndim` axes.
 
         Args:
             table: a float64 NumPy array of length `timesteps` (for example
                 `schedule.betas`).
             t: integer tensor of timestep indices, shape `[B]`.
             ndim: rank of the result. Defaults to `4` (images `[B, H, W, C]`).
+            dtype: the result's dtype. Defaults to `"float32"`.
         """
-        values = ops.take(
-            ops.convert_to_tensor(np.asarray(table, dtype=np.float32)),
-            ops.cast(t, "int32"),
-        )
-        return ops.reshape(values, (-1,) + (1,) * (ndim - 1))
+        return ops.reshape(self.gather(table, t, dtype), (-1,) + (1,) * (ndim - 1))
 
-    def signal_and_noise_rates(self, t, ndim=4):
+    def alphas_cumprod_at(self, t):
+        """ᾱ at integer indices `t` in float64, where t = −1 (the clean data) reads 1."""
+        return self.gather(self.alphas_cumprod, t, "float64", clean_value=1.0)
+
+    def posterior(self, t, prev_t):
+        """q(x_{prev_t} | x_t, x_0) for the jump t → prev_t, in float64.
+
+        One step of the chain is prev_t = t − 1; a respaced step skips
+        timesteps (Nichol & Dhariwal 2021, section 4); prev_t = −1 is the clean
+        data.
+
+        Args:
+            t: integer tensor of timestep indices, any shape.
+            prev_t: integer tensor of the indices jumped to, shaped like `t`.
+
+        Returns:
+            float64 tensors `(beta, coef_x0, coef_xt, variance)` shaped like
+            `t`: the jump's β = 1 − ᾱ_t/ᾱ_{prev_t}, the posterior mean
+            coef_x0·x_0 + coef_xt·x_t and its variance β̃ (eqs. 6–7).
+        """
+        return jump_posterior(self.alphas_cumprod_at(t), self.alphas_cumprod_at(prev_t), ops.sqrt)
+
+    def reverse_variance(self, t, prev_t, variance):
+        """σ² of the reverse step p(x_{prev_t} | x_t), in float64, shaped like `t`.
+
+        `"fixed_small"` is the jump's β̃, `"fixed_large"` its β (see
+        `reverse_log_variance_table`). The step into the clean data
+        (prev_t = −1) reads the decoder's clipped variance β̃_2.
+        """
+        check_variance(variance)
+        beta, _, _, posterior_variance = self.posterior(t, prev_t)
+        value = posterior_variance if variance == "fixed_small" else beta
+        return ops.where(ops.cast(prev_t, "int32") >= 0, value, self._decoder_variance())
+
+    def signal_and_noise_rates(self, t, ndim=4, dtype="float32"):
         """(√ᾱ_t, √(1 − ᾱ_t)): x_t = signal_rate · x_0 + noise_rate · ε."""
-        signal = self.lookup(np.sqrt(self.alphas_cumprod), t, ndim)
-        noise = self.lookup(np.sqrt(1.0 - self.alphas_cumprod), t, ndim)
+        signal = self.lookup(np.sqrt(self.alphas_cumprod), t, ndim, dtype)
+        noise = self.lookup(np.sqrt(1.0 - self.alphas_cumprod), t, ndim, dtype)
         return signal, noise
 
-    def add_noise(self, x0, noise, t):
+    def add_noise(self, x0, noise, t, dtype="float32"):
         """Samples q(x_t | x_0): √ᾱ_t · x0 + √(1 − ᾱ_t) · noise (Ho et al. eq. 4).
 
         Args:
             x0: clean images, `[B, ...]`.
             noise: standard normal noise shaped like `x0`.
             t: integer timestep indices, `[B]`.
+            dtype: the arithmetic's and the result's dtype. Defaults to
+                `"float32"`.
 
         Returns:
-            float32 tensor shaped like `x0`.
+            A tensor of `dtype` shaped like `x0`.
         """
-        x0 = ops.cast(x0, "float32")
-        noise = ops.cast(noise, "float32")
-        signal, sigma = self.signal_and_noise_rates(t, len(x0.shape))
+        x0 = ops.cast(x0, dtype)
+        noise = ops.cast(noise, dtype)
+        signal, sigma = self.signal_and_noise_rates(t, len(x0.shape), dtype)
         return signal * x0 + sigma * noise
 
     def posterior_mean_coefficients(self, t, ndim=4):

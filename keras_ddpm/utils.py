@@ -13,12 +13,13 @@ import os
 import numpy as np
 from PIL import Image
 
+from keras_ddpm import checks
+
 # Automatic upscaling in `save_image_grid` makes grids at least this wide.
 MIN_GRID_WIDTH = 256
 
 
-def _as_numpy(images):
-    return np.asarray(images.numpy() if hasattr(images, "numpy") else images)
+_as_numpy = checks.as_numpy
 
 
 def _check_int(name, value, minimum, maximum=None):
@@ -59,9 +60,22 @@ def to_uint8(images):
             "Expected floating point images in [-1, 1] or uint8 images; received dtype "
             f"{images.dtype}."
         )
-    values = np.clip(images.astype(np.float64), -1.0, 1.0)
-    values = np.where(np.isnan(values), -1.0, values)
-    return np.floor((values + 1.0) * 127.5 + 0.5).astype(np.uint8)
+    return to_uint8_tensor(images).numpy()
+
+
+def to_uint8_tensor(images):
+    """The graph form of `to_uint8`: float images in [-1, 1] → uint8, with TensorFlow ops.
+
+    The SavedModel endpoints use it, so that exported and Python images agree
+    to the bit: NaN → 0, then clip to [-1, 1], then round((x + 1)·127.5) with
+    halves up, all in float64.
+    """
+    import tensorflow as tf
+
+    values = tf.cast(images, tf.float64)
+    values = tf.where(tf.math.is_nan(values), tf.constant(-1.0, tf.float64), values)
+    values = tf.clip_by_value(values, -1.0, 1.0)
+    return tf.cast(tf.floor((values + 1.0) * 127.5 + 0.5), tf.uint8)
 
 
 def _check_image_batch(images):

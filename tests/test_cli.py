@@ -382,7 +382,7 @@ def test_argparse_errors_exit_2(argv, capsys):
 
 
 def test_jit_compile_choices():
-    assert [cli._jit_compile(v) for v in ("auto", "true", "false")] == ["auto", True, False]
+    assert [cli.common.jit_compile(v) for v in ("auto", "true", "false")] == ["auto", True, False]
     args = cli.build_parser().parse_args(["train", "--jit-compile", "true"])
     assert args.jit_compile == "true"
 

@@ -1,6 +1,9 @@
 """Tests for keras_ddpm.data: every loader yields the right pixels, shapes and labels."""
 
 import importlib.resources
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -291,6 +294,35 @@ def test_image_folder_errors(tmp_path, image_folder):
         data.load_image_folder(image_folder, None)
 
 
+def test_image_folder_class_names_outlive_a_map(image_folder):
+    dataset = data.load_image_folder(image_folder, 8, with_labels=True, shuffle=False)
+    assert data.image_folder_class_names(image_folder) == dataset.class_names == ["cats", "dogs"]
+    mapped = dataset.map(lambda images, labels: (images, labels))
+    assert not hasattr(mapped, "class_names")  # Every tf.data transformation drops it ...
+    assert data.image_folder_class_names(str(image_folder)) == ["cats", "dogs"]  # ... not this.
+    # Label i of the mapped dataset is still class i: cats 0, 0 and dogs 1, 1.
+    assert _collect(mapped)[1].tolist() == [0, 0, 1, 1]
+    # A sub-folder with no image file at any depth is no class; hidden ones are skipped.
+    (image_folder / "empty").mkdir()
+    (image_folder / "empty" / "notes.txt").write_text("no images")
+    _save(image_folder / ".cache" / "thumb.png", _solid(RED))
+    _save(image_folder / "birds" / "deep" / "deeper" / "blue.gif", _solid(BLUE))
+    assert data.image_folder_class_names(image_folder) == ["birds", "cats", "dogs"]
+
+
+def test_image_folder_class_names_errors_name_the_path(tmp_path, image_folder):
+    with pytest.raises(ValueError, match=r"'.*missing' does not exist"):
+        data.image_folder_class_names(tmp_path / "missing")
+    with pytest.raises(ValueError, match=r"'.*red\.png' is not a directory"):
+        data.image_folder_class_names(image_folder / "cats" / "red.png")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"no image files.*'.*empty'"):
+        data.image_folder_class_names(tmp_path / "empty")
+    _save(image_folder / "loose.png", _solid(RED))
+    with pytest.raises(ValueError, match=r"class sub-folder of '.*photos'.*1 sit.*loose\.png"):
+        data.image_folder_class_names(image_folder)
+
+
 # 4. TensorFlow Datasets, mocked: random examples from the builder's feature spec,
 # with no download and no files.
 
@@ -361,3 +393,139 @@ def test_disable_autotune_keeps_the_elements_and_refuses_other_inputs():
     assert list(tuned_off.as_numpy_iterator()) == [i * i for i in range(10)]
     with pytest.raises(TypeError, match="tf.data.Dataset; received ndarray"):
         data.disable_autotune(np.zeros(3))
+
+
+# 5. Dataset specs.
+
+
+@pytest.mark.parametrize(
+    "spec, kind, name",
+    [
+        ("digits", "digits", None),
+        ("tfds:mnist", "tfds", "mnist"),
+        ("tfds:mnist:3.0.1", "tfds", "mnist:3.0.1"),  # Only the first colon separates.
+        ("folder:/data/photos", "folder", "/data/photos"),
+        ("folder:C:\\photos", "folder", "C:\\photos"),
+        ("folder: spaced ", "folder", " spaced "),  # Kept as given, like a shell argument.
+    ],
+)
+def test_parse_dataset_spec(spec, kind, name):
+    parsed = data.parse_dataset_spec(spec)
+    assert (parsed.kind, parsed.name) == (kind, name)
+    assert parsed == data.DatasetSpec(kind, name)
+    with pytest.raises(AttributeError):
+        parsed.kind = "tfds"  # Frozen.
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("imagenet", r"Unknown dataset spec 'imagenet'"),
+        ("Digits", r"Unknown dataset spec 'Digits'"),
+        ("", r"Unknown dataset spec ''"),
+        ("tfds", r"Unknown dataset spec 'tfds'"),
+        ("hub:mnist", r"Unknown dataset spec 'hub:mnist'"),
+        ("tfds:", r"NAME after 'tfds:' in dataset spec 'tfds:'"),
+        ("folder:", r"PATH after 'folder:' in dataset spec 'folder:'"),
+    ],
+)
+def test_parse_dataset_spec_rejects_other_strings(spec, message):
+    with pytest.raises(ValueError, match=message) as error:
+        data.parse_dataset_spec(spec)
+    assert data.DATASET_SPECS in str(error.value)  # The accepted forms are listed.
+
+
+def test_parse_dataset_spec_rejects_non_strings(tmp_path):
+    for spec in (None, 3, tmp_path):
+        with pytest.raises(TypeError, match=r"dataset spec string.*received .* of type"):
+            data.parse_dataset_spec(spec)
+    for form in ("'digits'", "'tfds:NAME'", "'folder:PATH'"):
+        assert form in data.DATASET_SPECS
+
+
+def test_specs_module_runs_from_its_file_without_tensorflow():
+    path = pathlib.Path(data.__file__).parent / "specs.py"
+    code = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("dataset_specs", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+print(module.parse_dataset_spec("tfds:cifar10"))
+try:
+    module.parse_dataset_spec("imagenet")
+except ValueError as error:
+    print(error)
+heavy = ("tensorflow", "tensorflow_datasets", "keras", "keras_ddpm")
+print(sorted(name for name in heavy if name in sys.modules))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    parsed, error, heavy = done.stdout.splitlines()
+    assert parsed == "DatasetSpec(kind='tfds', name='cifar10')"
+    assert error.startswith("Unknown dataset spec 'imagenet'")
+    assert heavy == "[]"
+
+
+def test_load_dataset_spec_digits_is_load_digits():
+    from_spec = data.load_dataset_spec("digits", batch_size=32, seed=3, with_labels=True)
+    direct = data.load_digits(batch_size=32, seed=3, with_labels=True)
+    (spec_images, spec_labels), (images, labels) = next(iter(from_spec)), next(iter(direct))
+    assert spec_images.shape == (32, 8, 8, 1)
+    np.testing.assert_array_equal(spec_images, images)
+    np.testing.assert_array_equal(spec_labels, labels)
+    unshuffled = data.load_dataset_spec("digits", image_size=4, shuffle=False)
+    np.testing.assert_array_equal(
+        _collect(unshuffled), _collect(data.load_digits(image_size=4, shuffle=False))
+    )
+
+
+def test_load_dataset_spec_folder_and_its_classes(tmp_path):
+    root = tmp_path / "fruit"
+    _save(root / "apples" / "a.png", _solid(RED, 6, 6))
+    _save(root / "apples" / "b.png", _solid(GREEN, 6, 6))
+    _save(root / "plums" / "c.png", _solid(BLUE, 6, 6))
+    spec = f"folder:{root}"
+    dataset = data.load_dataset_spec(spec, 2, image_size=4, with_labels=True, shuffle=False)
+    assert dataset.class_names == ["apples", "plums"]
+    images, labels = _collect(dataset)
+    assert _batch_sizes(dataset) == [2, 1]
+    assert labels.tolist() == [0, 0, 1]
+    for image, colour in zip(images, (RED, GREEN, BLUE)):  # Resizing rounds in float32.
+        np.testing.assert_allclose(image, np.broadcast_to(_unit(colour), (4, 4, 3)), atol=1e-6)
+    gray = _collect(data.load_dataset_spec(spec, image_size=(2, 3), channels=1, shuffle=False))
+    assert gray.shape == (3, 2, 3, 1)
+
+    assert data.spec_num_classes(spec) == 2
+    assert data.spec_num_classes(spec, dataset) == 2
+    assert data.spec_num_classes(spec, dataset.map(lambda x, y: (x, y))) == 2
+    assert data.spec_num_classes("digits") == 10
+    with pytest.raises(ValueError, match=r"Unknown dataset spec 'cifar'"):
+        data.spec_num_classes("cifar")
+
+
+def test_load_dataset_spec_tfds_is_load_tfds():
+    with _mock_tfds(6):
+        from_spec = _collect(data.load_dataset_spec("tfds:mnist", 4, with_labels=True, seed=1))
+        direct = _collect(data.load_tfds("mnist", batch_size=4, with_labels=True, seed=1))
+        assert data.spec_num_classes("tfds:mnist") == 10
+        assert data.spec_num_classes("tfds:celeb_a") is None  # No 'label' feature.
+    for spec_part, direct_part in zip(from_spec, direct):
+        np.testing.assert_array_equal(spec_part, direct_part)
+    assert from_spec[0].shape == (6, 28, 28, 1)
+    assert data.spec_num_classes("tfds:no_such_dataset_anywhere") is None
+
+
+def test_load_dataset_spec_errors(image_folder):
+    with pytest.raises(ValueError, match=r"random_flip=True.*mirrored digit.*'digits'"):
+        data.load_dataset_spec("digits", random_flip=True)
+    with pytest.raises(ValueError, match=r"'folder:.*photos' needs an `image_size`"):
+        data.load_dataset_spec(f"folder:{image_folder}")
+    with pytest.raises(ValueError, match=r"'.*nowhere' does not exist"):
+        data.load_dataset_spec(f"folder:{image_folder}/nowhere", image_size=8)
+    with pytest.raises(ValueError, match=r"Unknown dataset spec 'mnist'"):
+        data.load_dataset_spec("mnist")
+    with pytest.raises(ValueError, match=r"batch_size=0"):
+        data.load_dataset_spec("digits", batch_size=0)

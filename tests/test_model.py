@@ -78,7 +78,7 @@ def test_generate_seeds_chunks_initial_noise_and_clipping():
     assert not np.allclose(a, b)
     np.testing.assert_array_equal(model.generate(10, seed=1, initial_noise=noise, clip=False, verbose=0), a)
     # One traced loop per (weights, clip) choice, reused across calls.
-    assert len(model._sampling_functions) == 2  # (clip, no clip)
+    assert len(model.reverse_process().loops) == 2  # (clip, no clip)
 
 
 def test_generate_with_fixed_large_variance_matches_its_exact_moments():
@@ -104,8 +104,8 @@ def test_step_count_and_eta_do_not_retrace(sampler):
     if sampler == "ddim":
         model.generate(8, sampler=sampler, steps=15, eta=0.0, seed=0, verbose=0)
     assert not np.allclose(few, many)
-    assert len(model._sampling_functions) == 1
-    (run,) = model._sampling_functions.values()
+    assert len(model.reverse_process().loops) == 1
+    (run,) = model.reverse_process().loops.values()
     assert run.experimental_get_tracing_count() == 1
 
 

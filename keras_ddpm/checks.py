@@ -1,0 +1,89 @@
+"""Small argument checks shared by the whole package, written once.
+
+Nothing here imports TensorFlow: the command line runs these checks before it
+loads TensorFlow, so that a wrong argument is answered in about a second. A
+value counts as a tensor only when TensorFlow is already loaded and says so
+(without TensorFlow in the process, nothing can be a tensor).
+"""
+
+import math
+import numbers
+import sys
+
+import numpy as np
+
+
+def is_tensor(value):
+    """True when `value` is a TensorFlow tensor or variable (False without TensorFlow)."""
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and bool(tf.is_tensor(value))
+
+
+def is_int(value):
+    """True for a Python or NumPy integer that is not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def is_number(value):
+    """True for a real Python or NumPy number that is not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def positive_int(name, value):
+    """Returns `value` as an `int` if it is an integer >= 1, else raises a `ValueError`.
+
+    Args:
+        name: the argument's name, quoted in the error.
+        value: the value received.
+
+    Example:
+
+    >>> positive_int("num_images", 16)
+    16
+    """
+    if not is_int(value) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}.")
+    return int(value)
+
+
+def optional_seed(name, value):
+    """Returns `value` as an `int` or `None`; raises a `TypeError` for anything else."""
+    if value is None:
+        return None
+    if not is_int(value):
+        raise TypeError(f"`{name}` must be an int or None. Received: {name}={value!r}.")
+    return int(value)
+
+
+def number_in(name, value, low, high, hint=""):
+    """Returns a Python number in [low, high] as a float (tensors pass unchanged).
+
+    Raises:
+        TypeError: `value` is not a number.
+        ValueError: it lies outside [low, high] or is not finite.
+    """
+    if is_tensor(value):
+        return value
+    if not is_number(value):
+        raise TypeError(f"`{name}` must be a number in [{low}, {high}]. Received: {name}={value!r}.")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"`{name}` must be in [{low}, {high}]{hint}. Received: {name}={value}.")
+    return float(value)
+
+
+def one_of(name, value, choices):
+    """Returns `value` if it is one of `choices`, else raises a `ValueError` listing them."""
+    if isinstance(value, str) and value in choices:
+        return value
+    raise ValueError(f"Unknown {name}={value!r}. Expected one of {list(choices)}.")
+
+
+def as_numpy(values):
+    """A NumPy array of `values` (a tensor is converted first)."""
+    return np.asarray(values.numpy() if hasattr(values, "numpy") else values)
+
+
+def first_line(error):
+    """The first line of an exception's message (its repr when the message is empty)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else repr(error)

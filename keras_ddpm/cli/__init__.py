@@ -1,0 +1,71 @@
+"""The `keras-ddpm` command: train, sample, evaluate and export from a shell.
+
+Thin by design: each verb (one module each: `train`, `sample`, `evaluate`,
+`export`) parses its arguments, checks the cheap ones, then calls the library
+(`UNet`, `DDPM`, `keras_ddpm.data`, `keras_ddpm.callbacks`,
+`keras_ddpm.metrics`). Everything it does can be done from Python.
+
+    keras-ddpm train --output runs/digits          # ~3 min on a 2-core CPU
+    keras-ddpm sample runs/digits --out grid.png
+    keras-ddpm evaluate runs/digits --feature-extractor pixels
+
+A training run's output directory holds
+
+    config.json     the arguments of `train` (read by `sample` and `evaluate`)
+    model.keras     the trained model, written when training ends
+    samples/        SampleGrid's epoch_0001.png, ...
+    logs/           TensorBoard logs (losses; sample grids under logs/samples)
+    backup/         the BackupAndRestore checkpoint while training runs
+
+User errors (a missing file, an unknown dataset, a bad value) print one line
+on stderr and exit with status 2. `--help` and such errors come before
+TensorFlow loads; TensorFlow's start-up logs are hidden unless `--verbose`
+(or `TF_CPP_MIN_LOG_LEVEL`) asks for them.
+"""
+
+import sys
+
+from keras_ddpm.cli import evaluate
+from keras_ddpm.cli import export
+from keras_ddpm.cli import sample
+from keras_ddpm.cli import train
+from keras_ddpm.cli.common import ArgumentParser
+from keras_ddpm.cli.common import UserError
+from keras_ddpm.cli.common import add_verbose
+from keras_ddpm.cli.common import fail
+from keras_ddpm.cli.common import quiet_tensorflow
+from keras_ddpm.version import __version__
+
+VERBS = (train, sample, evaluate, export)
+
+
+def build_parser():
+    """The argument parser of `keras-ddpm` and its verbs."""
+    parser = ArgumentParser(
+        prog="keras-ddpm",
+        description="Denoising diffusion probabilistic models for Keras: train, sample, "
+        "evaluate, export.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    add_verbose(parser)
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=ArgumentParser
+    )
+    for verb in VERBS:
+        verb.add_parser(subparsers)
+    return parser
+
+
+def main(argv=None):
+    """Runs the command line `argv` (default: `sys.argv[1:]`) and returns the exit status."""
+    args = build_parser().parse_args(argv)
+    quiet_tensorflow(getattr(args, "show_logs", False))
+    try:
+        args.check(args)
+        return args.function(args)
+    except UserError as error:
+        return fail(args.command, error)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

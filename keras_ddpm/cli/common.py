@@ -1,0 +1,349 @@
+"""What the verbs of `keras-ddpm` share: errors, argument types, shared options, model loading.
+
+Nothing here imports TensorFlow at module level: `--help` and a wrong argument
+are answered before TensorFlow loads (in about a second instead of its import
+time), and `quiet_tensorflow` silences TensorFlow's C++ start-up logs unless
+the user set `TF_CPP_MIN_LOG_LEVEL` or passed `--verbose`.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+
+from keras_ddpm import checks
+from keras_ddpm.samplers import registry
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.keras"
+JIT_CHOICES = ("auto", "true", "false")
+
+
+class UserError(Exception):
+    """A mistake in the command line: reported in one line, exit status 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr (exit status 2), without the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Turns the library's argument errors into `UserError`s (one line each).
+
+    Only the set-up (reading data, building or loading the model) runs inside
+    it: an error raised later, while training or sampling, is a bug and keeps
+    its traceback.
+    """
+    try:
+        yield
+    except (ValueError, TypeError, OSError) as error:
+        raise UserError(checks.first_line(error)) from error
+
+
+_QUIET = {"on": True}
+
+
+def quiet_tensorflow(verbose=False):
+    """Hides TensorFlow's start-up logs and Python warnings unless `verbose`.
+
+    A `TF_CPP_MIN_LOG_LEVEL` the user set is kept, and then nothing is hidden
+    at start-up. Call before TensorFlow loads.
+    """
+    _QUIET["on"] = not verbose and "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import logging
+    import warnings
+
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="keras")
+    warnings.filterwarnings("ignore", module="tensorflow")
+
+
+@contextlib.contextmanager
+def _start_up_logs_hidden():
+    """Sends the C++ stderr of TensorFlow's import to a file, replayed only if the import fails.
+
+    TensorFlow's C++ libraries log a few INFO lines (oneDNN, CUDA, CPU
+    features) through absl before `TF_CPP_MIN_LOG_LEVEL` is read.
+    """
+    if not _QUIET["on"]:
+        yield
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def import_library():
+    """Loads keras_ddpm (and TensorFlow) whole: every class a saved model may name."""
+    import keras_ddpm
+
+    with _start_up_logs_hidden():
+        keras_ddpm.import_all()
+    return keras_ddpm
+
+
+# ----------------------------------------------------------------------------
+# Argument types
+# ----------------------------------------------------------------------------
+def int_list(text):
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers such as 1,2,2; received {text!r}"
+        ) from None
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; received {text!r}")
+    return value
+
+
+def nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0; received {text!r}")
+    return value
+
+
+def jit_compile(value):
+    """`--jit-compile auto|true|false` as `generate`/`compile` take it."""
+    return {"auto": "auto", "true": True, "false": False}[value]
+
+
+# ----------------------------------------------------------------------------
+# Shared options (each defined once)
+# ----------------------------------------------------------------------------
+def add_model_argument(parser):
+    parser.add_argument("model", help="a .keras file or the --output directory of `train`")
+
+
+def add_seed(parser, default=0):
+    parser.add_argument("--seed", type=int, default=default, help="(default: %(default)s)")
+
+
+def add_batch_size(parser, help="images generated at once (default: all)", default=None):
+    parser.add_argument("--batch-size", type=positive_int, default=default, help=help)
+
+
+def add_jit_compile(parser, default="auto", help=None):
+    parser.add_argument(
+        "--jit-compile",
+        default=default,
+        choices=JIT_CHOICES if default == "auto" else JIT_CHOICES[1:],
+        help=help
+        or "compile the sampling loop with XLA (default: auto, when the network supports it; "
+        "compiling takes seconds, then each step is faster)",
+    )
+
+
+def add_verbose(parser, verb=False):
+    """`--verbose`: show TensorFlow's logs (`keras-ddpm --verbose VERB`, or after the verb)."""
+    parser.add_argument(
+        "--verbose",
+        dest="show_logs",
+        action="store_true",
+        # A verb's default must not overwrite the value parsed before the verb.
+        default=argparse.SUPPRESS if verb else False,
+        help="show TensorFlow's start-up logs and warnings",
+    )
+
+
+def sampler_help():
+    """One line per registered sampler, from the registry."""
+    lines = []
+    for name in registry.sampler_names():
+        record = registry.get_sampler(name)
+        steps = "T" if record.default_steps is None else record.default_steps
+        lines.append(f"{name} ({record.description}; default {steps} steps)")
+    return "; ".join(lines)
+
+
+def add_sampler_choice(parser, default=None):
+    """`--sampler` with the registered samplers as choices, and their options."""
+    parser.add_argument(
+        "--sampler",
+        default=default,
+        choices=registry.sampler_names(),
+        metavar="SAMPLER",
+        help=f"{sampler_help()} (default: {default or 'ddpm'})",
+    )
+    for option in registry.all_options():
+        parser.add_argument(
+            "--" + option.name.replace("_", "-"),
+            type=float if option.runtime else int,
+            default=None,
+            help=f"{option.help} (only for {', '.join(registry.takers(option.name))}; "
+            f"default: {option.default})",
+        )
+
+
+def add_sampler_arguments(parser):
+    """What `sample` and `evaluate` pass to `generate`: sampler, steps, options, labels, XLA."""
+    add_sampler_choice(parser)
+    parser.add_argument(
+        "--steps", type=positive_int, default=None, help="sampling steps (default: the sampler's)"
+    )
+    add_jit_compile(parser)
+    parser.add_argument(
+        "--label",
+        type=int_list,
+        default=None,
+        help="class-conditional models: the class of every image (e.g. 7), or one class per "
+        "image, comma-separated (default: unconditional samples)",
+    )
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        help="classifier-free guidance scale with --label: 1 plain conditional, larger "
+        "values follow the class more closely (default: 1)",
+    )
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="hide the progress bar"
+    )
+
+
+def sampler_options(args):
+    """The sampler options given on the command line (`None` where not given)."""
+    return {option.name: getattr(args, option.name, None) for option in registry.all_options()}
+
+
+def check_sampler_arguments(args):
+    """The cheap checks of `--sampler` and its options, before TensorFlow loads."""
+    with user_errors():
+        registry.resolve(
+            args.sampler or "ddpm", 10**9, getattr(args, "steps", None), None,
+            **sampler_options(args),
+        )
+
+
+# ----------------------------------------------------------------------------
+# Run folders and models
+# ----------------------------------------------------------------------------
+def read_config(directory):
+    path = os.path.join(directory, CONFIG_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            config = json.load(file)
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read {path!r}: {checks.first_line(error)}") from error
+    if not isinstance(config, dict):
+        raise UserError(f"{path!r} does not hold a JSON object; delete it or use another folder")
+    return config
+
+
+def write_config(directory, config):
+    path = os.path.join(directory, CONFIG_FILE)
+    with open(path + ".tmp", "w", encoding="utf-8") as file:
+        json.dump(config, file, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)
+
+
+def resolve_model(path):
+    """(path of the .keras file, the run's config or None) for a MODEL argument; no TensorFlow."""
+    if os.path.isdir(path):
+        config = read_config(path)
+        model_path = os.path.join(path, MODEL_FILE)
+        if not os.path.exists(model_path):
+            raise UserError(
+                f"{path!r} holds no {MODEL_FILE}; has `keras-ddpm train` finished there?"
+            )
+        return model_path, config
+    if not os.path.exists(path):
+        raise UserError(f"model {path!r} does not exist")
+    if not path.endswith(".keras"):
+        raise UserError(f"expected a .keras file or a training output directory; received {path!r}")
+    return path, read_config(os.path.dirname(path) or ".")
+
+
+def load_model(path):
+    """The DDPM stored in `path` (a .keras file or a `train` output directory), and its config."""
+    model_path, config = resolve_model(path)
+    keras_ddpm = import_library()
+    import keras
+
+    if config and config.get("mixed_precision"):
+        keras.mixed_precision.set_global_policy(config["mixed_precision"])
+    with user_errors():
+        model = keras_ddpm.load_model(model_path)
+    return model, config
+
+
+def generate(model, args, num):
+    """`model.generate` with the verb's seed, batch size, sampler, steps, options and labels."""
+    from keras_ddpm import generation
+
+    kwargs = {k: getattr(args, k) for k in ("sampler", "steps") if getattr(args, k, None) is not None}
+    kwargs.update({k: v for k, v in sampler_options(args).items() if v is not None})
+    if getattr(args, "label", None) is not None:
+        labels = list(args.label)
+        if not labels:
+            raise UserError("--label needs a class, e.g. --label 7")
+        if len(labels) > 1 and len(labels) != num:
+            raise UserError(
+                f"--label lists {len(labels)} classes for --num {num}; give one class for "
+                "every image, or a single class"
+            )
+        kwargs["labels"] = labels if len(labels) > 1 else labels[0]
+    if getattr(args, "guidance", None) is not None:
+        kwargs["guidance_scale"] = args.guidance
+    with user_errors():
+        registry.resolve(
+            kwargs.get("sampler", "ddpm"), model.schedule.timesteps, kwargs.get("steps"), None,
+            **sampler_options(args),
+        )
+        generation.check_labels(
+            kwargs.get("labels"), kwargs.get("guidance_scale"), num, model.num_classes
+        )
+    return model.generate(
+        num,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        verbose=1 if args.progress else 0,
+        jit_compile=jit_compile(args.jit_compile),
+        **kwargs,
+    )
+
+
+def make_parent(path):
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+
+
+def fail(command, error):
+    print(f"keras-ddpm {command}: error: {error}", file=sys.stderr)
+    return 2

@@ -1,0 +1,78 @@
+"""`keras-ddpm export`: a TensorFlow SavedModel with generate/denoise endpoints."""
+
+import os
+
+from keras_ddpm.cli.common import UserError
+from keras_ddpm.cli.common import add_jit_compile
+from keras_ddpm.cli.common import add_model_argument
+from keras_ddpm.cli.common import add_verbose
+from keras_ddpm.cli.common import add_sampler_choice
+from keras_ddpm.cli.common import load_model
+from keras_ddpm.cli.common import resolve_model
+from keras_ddpm.cli.common import user_errors
+from keras_ddpm.samplers import registry
+
+
+def check(args):
+    """The cheap checks of `export`, before TensorFlow loads."""
+    with user_errors():
+        # --order serves the dpm_solver branch of generate_with_sampler whatever --sampler is.
+        registry.resolve(args.sampler, 10**9, eta=args.eta)
+        if args.order is not None:
+            registry.check_order(args.order)
+    if os.path.exists(args.outdir) and not os.path.isdir(args.outdir):
+        raise UserError(f"OUTDIR {args.outdir!r} is a file; expected a directory")
+    resolve_model(args.model)
+
+
+def run(args):
+    from keras_ddpm import export
+
+    model, _ = load_model(args.model)
+    with user_errors():
+        path = export.export_saved_model(
+            model,
+            args.outdir,
+            sampler=args.sampler,
+            eta=args.eta or 0.0,
+            order=args.order or 2,
+            use_ema=args.ema,
+            jit_compile=args.jit_compile == "true",
+            verbose=False,
+        )
+    inputs = "num_images=4;steps=0;seed=0"
+    if getattr(model, "num_classes", None):
+        inputs += ";labels=[0,1,2,3];guidance_scale=3.0"
+    print(f"wrote the SavedModel {path}; try:")
+    print(
+        f"  saved_model_cli run --dir {path} --tag_set serve --signature_def serving_default "
+        f"--input_exprs '{inputs}'"
+    )
+    return 0
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "export",
+        help="write a TensorFlow SavedModel (for tf.saved_model.load and TF Serving)",
+        description=(
+            "Export a trained DDPM as a TensorFlow SavedModel that needs neither Keras nor "
+            "keras_ddpm: endpoints generate(num_images, steps, seed) -> uint8 images "
+            "(= serving_default, using --sampler), generate_with_sampler(..., sampler, eta) and "
+            "denoise(x_t, t). steps=0 asks for the sampler's default number of steps."
+        ),
+    )
+    add_model_argument(parser)
+    parser.add_argument("outdir", help="the SavedModel directory to write")
+    add_sampler_choice(parser, default="ddpm")
+    parser.add_argument(
+        "--no-ema", dest="ema", action="store_false", help="export the raw, not the EMA, weights"
+    )
+    add_jit_compile(
+        parser, default="false",
+        help="compile the sampling loops with XLA when the SavedModel runs (default: %(default)s)",
+    )
+    add_verbose(parser, verb=True)
+    parser.set_defaults(function=run, check=check)
+
+

@@ -1,0 +1,73 @@
+"""`keras-ddpm sample`: generate images to a PNG grid, a .npy array or a folder of PNGs."""
+
+import os
+
+from keras_ddpm.cli.common import UserError
+from keras_ddpm.cli.common import add_batch_size
+from keras_ddpm.cli.common import add_model_argument
+from keras_ddpm.cli.common import add_verbose
+from keras_ddpm.cli.common import add_sampler_arguments
+from keras_ddpm.cli.common import add_seed
+from keras_ddpm.cli.common import check_sampler_arguments
+from keras_ddpm.cli.common import generate
+from keras_ddpm.cli.common import load_model
+from keras_ddpm.cli.common import make_parent
+from keras_ddpm.cli.common import positive_int
+from keras_ddpm.cli.common import resolve_model
+
+
+def check(args):
+    """The cheap checks of `sample`, before TensorFlow loads."""
+    if os.path.splitext(args.out)[1] not in ("", ".png", ".npy"):
+        raise UserError(
+            f"--out must end in .png (a grid), .npy (an array) or name a folder; received "
+            f"{args.out!r}"
+        )
+    if os.path.splitext(args.out)[1] == "" and os.path.isfile(args.out):
+        raise UserError(f"--out {args.out!r} is a file; a folder of PNGs needs a folder name")
+    resolve_model(args.model)
+    check_sampler_arguments(args)
+
+
+def run(args):
+    import numpy as np
+    from PIL import Image
+
+    from keras_ddpm import utils
+
+    model, _ = load_model(args.model)
+    images = generate(model, args, args.num)
+    out = args.out
+    if out.endswith(".png"):
+        utils.save_image_grid(images, out)
+    elif out.endswith(".npy"):
+        make_parent(out)
+        np.save(out, images)
+    else:
+        os.makedirs(out, exist_ok=True)
+        for index, picture in enumerate(utils.to_uint8(images)):
+            picture = picture[..., 0] if picture.shape[-1] == 1 else picture
+            Image.fromarray(picture).save(os.path.join(out, f"{index:05d}.png"))
+    print(f"wrote {len(images)} images to {out}")
+    return 0
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "sample",
+        help="generate images with a trained model",
+        description="Generate images with a trained DDPM (EMA weights) and save them.",
+    )
+    add_model_argument(parser)
+    parser.add_argument("--num", type=positive_int, default=64, help="images (default: %(default)s)")
+    parser.add_argument(
+        "--out",
+        default="samples.png",
+        help="a .png grid, a .npy array (float32 in [-1, 1]) or a folder of PNGs "
+        "(default: %(default)s)",
+    )
+    add_seed(parser)
+    add_batch_size(parser, help="images denoised at once (default: all)")
+    add_sampler_arguments(parser)
+    add_verbose(parser, verb=True)
+    parser.set_defaults(function=run, check=check)

@@ -1,0 +1,431 @@
+"""`keras-ddpm train`: fit a DDPM with checkpoints, sample grids and logs in a run folder.
+
+A run folder holds `config.json` (the arguments), `model.keras`, `samples/`,
+`logs/` and `backup/` while training runs. Re-running the same command
+continues an interrupted run from its last completed epoch, and a finished
+run when `--epochs` grows; arguments in `RUN_KEYS` must match to continue.
+"""
+
+import json
+import os
+
+from keras_ddpm.cli.common import JIT_CHOICES
+from keras_ddpm.cli.common import MODEL_FILE
+from keras_ddpm.cli.common import UserError
+from keras_ddpm.cli.common import add_seed
+from keras_ddpm.cli.common import import_library
+from keras_ddpm.cli.common import int_list
+from keras_ddpm.cli.common import jit_compile
+from keras_ddpm.cli.common import nonnegative_int
+from keras_ddpm.cli.common import positive_int
+from keras_ddpm.cli.common import read_config
+from keras_ddpm.cli.common import user_errors
+from keras_ddpm.cli.common import write_config
+from keras_ddpm.data import specs
+from keras_ddpm.schedule_math import KINDS
+
+# `train` arguments that must match for a re-run to continue an existing run.
+RUN_KEYS = (
+    "dataset",
+    "split",
+    "image_size",
+    "channels",
+    "preset",
+    "base_channels",
+    "channel_multipliers",
+    "num_res_blocks",
+    "attention_resolutions",
+    "dropout",
+    "norm_groups",
+    "schedule",
+    "timesteps",
+    "ema_decay",
+    "seed",
+    "conditional",
+    "num_classes",
+    "class_dropout",
+)
+# Defaults of `train` = the README quick start (examples/train_digits.py).
+DEFAULTS = {
+    "base_channels": 32,
+    "channel_multipliers": (1, 2),
+    "num_res_blocks": 1,
+    "attention_resolutions": (4,),
+    "dropout": 0.0,
+    "norm_groups": 32,
+}
+
+
+
+
+def _build_model(args, image_shape):
+    import keras
+
+    import keras_ddpm
+    from keras_ddpm import unet
+
+    if args.preset is not None:
+        if args.preset not in unet.PRESETS:
+            raise UserError(
+                f"unknown --preset {args.preset!r}; expected one of {sorted(unet.PRESETS)}"
+            )
+        preset_shape = tuple(unet.PRESETS[args.preset]["image_shape"])
+        if preset_shape != tuple(image_shape):
+            raise UserError(
+                f"--preset {args.preset} is for {preset_shape} images but the dataset has "
+                f"{tuple(image_shape)}; pass a matching --image-size or another --preset"
+            )
+        overrides = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
+        network = keras_ddpm.UNet.from_preset(
+            args.preset, num_classes=args.num_classes, **overrides
+        )
+    else:
+        network = keras_ddpm.UNet(
+            image_shape,
+            num_classes=args.num_classes,
+            **{k: getattr(args, k) for k in DEFAULTS},
+        )
+    schedule = keras_ddpm.NoiseSchedule(args.schedule, timesteps=args.timesteps)
+    model = keras_ddpm.DDPM(
+        network,
+        schedule=schedule,
+        ema_decay=args.ema_decay,
+        seed=args.seed,
+        class_dropout=args.class_dropout,
+    )
+    learning_rate = args.learning_rate
+    if args.warmup_steps:
+        # Linear warm-up, then constant (Ho et al. 2020): CosineDecay with alpha=1.
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            0.0,
+            decay_steps=1,
+            alpha=1.0,
+            warmup_target=learning_rate,
+            warmup_steps=args.warmup_steps,
+        )
+    optimizer = keras.optimizers.Adam(learning_rate, global_clipnorm=args.clipnorm)
+    model.compile(optimizer=optimizer, jit_compile=jit_compile(args.jit_compile))
+    return model
+
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+def _strategy(name):
+    """The `tf.distribute` strategy named by `--strategy`."""
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()  # every local GPU (or the CPU)
+    if name == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            raise UserError(
+                "--strategy multiworker reads the cluster from the TF_CONFIG environment "
+                "variable, which is not set (see the README, 'Training on many GPUs, hosts "
+                "or TPUs')"
+            )
+        with user_errors():
+            return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()  # "default" (argparse allows only STRATEGIES)
+
+
+def check(args):
+    """The cheap checks of `train`, before TensorFlow loads."""
+    if args.strategy != "default" and args.jit_compile == "true":
+        raise UserError(
+            f"--jit-compile true does not work with --strategy {args.strategy} (XLA cannot "
+            "compile a step that spans several devices); use --jit-compile auto or false"
+        )
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise UserError(f"--output {args.output!r} is a file; expected a run folder")
+    try:
+        spec = specs.parse_dataset_spec(args.dataset)
+    except (TypeError, ValueError):
+        raise UserError(f"unknown --dataset {args.dataset!r}; expected {specs.DATASET_SPECS}") from None
+    if spec.kind == "folder" and args.image_size is None:
+        raise UserError("--dataset folder:PATH needs --image-size")
+    if spec.kind == "digits" and args.random_flip:
+        raise UserError("--random-flip does not apply to the digits (a mirrored digit is not a digit)")
+    if args.num_classes is not None and not args.conditional:
+        raise UserError("--num-classes needs --conditional")
+    for name in ("learning_rate", "clipnorm", "dropout", "ema_decay", "class_dropout"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 0; received {value}")
+
+
+def run(args):
+    """The `train` verb: fit a DDPM with checkpoints, sample grids and logs."""
+    keras_ddpm = import_library()
+    import keras
+
+    from keras_ddpm import callbacks
+    from keras_ddpm import data
+
+    # The strategy first: a multi-worker one configures TensorFlow's collectives.
+    strategy = _strategy(args.strategy)
+    output = args.output
+    if not strategy.extended.should_checkpoint:
+        # Workers other than the chief write to a scratch folder of their own.
+        output = os.path.join(output, f"worker_{strategy.cluster_resolver.task_id}")
+    os.makedirs(output, exist_ok=True)
+    if args.preset is None:
+        for key, value in DEFAULTS.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    config = {k: v for k, v in vars(args).items() if k not in ("command", "function")}
+    config = json.loads(json.dumps(config))  # tuples -> lists, as read back later
+    previous = read_config(output)
+    done = 0
+    if previous is not None:
+        changed = [k for k in _RUN_KEYS if previous.get(k) != config.get(k)]
+        if changed:
+            options = ", ".join("--" + key.replace("_", "-") for key in changed)
+            raise UserError(
+                f"{output!r} holds a run with other settings ({options}); "
+                "pass the same arguments to continue it or another --output"
+            )
+        done = previous.get("epochs_completed", 0)
+    model_path = os.path.join(output, MODEL_FILE)
+    keras.mixed_precision.set_global_policy(args.mixed_precision)
+    keras.utils.set_random_seed(args.seed)
+
+    if done >= args.epochs and os.path.exists(model_path):
+        print(f"{output}: already trained for {done} epochs; pass --epochs > {done} to continue.")
+        return 0
+    with user_errors():
+        dataset = data.load_dataset_spec(
+            args.dataset,
+            args.batch_size,
+            image_size=args.image_size,
+            channels=args.channels,
+            split=args.split,
+            random_flip=args.random_flip,
+            seed=args.seed,
+            with_labels=args.conditional,
+        )
+        image_spec = dataset.element_spec
+        if args.conditional:
+            image_spec = image_spec[0]
+            args.num_classes = args.num_classes or data.spec_num_classes(args.dataset, dataset)
+            if args.num_classes is None:
+                raise UserError(
+                    f"cannot tell how many classes {args.dataset!r} has; pass --num-classes"
+                )
+        image_shape = tuple(image_spec.shape[1:])
+        with strategy.scope():  # variables mirrored on every replica
+            if done and os.path.exists(model_path):
+                model = keras_ddpm.load_model(model_path)
+                model.compile(
+                    optimizer=model.optimizer, jit_compile=jit_compile(args.jit_compile)
+                )
+            else:
+                done = 0
+                model = _build_model(args, image_shape)
+    config["epochs_completed"] = done
+    write_config(output, config)
+
+    grids = callbacks.SampleGrid(
+        os.path.join(output, "samples"),
+        every_n_epochs=args.sample_every,
+        num_images=args.num_samples,
+        seed=args.seed,
+        tensorboard_dir=os.path.join(output, "logs", "samples"),
+        jit_compile=jit_compile(args.jit_compile),
+        **({"guidance_scale": args.guidance} if args.guidance is not None else {}),
+    )
+    fit_callbacks = [
+        keras.callbacks.BackupAndRestore(os.path.join(output, "backup")),
+        keras.callbacks.TensorBoard(os.path.join(output, "logs")),
+        grids,
+    ]
+    model.fit(
+        dataset,
+        epochs=args.epochs,
+        initial_epoch=done,
+        callbacks=fit_callbacks,
+        verbose=args.verbose,
+    )
+    model.save(model_path)
+    config["epochs_completed"] = args.epochs
+    write_config(output, config)
+    print(f"wrote {model_path} and {grids.last_path}")
+    return 0
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "train",
+        help="train a DDPM (default: the embedded digits, a few minutes on a CPU)",
+        description=(
+            "Train a DDPM. The defaults train the quick-start U-Net on the embedded 8x8 digits "
+            "for 40 epochs (a few minutes on a 2-core CPU). Re-running the same command "
+            "continues the run in --output."
+        ),
+    )
+    parser.add_argument(
+        "--output",
+        default="outputs/ddpm",
+        help="run directory: config.json, model.keras, samples/, logs/, backup/ "
+        "(default: %(default)s)",
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--dataset",
+        default="digits",
+        help="'digits' (embedded, default), 'tfds:NAME' (e.g. tfds:cifar10; downloads) "
+        "or 'folder:PATH' (a folder of images, needs --image-size)",
+    )
+    data.add_argument("--split", default="train", help="TFDS split (default: %(default)s)")
+    data.add_argument(
+        "--image-size",
+        type=positive_int,
+        default=None,
+        help="resize images to this height and width (default: the dataset's size)",
+    )
+    data.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 3),
+        default=3,
+        help="channels of folder images (default: %(default)s)",
+    )
+    data.add_argument(
+        "--random-flip",
+        action="store_true",
+        help="flip TFDS or folder images horizontally at random",
+    )
+    net = parser.add_argument_group("model (defaults: the quick-start U-Net)")
+    net.add_argument(
+        "--preset",
+        default=None,
+        help="a keras_ddpm.unet.PRESETS name, e.g. ddpm_cifar10; the options below override it",
+    )
+    net.add_argument(
+        "--base-channels",
+        type=positive_int,
+        default=None,
+        help=f"(default: {DEFAULTS['base_channels']})",
+    )
+    net.add_argument(
+        "--channel-multipliers",
+        type=int_list,
+        default=None,
+        help="comma-separated, one per resolution (default: 1,2)",
+    )
+    net.add_argument(
+        "--num-res-blocks",
+        type=positive_int,
+        default=None,
+        help=f"(default: {DEFAULTS['num_res_blocks']})",
+    )
+    net.add_argument(
+        "--attention-resolutions",
+        type=int_list,
+        default=None,
+        help="comma-separated feature-map sizes with self-attention (default: 4)",
+    )
+    net.add_argument("--dropout", type=float, default=None, help="(default: 0.0)")
+    net.add_argument(
+        "--norm-groups",
+        type=positive_int,
+        default=None,
+        help=f"GroupNormalization groups (default: {DEFAULTS['norm_groups']})",
+    )
+    net.add_argument(
+        "--schedule",
+        default="linear",
+        choices=KINDS,
+        help="noise schedule (default: %(default)s)",
+    )
+    net.add_argument(
+        "--timesteps",
+        type=positive_int,
+        default=1000,
+        help="diffusion steps T (default: %(default)s)",
+    )
+    net.add_argument("--ema-decay", type=float, default=0.999, help="(default: %(default)s)")
+    net.add_argument(
+        "--conditional",
+        action="store_true",
+        help="train a class-conditional model on the dataset's labels, for classifier-free "
+        "guidance (`sample --label 7 --guidance 3`)",
+    )
+    net.add_argument(
+        "--num-classes",
+        type=positive_int,
+        default=None,
+        help="classes of a --conditional model (default: read from the dataset)",
+    )
+    net.add_argument(
+        "--class-dropout",
+        type=float,
+        default=0.1,
+        help="share of labels replaced by the null label while training a --conditional "
+        "model (default: %(default)s)",
+    )
+    fit = parser.add_argument_group("training")
+    fit.add_argument("--epochs", type=positive_int, default=40, help="(default: %(default)s)")
+    fit.add_argument("--batch-size", type=positive_int, default=128, help="(default: %(default)s)")
+    fit.add_argument(
+        "--learning-rate", type=float, default=2e-3, help="Adam's (default: %(default)s)"
+    )
+    fit.add_argument(
+        "--warmup-steps",
+        type=nonnegative_int,
+        default=0,
+        help="linear learning-rate warm-up steps (the DDPM paper used 5000; default: 0)",
+    )
+    fit.add_argument(
+        "--clipnorm",
+        type=float,
+        default=None,
+        help="clip the global gradient norm (the DDPM paper used 1.0; default: none)",
+    )
+    fit.add_argument(
+        "--mixed-precision",
+        default="float32",
+        choices=("float32", "mixed_float16", "mixed_bfloat16"),
+        help="Keras dtype policy (default: %(default)s)",
+    )
+    fit.add_argument(
+        "--jit-compile",
+        default="auto",
+        choices=JIT_CHOICES,
+        help="compile the training step and the sampling loop of the grids with XLA "
+        "(default: auto, Keras' choice for training and generate's for sampling)",
+    )
+    fit.add_argument(
+        "--strategy",
+        default="default",
+        choices=STRATEGIES,
+        help="tf.distribute strategy: 'mirrored' (every GPU of this host) or 'multiworker' "
+        "(several hosts; reads TF_CONFIG; workers other than the chief write to "
+        "OUTPUT/worker_N); --batch-size is the global batch (default: %(default)s)",
+    )
+    fit.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    fit.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=1,
+        help="Keras' fit verbosity (default: %(default)s)",
+    )
+    out = parser.add_argument_group("sample grids")
+    out.add_argument(
+        "--sample-every",
+        type=positive_int,
+        default=20,
+        help="write samples/epoch_NNNN.png every N epochs and at the end (default: %(default)s)",
+    )
+    out.add_argument("--num-samples", type=positive_int, default=64, help="(default: %(default)s)")
+    out.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        help="classifier-free guidance scale of the grids of a --conditional model, whose "
+        "image i shows class i modulo the number of classes (default: 1, no guidance)",
+    )
+    parser.set_defaults(function=run, check=check)
+
+

@@ -1,0 +1,61 @@
+"""Input pipelines: the embedded digits, NumPy arrays, TFDS and image folders.
+
+Every loader returns a batched, prefetched `tf.data.Dataset` whose elements are
+float32 images shaped `(batch, height, width, channels)` with values in
+`[-1, 1]`, or `(images, labels)` pairs with int32 labels when labels are asked
+for. `[-1, 1]` is the scale DDPM works in (Ho et al. 2020, section 3.3):
+integer pixels are scaled linearly so that 0 is -1 and full intensity is +1,
+which keeps the network's inputs on the same scale as the standard normal
+noise that sampling starts from. 8-bit pixels map as `v / 127.5 - 1`, so
+0 -> -1, 255 -> +1, and `keras_ddpm.utils.to_uint8` inverts it exactly.
+
+The last batch of an epoch may be smaller than `batch_size` (nothing is
+dropped). With `shuffle=True` the order changes every epoch; passing `seed`
+makes the whole sequence of epochs, and the random flips, reproducible. The
+loaders switch tf.data's autotuning off (`disable_autotune`); parallel maps
+and prefetching still run, with TensorFlow's fixed defaults.
+
+Layout: `pipeline` (the argument checks, pixel scaling, resizing and the
+shuffle-map-batch-flip-prefetch tail every loader shares), `arrays`
+(`from_array` and the embedded digits), `tfds_loader` (`load_tfds`),
+`folders` (`load_image_folder` and its class names) and `specs` (the
+`digits` / `tfds:NAME` / `folder:PATH` strings of the command line; no
+TensorFlow).
+
+References:
+    - [Ho et al., 2020. Denoising Diffusion Probabilistic Models](
+      https://arxiv.org/abs/2006.11239)
+"""
+
+import importlib
+
+from keras_ddpm.data.specs import DATASET_SPECS
+from keras_ddpm.data.specs import DatasetSpec
+from keras_ddpm.data.specs import load_dataset_spec
+from keras_ddpm.data.specs import parse_dataset_spec
+from keras_ddpm.data.specs import spec_num_classes
+
+# The TensorFlow parts load on first use, so that the command line can parse a
+# dataset spec before TensorFlow loads.
+_LAZY = {
+    "DIGITS_MAX_VALUE": "arrays",
+    "from_array": "arrays",
+    "load_digits": "arrays",
+    "load_digits_arrays": "arrays",
+    "IMAGE_EXTENSIONS": "folders",
+    "image_folder_class_names": "folders",
+    "load_image_folder": "folders",
+    "disable_autotune": "pipeline",
+    "TFDS_SHUFFLE_BUFFER": "tfds_loader",
+    "load_tfds": "tfds_loader",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"keras_ddpm.data.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'keras_ddpm.data' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

@@ -1,0 +1,235 @@
+"""In-memory images: NumPy arrays or tensors, and the embedded 8x8 digits.
+
+References:
+    - [Alpaydin and Kaynak, Optical Recognition of Handwritten Digits,
+      UCI Machine Learning Repository, 1998](https://doi.org/10.24432/C50P49)
+"""
+
+import functools
+import importlib.resources
+
+import numpy as np
+import tensorflow as tf
+
+from keras_ddpm.data.pipeline import batch_pipeline
+from keras_ddpm.data.pipeline import center_crop_and_resize
+from keras_ddpm.data.pipeline import check_batch_size
+from keras_ddpm.data.pipeline import check_image_size
+from keras_ddpm.data.pipeline import to_unit_range
+
+DIGITS_MAX_VALUE = 16  # Pixel values of the embedded digits are 0..16.
+
+
+def _array_dataset(images, labels, max_value, image_size, **pipeline_args):
+    """Pipeline over in-memory images: uint8 when `max_value` is set, else float [-1, 1]."""
+
+    def preprocess(image):
+        image = image if max_value is None else to_unit_range(image, max_value)
+        return image if image_size is None else center_crop_and_resize(image, image_size)
+
+    if labels is None:
+        dataset = tf.data.Dataset.from_tensor_slices(images)
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+    return batch_pipeline(
+        dataset,
+        preprocess,
+        with_labels=labels is not None,
+        shuffle_buffer=len(images),
+        **pipeline_args,
+    )
+
+
+# 1. The embedded digits.
+
+
+@functools.lru_cache(maxsize=1)
+def _read_digits_asset():
+    """Returns the raw `(images, labels)`: uint8 (1797, 8, 8) in 0..16, uint8 (1797,)."""
+    resource = importlib.resources.files("keras_ddpm") / "assets" / "digits.npz"
+    with resource.open("rb") as file, np.load(file) as archive:
+        images, labels = archive["images"], archive["labels"]
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    return images, labels
+
+
+def load_digits_arrays():
+    """Returns the embedded handwritten digits as NumPy arrays.
+
+    The 1,797 images of 8x8 pixels of the UCI "Optical Recognition of
+    Handwritten Digits" test set (E. Alpaydin and C. Kaynak, CC BY 4.0; see
+    `keras_ddpm/assets/DIGITS_LICENSE.txt`), shipped with the package, so
+    nothing is downloaded. Pixel values 0..16 map exactly to `v / 8 - 1`.
+
+    Returns:
+        A tuple `(images, labels)`: `images` is float32 of shape
+        `(1797, 8, 8, 1)` in [-1, 1]; `labels` is int32 of shape `(1797,)`
+        holding the digit 0..9 of each image. Fresh arrays on every call.
+
+    Example:
+
+    ```python
+    images, labels = keras_ddpm.data.load_digits_arrays()
+    images.shape  # (1797, 8, 8, 1)
+    ```
+
+    References:
+        - [Alpaydin and Kaynak, Optical Recognition of Handwritten Digits,
+          UCI Machine Learning Repository, 1998](https://doi.org/10.24432/C50P49)
+    """
+    raw_images, raw_labels = _read_digits_asset()
+    images = raw_images[..., np.newaxis].astype(np.float32) / (DIGITS_MAX_VALUE / 2) - 1
+    return images, raw_labels.astype(np.int32)
+
+
+def load_digits(batch_size=128, image_size=None, with_labels=False, shuffle=True, seed=None):
+    """Loads the embedded 8x8 handwritten digits as a `tf.data.Dataset`.
+
+    The default dataset of keras_ddpm: 1,797 grayscale digits that ship with
+    the package (see `load_digits_arrays`), small enough to train a DDPM on a
+    CPU in minutes. Pixel values 0..16 map exactly to `v / 8 - 1`. There is
+    no `random_flip`: a mirrored digit is not a digit.
+
+    Args:
+        batch_size: int, images per batch; the last batch may be smaller.
+            Defaults to `128`.
+        image_size: `None`, an int or a `(height, width)` pair. When set, the
+            digits are resized (bilinear, antialiased) to that size.
+            Defaults to `None` (8x8).
+        with_labels: bool, whether elements are `(images, labels)` pairs with
+            int32 digits 0..9. Defaults to `False`.
+        shuffle: bool, whether to reshuffle the images every epoch.
+            Defaults to `True`.
+        seed: optional int making the shuffling order reproducible.
+            Defaults to `None`.
+
+    Returns:
+        A `tf.data.Dataset` of float32 batches `(B, H, W, 1)` in [-1, 1], or
+        `(images, labels)` batches when `with_labels=True`.
+
+    Example:
+
+    ```python
+    dataset = keras_ddpm.data.load_digits(batch_size=64, seed=0)
+    images = next(iter(dataset))  # (64, 8, 8, 1), float32 in [-1, 1]
+    ```
+
+    References:
+        - [Alpaydin and Kaynak, Optical Recognition of Handwritten Digits,
+          UCI Machine Learning Repository, 1998](https://doi.org/10.24432/C50P49)
+    """
+    batch_size = check_batch_size(batch_size)
+    image_size = check_image_size(image_size)
+    raw_images, raw_labels = _read_digits_asset()
+    return _array_dataset(
+        raw_images[..., np.newaxis],
+        raw_labels.astype(np.int32) if with_labels else None,
+        DIGITS_MAX_VALUE,
+        image_size,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        random_flip=False,  # A mirrored digit is not a digit.
+        seed=seed,
+    )
+
+
+# 2. Any in-memory array.
+
+
+def _as_numpy(values):
+    return np.asarray(values.numpy() if hasattr(values, "numpy") else values)
+
+
+def _check_array_images(images):
+    """Returns `(images, max_value)`: (N, H, W, C) uint8 with 255, or float32 with None."""
+    images = _as_numpy(images)
+    received_shape = images.shape
+    if images.ndim == 3:
+        images = images[..., np.newaxis]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3) or 0 in images.shape:
+        raise ValueError(
+            "Expected a non-empty array of images shaped (N, H, W) or (N, H, W, C) with "
+            f"C in {{1, 3}}; received an array of shape {received_shape}."
+        )
+    if images.dtype == np.uint8:
+        return images, 255
+    if not np.issubdtype(images.dtype, np.floating):
+        raise TypeError(
+            "Expected uint8 images (0..255) or floating point images in [-1, 1]; "
+            f"received dtype {images.dtype}. For 8-bit data stored in another integer "
+            "type, pass `images.astype('uint8')`."
+        )
+    low, high = float(np.min(images)), float(np.max(images))
+    if not (low >= -1.0 and high <= 1.0):  # Also rejects NaN.
+        raise ValueError(
+            f"Expected floating point images in [-1, 1]; received values from {low} to "
+            f"{high}. Scale 0..255 data with `x / 127.5 - 1`, 0..1 data with `2 * x - 1`, "
+            "or pass the data as uint8."
+        )
+    return images.astype(np.float32), None
+
+
+def _check_array_labels(labels, num_images):
+    labels = _as_numpy(labels)
+    if labels.ndim != 1 or len(labels) != num_images:
+        raise ValueError(
+            f"Expected `labels` of shape ({num_images},), one per image; received shape "
+            f"{labels.shape}."
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"Expected integer `labels`; received dtype {labels.dtype}.")
+    return labels.astype(np.int32)
+
+
+def from_array(
+    images, labels=None, batch_size=128, image_size=None, shuffle=True, random_flip=False, seed=None
+):
+    """Builds a dataset from in-memory images (NumPy arrays or tensors).
+
+    uint8 images map as `v / 127.5 - 1` (0 -> -1, 255 -> +1); floating point
+    images must already lie in [-1, 1] and are only cast to float32. The
+    whole array is held in memory and shuffled with a buffer of its size.
+
+    Args:
+        images: array of shape `(N, H, W)` (grayscale; a channel axis is
+            added) or `(N, H, W, C)` with `C` 1 or 3, dtype uint8 or float.
+        labels: optional integer array of shape `(N,)`. When given, elements
+            are `(images, labels)` pairs with int32 labels. Defaults to `None`.
+        batch_size: int, images per batch; the last batch may be smaller.
+            Defaults to `128`.
+        image_size: `None`, an int or a `(height, width)` pair. When set,
+            images are center-cropped to that aspect ratio and resized
+            (bilinear, antialiased). Defaults to `None` (keep the size).
+        shuffle: bool, whether to reshuffle every epoch. Defaults to `True`.
+        random_flip: bool, whether to flip each image horizontally with
+            probability 1/2, anew each epoch. Defaults to `False`.
+        seed: optional int making shuffling and flips reproducible.
+            Defaults to `None`.
+
+    Returns:
+        A `tf.data.Dataset` of float32 batches `(B, H, W, C)` in [-1, 1], or
+        `(images, labels)` batches when `labels` is given.
+
+    Example:
+
+    ```python
+    (x_train, _), _ = keras.datasets.cifar10.load_data()  # uint8
+    dataset = keras_ddpm.data.from_array(x_train, random_flip=True)
+    ```
+    """
+    batch_size = check_batch_size(batch_size)
+    image_size = check_image_size(image_size)
+    images, max_value = _check_array_images(images)
+    if labels is not None:
+        labels = _check_array_labels(labels, len(images))
+    return _array_dataset(
+        images,
+        labels,
+        max_value,
+        image_size,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        random_flip=random_flip,
+        seed=seed,
+    )

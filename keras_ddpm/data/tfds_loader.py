@@ -1,0 +1,131 @@
+"""Image datasets from TensorFlow Datasets (TFDS), streamed from TFDS's prepared files.
+
+`tensorflow_datasets` is imported when a dataset is loaded, not with this
+module.
+"""
+
+import tensorflow as tf
+
+from keras_ddpm.data.pipeline import batch_pipeline
+from keras_ddpm.data.pipeline import center_crop_and_resize
+from keras_ddpm.data.pipeline import check_batch_size
+from keras_ddpm.data.pipeline import check_image_size
+from keras_ddpm.data.pipeline import to_unit_range
+
+# Upper bound on the shuffle buffer of streamed (TFDS) datasets, in examples.
+TFDS_SHUFFLE_BUFFER = 10_000
+
+
+def _check_image_feature(name, spec, with_labels, image_size):
+    """Raises a `ValueError` unless the examples hold images (and labels) we can batch."""
+    if not isinstance(spec, dict) or "image" not in spec:
+        keys = sorted(spec) if isinstance(spec, dict) else spec
+        raise ValueError(
+            f"Expected TFDS dataset {name!r} to have an 'image' feature; it has {keys}."
+        )
+    if with_labels and "label" not in spec:
+        raise ValueError(
+            f"with_labels=True needs a 'label' feature, but TFDS dataset {name!r} has only "
+            f"{sorted(spec)}."
+        )
+    image_spec = spec["image"]
+    image_shape = image_spec.shape
+    if image_spec.dtype != tf.uint8 or image_shape.rank != 3 or image_shape[-1] not in (1, 3):
+        raise ValueError(
+            f"Expected uint8 images of shape (H, W, 1) or (H, W, 3) in TFDS dataset {name!r}; "
+            f"received {image_spec.dtype.name} images of shape {tuple(image_shape)}."
+        )
+    if image_size is None and not image_shape.is_fully_defined():
+        raise ValueError(
+            f"The images of TFDS dataset {name!r} vary in size (stored shape "
+            f"{tuple(image_shape)}); pass `image_size` so that they can be batched."
+        )
+
+
+def load_tfds(
+    name,
+    split="train",
+    image_size=None,
+    batch_size=128,
+    shuffle=True,
+    random_flip=False,
+    with_labels=False,
+    data_dir=None,
+    seed=None,
+):
+    """Loads an image dataset from TensorFlow Datasets (TFDS).
+
+    The dataset is downloaded and prepared by `tfds.load` on first use, which
+    needs network access and may take a while and a lot of disk space; later
+    calls read the prepared copy in `data_dir`. Each `example["image"]`
+    (uint8) maps to [-1, 1]; grayscale datasets keep one channel.
+
+    Args:
+        name: str, a TFDS name such as `"mnist"`, `"cifar10"` or
+            `"celeb_a"` (a config or version may follow, e.g.
+            `"mnist:3.0.1"`).
+        split: str, the split to read, e.g. `"train"` or `"train[:10%]"`.
+            Defaults to `"train"`.
+        image_size: `None`, an int or a `(height, width)` pair. When it differs
+            from the stored size, each image is center-cropped to the target
+            aspect ratio and resized (bilinear, antialiased). Required for
+            datasets whose images vary in size. Defaults to `None`.
+        batch_size: int, images per batch; the last batch may be smaller.
+            Defaults to `128`.
+        shuffle: bool, whether to shuffle the files and, through a buffer of
+            up to `TFDS_SHUFFLE_BUFFER` examples, the examples every epoch.
+            Defaults to `True`.
+        random_flip: bool, whether to flip each image horizontally with
+            probability 1/2, anew each epoch. Defaults to `False`.
+        with_labels: bool, whether elements are `(images, labels)` pairs with
+            int32 labels from `example["label"]`. Defaults to `False`.
+        data_dir: optional str, where TFDS stores the data. Defaults to `None`
+            (TFDS's default, `~/tensorflow_datasets`).
+        seed: optional int making shuffling and flips reproducible.
+            Defaults to `None`.
+
+    Returns:
+        A `tf.data.Dataset` of float32 batches `(B, H, W, C)` in [-1, 1], or
+        `(images, labels)` batches when `with_labels=True`.
+
+    Example:
+
+    ```python
+    dataset = keras_ddpm.data.load_tfds("cifar10", random_flip=True)
+    ```
+    """
+    import tensorflow_datasets as tfds
+
+    batch_size = check_batch_size(batch_size)
+    image_size = check_image_size(image_size)
+    dataset = tfds.load(
+        name,
+        split=split,
+        data_dir=data_dir,
+        shuffle_files=shuffle,
+        read_config=tfds.ReadConfig(shuffle_seed=seed),
+    )
+    _check_image_feature(name, dataset.element_spec, with_labels, image_size)
+
+    if with_labels:
+        dataset = dataset.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32)))
+    else:
+        dataset = dataset.map(lambda ex: ex["image"])
+
+    def preprocess(image):
+        image = to_unit_range(image)
+        return image if image_size is None else center_crop_and_resize(image, image_size)
+
+    shuffle_buffer = int(dataset.cardinality())  # The split's size; negative when unknown.
+    if not 0 < shuffle_buffer < TFDS_SHUFFLE_BUFFER:
+        shuffle_buffer = TFDS_SHUFFLE_BUFFER
+    return batch_pipeline(
+        dataset,
+        preprocess,
+        with_labels=with_labels,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        shuffle_buffer=shuffle_buffer,
+        random_flip=random_flip,
+        seed=seed,
+    )

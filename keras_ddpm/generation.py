@@ -1,0 +1,273 @@
+"""Generation: the cached, compiled reverse loop and what surrounds it.
+
+A `ReverseProcess` is built from explicit inputs — a denoising network, its
+`NoiseSchedule`, what it predicts, the reverse variance and its number of
+classes — and owns everything between "draw N images" and the samplers of
+`keras_ddpm.samplers`: argument checks (through the sampler registry), class
+labels and classifier-free guidance, seed → noise, one compiled
+`tf.while_loop` per sampler choice (cached), chunking and the progress bar.
+`DDPM.generate` is a thin call into it, and the SavedModel export uses the
+same compiled loops without importing `keras_ddpm.model`.
+
+Same seed, same images: chunk c of a run with seed s starts from x_T drawn
+with the first of `stateless_split([s mod 2³¹, c], 2)` and runs its loop with
+the second (`chunk_seeds`), in Python and in the SavedModel alike.
+"""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_ddpm import checks
+from keras_ddpm import guidance
+from keras_ddpm import objectives
+from keras_ddpm import samplers
+from keras_ddpm.schedules import check_variance
+
+# Progress-bar updates per sampling run when `generate` reports progress.
+PROGRESS_SEGMENTS = 20
+
+
+def random_seed():
+    """A fresh seed for a run that was given none."""
+    return int(np.random.default_rng().integers(0, 2**31 - 1))
+
+
+def chunk_seeds(seed, chunk):
+    """`(noise_seed, loop_seed)`, int32 `[2]` tensors of chunk `chunk` of a run seeded `seed`.
+
+    `seed` may be a Python int or an int32/int64 scalar tensor (the SavedModel's input).
+    """
+    seed = tf.cast(tf.math.floormod(tf.cast(seed, tf.int64), 2**31), tf.int32)
+    pair = tf.stack([seed, tf.cast(chunk, tf.int32)])
+    noise_seed, loop_seed = tf.unstack(tf.random.experimental.stateless_split(pair, 2))
+    return tf.cast(noise_seed, tf.int32), tf.cast(loop_seed, tf.int32)
+
+
+def check_labels(labels, guidance_scale, num_images, num_classes):
+    """`generate`'s labels as int32 `[num_images]` (null labels when none) and w.
+
+    Args:
+        labels: `None`, one int for every image, or one int per image in
+            `[0, num_classes)`.
+        guidance_scale: `None` (1) or a number ≥ 0; needs `labels`.
+        num_images: the number of images drawn.
+        num_classes: the model's number of classes, `None` if unconditional.
+
+    Returns:
+        `(labels, guidance_scale)`: `labels` is `None` for an unconditional
+        model and holds the null label `num_classes` for unlabelled samples of
+        a conditional one.
+    """
+    if num_classes is None:
+        if labels is not None or guidance_scale is not None:
+            raise ValueError(
+                "`labels` and `guidance_scale` need a class-conditional model "
+                "(a network built with num_classes); this one is unconditional. "
+                f"Received: labels={labels!r}, guidance_scale={guidance_scale!r}."
+            )
+        return None, 1.0
+    if labels is None:
+        if guidance_scale is not None:
+            raise ValueError(
+                "`guidance_scale` needs `labels` (the classes to guide towards). "
+                f"Received: guidance_scale={guidance_scale!r} with labels=None."
+            )
+        return np.full((num_images,), num_classes, np.int32), 1.0
+    guidance_scale = 1.0 if guidance_scale is None else guidance_scale
+    guidance.check_guidance_scale(guidance_scale)
+    array = np.asarray(labels)
+    if not np.issubdtype(array.dtype, np.integer) or array.size == 0:
+        raise TypeError(
+            f"`labels` must be an int or a sequence of ints in [0, {num_classes}). "
+            f"Received: labels={labels!r}."
+        )
+    if array.ndim == 0:
+        array = np.full((num_images,), int(array))
+    if array.shape != (num_images,):
+        raise ValueError(
+            f"`labels` must hold one label per image: shape ({num_images},). "
+            f"Received {array.shape[0] if array.ndim == 1 else array.shape} labels "
+            f"for num_images={num_images}."
+        )
+    if array.min() < 0 or array.max() >= num_classes:
+        raise ValueError(
+            f"`labels` must lie in [0, {num_classes}). Received labels in "
+            f"[{array.min()}, {array.max()}]."
+        )
+    return array.astype(np.int32), float(guidance_scale)
+
+
+class ReverseProcess:
+    """The reverse process of one denoising network: compiled sampling loops and `generate`.
+
+    Args:
+        network: a Keras model called as `network([x_t, t])` (or
+            `network([x_t, t, labels])` when `num_classes` is set).
+        schedule: the `NoiseSchedule` it was trained on.
+        prediction_type: what it predicts: `"epsilon"`, `"v"` or `"x0"`.
+            Defaults to `"epsilon"`.
+        variance: `"fixed_small"` or `"fixed_large"`, for ancestral sampling.
+            Defaults to `"fixed_small"`.
+        num_classes: the number of classes of a class-conditional network
+            (its null label is `num_classes`), else `None`. Defaults to `None`.
+        image_shape: `(H, W, C)`, or `None` for the network's declared input
+            shape. Defaults to `None`.
+
+    Example:
+
+    >>> process = ReverseProcess(network, NoiseSchedule("linear", 1000))
+    >>> images = process.generate(16, sampler="ddim", steps=50, seed=0)
+    """
+
+    def __init__(
+        self, network, schedule, prediction_type="epsilon", variance="fixed_small",
+        num_classes=None, image_shape=None,
+    ):
+        objectives.check_prediction_type(prediction_type, schedule)
+        check_variance(variance)
+        self.network = network
+        self.schedule = schedule
+        self.prediction_type = prediction_type
+        self.variance = variance
+        self.num_classes = num_classes
+        if image_shape is None and getattr(network, "inputs", None):
+            image_shape = tuple(network.inputs[0].shape[1:])
+        self.image_shape = None if image_shape is None else tuple(image_shape)
+        self.loops = {}
+
+    def denoiser(self, labels=None, guidance_scale=None):
+        """`(x_t, t) -> prediction`: the one way sampling and the likelihood call the network.
+
+        Args:
+            labels: int32 `[B]` classes of a conditional network (the null
+                label for unconditional predictions); `None` gives null labels
+                to a conditional network. Defaults to `None`.
+            guidance_scale: classifier-free guidance weight w (a float32
+                tensor or number). Defaults to `None` (1: plain conditional).
+        """
+        network = self.network
+        if self.num_classes is None:
+            return lambda x_t, t: network([x_t, t], training=False)
+        scale = 1.0 if guidance_scale is None else guidance_scale
+        if labels is None:
+            return lambda x_t, t: network(
+                [x_t, t, tf.fill(tf.shape(t), tf.constant(self.num_classes, tf.int32))],
+                training=False,
+            )
+        return guidance.classifier_free_guidance(
+            lambda x_t, t, c: network([x_t, t, c], training=False),
+            labels, self.num_classes, scale,
+        )
+
+    def supports_jit(self):
+        """Whether every layer of the network can be compiled with XLA."""
+        return all(layer.supports_jit for layer in self.network._flatten_layers())
+
+    def loop(self, sampler, timestep_spacing=None, clip=True, jit_compile=False, **static_options):
+        """The cached compiled reverse loop of one sampler choice.
+
+        Its inputs are `(x, seed, start, stop, steps, *runtime_options)` —
+        float32 `[B, H, W, C]`, int32 `[2]`, three int32 scalars and one
+        float32 scalar per runtime option of the sampler (DDIM's η) — then,
+        for a conditional network, int32 labels `[B]` and the float32
+        guidance scale. Steps, step range, runtime options, labels and the
+        guidance scale are tensors: changing them never retraces.
+
+        Args:
+            sampler: a registered sampler's name.
+            timestep_spacing: `None` for the sampler's default.
+            clip: clip x̂_0 at every step. Defaults to `True`.
+            jit_compile: compile with XLA. Defaults to `False`.
+            **static_options: the sampler's trace-time options (e.g. `order`).
+        """
+        record = samplers.get_sampler(sampler)
+        spacing = samplers.check_spacing(timestep_spacing or record.default_spacing)
+        key = (sampler, spacing, bool(clip), bool(jit_compile), tuple(sorted(static_options.items())))
+        if key in self.loops:
+            return self.loops[key]
+        function = record.function()
+        runtime = [option.name for option in record.runtime_options]
+        shape = self.image_shape or (None, None, None)
+        signature = [tf.TensorSpec((None,) + tuple(shape), tf.float32), tf.TensorSpec((2,), tf.int32)]
+        signature += [tf.TensorSpec((), tf.int32)] * 3 + [tf.TensorSpec((), tf.float32)] * len(runtime)
+        if self.num_classes is not None:
+            signature += [tf.TensorSpec((None,), tf.int32), tf.TensorSpec((), tf.float32)]
+
+        @tf.function(input_signature=signature, jit_compile=bool(jit_compile), reduce_retracing=True)
+        def run(x, seed, start, stop, steps, *extra):
+            options = dict(zip(runtime, extra[: len(runtime)]), **static_options)
+            conditioning = extra[len(runtime):]
+            return function(
+                self.denoiser(*conditioning), x, self.schedule, seed=seed, steps=steps,
+                timestep_spacing=spacing, prediction_type=self.prediction_type, clip=bool(clip),
+                variance=self.variance, start=start, stop=stop, **options,
+            )
+
+        self.loops[key] = run
+        return run
+
+    def generate(
+        self, num_images, sampler="ddpm", steps=None, timestep_spacing=None, seed=None,
+        initial_noise=None, clip=True, batch_size=None, verbose="auto", jit_compile="auto",
+        labels=None, guidance_scale=None, **options,
+    ):
+        """Samples images from pure noise; the arguments are those of `DDPM.generate`.
+
+        Returns:
+            float32 NumPy array `(num_images, H, W, C)`, clipped to [−1, 1]
+            when `clip`.
+        """
+        num_images = checks.positive_int("num_images", num_images)
+        batch_size = num_images if batch_size is None else checks.positive_int("batch_size", batch_size)
+        record, steps, spacing, options = samplers.resolve(
+            sampler, self.schedule.timesteps, steps, timestep_spacing, **options
+        )
+        labels, guidance_scale = check_labels(labels, guidance_scale, num_images, self.num_classes)
+        if initial_noise is not None:
+            initial_noise = np.asarray(initial_noise, dtype=np.float32)
+            expected = (num_images,) + tuple(self.image_shape or initial_noise.shape[1:])
+            if initial_noise.shape != expected:
+                raise ValueError(
+                    f"`initial_noise` must have shape {expected} (num_images, H, W, C). "
+                    f"Received shape {initial_noise.shape}."
+                )
+        elif self.image_shape is None:
+            raise ValueError("The network does not declare its input shape; pass `initial_noise`.")
+        seed = random_seed() if seed is None else seed
+        if not checks.is_int(seed):
+            raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}.")
+        if jit_compile == "auto":
+            jit_compile = self.supports_jit()
+        static = {o.name: options[o.name] for o in record.static_options}
+        run = self.loop(sampler, spacing, clip, jit_compile, **static)
+        runtime = [tf.constant(options[o.name], tf.float32) for o in record.runtime_options]
+
+        chunks = math.ceil(num_images / batch_size)
+        show = verbose == 1 or (verbose == "auto" and steps > 100)
+        segments = PROGRESS_SEGMENTS if show and record.resumable else 1
+        bounds = np.linspace(0, steps, min(segments, steps) + 1).round().astype(int)
+        progress = keras.utils.Progbar(chunks * steps) if show else None
+        outputs = []
+        for chunk in range(chunks):
+            begin, end = chunk * batch_size, min(num_images, (chunk + 1) * batch_size)
+            noise_seed, loop_seed = chunk_seeds(int(seed), chunk)
+            if initial_noise is None:
+                x = tf.random.stateless_normal((end - begin,) + self.image_shape, seed=noise_seed)
+            else:
+                x = tf.constant(initial_noise[begin:end])
+            conditioning = ()
+            if labels is not None:
+                conditioning = (tf.constant(labels[begin:end]), tf.constant(guidance_scale, tf.float32))
+            for start, stop in zip(bounds[:-1], bounds[1:]):
+                x = run(
+                    x, loop_seed, tf.constant(start, tf.int32), tf.constant(stop, tf.int32),
+                    tf.constant(steps, tf.int32), *runtime, *conditioning,
+                )
+                if progress is not None:
+                    progress.add(int(stop - start))
+            outputs.append(x.numpy())
+        images = np.concatenate(outputs, axis=0)
+        return np.clip(images, -1.0, 1.0) if clip else images

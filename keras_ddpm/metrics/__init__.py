@@ -1,0 +1,48 @@
+"""Sample-quality and likelihood metrics: KID, FID and bits per dimension.
+
+`KID` and `FID` compare the feature statistics of real and generated images.
+The features come from a `feature_extractor`:
+
+- `None` or `"inception_v3"` (the default): the 2048-d average-pool features
+  of `keras.applications.InceptionV3` with ImageNet weights, as in the
+  papers. The weights (~90 MB) are downloaded by Keras on first use into
+  `~/.keras/models`. Images are resized to 299x299 (bilinear) and grayscale
+  images repeated to three channels; InceptionV3 expects [-1, 1], the range
+  keras_ddpm works in.
+- `"pixels"`: the flattened pixels themselves (H·W·C features, no download).
+  Cheap and deterministic, for tests and small images such as the 8x8
+  digits; not comparable with published numbers.
+- any `keras.Model` (or callable) mapping a batch of images to a batch of
+  feature vectors. When it declares an input shape, images are resized to
+  its height and width and grayscale images repeated to three channels if it
+  takes three; `input_range` maps [-1, 1] to the range it expects.
+
+Both metrics run eagerly on NumPy state (call them outside compiled
+functions), and accept either side alone in `update_state`, so real-image
+statistics can be gathered once and generated ones batch by batch.
+
+Layout: `features` (extractors and the shared metric base), `fid`, `kid`, and
+`likelihood` (the variational bound) apart from them.
+
+`bits_per_dim` evaluates the variational bound of Ho et al. (2020, eq. 5), the
+negative log-likelihood bound reported in their table 2.
+
+References:
+    - Heusel et al., "GANs Trained by a Two Time-Scale Update Rule Converge to
+      a Local Nash Equilibrium", NeurIPS 2017 (FID).
+    - Bińkowski et al., "Demystifying MMD GANs", ICLR 2018 (KID).
+    - Ho, Jain & Abbeel, "Denoising Diffusion Probabilistic Models",
+      NeurIPS 2020 (eq. 5 and appendix: bits/dim).
+"""
+
+from keras_ddpm.metrics.features import FEATURE_EXTRACTORS
+from keras_ddpm.metrics.features import INCEPTION_SIZE
+from keras_ddpm.metrics.features import FeatureExtractor
+from keras_ddpm.metrics.features import inception_v3_extractor
+from keras_ddpm.metrics.fid import FID
+from keras_ddpm.metrics.fid import frechet_distance
+from keras_ddpm.metrics.kid import KID
+from keras_ddpm.metrics.kid import polynomial_mmd2
+from keras_ddpm.metrics.likelihood import bits_per_dim
+from keras_ddpm.metrics.likelihood import discretized_gaussian_log_likelihood
+from keras_ddpm.metrics.likelihood import variational_bound_terms

@@ -1,0 +1,292 @@
+"""The sampler registry: one record per sampler, read by everything that offers a choice.
+
+A record holds a sampler's name, its default number of steps and timestep
+spacing, the options it accepts (with their checks) and the function that
+runs it. `DDPM.generate`, `DDPM.export` (the SavedModel's `tf.switch_case`),
+the command line's `--sampler` choices and help, and `SampleGrid` all ask the
+registry, so adding a sampler is one new module and one `register_sampler`
+call.
+
+This module imports no TensorFlow: the command line reads the names and
+checks the options before it loads TensorFlow. A record's `run` may therefore
+be a `"module:function"` string, imported on first use.
+
+Example:
+
+>>> def my_sampler(denoise_fn, x, schedule, *, seed, steps, timestep_spacing,
+...                prediction_type, clip, variance, start, stop):
+...     ...  # a tf.while_loop over timestep_sequence(schedule, steps, ...)
+>>> register_sampler(Sampler("mine", my_sampler, default_steps=25))
+>>> model.generate(16, sampler="mine")
+"""
+
+import dataclasses
+import importlib
+from typing import Any
+from typing import Callable
+from typing import Optional
+
+from keras_ddpm import checks
+
+TIMESTEP_SPACINGS = ("leading", "trailing", "linspace", "logsnr")
+
+
+def check_spacing(timestep_spacing):
+    """Raises a `ValueError` unless `timestep_spacing` is a known convention."""
+    return checks.one_of("timestep_spacing", timestep_spacing, TIMESTEP_SPACINGS)
+
+
+def check_steps(steps, timesteps):
+    """Raises unless a Python `steps` is an integer in [1, timesteps] (tensors pass)."""
+    if checks.is_tensor(steps):
+        return steps
+    if not checks.is_int(steps):
+        raise TypeError(f"`steps` must be an integer in [1, {timesteps}]. Received: steps={steps!r}.")
+    if not 1 <= steps <= timesteps:
+        raise ValueError(
+            f"`steps` must be in [1, {timesteps}] (the schedule's timesteps). "
+            f"Received: steps={steps}."
+        )
+    return int(steps)
+
+
+ORDERS = (1, 2, 3)
+
+
+def check_order(order):
+    """Raises a `ValueError` unless `order` is 1, 2 or 3."""
+    if not checks.is_int(order) or order not in ORDERS:
+        raise ValueError(f"`order` must be one of {list(ORDERS)}. Received: order={order!r}.")
+    return int(order)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerOption:
+    """An option a sampler accepts beyond the common ones.
+
+    Args:
+        name: the keyword of `generate`, `export` and the sampler function.
+        default: the value used when the option is not given.
+        check: `value -> value`, raising `ValueError`/`TypeError` for a bad
+            one. Defaults to `None`: a number within `bounds`.
+        runtime: `True` for a float that is a tensor input of the compiled
+            loop (changing it never retraces, and the SavedModel takes it as an
+            input); `False` for a choice fixed when the loop is traced.
+            Defaults to `False`.
+        bounds: `(low, high)` of a runtime option, also checked inside the
+            SavedModel. Defaults to `None`.
+        neutral: the value that means "not used"; another sampler accepts it
+            (and `None`) silently. Defaults to `None`.
+        help: one line for the command line's help.
+    """
+
+    name: str
+    default: Any
+    check: Optional[Callable[[Any], Any]] = None
+    runtime: bool = False
+    bounds: Optional[tuple] = None
+    neutral: Any = None
+    help: str = ""
+
+    def validate(self, value):
+        """`value` checked (a Python number within `bounds` is returned as a float)."""
+        if self.check is not None:
+            return self.check(value)
+        if self.bounds is not None:
+            return checks.number_in(self.name, value, *self.bounds)
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampler:
+    """One sampler's record.
+
+    Args:
+        name: the name passed as `sampler=`.
+        run: the function, or a `"module:function"` string. It is called as
+            `run(denoise_fn, x, schedule, *, seed, steps, timestep_spacing,
+            prediction_type, clip, variance, start, stop, **options)` inside a
+            compiled function and returns the state after step `stop − 1`
+            (x_0 for a full run): `denoise_fn(x_t, t)` is the only way it
+            reaches the network, `seed` an int32 `[2]` tensor, `steps`, `start`
+            and `stop` int32 scalar tensors, runtime options float32 tensors.
+        default_steps: steps when none are given (capped at T), or `None` for
+            T (the full chain). Defaults to `None`.
+        default_spacing: the timestep spacing when none is given. Defaults to
+            `"trailing"`.
+        options: the `SamplerOption`s it accepts. Defaults to `()`.
+        resumable: whether a run can be split into step ranges
+            (`start`/`stop`), which lets `generate` advance a progress bar;
+            `False` for multistep solvers whose history lives in the loop.
+            Defaults to `True`.
+        description: one line for help texts.
+    """
+
+    name: str
+    run: Any
+    default_steps: Optional[int] = None
+    default_spacing: str = "trailing"
+    options: tuple = ()
+    resumable: bool = True
+    description: str = ""
+
+    def function(self):
+        """The sampler function (a `"module:function"` string is imported now)."""
+        if isinstance(self.run, str):
+            module, name = self.run.split(":")
+            return getattr(importlib.import_module(module), name)
+        return self.run
+
+    def steps_for(self, timesteps):
+        """The default number of steps on a schedule of `timesteps` steps."""
+        return timesteps if self.default_steps is None else min(self.default_steps, timesteps)
+
+    def option(self, name):
+        """The `SamplerOption` called `name`, or `None` if this sampler does not take it."""
+        return next((option for option in self.options if option.name == name), None)
+
+    @property
+    def runtime_options(self):
+        return tuple(option for option in self.options if option.runtime)
+
+    @property
+    def static_options(self):
+        return tuple(option for option in self.options if not option.runtime)
+
+
+_ETA = SamplerOption(
+    "eta", 0.0, runtime=True, bounds=(0, 1), neutral=0.0,
+    help="DDIM's eta in [0, 1]: 0 deterministic, 1 ancestral-like",
+)
+_ORDER = SamplerOption("order", 2, check_order, help="DPM-Solver++ order: 1, 2 or 3")
+
+
+def check_eta(eta):
+    """Raises unless a Python `eta` is a number in [0, 1] (tensors pass)."""
+    return _ETA.validate(eta)
+
+
+BUILT_IN = (
+    # Justified in each sampler's docstring (measurements from
+    # benchmarks/benchmark_samplers.py with the exact Gaussian oracle).
+    Sampler(
+        "ddpm", "keras_ddpm.samplers.ancestral:run", default_steps=None,
+        description="ancestral sampling (Ho et al. 2020), respaced below T steps",
+    ),
+    Sampler(
+        "ddim", "keras_ddpm.samplers.ddim:run", default_steps=50, options=(_ETA,),
+        description="DDIM (Song et al. 2021), deterministic at eta=0",
+    ),
+    Sampler(
+        "dpm_solver", "keras_ddpm.samplers.dpm_solver:run", default_steps=20,
+        default_spacing="logsnr", options=(_ORDER,), resumable=False,
+        description="DPM-Solver++ multistep (Lu et al. 2022)",
+    ),
+)
+# The built-in samplers' names; `sampler_names()` also lists registered ones.
+SAMPLERS = tuple(record.name for record in BUILT_IN)
+_REGISTRY = {record.name: record for record in BUILT_IN}
+
+
+def register_sampler(record, overwrite=False):
+    """Adds a `Sampler` record; `generate`, `export`, the CLI and `SampleGrid` then offer it.
+
+    Args:
+        record: the `Sampler`.
+        overwrite: replace a record of the same name. Defaults to `False`.
+
+    Returns:
+        `record`.
+    """
+    if not isinstance(record, Sampler):
+        raise TypeError(
+            f"`record` must be a keras_ddpm.samplers.Sampler. Received: {record!r}."
+        )
+    if record.name in _REGISTRY and not overwrite:
+        raise ValueError(
+            f"A sampler named {record.name!r} is registered already; pass overwrite=True to "
+            "replace it."
+        )
+    check_spacing(record.default_spacing)
+    _REGISTRY[record.name] = record
+    return record
+
+
+def unregister_sampler(name):
+    """Removes a registered sampler (the built-in ones stay)."""
+    if name in SAMPLERS:
+        raise ValueError(f"The built-in sampler {name!r} cannot be removed.")
+    _REGISTRY.pop(name, None)
+
+
+def sampler_names():
+    """The names of every registered sampler, built-in ones first."""
+    return tuple(_REGISTRY)
+
+
+def get_sampler(name):
+    """The `Sampler` record called `name`; a `ValueError` lists the names otherwise."""
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ValueError(f"Unknown sampler={name!r}. Expected one of {list(_REGISTRY)}.")
+    return _REGISTRY[name]
+
+
+def all_options(runtime=None):
+    """Every `SamplerOption` of the registered samplers, one per name, in registration order.
+
+    Args:
+        runtime: `True` for the runtime options only, `False` for the static
+            ones, `None` for all. Defaults to `None`.
+    """
+    found = {}
+    for record in _REGISTRY.values():
+        for option in record.options:
+            if runtime is None or option.runtime == runtime:
+                found.setdefault(option.name, option)
+    return tuple(found.values())
+
+
+def takers(name):
+    """The names of the registered samplers that accept the option `name`."""
+    return [record.name for record in _REGISTRY.values() if record.option(name)]
+
+
+def resolve(sampler, timesteps, steps=None, timestep_spacing=None, **options):
+    """Checks a sampler call and fills in its defaults: the one place that does.
+
+    Args:
+        sampler: a registered sampler's name.
+        timesteps: T, the schedule's number of timesteps.
+        steps: number of steps (= network evaluations) in [1, T], or `None`
+            for the sampler's default.
+        timestep_spacing: a spacing name, or `None` for the sampler's default.
+        **options: the sampler options given (`eta=`, `order=`, …); `None`
+            means "not given". An option the sampler does not take must be
+            `None` or its neutral value.
+
+    Returns:
+        `(record, steps, timestep_spacing, options)`, with `options` holding
+        every option of this sampler, checked.
+    """
+    record = get_sampler(sampler)
+    steps = record.steps_for(timesteps) if steps is None else check_steps(steps, timesteps)
+    spacing = check_spacing(timestep_spacing or record.default_spacing)
+    known = {option.name: option for option in all_options()}
+    resolved = {}
+    for name, value in options.items():
+        option = record.option(name)
+        if option is None:
+            if name not in known:
+                raise TypeError(f"Unknown sampler option {name}={value!r}. Known: {list(known)}.")
+            if value is not None and not checks.is_tensor(value) and value != known[name].neutral:
+                names = takers(name)
+                where = f"sampler={names[0]!r}" if len(names) == 1 else f"the samplers {names}"
+                raise ValueError(
+                    f"`{name}` only applies to {where}. Received: {name}={value!r} with "
+                    f"sampler={sampler!r}."
+                )
+            continue
+        resolved[name] = option.validate(option.default if value is None else value)
+    for option in record.options:
+        resolved.setdefault(option.name, option.validate(option.default))
+    return record, steps, spacing, resolved

@@ -1,0 +1,104 @@
+"""Timestep spacings: which indices a run of S steps visits.
+
+A run of S steps visits the decreasing indices τ_0 > τ_1 > … > τ_{S−1} and
+then the clean data (written τ_S = −1, ᾱ_{−1} = 1). The sequence is computed
+with TensorFlow ops from a runtime `steps`, so one traced (and XLA-compiled)
+sampler serves every step count.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_ddpm.samplers.registry import check_spacing
+from keras_ddpm.samplers.registry import check_steps
+
+
+def _prefix_min(values):
+    """Running minimum along a static-length vector, by log-depth doubling."""
+    n, shift = int(values.shape[0]), 1
+    while shift < n:
+        shifted = tf.concat([tf.fill([shift], values.dtype.max), values[:-shift]], 0)
+        values = tf.minimum(values, shifted)
+        shift *= 2
+    return values
+
+
+def _log_snr_table(schedule):
+    """log(ᾱ/(1 − ᾱ)) per index; a zero ᾱ_T gets its neighbour's value minus 1."""
+    ac = schedule.alphas_cumprod
+    with np.errstate(divide="ignore"):
+        table = np.log(ac) - np.log1p(-ac)
+    if not np.isfinite(table[-1]) and schedule.timesteps > 1:
+        table[-1] = table[-2] - 1.0
+    return table
+
+
+def timestep_sequence(schedule, steps, timestep_spacing="trailing"):
+    """The timestep indices a run of `steps` steps visits, computed with TF ops.
+
+    With T = `schedule.timesteps`, S = `steps` and j = S − 1 − k counting down,
+    the k-th index τ_k (k = 0 … S − 1, τ_0 the noisiest) is
+
+    - `"leading"`: ⌊j·T/S⌋ (paper timesteps 1, 1 + T/S, …; starts below T);
+    - `"trailing"`: round(T − k·T/S) − 1 (paper timesteps T, T − T/S, …);
+    - `"linspace"`: round(j·(T − 1)/(S − 1)) (both ends; T − 1 when S = 1);
+    - `"logsnr"`: the index whose log-SNR λ = log(ᾱ/(1 − ᾱ)) is nearest to
+      the k-th of S values uniform in λ from λ(T − 1) to λ(0) (DPM-Solver's
+      recommendation), the first always T − 1. Nearest, not interpolated,
+      because a DDPM network is trained only at integer t. Where two targets
+      fall on one index, later indices are pushed down so that the sequence
+      stays strictly decreasing. An infinite λ(T − 1) (zero terminal SNR) is
+      replaced by λ(T − 2) − 1 when placing the targets.
+
+    The first three are the conventions compared by Lin et al. 2023 (table 2).
+    With S = T every spacing gives T − 1, T − 2, …, 0.
+
+    Args:
+        schedule: the `NoiseSchedule`.
+        steps: number of steps S in [1, T], an int or int32 scalar tensor.
+        timestep_spacing: one of `"leading"`, `"trailing"`, `"linspace"`,
+            `"logsnr"`. Defaults to `"trailing"`.
+
+    Returns:
+        int32 tensor of static shape `[T + 1]`: τ_0 … τ_{S−1}, then −1 (the
+        clean data) in every later entry. The static length lets XLA compile
+        the samplers for a runtime `steps`.
+
+    Example:
+
+    >>> timestep_sequence(NoiseSchedule(timesteps=1000), 4, "trailing")[:5]
+    [999, 749, 499, 249, -1]
+    """
+    check_spacing(timestep_spacing)
+    check_steps(steps, schedule.timesteps)
+    total = schedule.timesteps
+    steps = tf.clip_by_value(tf.cast(steps, tf.int32), 1, total)
+    s = tf.cast(steps, tf.float64)
+    k = tf.range(total + 1, dtype=tf.int32)
+    kf = tf.cast(k, tf.float64)
+    j = s - 1.0 - kf
+    if timestep_spacing == "leading":
+        index = tf.floor(j * total / s)
+    elif timestep_spacing == "trailing":
+        index = tf.round(total - kf * total / s) - 1.0
+    elif timestep_spacing == "linspace":
+        index = tf.round(j * (total - 1) / tf.maximum(s - 1.0, 1.0))
+        index = tf.where(steps > 1, index, _f64(total - 1))
+    else:
+        table = _log_snr_table(schedule)
+        lo, hi = table[-1], table[0]
+        fraction = kf / tf.maximum(s - 1.0, 1.0)
+        targets = lo + (hi - lo) * fraction  # [T + 1], rising
+        distance = tf.abs(targets[:, None] - tf.constant(table)[None, :])
+        index = tf.cast(tf.argmin(distance, axis=1), tf.float64)
+        index = tf.where(k == 0, _f64(total - 1), index)
+    index = tf.cast(index, tf.int32)
+    # Strictly decreasing: τ_k ≤ τ_{k−1} − 1 (running minimum of τ_k + k) and
+    # τ_k ≥ S − 1 − k, so that the last of the S indices is still ≥ 0.
+    index = _prefix_min(index + k) - k
+    index = tf.maximum(index, steps - 1 - k)
+    return tf.where(k < steps, index, -1)
+
+
+def _f64(value):
+    return tf.constant(value, tf.float64)
