@@ -10,6 +10,7 @@
 - Logs Keras can average across workers.
 """
 
+import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
@@ -28,6 +29,32 @@ def replica_seed(seed_generator):
     return tf.random.experimental.stateless_fold_in(
         tf.cast(seed, tf.int32), replica.replica_id_in_sync_group
     )
+
+
+def draw_training_noise(images, timesteps, seed_generator):
+    """`(t, noise)` for a batch: t uniform over `0 … timesteps − 1` (int32 `[B]`), ε ~ N(0, I).
+
+    With one replica the draws are `seed_generator`'s own; with several, each
+    replica draws from its own `replica_seed`.
+    """
+    batch = ops.shape(images)[0]
+    t_seed = replica_seed(seed_generator)
+    if t_seed is None:
+        t = keras.random.randint((batch,), 0, timesteps, dtype="int32", seed=seed_generator)
+        return t, keras.random.normal(ops.shape(images), seed=seed_generator)
+    noise_seed = replica_seed(seed_generator)
+    t = tf.random.stateless_uniform((batch,), t_seed, minval=0, maxval=timesteps, dtype=tf.int32)
+    return t, tf.random.stateless_normal(ops.shape(images), noise_seed)
+
+
+def drop_labels(labels, rate, null_label, seed_generator):
+    """Replaces each label by `null_label` with probability `rate` (class dropout), per replica."""
+    seed = replica_seed(seed_generator)
+    if seed is None:
+        uniform = keras.random.uniform(ops.shape(labels), seed=seed_generator)
+    else:
+        uniform = tf.random.stateless_uniform(ops.shape(labels), seed)
+    return ops.where(uniform >= rate, labels, null_label)
 
 
 def skip_on_any_replica(applied, gradients):

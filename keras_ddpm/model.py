@@ -6,7 +6,6 @@ Data flows one way: a batch of images → `train_step` draws t and ε →
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -22,6 +21,11 @@ from keras_ddpm.inputs import labels_from_batch
 from keras_ddpm.schedules import NoiseSchedule
 from keras_ddpm.schedules import check_variance
 
+# The constructor arguments get_config returns as they are (network and schedule are serialized).
+_PLAIN_CONFIG = (
+    "ema_decay", "variance", "seed", "prediction_type", "ema_warmup", "loss_weighting",
+    "min_snr_gamma", "class_dropout",
+)
 # Where `save_own_variables` keeps the training-noise RNG state.
 _RNG_STATE_KEY = "noise_seed_state"
 
@@ -133,10 +137,7 @@ class DDPM(keras.Model):
                 f"Received: class_dropout={class_dropout!r}."
             )
         num_classes = getattr(network, "num_classes", None)
-        if num_classes is not None and (
-            isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
-            or num_classes < 1
-        ):
+        if num_classes is not None and (not checks.is_int(num_classes) or num_classes < 1):
             raise TypeError(
                 "`network.num_classes` must be a positive int (class-conditional) or None. "
                 f"Received: num_classes={num_classes!r}."
@@ -163,9 +164,6 @@ class DDPM(keras.Model):
         self._reverse_processes = {}
         self.built = True
 
-    # ------------------------------------------------------------------
-    # Properties
-    # ------------------------------------------------------------------
     @property
     def image_shape(self):
         """(H, W, C) the network expects, or `None` if it does not declare it."""
@@ -192,9 +190,6 @@ class DDPM(keras.Model):
     def metrics(self):
         return [self.loss_tracker]
 
-    # ------------------------------------------------------------------
-    # Keras plumbing
-    # ------------------------------------------------------------------
     def call(self, inputs, training=False):
         """The network's prediction for `[x_t, t]` (`[x_t, t, labels]` if conditional)."""
         return self.network(inputs, training=training)
@@ -221,9 +216,6 @@ class DDPM(keras.Model):
             kwargs.setdefault("shuffle", False)
         return super().fit(x, y, *args, **kwargs)
 
-    # ------------------------------------------------------------------
-    # Training
-    # ------------------------------------------------------------------
     def diffusion_loss(self, images, labels=None, training=True):
         """The loss E_{t, ε} w(t) ‖target − network(x_t, t)‖² for a batch.
 
@@ -263,20 +255,7 @@ class DDPM(keras.Model):
             `(t, noise)`: t uniform over `0 … T − 1`, noise ~ N(0, I) shaped like
             `images`.
         """
-        batch = ops.shape(images)[0]
-        t_seed = distribute.replica_seed(self.seed_generator)
-        if t_seed is None:
-            t = keras.random.randint(
-                (batch,), 0, self.schedule.timesteps, dtype="int32", seed=self.seed_generator
-            )
-            noise = keras.random.normal(ops.shape(images), seed=self.seed_generator)
-            return t, noise
-        noise_seed = distribute.replica_seed(self.seed_generator)
-        t = tf.random.stateless_uniform(
-            (batch,), t_seed, minval=0, maxval=self.schedule.timesteps, dtype=tf.int32
-        )
-        noise = tf.random.stateless_normal(ops.shape(images), noise_seed)
-        return t, noise
+        return distribute.draw_training_noise(images, self.schedule.timesteps, self.seed_generator)
 
     def _network_inputs(self, x_t, t, labels):
         if self.num_classes is None:
@@ -294,13 +273,9 @@ class DDPM(keras.Model):
             return None
         labels = labels_from_batch(data, self.num_classes)
         if training and self.class_dropout > 0:
-            seed = distribute.replica_seed(self.seed_generator)  # Each replica drops its own labels.
-            if seed is None:
-                uniform = keras.random.uniform(ops.shape(labels), seed=self.seed_generator)
-            else:
-                uniform = tf.random.stateless_uniform(ops.shape(labels), seed)
-            keep = uniform >= self.class_dropout
-            labels = ops.where(keep, labels, self.null_label)
+            labels = distribute.drop_labels(
+                labels, self.class_dropout, self.null_label, self.seed_generator
+            )
         return labels
 
     def train_step(self, data):
@@ -330,9 +305,6 @@ class DDPM(keras.Model):
         self.loss_tracker.update_state(self.diffusion_loss(images, labels=labels, training=False))
         return distribute.shape_logs({"loss": self.loss_tracker.result()})
 
-    # ------------------------------------------------------------------
-    # Sampling
-    # ------------------------------------------------------------------
     def reverse_process(self, use_ema=True):
         """The `generation.ReverseProcess` of the EMA (or raw) network, cached until `compile`.
 
@@ -456,25 +428,11 @@ class DDPM(keras.Model):
             )
         return export.export_saved_model(self, filepath, verbose=verbose, **kwargs)
 
-    # ------------------------------------------------------------------
-    # Serialization
-    # ------------------------------------------------------------------
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "network": keras.saving.serialize_keras_object(self.network),
-                "schedule": keras.saving.serialize_keras_object(self.schedule),
-                "ema_decay": self.ema_decay,
-                "variance": self.variance,
-                "seed": self.seed,
-                "prediction_type": self.prediction_type,
-                "ema_warmup": self.ema_warmup,
-                "loss_weighting": self.loss_weighting,
-                "min_snr_gamma": self.min_snr_gamma,
-                "class_dropout": self.class_dropout,
-            }
-        )
+        config.update({key: getattr(self, key) for key in _PLAIN_CONFIG})
+        for key in ("network", "schedule"):
+            config[key] = keras.saving.serialize_keras_object(getattr(self, key))
         return config
 
     def save_own_variables(self, store):

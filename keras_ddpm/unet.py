@@ -3,10 +3,10 @@
 import keras
 
 from keras_ddpm.layers import AttentionBlock
-from keras_ddpm.layers import Downsample
+from keras_ddpm.resampling import Downsample
 from keras_ddpm.layers import ResidualBlock
 from keras_ddpm.layers import TimestepEmbedding
-from keras_ddpm.layers import Upsample
+from keras_ddpm.resampling import Upsample
 from keras_ddpm.layers import _check_dropout
 from keras_ddpm.layers import _check_positive_int
 from keras_ddpm.layers import _float32_if_half

@@ -5,6 +5,7 @@ import math
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_ddpm
 from keras_ddpm import metrics
@@ -251,3 +252,55 @@ def test_a_better_model_has_a_lower_bound():
     assert metrics.bits_per_dim(oracle, images, verbose=0) < metrics.bits_per_dim(
         wrong, images, verbose=0
     )
+
+
+class _ClassOracle(keras.layers.Layer):
+    """The exact ε-prediction for class c ~ N(means[c], STD²); the null label reads means[-1]."""
+
+    def __init__(self, schedule, means, **kwargs):
+        super().__init__(**kwargs)
+        self.schedule, self.means = schedule, means
+
+    def call(self, inputs):
+        x_t, t, labels = inputs
+        mean = keras.ops.reshape(keras.ops.take(keras.ops.convert_to_tensor(self.means), labels), (-1, 1, 1, 1))
+        a, sigma = self.schedule.signal_and_noise_rates(t, 4)
+        return sigma * (x_t - a * mean) / (a * a * STD**2 + sigma * sigma)
+
+
+def test_the_bound_of_a_conditional_model_uses_its_labels():
+    schedule = oracle_model().schedule
+    x_t = keras.Input((4, 4, 1))
+    t = keras.Input((), dtype="int32")
+    labels = keras.Input((), dtype="int32")
+    network = keras.Model([x_t, t, labels], _ClassOracle(schedule, [MEAN, -MEAN, 0.0])([x_t, t, labels]))
+    network.num_classes = 2
+    model = keras_ddpm.DDPM(network, schedule=schedule, ema_decay=None)
+    rng = np.random.default_rng(3)
+    images = np.clip(MEAN + STD * rng.standard_normal((32, 4, 4, 1)), -1, 1).astype(np.float32)
+    zeros, ones = np.zeros(32, np.int32), np.ones(32, np.int32)
+    # With the right label the conditional model is the class's unconditional oracle, to the bit.
+    right = metrics.variational_bound_terms(model, images, seed=4, labels=zeros)["total"]
+    oracle = metrics.variational_bound_terms(oracle_model(), images, seed=4)["total"]
+    np.testing.assert_allclose(right, oracle, rtol=1e-6)
+    wrong = metrics.variational_bound_terms(model, images, seed=4, labels=ones)["total"]
+    assert wrong.mean() > 2 * right.mean()
+    # A labelled dataset is evaluated with its labels; an unlabelled one on the null label.
+    labelled = keras_ddpm.data.from_array(images, zeros, batch_size=16, shuffle=False)
+    assert metrics.bits_per_dim(model, labelled, verbose=0) == pytest.approx(
+        metrics.bits_per_dim(oracle_model(), images, verbose=0), rel=0.05
+    )
+    assert metrics.bits_per_dim(model, images, verbose=0) > metrics.bits_per_dim(
+        model, labelled, verbose=0
+    )
+
+
+def test_the_bound_traces_one_function_for_every_timestep():
+    from keras_ddpm.metrics import likelihood
+
+    model = oracle_model()
+    term = likelihood._bound_function(model.reverse_process())
+    x0 = tf.zeros((2, 4, 4, 1))
+    for t in range(model.schedule.timesteps):
+        term(x0, tf.constant(t), tf.zeros((2, 4, 4, 1)))
+    assert term.experimental_get_tracing_count() == 1

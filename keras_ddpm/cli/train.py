@@ -173,12 +173,12 @@ def run(args):
         for key, value in DEFAULTS.items():
             if getattr(args, key) is None:
                 setattr(args, key, value)
-    config = {k: v for k, v in vars(args).items() if k not in ("command", "function")}
+    config = {k: v for k, v in vars(args).items() if k not in ("command", "function", "check", "show_logs")}
     config = json.loads(json.dumps(config))  # tuples -> lists, as read back later
     previous = read_config(output)
     done = 0
     if previous is not None:
-        changed = [k for k in _RUN_KEYS if previous.get(k) != config.get(k)]
+        changed = [k for k in RUN_KEYS if previous.get(k) != config.get(k)]
         if changed:
             options = ", ".join("--" + key.replace("_", "-") for key in changed)
             raise UserError(
