@@ -42,7 +42,7 @@ setup(
         "console_scripts": ["keras-ddpm = keras_ddpm.cli:main"],
     },
     extras_require={
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "pytest-xdist>=3"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

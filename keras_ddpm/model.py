@@ -7,7 +7,6 @@ Data flows one way: a batch of images → `train_step` draws t and ε →
 
 import keras
 import tensorflow as tf
-from keras import ops
 
 from keras_ddpm import checks
 from keras_ddpm import distribute
@@ -56,13 +55,10 @@ class DDPM(keras.Model):
         prediction_type: what the network predicts: `"epsilon"`, `"v"` or
             `"x0"`. Defaults to `"epsilon"`.
         ema_warmup: use the decay min(ema_decay, (1 + n)/(10 + n)) after n
-            applied steps, as `tf.train.ExponentialMovingAverage` does, so that
-            short runs are not dominated by the initial weights. Defaults to
-            `True`.
+            applied steps (`ema.decay_at`). Defaults to `True`.
         loss_weighting: `"simple"` (every timestep weighted 1) or `"min_snr"`
-            (Min-SNR-γ, Hang et al. 2023, with the weight matching the
-            prediction type: min(SNR, γ)/SNR for ε, min(SNR, γ) for x0,
-            min(SNR, γ)/(SNR + 1) for v). Defaults to `"simple"`.
+            (Min-SNR-γ, Hang et al. 2023, weighted for the prediction type; see
+            `objectives.loss_weight`). Defaults to `"simple"`.
         min_snr_gamma: γ of Min-SNR-γ. Defaults to `5.0`.
         class_dropout: for a class-conditional network (one with a
             `num_classes` attribute, called as `network([x_t, t, labels])`),
@@ -71,10 +67,6 @@ class DDPM(keras.Model):
             unconditional prediction that classifier-free guidance needs (Ho &
             Salimans 2022). Ignored for an unconditional network. Defaults to
             `0.1`.
-
-    A zero-terminal-SNR schedule (`NoiseSchedule(...,
-    rescale_zero_terminal_snr=True)`) needs `prediction_type="v"` or `"x0"`:
-    an ε-prediction gives no x̂_0 at t = T.
 
     Example:
 
@@ -174,11 +166,7 @@ class DDPM(keras.Model):
 
     @property
     def null_label(self):
-        """The label asking a conditional network for its unconditional prediction.
-
-        `num_classes` (labels run over `0 … num_classes − 1`), or `None` for an
-        unconditional model.
-        """
+        """The label asking for the unconditional prediction: `num_classes` (`None` if unconditional)."""
         return self.num_classes
 
     @property
@@ -224,12 +212,11 @@ class DDPM(keras.Model):
 
         Args:
             images: float32 clean images in [−1, 1], `[B, H, W, C]`.
-            labels: int32 class labels `[B]` for a class-conditional network
-                (already dropped to the null label where intended), else `None`.
+            labels: int32 class labels `[B]` of a conditional network (dropped
+                to the null label where intended), else `None`.
             training: passed to the network (dropout). Defaults to `True`.
 
-        Returns:
-            The scalar float32 loss (mean over the batch and every pixel).
+        Returns the scalar float32 loss (mean over the batch and every pixel).
         """
         # t uniform over the T timestep indices, ε ~ N(0, I) (Algorithm 1).
         t, noise = self.draw_training_noise(images)

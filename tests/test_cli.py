@@ -371,6 +371,8 @@ def test_argparse_errors_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(argv)
     assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error:" in err and "usage:" not in err
 
 
 def test_jit_compile_choices():
@@ -421,3 +423,58 @@ def test_conditional_train_and_labelled_sampling(run_dir, tmp_path, capsys):
     assert "need a class-conditional model" in capsys.readouterr().err
     assert cli.main(["train", "--output", str(tmp_path / "x"), "--num-classes", "3", *TINY]) == 2
     assert "--num-classes needs --conditional" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------
+# Start-up: answers before TensorFlow loads, and no TensorFlow logs unless asked
+# ----------------------------------------------------------------------------
+_PROBE = """
+import sys
+argv = sys.argv[1:]
+sys.argv = ["keras-ddpm", *argv]  # as the console script starts
+from keras_ddpm.cli import main
+try:
+    code = main(argv)
+except SystemExit as exit:
+    code = exit.code
+print("tensorflow loaded:", "tensorflow" in sys.modules, "status:", code, file=sys.__stdout__)
+"""
+
+
+def _clean_env():
+    return {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+
+@pytest.mark.parametrize(
+    "argv, status",
+    [
+        (["--help"], 0),
+        (["sample", "--help"], 0),
+        (["sample", "missing.keras"], 2),
+        (["train", "--epochs", "0"], 2),
+        (["train", "--dataset", "imagenet"], 2),
+        (["sample", "missing.keras", "--sampler", "ddim", "--eta", "2"], 2),
+        (["export", "missing.keras", "out", "--order", "5"], 2),
+    ],
+)
+def test_help_and_user_errors_come_before_tensorflow_loads(argv, status, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, *argv], capture_output=True, text=True, timeout=60,
+        env=_clean_env(), cwd=str(tmp_path),
+    )
+    assert f"tensorflow loaded: False status: {status}" in done.stdout, done.stderr
+    if status == 2:
+        assert done.stderr.count("\n") == 1 and "error:" in done.stderr, done.stderr
+
+
+def test_tensorflow_logs_are_hidden_unless_verbose(run_dir, tmp_path):
+    script = os.path.join(os.path.dirname(sys.executable), "keras-ddpm")
+    command = [script] if os.path.exists(script) else [sys.executable, "-m", "keras_ddpm"]
+    argv = ["sample", run_dir, "--num", "1", "--steps", "1", "--jit-compile", "false",
+            "--no-progress", "--out", str(tmp_path / "one.npy")]
+    quiet = subprocess.run([*command, *argv], capture_output=True, text=True, timeout=300,
+                           env=_clean_env())
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    loud = subprocess.run([*command, "--verbose", *argv], capture_output=True, text=True,
+                          timeout=300, env=_clean_env())
+    assert loud.returncode == 0 and "I0000" in loud.stderr

@@ -278,8 +278,11 @@ def test_cli_export_errors_are_one_line(exported, tmp_path, capsys):
     model, path, _ = exported
     model_path = os.path.join(os.path.dirname(path), "model.keras")
     out = str(tmp_path / "savedmodel")
+    with pytest.raises(SystemExit) as info:  # argparse's choices come from the registry
+        cli.main(["export", model_path, out, "--sampler", "plms"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "'plms'" in err and err.count("\n") == 1, err
     for argv, message in [
-        (["export", model_path, out, "--sampler", "plms"], "sampler='plms'"),
         (["export", model_path, out, "--eta", "0.5"], "eta=0.5 with sampler='ddpm'"),
         (["export", model_path, model_path], "is a file"),
         (["export", str(tmp_path / "missing.keras"), out], "does not exist"),

@@ -58,10 +58,3 @@ def test_old_savedmodel_loads_and_gives_the_same_images(recorded):
     np.testing.assert_array_equal(ddpm.numpy(), recorded["savedmodel_ddpm"])
     prediction = loaded.denoise(x_t=recorded["denoise_x_t"], t=recorded["denoise_t"])
     np.testing.assert_allclose(prediction.numpy(), recorded["denoise_ema"], atol=1e-6)
-
-
-def test_new_export_of_an_old_model_matches_the_old_export(legacy_model, recorded, tmp_path):
-    path = legacy_model.export(str(tmp_path / "again"), sampler="ddim", verbose=False)
-    loaded = tf.saved_model.load(path)
-    images = loaded.generate(num_images=tf.constant(4), steps=tf.constant(10), seed=tf.constant(3))
-    np.testing.assert_array_equal(images.numpy(), recorded["savedmodel_generate"])

@@ -101,6 +101,9 @@ def import_library():
 
     with _start_up_logs_hidden():
         keras_ddpm.import_all()
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # Device start-up logs (cuInit on CPU-only hosts) too.
     return keras_ddpm
 
 

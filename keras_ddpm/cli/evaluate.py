@@ -35,19 +35,6 @@ def metric_list(text):
 
 
 def _real_images(dataset, num):
-    import numpy as np
-
-    batches, count = [], 0
-    for batch in dataset:
-        batch = batch[0] if isinstance(batch, (tuple, list)) else batch
-        batches.append(np.asarray(batch))
-        count += len(batch)
-        if count >= num:
-            break
-    return np.concatenate(batches)[:num]
-
-
-def _real_images(dataset, num):
     """Up to `num` images and their labels (`None` for unlabelled data) from a dataset."""
     import numpy as np
 

@@ -21,113 +21,13 @@ from keras_ddpm.cli.common import positive_int
 from keras_ddpm.cli.common import read_config
 from keras_ddpm.cli.common import user_errors
 from keras_ddpm.cli.common import write_config
+from keras_ddpm.cli.runs import DEFAULTS
+from keras_ddpm.cli.runs import RUN_KEYS
+from keras_ddpm.cli.runs import STRATEGIES
+from keras_ddpm.cli.runs import build_model
+from keras_ddpm.cli.runs import strategy_named
 from keras_ddpm.data import specs
 from keras_ddpm.schedule_math import KINDS
-
-# `train` arguments that must match for a re-run to continue an existing run.
-RUN_KEYS = (
-    "dataset",
-    "split",
-    "image_size",
-    "channels",
-    "preset",
-    "base_channels",
-    "channel_multipliers",
-    "num_res_blocks",
-    "attention_resolutions",
-    "dropout",
-    "norm_groups",
-    "schedule",
-    "timesteps",
-    "ema_decay",
-    "seed",
-    "conditional",
-    "num_classes",
-    "class_dropout",
-)
-# Defaults of `train` = the README quick start (examples/train_digits.py).
-DEFAULTS = {
-    "base_channels": 32,
-    "channel_multipliers": (1, 2),
-    "num_res_blocks": 1,
-    "attention_resolutions": (4,),
-    "dropout": 0.0,
-    "norm_groups": 32,
-}
-
-
-
-
-def _build_model(args, image_shape):
-    import keras
-
-    import keras_ddpm
-    from keras_ddpm import unet
-
-    if args.preset is not None:
-        if args.preset not in unet.PRESETS:
-            raise UserError(
-                f"unknown --preset {args.preset!r}; expected one of {sorted(unet.PRESETS)}"
-            )
-        preset_shape = tuple(unet.PRESETS[args.preset]["image_shape"])
-        if preset_shape != tuple(image_shape):
-            raise UserError(
-                f"--preset {args.preset} is for {preset_shape} images but the dataset has "
-                f"{tuple(image_shape)}; pass a matching --image-size or another --preset"
-            )
-        overrides = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
-        network = keras_ddpm.UNet.from_preset(
-            args.preset, num_classes=args.num_classes, **overrides
-        )
-    else:
-        network = keras_ddpm.UNet(
-            image_shape,
-            num_classes=args.num_classes,
-            **{k: getattr(args, k) for k in DEFAULTS},
-        )
-    schedule = keras_ddpm.NoiseSchedule(args.schedule, timesteps=args.timesteps)
-    model = keras_ddpm.DDPM(
-        network,
-        schedule=schedule,
-        ema_decay=args.ema_decay,
-        seed=args.seed,
-        class_dropout=args.class_dropout,
-    )
-    learning_rate = args.learning_rate
-    if args.warmup_steps:
-        # Linear warm-up, then constant (Ho et al. 2020): CosineDecay with alpha=1.
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            0.0,
-            decay_steps=1,
-            alpha=1.0,
-            warmup_target=learning_rate,
-            warmup_steps=args.warmup_steps,
-        )
-    optimizer = keras.optimizers.Adam(learning_rate, global_clipnorm=args.clipnorm)
-    model.compile(optimizer=optimizer, jit_compile=jit_compile(args.jit_compile))
-    return model
-
-
-STRATEGIES = ("default", "mirrored", "multiworker")
-
-
-def _strategy(name):
-    """The `tf.distribute` strategy named by `--strategy`."""
-    import tensorflow as tf
-
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()  # every local GPU (or the CPU)
-    if name == "multiworker":
-        if not os.environ.get("TF_CONFIG"):
-            raise UserError(
-                "--strategy multiworker reads the cluster from the TF_CONFIG environment "
-                "variable, which is not set (see the README, 'Training on many GPUs, hosts "
-                "or TPUs')"
-            )
-        with user_errors():
-            return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()  # "default" (argparse allows only STRATEGIES)
-
 
 def check(args):
     """The cheap checks of `train`, before TensorFlow loads."""
@@ -163,7 +63,7 @@ def run(args):
     from keras_ddpm import data
 
     # The strategy first: a multi-worker one configures TensorFlow's collectives.
-    strategy = _strategy(args.strategy)
+    strategy = strategy_named(args.strategy)
     output = args.output
     if not strategy.extended.should_checkpoint:
         # Workers other than the chief write to a scratch folder of their own.
@@ -221,7 +121,7 @@ def run(args):
                 )
             else:
                 done = 0
-                model = _build_model(args, image_shape)
+                model = build_model(args, image_shape)
     config["epochs_completed"] = done
     write_config(output, config)
 
@@ -403,7 +303,7 @@ def add_parser(subparsers):
         "(several hosts; reads TF_CONFIG; workers other than the chief write to "
         "OUTPUT/worker_N); --batch-size is the global batch (default: %(default)s)",
     )
-    fit.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    add_seed(fit)
     fit.add_argument(
         "--verbose",
         type=int,
