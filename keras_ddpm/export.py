@@ -66,8 +66,8 @@ def generate_input_signature(model, with_sampler=False):
     }
     if with_sampler:
         specs["sampler"] = tf.TensorSpec((), tf.string, name="sampler")
-        for name in _runtime_option_names():
-            specs[name] = tf.TensorSpec((), tf.float32, name=name)
+        for option in samplers.all_options(runtime=True):
+            specs[option.name] = tf.TensorSpec((), tf.float32, name=option.name)
     if _num_classes(model) is not None:
         # In the order of the conditioning inputs of generation.ReverseProcess.loop.
         specs["labels"] = tf.TensorSpec((None,), tf.int32, name="labels")
@@ -88,11 +88,6 @@ def denoise_input_signature(model, image_shape):
 
 def _num_classes(model):
     return getattr(model, "num_classes", None)
-
-
-def _runtime_option_names():
-    """The runtime (tensor) options of every registered sampler, in registry order."""
-    return [option.name for option in samplers.all_options(runtime=True)]
 
 
 def export_saved_model(
@@ -246,7 +241,6 @@ def _build_module(
     timesteps = model.schedule.timesteps
     names = samplers.sampler_names()
     records = [samplers.get_sampler(name) for name in names]
-    runtime_names = _runtime_option_names()
     # One compiled reverse loop per sampler: DDPM.generate's own, so the graphs agree.
     runs = [
         process.loop(
@@ -259,7 +253,7 @@ def _build_module(
     num_classes = _num_classes(model)
 
     def sample(num_images, steps, seed, sampler, **inputs):
-        options = {name: inputs.pop(name) for name in runtime_names}
+        options = {o.name: inputs.pop(o.name) for o in samplers.all_options(runtime=True)}
         # 1. The sampler's index, and the checks generate() makes in Python.
         matches = tf.equal(tf.constant(names), sampler)
         checks = [

@@ -33,8 +33,6 @@ _HALF_DTYPES = ("float16", "bfloat16")
 # ===== Argument checks and helpers (shared with unet.py) =====
 
 
-_is_int = checks.is_int
-_check_positive_int = checks.positive_int
 
 
 def _check_dropout(value):
@@ -110,7 +108,7 @@ class TimestepEmbedding(keras.layers.Layer):
 
     def __init__(self, dim, **kwargs):
         super().__init__(**kwargs)
-        if not _is_int(dim) or dim < 4:
+        if not checks.is_int(dim) or dim < 4:
             raise ValueError(f"`dim` must be an integer >= 4. Received: dim={dim!r}")
         self.dim = dim
 
@@ -196,8 +194,8 @@ class ResidualBlock(keras.layers.Layer):
 
     def __init__(self, out_channels, dropout=0.0, norm_groups=32, **kwargs):
         super().__init__(**kwargs)
-        _check_positive_int("out_channels", out_channels)
-        _check_positive_int("norm_groups", norm_groups)
+        checks.positive_int("out_channels", out_channels)
+        checks.positive_int("norm_groups", norm_groups)
         _check_dropout(dropout)
         _check_groups("ResidualBlock", "`out_channels`", out_channels, norm_groups)
         self.out_channels = out_channels
@@ -310,7 +308,7 @@ class AttentionBlock(keras.layers.Layer):
 
     def __init__(self, norm_groups=32, **kwargs):
         super().__init__(**kwargs)
-        _check_positive_int("norm_groups", norm_groups)
+        checks.positive_int("norm_groups", norm_groups)
         self.norm_groups = norm_groups
         self.norm = _group_norm(norm_groups, self.dtype_policy, "norm")
         # The projections' width is the input width: created in build().

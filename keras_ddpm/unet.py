@@ -2,16 +2,15 @@
 
 import keras
 
+from keras_ddpm import checks
 from keras_ddpm.layers import AttentionBlock
 from keras_ddpm.resampling import Downsample
 from keras_ddpm.layers import ResidualBlock
 from keras_ddpm.layers import TimestepEmbedding
 from keras_ddpm.resampling import Upsample
 from keras_ddpm.layers import _check_dropout
-from keras_ddpm.layers import _check_positive_int
 from keras_ddpm.layers import _float32_if_half
 from keras_ddpm.layers import _group_norm
-from keras_ddpm.layers import _is_int
 
 # Named configurations for `UNet.from_preset`. The paper's networks are the authors'
 # `unet2d16b2` (scripts/run_cifar.py in hojonathanho/diffusion) and `unet2d16b2c112244`
@@ -59,7 +58,7 @@ def _int_tuple(name, value, allow_empty=True):
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise TypeError(f"`{name}` must be a sequence of integers. Received: {name}={value!r}")
     items = tuple(value)
-    if not all(_is_int(item) for item in items):
+    if not all(checks.is_int(item) for item in items):
         raise TypeError(f"`{name}` must be a sequence of integers. Received: {name}={value!r}")
     if not items and not allow_empty:
         raise ValueError(f"`{name}` must not be empty. Received: {name}={value!r}")
@@ -83,19 +82,19 @@ def _validate(
             "`image_shape` must be 3 positive integers (height, width, channels). "
             f"Received: image_shape={image_shape}"
         )
-    _check_positive_int("base_channels", base_channels)
+    checks.positive_int("base_channels", base_channels)
     channel_multipliers = _int_tuple("channel_multipliers", channel_multipliers, False)
     if min(channel_multipliers) < 1:
         raise ValueError(
             "`channel_multipliers` must all be positive integers. "
             f"Received: channel_multipliers={channel_multipliers}"
         )
-    _check_positive_int("num_res_blocks", num_res_blocks)
+    checks.positive_int("num_res_blocks", num_res_blocks)
     attention_resolutions = _int_tuple("attention_resolutions", attention_resolutions)
     _check_dropout(dropout)
-    _check_positive_int("norm_groups", norm_groups)
+    checks.positive_int("norm_groups", norm_groups)
     if num_classes is not None:
-        _check_positive_int("num_classes", num_classes)
+        checks.positive_int("num_classes", num_classes)
 
     height, width, _ = image_shape
     num_levels = len(channel_multipliers)
