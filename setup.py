@@ -37,12 +37,16 @@ setup(
         "pillow",
         # SampleGrid's image summaries and the CLI's logs use tf.summary.
         "tensorboard",
+        # Reading and writing diffusers checkpoints without PyTorch (keras_ddpm.pretrained).
+        "safetensors",
     ],
     entry_points={
         "console_scripts": ["keras-ddpm = keras_ddpm.cli:main"],
     },
     extras_require={
         "test": ["pytest>=7", "pytest-xdist>=3"],
+        # Hub ids such as "google/ddpm-cifar10-32" in DDPM.from_pretrained and the CLI.
+        "hub": ["huggingface_hub"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -35,7 +35,7 @@ _NAMES = {
 }
 _SUBMODULES = (
     "callbacks", "convolution", "data", "export", "generation", "metrics", "normalization",
-    "objectives", "samplers", "utils",
+    "objectives", "pretrained", "samplers", "utils",
 )
 
 

@@ -40,6 +40,22 @@ def _check_dropout(value):
         raise ValueError(f"`dropout` must be a float in [0, 1). Received: dropout={value!r}")
 
 
+def _check_flip(value):
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"`flip_sin_to_cos` must be True or False. Received: flip_sin_to_cos={value!r}"
+        )
+    return value
+
+
+def _check_freq_shift(value):
+    if not checks.is_number(value) or not 0 <= value <= 1:
+        raise ValueError(
+            f"`freq_shift` must be a number in [0, 1]. Received: freq_shift={value!r}"
+        )
+    return value
+
+
 def _check_groups(layer_name, what, channels, norm_groups):
     if channels % norm_groups != 0:
         raise ValueError(
@@ -55,11 +71,19 @@ def _float32_if_half(dtype_policy):
     return dtype_policy
 
 
-def _group_norm(norm_groups, dtype_policy, name):
-    """Group normalisation with the authors' epsilon, in float32 under mixed precision."""
+def _check_epsilon(value):
+    if not checks.is_number(value) or not value > 0:
+        raise ValueError(
+            f"`norm_epsilon` must be a positive float. Received: norm_epsilon={value!r}"
+        )
+    return float(value)
+
+
+def _group_norm(norm_groups, dtype_policy, name, epsilon=GROUP_NORM_EPSILON):
+    """Group normalisation (the authors' epsilon by default), in float32 under mixed precision."""
     return GroupNormalization(
         groups=norm_groups,
-        epsilon=GROUP_NORM_EPSILON,
+        epsilon=epsilon,
         dtype=_float32_if_half(dtype_policy),
         name=name,
     )
@@ -73,9 +97,12 @@ class TimestepEmbedding(keras.layers.Layer):
     """Sinusoidal embedding of integer diffusion timesteps.
 
     Maps each timestep `t` to `[sin(t f_0), ..., sin(t f_{h-1}), cos(t f_0), ..., cos(t f_{h-1})]`
-    with `h = dim // 2` and geometrically spaced frequencies `f_i = 10000 ** (-i / (h - 1))`,
-    exactly as in the DDPM authors' code: the tensor2tensor variant of the Transformer's position
-    encoding, sines then cosines rather than interleaved. An odd `dim` gets one trailing column of
+    with `h = dim // 2` and geometrically spaced frequencies `f_i = 10000 ** (-i / (h - s))`,
+    `s = freq_shift`. The defaults are exactly the DDPM authors' code (`s = 1`, sines first):
+    the tensor2tensor variant of the Transformer's position encoding, sines then cosines rather
+    than interleaved. `flip_sin_to_cos=True` puts the cosines first and `freq_shift=0` spaces
+    the frequencies by `1 / h`, the variants diffusers' `UNet2DModel` defaults to (its
+    `flip_sin_to_cos` and `freq_shift` options). An odd `dim` gets one trailing column of
     zeros. The embedding is computed in float32 whatever the dtype policy (float16 angles would be
     off by up to half a radian at t ~ 1000), then cast to the layer's compute dtype.
 
@@ -83,7 +110,9 @@ class TimestepEmbedding(keras.layers.Layer):
 
     Args:
         dim: int. Width of the embedding. Must be at least 4, because the frequency spacing
-            divides by `dim // 2 - 1`.
+            divides by `dim // 2 - freq_shift`.
+        flip_sin_to_cos: bool. Cosines before sines. Defaults to `False` (the authors' order).
+        freq_shift: float in `[0, 1]`, `s` above. Defaults to `1` (the authors' spacing).
         **kwargs: other keyword arguments passed to `keras.layers.Layer`, including `name` and
             `dtype`.
 
@@ -106,11 +135,13 @@ class TimestepEmbedding(keras.layers.Layer):
         - [Vaswani et al., 2017. Attention Is All You Need](https://arxiv.org/abs/1706.03762)
     """
 
-    def __init__(self, dim, **kwargs):
+    def __init__(self, dim, flip_sin_to_cos=False, freq_shift=1, **kwargs):
         super().__init__(**kwargs)
         if not checks.is_int(dim) or dim < 4:
             raise ValueError(f"`dim` must be an integer >= 4. Received: dim={dim!r}")
         self.dim = dim
+        self.flip_sin_to_cos = _check_flip(flip_sin_to_cos)
+        self.freq_shift = _check_freq_shift(freq_shift)
 
     def build(self, input_shape):
         if len(input_shape) != 1:
@@ -122,10 +153,13 @@ class TimestepEmbedding(keras.layers.Layer):
     def call(self, timesteps):
         half = self.dim // 2
         # The spacing constant is formed in Python (float64), as the authors did.
-        scale = -math.log(10000.0) / (half - 1)
+        scale = -math.log(10000.0) / (half - self.freq_shift)
         freqs = ops.exp(ops.arange(half, dtype="float32") * scale)  # [h]
         angles = ops.cast(timesteps, "float32")[:, None] * freqs[None, :]  # [B, h]
-        embedding = ops.concatenate([ops.sin(angles), ops.cos(angles)], axis=-1)  # [B, 2h]
+        parts = [ops.sin(angles), ops.cos(angles)]
+        if self.flip_sin_to_cos:
+            parts.reverse()
+        embedding = ops.concatenate(parts, axis=-1)  # [B, 2h]
         if self.dim % 2 == 1:
             embedding = ops.pad(embedding, [[0, 0], [0, 1]])  # [B, dim]
         return ops.cast(embedding, self.compute_dtype)
@@ -135,7 +169,9 @@ class TimestepEmbedding(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"dim": self.dim})
+        config.update(
+            {"dim": self.dim, "flip_sin_to_cos": self.flip_sin_to_cos, "freq_shift": self.freq_shift}
+        )
         return config
 
 
@@ -165,6 +201,8 @@ class ResidualBlock(keras.layers.Layer):
         dropout: float. Dropout rate applied before the second convolution. Defaults to `0.0`.
         norm_groups: int. Number of groups of both group normalisations; the input and output
             widths must be divisible by it. Defaults to `32`.
+        norm_epsilon: float added to the variance in both group normalisations. Defaults to
+            `1e-6` (the authors' value).
         **kwargs: other keyword arguments passed to `keras.layers.Layer`, including `name` and
             `dtype`.
 
@@ -192,7 +230,9 @@ class ResidualBlock(keras.layers.Layer):
         - [Wu & He, 2018. Group Normalization](https://arxiv.org/abs/1803.08494)
     """
 
-    def __init__(self, out_channels, dropout=0.0, norm_groups=32, **kwargs):
+    def __init__(
+        self, out_channels, dropout=0.0, norm_groups=32, norm_epsilon=GROUP_NORM_EPSILON, **kwargs
+    ):
         super().__init__(**kwargs)
         checks.positive_int("out_channels", out_channels)
         checks.positive_int("norm_groups", norm_groups)
@@ -201,15 +241,16 @@ class ResidualBlock(keras.layers.Layer):
         self.out_channels = out_channels
         self.dropout = dropout
         self.norm_groups = norm_groups
+        self.norm_epsilon = _check_epsilon(norm_epsilon)
 
-        self.norm1 = _group_norm(norm_groups, self.dtype_policy, "norm1")
+        self.norm1 = _group_norm(norm_groups, self.dtype_policy, "norm1", self.norm_epsilon)
         self.conv1 = Conv2D(
             out_channels, 3, padding="same", dtype=self.dtype_policy, name="conv1"
         )
         self.temb_proj = keras.layers.Dense(
             out_channels, dtype=self.dtype_policy, name="temb_proj"
         )
-        self.norm2 = _group_norm(norm_groups, self.dtype_policy, "norm2")
+        self.norm2 = _group_norm(norm_groups, self.dtype_policy, "norm2", self.norm_epsilon)
         self.dropout_layer = keras.layers.Dropout(
             dropout, dtype=self.dtype_policy, name="dropout"
         )
@@ -262,6 +303,7 @@ class ResidualBlock(keras.layers.Layer):
                 "out_channels": self.out_channels,
                 "dropout": self.dropout,
                 "norm_groups": self.norm_groups,
+                "norm_epsilon": self.norm_epsilon,
             }
         )
         return config
@@ -282,6 +324,8 @@ class AttentionBlock(keras.layers.Layer):
     Args:
         norm_groups: int. Number of groups of the group normalisation; the input width must be
             divisible by it. Defaults to `32`.
+        norm_epsilon: float added to the variance in the group normalisation. Defaults to
+            `1e-6` (the authors' value).
         **kwargs: other keyword arguments passed to `keras.layers.Layer`, including `name` and
             `dtype`.
 
@@ -306,11 +350,12 @@ class AttentionBlock(keras.layers.Layer):
         - [Wu & He, 2018. Group Normalization](https://arxiv.org/abs/1803.08494)
     """
 
-    def __init__(self, norm_groups=32, **kwargs):
+    def __init__(self, norm_groups=32, norm_epsilon=GROUP_NORM_EPSILON, **kwargs):
         super().__init__(**kwargs)
         checks.positive_int("norm_groups", norm_groups)
         self.norm_groups = norm_groups
-        self.norm = _group_norm(norm_groups, self.dtype_policy, "norm")
+        self.norm_epsilon = _check_epsilon(norm_epsilon)
+        self.norm = _group_norm(norm_groups, self.dtype_policy, "norm", self.norm_epsilon)
         # The projections' width is the input width: created in build().
         self.q = None
         self.k = None
@@ -353,5 +398,5 @@ class AttentionBlock(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"norm_groups": self.norm_groups})
+        config.update({"norm_groups": self.norm_groups, "norm_epsilon": self.norm_epsilon})
         return config

@@ -415,6 +415,80 @@ class DDPM(keras.Model):
             )
         return export.export_saved_model(self, filepath, verbose=verbose, **kwargs)
 
+    @classmethod
+    def from_pretrained(cls, source, /, allow_pickle=False, dtype=None, dropout=None, **kwargs):
+        """A DDPM from a diffusers checkpoint, such as the DDPM authors' trained models.
+
+        The `UNet2DModel` becomes a `keras_ddpm.UNet` with the same weights
+        (`UNet.from_pretrained`), and the scheduler config a `NoiseSchedule` plus the
+        variance and prediction type: `beta_schedule` `linear`, `scaled_linear`,
+        `squaredcos_cap_v2` (`"cosine"`) or `sigmoid`, `variance_type` `fixed_small` or
+        `fixed_large`, `prediction_type` `epsilon`, `v_prediction` or `sample`. Anything with
+        no keras_ddpm equivalent is refused with one `ValueError`. The EMA copy starts equal
+        to the loaded weights (the `google/ddpm-ema-*` checkpoints already hold EMA weights).
+        The result trains, generates, saves and exports like any other `DDPM`.
+
+        Args:
+            source: a diffusers pipeline folder (`model_index.json`, `unet/`,
+                `scheduler/scheduler_config.json`), a model folder (then the default
+                schedule is used, with a warning), or a hub id such as
+                `"google/ddpm-cifar10-32"` (`pip install keras-ddpm[hub]`). Positional only.
+            allow_pickle: also read a pickled `.bin` when there is no `.safetensors`
+                (unpickling can run arbitrary code; needs PyTorch). Defaults to `False`.
+            dtype: the network's dtype policy. Defaults to `None` (the global policy).
+            dropout: replaces the checkpoint's dropout rate. Defaults to `None`.
+            **kwargs: other `DDPM` arguments (`ema_decay`, `seed`, `loss_weighting`, ...);
+                `variance` and `prediction_type` override the scheduler's.
+
+        Returns:
+            A `DDPM`.
+
+        Example:
+
+        ```python
+        model = keras_ddpm.DDPM.from_pretrained("google/ddpm-cifar10-32")
+        images = model.generate(16, sampler="dpm_solver", steps=20, seed=0)
+        model.save("ddpm_cifar10.keras")
+        ```
+
+        References:
+            - Ho, Jain & Abbeel, "Denoising Diffusion Probabilistic Models", NeurIPS 2020.
+        """
+        from keras_ddpm.pretrained import convert
+
+        return convert.load_ddpm(
+            source, allow_pickle=allow_pickle, dtype=dtype, dropout=dropout, **kwargs
+        )
+
+    def save_pretrained(self, folder, use_ema=True):
+        """Writes a diffusers `DDPMPipeline` folder that `DDPMPipeline.from_pretrained` loads.
+
+        The folder holds `model_index.json`, `unet/config.json` +
+        `unet/diffusion_pytorch_model.safetensors` and `scheduler/scheduler_config.json`
+        (a `DDPMScheduler` with this model's schedule, variance and prediction type).
+        A model diffusers cannot represent (a class-conditional network, a network that is
+        not a `keras_ddpm.UNet`, ...) raises a `ValueError` naming what is missing, before
+        anything is written.
+
+        Args:
+            folder: a new or empty folder, or one holding a diffusers checkpoint (replaced).
+            use_ema: write the EMA weights when the model keeps them (the ones `generate`
+                uses). Defaults to `True`.
+
+        Returns:
+            `folder`.
+
+        Example:
+
+        ```python
+        model.save_pretrained("digits_diffusers")
+        # elsewhere: diffusers.DDPMPipeline.from_pretrained("digits_diffusers")
+        ```
+        """
+        from keras_ddpm.pretrained import convert
+
+        return convert.save_pipeline(self, folder, use_ema=use_ema)
+
     def get_config(self):
         config = super().get_config()
         config.update({key: getattr(self, key) for key in _PLAIN_CONFIG})

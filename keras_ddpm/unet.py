@@ -8,6 +8,7 @@ from keras_ddpm.resampling import Downsample
 from keras_ddpm.layers import ResidualBlock
 from keras_ddpm.layers import TimestepEmbedding
 from keras_ddpm.resampling import Upsample
+from keras_ddpm.layers import GROUP_NORM_EPSILON
 from keras_ddpm.layers import _check_dropout
 from keras_ddpm.layers import _float32_if_half
 from keras_ddpm.layers import _group_norm
@@ -167,6 +168,14 @@ class UNet(keras.Model):
         dropout: float in `[0, 1)`. Dropout rate inside the residual blocks. Defaults to `0.1`.
         norm_groups: int. Groups of every group normalisation; `base_channels` and every level
             width must be divisible by it. Defaults to `32`.
+        norm_epsilon: float. Epsilon of every group normalisation. Defaults to `1e-6` (the
+            authors' value; diffusers' `norm_eps`).
+        flip_sin_to_cos: bool. Cosines before sines in the timestep embedding. Defaults to
+            `False` (the authors' order; see `layers.TimestepEmbedding`).
+        freq_shift: float in `[0, 1]`. The timestep frequencies are `10000 ** (-i / (h - s))`
+            for `s = freq_shift`. Defaults to `1` (the authors' spacing). These last three
+            exist so that diffusers' `UNet2DModel` variants convert exactly
+            (`UNet.from_pretrained`).
         num_classes: int or `None`. With `K` classes the network is class-conditional: it
             takes a third input, int32 labels in `[0, K]`, where `K` (`null_label`) is the
             "unconditional" label used by classifier-free guidance. Defaults to `None`
@@ -221,6 +230,9 @@ class UNet(keras.Model):
         dropout=0.1,
         norm_groups=32,
         num_classes=None,
+        norm_epsilon=GROUP_NORM_EPSILON,
+        flip_sin_to_cos=False,
+        freq_shift=1,
         **kwargs,
     ):
         dtype = kwargs.pop("dtype", None)
@@ -242,18 +254,24 @@ class UNet(keras.Model):
 
         def res_block(width, name):
             return ResidualBlock(
-                width, dropout=dropout, norm_groups=norm_groups, dtype=dtype, name=name
+                width, dropout=dropout, norm_groups=norm_groups, norm_epsilon=norm_epsilon,
+                dtype=dtype, name=name,
             )
 
         def attn_block(name):
-            return AttentionBlock(norm_groups=norm_groups, dtype=dtype, name=name)
+            return AttentionBlock(
+                norm_groups=norm_groups, norm_epsilon=norm_epsilon, dtype=dtype, name=name
+            )
 
         # === Inputs ===
         x_t = keras.Input(shape=image_shape, name="x_t")  # [B, H, W, C]
         t = keras.Input(shape=(), dtype="int32", name="t")  # [B]
 
         # === Timestep embedding: sinusoids, then a two-layer MLP ===
-        temb = TimestepEmbedding(ch, dtype=dtype, name="temb_embedding")(t)
+        temb = TimestepEmbedding(
+            ch, flip_sin_to_cos=flip_sin_to_cos, freq_shift=freq_shift, dtype=dtype,
+            name="temb_embedding",
+        )(t)
         temb = keras.layers.Dense(4 * ch, dtype=dtype, name="temb_dense0")(temb)
         temb = keras.layers.Activation("silu", dtype=dtype, name="temb_silu")(temb)
         temb = keras.layers.Dense(4 * ch, dtype=dtype, name="temb_dense1")(temb)  # [B, 4ch]
@@ -312,7 +330,7 @@ class UNet(keras.Model):
         assert not hs, "every encoder activation feeds one decoder block"
 
         # === Output: normalise, activate, zero-initialised convolution to the image channels ===
-        h = _group_norm(norm_groups, policy, "norm_out")(h)
+        h = _group_norm(norm_groups, policy, "norm_out", norm_epsilon)(h)
         h = keras.layers.Activation("silu", dtype=output_dtype, name="silu_out")(h)
         outputs = keras.layers.Conv2D(
             image_shape[-1],
@@ -337,6 +355,9 @@ class UNet(keras.Model):
         self.dropout = dropout
         self.norm_groups = norm_groups
         self.num_classes = num_classes
+        self.norm_epsilon = float(norm_epsilon)
+        self.flip_sin_to_cos = flip_sin_to_cos
+        self.freq_shift = freq_shift
 
     @property
     def null_label(self):
@@ -359,6 +380,9 @@ class UNet(keras.Model):
             "dropout": self.dropout,
             "norm_groups": self.norm_groups,
             "num_classes": self.num_classes,
+            "norm_epsilon": self.norm_epsilon,
+            "flip_sin_to_cos": self.flip_sin_to_cos,
+            "freq_shift": self.freq_shift,
         }
 
     @classmethod
@@ -389,3 +413,58 @@ class UNet(keras.Model):
         config = dict(PRESETS[name])
         config.update(overrides)
         return cls(**config)
+
+    @classmethod
+    def from_pretrained(cls, source, /, allow_pickle=False, dtype=None, dropout=None):
+        """A network holding the weights of a diffusers `UNet2DModel` checkpoint.
+
+        The config is mapped onto `UNet`'s arguments (`keras_ddpm.pretrained.configs`) and
+        every tensor is copied, laid out for Keras; the network then gives the reference
+        implementation's outputs to float rounding. A config `UNet` cannot represent exactly
+        (other block types, multi-head attention, scale-shift time conditioning, class
+        embeddings, ...) is refused with one `ValueError` listing what is unsupported.
+
+        Args:
+            source: a diffusers model folder (`config.json` +
+                `diffusion_pytorch_model.safetensors`), a pipeline folder (its `unet/` is
+                read), or a hub id such as `"google/ddpm-cifar10-32"` (needs
+                `pip install keras-ddpm[hub]`; downloaded once into huggingface_hub's cache).
+                Positional only.
+            allow_pickle: also read a pickled `diffusion_pytorch_model.bin` when there is
+                no `.safetensors`. Unpickling can run arbitrary code, and needs PyTorch.
+                Defaults to `False`.
+            dtype: the dtype policy of the network (e.g. `"mixed_bfloat16"`). Defaults to
+                `None` (the global policy).
+            dropout: a dropout rate replacing the checkpoint's (e.g. `0.1` to fine-tune the
+                CIFAR-10 model as it was trained). Defaults to `None` (the checkpoint's).
+
+        Returns:
+            A `UNet`.
+
+        Example:
+
+        ```python
+        network = keras_ddpm.UNet.from_pretrained("google/ddpm-cifar10-32")
+        network.count_params()  # 35,746,307
+        ```
+        """
+        from keras_ddpm.pretrained import convert
+
+        return convert.load_unet(source, allow_pickle=allow_pickle, dtype=dtype, dropout=dropout)
+
+    def save_pretrained(self, folder):
+        """Writes this network as a diffusers `UNet2DModel` folder (config.json + safetensors).
+
+        `diffusers.UNet2DModel.from_pretrained(folder)` loads it. A class-conditional network
+        or one whose first channel multiplier is not 1 has no `UNet2DModel` equivalent and
+        raises a `ValueError`.
+
+        Args:
+            folder: a new or empty folder (or one holding a diffusers checkpoint, replaced).
+
+        Returns:
+            `folder`.
+        """
+        from keras_ddpm.pretrained import convert
+
+        return convert.write_unet(self, folder)

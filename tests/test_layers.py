@@ -72,6 +72,32 @@ def test_timestep_embedding_known_values():
     assert embedding[1, 8] == 0.0
 
 
+@pytest.mark.parametrize("flip_sin_to_cos", [False, True])
+@pytest.mark.parametrize("freq_shift", [0, 1])
+def test_timestep_embedding_variants_match_their_closed_form(flip_sin_to_cos, freq_shift):
+    # diffusers' get_timestep_embedding: frequencies exp(-log(10000) i / (h - shift)),
+    # [sin, cos], swapped to [cos, sin] by flip_sin_to_cos.
+    timesteps = np.array([0, 1, 17, 500, 999], dtype="int32")
+    dim, half = 32, 16
+    freqs = np.exp(-math.log(10000.0) * np.arange(half) / (half - freq_shift))
+    angles = timesteps[:, None].astype("float64") * freqs[None, :]
+    parts = [np.sin(angles), np.cos(angles)]
+    reference = np.concatenate(parts[::-1] if flip_sin_to_cos else parts, axis=-1)
+    layer = layers.TimestepEmbedding(dim, flip_sin_to_cos=flip_sin_to_cos, freq_shift=freq_shift)
+    np.testing.assert_allclose(np.asarray(layer(timesteps)), reference, rtol=0, atol=2e-4)
+    clone = _roundtrip(layer)
+    assert (clone.flip_sin_to_cos, clone.freq_shift) == (flip_sin_to_cos, freq_shift)
+
+
+def test_timestep_embedding_variant_validation():
+    with pytest.raises(ValueError, match=r"freq_shift.*\[0, 1\].*Received: freq_shift=2"):
+        layers.TimestepEmbedding(8, freq_shift=2)
+    with pytest.raises(TypeError, match=r"flip_sin_to_cos.*Received: flip_sin_to_cos='yes'"):
+        layers.TimestepEmbedding(8, flip_sin_to_cos="yes")
+    with pytest.raises(ValueError, match=r"norm_epsilon.*positive.*Received: norm_epsilon=0"):
+        layers.ResidualBlock(8, norm_groups=4, norm_epsilon=0)
+
+
 def test_timestep_embedding_is_float32_maths_under_mixed_precision():
     keras.mixed_precision.set_global_policy("mixed_float16")
     layer = layers.TimestepEmbedding(64)
@@ -186,6 +212,11 @@ def test_residual_block_group_norm_settings():
     block = layers.ResidualBlock(8, norm_groups=GROUPS)
     assert block.norm1.epsilon == 1e-6 and block.norm2.epsilon == 1e-6
     assert block.norm1.groups == GROUPS
+    block = layers.ResidualBlock(8, norm_groups=GROUPS, norm_epsilon=1e-5)
+    assert block.norm1.epsilon == 1e-5 and block.norm2.epsilon == 1e-5
+    assert _roundtrip(block).norm_epsilon == 1e-5
+    attention = layers.AttentionBlock(norm_groups=GROUPS, norm_epsilon=1e-5)
+    assert attention.norm.epsilon == 1e-5 and _roundtrip(attention).norm_epsilon == 1e-5
 
 
 def test_residual_block_validation():

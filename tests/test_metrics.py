@@ -49,6 +49,22 @@ def test_fid_of_shifted_gaussians_is_the_squared_shift():
         fid.result()
 
 
+def test_fid_statistics_are_np_cov_of_all_features_however_batched():
+    # Features with a large mean and a small spread: sums of raw outer products
+    # would lose digits here; the merged centred sums keep np.cov's precision.
+    features = 1000.0 + gaussian(300, np.zeros(4), np.full(4, 1e-3), seed=12)
+    fid = metrics.FID(feature_extractor="pixels")
+    for begin, end in ((0, 7), (7, 8), (8, 150), (150, 300)):
+        fid.update_state(None, flat_images(features[begin:end]))
+    mean, covariance = fid.statistics("generated")
+    as_float32 = features.astype(np.float32).astype(np.float64)  # What the extractor sees.
+    np.testing.assert_allclose(mean, as_float32.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(covariance, np.cov(as_float32, rowvar=False), rtol=1e-6, atol=1e-15)
+    assert metrics.feature_statistics(as_float32)[1] == pytest.approx(covariance, rel=1e-6)
+    with pytest.raises(ValueError, match="side='fake'"):
+        fid.statistics("fake")
+
+
 def test_frechet_distance_with_diagonal_covariances_matches_its_closed_form():
     # For diagonal Σ1, Σ2: Tr(Σ1 + Σ2 − 2(Σ1Σ2)^½) = Σ_i (s1_i − s2_i)².
     rng = np.random.default_rng(3)

@@ -133,7 +133,14 @@ def test_config_round_trip(random_network):
         "dropout": 0.1,
         "norm_groups": 4,
     }
-    assert set(config) == set(TINY) | {"name", "trainable", "dtype", "num_classes"}
+    assert set(config) == set(TINY) | {
+        "name", "trainable", "dtype", "num_classes", "norm_epsilon", "flip_sin_to_cos",
+        "freq_shift",
+    }
+    # The options added for diffusers' variants default to the authors' network.
+    assert (config["norm_epsilon"], config["flip_sin_to_cos"], config["freq_shift"]) == (
+        1e-6, False, 1,
+    )
     assert config["num_classes"] is None
     # Through JSON, tuples come back as lists; the constructor takes them.
     restored = UNet.from_config(json.loads(json.dumps(config)))

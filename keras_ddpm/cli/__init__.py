@@ -1,13 +1,14 @@
 """The `keras-ddpm` command: train, sample, evaluate and export from a shell.
 
 Thin by design: each verb (one module each: `train`, `sample`, `evaluate`,
-`export`) parses its arguments, checks the cheap ones, then calls the library
+`export`, `convert`) parses its arguments, checks the cheap ones, then calls the library
 (`UNet`, `DDPM`, `keras_ddpm.data`, `keras_ddpm.callbacks`,
-`keras_ddpm.metrics`). Everything it does can be done from Python.
+`keras_ddpm.metrics`, `keras_ddpm.pretrained`). Everything it does can be done from Python.
 
     keras-ddpm train --output runs/digits          # ~3 min on a 2-core CPU
     keras-ddpm sample runs/digits --out grid.png
     keras-ddpm evaluate runs/digits --feature-extractor pixels
+    keras-ddpm convert google/ddpm-cifar10-32 ddpm_cifar10.keras
 
 A training run's output directory holds
 
@@ -25,6 +26,7 @@ TensorFlow loads; TensorFlow's start-up logs are hidden unless `--verbose`
 
 import sys
 
+from keras_ddpm.cli import convert
 from keras_ddpm.cli import evaluate
 from keras_ddpm.cli import export
 from keras_ddpm.cli import sample
@@ -36,7 +38,7 @@ from keras_ddpm.cli.common import fail
 from keras_ddpm.cli.common import quiet_tensorflow
 from keras_ddpm.version import __version__
 
-VERBS = (train, sample, evaluate, export)
+VERBS = (train, sample, evaluate, export, convert)
 
 
 def build_parser():
@@ -44,7 +46,7 @@ def build_parser():
     parser = ArgumentParser(
         prog="keras-ddpm",
         description="Denoising diffusion probabilistic models for Keras: train, sample, "
-        "evaluate, export.",
+        "evaluate, export, convert.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_verbose(parser)

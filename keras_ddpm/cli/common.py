@@ -148,7 +148,11 @@ def jit_compile(value):
 # Shared options (each defined once)
 # ----------------------------------------------------------------------------
 def add_model_argument(parser):
-    parser.add_argument("model", help="a .keras file or the --output directory of `train`")
+    parser.add_argument(
+        "model",
+        help="a .keras file, the --output directory of `train`, a diffusers folder or a hub "
+        "id such as google/ddpm-cifar10-32",
+    )
 
 
 def add_seed(parser, default=0):
@@ -275,8 +279,32 @@ def write_config(directory, config):
     os.replace(path + ".tmp", path)
 
 
+def is_pretrained(path):
+    """True if a MODEL argument names a diffusers folder or a hub id (not a keras_ddpm file)."""
+    from keras_ddpm.pretrained import files
+
+    return files.is_diffusers_folder(path) or files.looks_like_hub_id(path)
+
+
+def _check_hub_id(path):
+    import importlib.util
+
+    if importlib.util.find_spec("huggingface_hub") is None:
+        raise UserError(
+            f"model {path!r} does not exist; as a hub id it needs huggingface_hub "
+            "(pip install keras-ddpm[hub])"
+        )
+
+
 def resolve_model(path):
-    """(path of the .keras file, the run's config or None) for a MODEL argument; no TensorFlow."""
+    """(path of the .keras file, the run's config or None) for a MODEL argument; no TensorFlow.
+
+    A diffusers folder or a hub id resolves to itself, with no config.
+    """
+    if is_pretrained(path):
+        if not os.path.exists(path):
+            _check_hub_id(path)
+        return path, None
     if os.path.isdir(path):
         config = read_config(path)
         model_path = os.path.join(path, MODEL_FILE)
@@ -293,7 +321,8 @@ def resolve_model(path):
 
 
 def load_model(path):
-    """The DDPM stored in `path` (a .keras file or a `train` output directory), and its config."""
+    """The DDPM in `path` (a .keras file, a `train` output directory, a diffusers folder or a
+    hub id), and its run config (`None` unless a `train` directory)."""
     model_path, config = resolve_model(path)
     keras_ddpm = import_library()
     import keras
@@ -301,7 +330,10 @@ def load_model(path):
     if config and config.get("mixed_precision"):
         keras.mixed_precision.set_global_policy(config["mixed_precision"])
     with user_errors():
-        model = keras_ddpm.load_model(model_path)
+        if is_pretrained(model_path):
+            model = keras_ddpm.DDPM.from_pretrained(model_path)
+        else:
+            model = keras_ddpm.load_model(model_path)
     return model, config
 
 

@@ -4,11 +4,20 @@
 The features come from a `feature_extractor`:
 
 - `None` or `"inception_v3"` (the default): the 2048-d average-pool features
-  of `keras.applications.InceptionV3` with ImageNet weights, as in the
-  papers. The weights (~90 MB) are downloaded by Keras on first use into
-  `~/.keras/models`. Images are resized to 299x299 (bilinear) and grayscale
-  images repeated to three channels; InceptionV3 expects [-1, 1], the range
-  keras_ddpm works in.
+  of `keras.applications.InceptionV3` with ImageNet weights. The weights
+  (~90 MB) are downloaded by Keras on first use into `~/.keras/models`.
+  Images are resized to 299x299 (bilinear) and grayscale images repeated to
+  three channels; InceptionV3 expects [-1, 1], the range keras_ddpm works in.
+  Its FIDs are *not comparable with published FIDs*: the weights and the
+  resize differ from the graph the papers used, by several FID points.
+- `"inception_2015"`: the reference Inception graph of the TTUR FID code
+  (Heusel et al. 2017), which the FIDs of DDPM (CIFAR-10 FID 3.17), DDIM and
+  improved DDPM come from: `classify_image_graph_def.pb` of
+  `inception-2015-12-05.tgz` (~90 MB, downloaded once into
+  `~/.keras/models`), fed the uint8 pixels a saved PNG would hold, features
+  from `pool_3`. Offline, pass the path of the `.tgz` or `.pb` instead of
+  the name, or an `Inception2015(path)`. *This is the one comparable with
+  papers.*
 - `"pixels"`: the flattened pixels themselves (H·W·C features, no download).
   Cheap and deterministic, for tests and small images such as the 8x8
   digits; not comparable with published numbers.
@@ -17,11 +26,16 @@ The features come from a `feature_extractor`:
   its height and width and grayscale images repeated to three channels if it
   takes three; `input_range` maps [-1, 1] to the range it expects.
 
+FID can compare with precomputed real statistics (`reference_statistics`,
+e.g. the TTUR `fid_stats_cifar10_train.npz`); `save_statistics` and
+`load_statistics` read and write that `.npz` format (keys `mu`, `sigma`).
+
 Both metrics run eagerly on NumPy state (call them outside compiled
 functions), and accept either side alone in `update_state`, so real-image
 statistics can be gathered once and generated ones batch by batch.
 
-Layout: `features` (extractors and the shared metric base), `fid`, `kid`, and
+Layout: `features` (extractors and the shared metric base), `inception_2015`
+(the reference graph), `statistics` (FID statistics files), `fid`, `kid`, and
 `likelihood` (the variational bound) apart from them.
 
 `bits_per_dim` evaluates the variational bound of Ho et al. (2020, eq. 5), the
@@ -40,9 +54,14 @@ from keras_ddpm.metrics.features import INCEPTION_SIZE
 from keras_ddpm.metrics.features import FeatureExtractor
 from keras_ddpm.metrics.features import inception_v3_extractor
 from keras_ddpm.metrics.fid import FID
+from keras_ddpm.metrics.inception_2015 import INCEPTION_2015_URL
+from keras_ddpm.metrics.inception_2015 import Inception2015
 from keras_ddpm.metrics.fid import frechet_distance
 from keras_ddpm.metrics.kid import KID
 from keras_ddpm.metrics.kid import polynomial_mmd2
 from keras_ddpm.metrics.likelihood import bits_per_dim
 from keras_ddpm.metrics.likelihood import discretized_gaussian_log_likelihood
 from keras_ddpm.metrics.likelihood import variational_bound_terms
+from keras_ddpm.metrics.statistics import feature_statistics
+from keras_ddpm.metrics.statistics import load_statistics
+from keras_ddpm.metrics.statistics import save_statistics

@@ -1,44 +1,106 @@
 """Feature extractors for KID and FID, and the metric base class they share.
 
 A `FeatureExtractor` maps [-1, 1] images to feature vectors; one instance can
-serve several metrics, so that `keras-ddpm evaluate` loads InceptionV3 and
+serve several metrics, so that `keras-ddpm evaluate` loads the network and
 extracts each image's features once for both KID and FID (`update_features`).
+The extractors by name (`FEATURE_EXTRACTORS`):
+
+- `"inception_v3"` (the default): `keras.applications.InceptionV3`; its FIDs
+  are *not* comparable with published ones.
+- `"inception_2015"`: the reference graph of the TTUR FID code
+  (`Inception2015`), the one published FIDs use.
+- `"pixels"`: the flattened pixels.
 """
+
+import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_ddpm import checks
+from keras_ddpm.metrics.inception_2015 import Inception2015
 
-FEATURE_EXTRACTORS = ("inception_v3", "pixels")
+FEATURE_EXTRACTORS = ("inception_v3", "inception_2015", "pixels")
 INCEPTION_SIZE = 299
+GRAPH_SUFFIXES = (".pb", ".tgz", ".tar.gz")
 
 
-def inception_v3_extractor():
-    """InceptionV3 (ImageNet weights, downloaded on first use) → 2048-d pool features."""
-    return keras.applications.InceptionV3(
-        include_top=False,
-        weights="imagenet",
-        input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3),
-        pooling="avg",
-    )
+def _inception_v3_weights_url():
+    try:
+        from keras.src.applications import inception_v3
+    except ImportError:  # pragma: no cover - another Keras layout
+        return "the Keras applications storage"
+    return inception_v3.WEIGHTS_PATH_NO_TOP
+
+
+def inception_v3_extractor(weights="imagenet"):
+    """`keras.applications.InceptionV3` → 2048-d average-pool features (299x299 inputs).
+
+    Not the network of published FIDs: Keras' ImageNet weights and resize
+    differ from the 2015 graph of the TTUR code, and FIDs move by several
+    points; use `"inception_2015"` to compare with papers.
+
+    Args:
+        weights: `"imagenet"` (downloaded by Keras on first use into
+            `~/.keras/models/`) or the path of a local copy of
+            `inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5`.
+            Defaults to `"imagenet"`.
+
+    Raises:
+        ValueError: the download failed (one line naming the URL and the
+            offline alternatives).
+    """
+    try:
+        return keras.applications.InceptionV3(
+            include_top=False,
+            weights=weights,
+            input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3),
+            pooling="avg",
+        )
+    except Exception as error:
+        # Keras raises a bare Exception when the download fails.
+        download_failed = type(error) is Exception or isinstance(error, OSError)
+        if weights != "imagenet" or not download_failed:
+            raise
+        raise ValueError(
+            f"Cannot download the InceptionV3 weights from {_inception_v3_weights_url()} "
+            f"({checks.first_line(error)}). Offline? Download that file elsewhere and pass "
+            "feature_extractor=keras_ddpm.metrics.inception_v3_extractor(weights='/path/to/"
+            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5') (or copy it into "
+            "~/.keras/models/), or use feature_extractor='inception_2015' with a local graph, "
+            "or 'pixels'."
+        ) from None
+
+
+def _is_graph_path(value):
+    if isinstance(value, os.PathLike):
+        return True
+    return isinstance(value, str) and (value.endswith(GRAPH_SUFFIXES) or os.path.exists(value))
 
 
 def _resolve_extractor(feature_extractor):
+    """(the extractor, its name) for a `feature_extractor` argument."""
     if feature_extractor is None or feature_extractor == "inception_v3":
-        return inception_v3_extractor(), (-1.0, 1.0)
+        return inception_v3_extractor(), "inception_v3"
+    if feature_extractor == "inception_2015":
+        return Inception2015(), "inception_2015"
     if feature_extractor == "pixels":
-        return None, (-1.0, 1.0)
+        return None, "pixels"
+    if isinstance(feature_extractor, Inception2015):
+        return feature_extractor, "inception_2015"
+    if _is_graph_path(feature_extractor):
+        return Inception2015(feature_extractor), "inception_2015"
     if isinstance(feature_extractor, str):
         raise ValueError(
             f"Unknown feature_extractor={feature_extractor!r}. Expected None, one of "
-            f"{list(FEATURE_EXTRACTORS)} or a keras.Model."
+            f"{list(FEATURE_EXTRACTORS)}, a path to classify_image_graph_def.pb or "
+            "inception-2015-12-05.tgz, or a keras.Model."
         )
     if not callable(feature_extractor):
         raise TypeError(
-            "`feature_extractor` must be None, a name or a keras.Model mapping images to "
-            f"feature vectors. Received: {feature_extractor!r}."
+            "`feature_extractor` must be None, a name, a path to the Inception graph or a "
+            f"keras.Model mapping images to feature vectors. Received: {feature_extractor!r}."
         )
     return feature_extractor, None
 
@@ -57,11 +119,17 @@ class FeatureExtractor:
     """[-1, 1] images → float64 feature vectors, for `KID` and `FID`.
 
     Args:
-        feature_extractor: `None`/`"inception_v3"` (downloads ImageNet
-            weights), `"pixels"`, or a `keras.Model` mapping images to feature
-            vectors (see `keras_ddpm.metrics`). Defaults to `None`.
+        feature_extractor: `None`/`"inception_v3"` (keras.applications
+            InceptionV3, downloads ImageNet weights; not comparable with
+            published FIDs), `"inception_2015"` (the TTUR graph of published
+            FIDs, downloaded once) or a path to its
+            `classify_image_graph_def.pb`/`inception-2015-12-05.tgz` or an
+            `Inception2015`, `"pixels"`, or a `keras.Model` mapping images to
+            feature vectors (see `keras_ddpm.metrics`). Defaults to `None`.
         input_range: the (low, high) range the extractor expects; [-1, 1]
-            images are mapped linearly onto it. Defaults to `None` ((-1, 1)).
+            images are mapped linearly onto it. Not for `inception_2015`,
+            which quantises to 0..255 pixels itself. Defaults to `None`
+            ((-1, 1)).
         batch_size: images per extractor call. Defaults to `64`.
 
     Example:
@@ -71,9 +139,13 @@ class FeatureExtractor:
     """
 
     def __init__(self, feature_extractor=None, input_range=None, batch_size=64):
-        self.name = feature_extractor if isinstance(feature_extractor, str) else None
-        self.extractor, default_range = _resolve_extractor(feature_extractor)
-        input_range = input_range or default_range or (-1.0, 1.0)
+        self.extractor, self.name = _resolve_extractor(feature_extractor)
+        if isinstance(self.extractor, Inception2015) and input_range is not None:
+            raise ValueError(
+                "`input_range` does not apply to inception_2015, which takes [-1, 1] images and "
+                f"quantises them to 0..255 pixels itself. Received: input_range={input_range!r}."
+            )
+        input_range = input_range or (-1.0, 1.0)
         if len(input_range) != 2 or not input_range[0] < input_range[1]:
             raise ValueError(
                 "`input_range` must be a (low, high) pair with low < high. "
@@ -84,6 +156,8 @@ class FeatureExtractor:
 
     def _prepare(self, images):
         """[-1, 1] images → the extractor's size, channels and range."""
+        if isinstance(self.extractor, Inception2015):
+            return images  # It quantises, repeats channels and resizes (in the graph) itself.
         inputs = getattr(self.extractor, "inputs", None)
         if inputs:
             height, width, channels = tuple(inputs[0].shape[1:4])

@@ -43,9 +43,12 @@ class KID(FeatureMetric):
     `result_std()`.
 
     Args:
-        feature_extractor: `None`/`"inception_v3"` (downloads ImageNet
-            weights), `"pixels"`, or a `keras.Model` mapping images to feature
-            vectors (see the module docstring). Defaults to `None`.
+        feature_extractor: `None`/`"inception_v3"` (keras.applications
+            InceptionV3, downloads ImageNet weights; not comparable with
+            papers), `"inception_2015"` (the reference graph of the TTUR
+            code, downloaded once) or a path to its `.pb`/`.tgz`,
+            `"pixels"`, or a `keras.Model` mapping images to feature vectors
+            (see the module docstring). Defaults to `None`.
         num_subsets: subsets averaged over. Defaults to `100`.
         subset_size: features per subset, reduced to the size of the smaller
             set when that has fewer. Defaults to `1000`.
