@@ -189,7 +189,10 @@ def test_ddim_trajectory_matches_ddim_scheduler(name, clip, trajectory, referenc
         step = ddim_step(model.schedule, x, t_vector, prev, prediction, np.zeros_like(x), clip=clip)
         np.testing.assert_allclose(np.asarray(step), reference[f"{key}/{trajectory}"][i], atol=1e-4)
         x = reference[f"{key}/{trajectory}"][i]
-    # The whole compiled sampler, from the same x_T.
+    # The whole compiled sampler, from the same x_T: tracing it costs ~10 s, so once per
+    # model, with clipping on one and off on the other.
+    if clip != (name == "celebahq_like"):
+        return
     images = model.generate(
         len(x), sampler="ddim", steps=10, timestep_spacing="leading",
         initial_noise=reference[f"{key}/x_T"], clip=clip, verbose=0,
@@ -223,12 +226,7 @@ def test_save_pretrained_writes_what_diffusers_writes(name, tmp_path, layout, re
         with open(os.path.join(folder, file), encoding="utf-8") as handle:
             ours = json.load(handle)
         theirs = without_version(expected[key])
-        # Keys diffusers writes and this UNet has no use for (mid_block_type) may be left out,
-        # but every key written must carry diffusers' value.
-        assert {k: v for k, v in without_version(ours).items() if k in theirs} == {
-            k: v for k, v in theirs.items() if k in ours
-        }
-        assert set(theirs) - set(ours) <= {"mid_block_type"}
+        assert without_version(ours) == theirs
     with safe_open(os.path.join(folder, "unet", "diffusion_pytorch_model.safetensors"), "np") as f:
         assert f.metadata() == expected["safetensors_metadata"]
         tensors = sorted([k, list(f.get_slice(k).get_shape()), "F32"] for k in f.keys())
@@ -292,6 +290,7 @@ def test_unsupported_unet_config_lists_every_problem():
     config = _unet_config()
     config.update(
         attention_head_dim=8, resnet_time_scale_shift="scale_shift", class_embed_type="timestep",
+        mid_block_type=None,
         down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
     )
     with pytest.raises(ValueError) as error:
@@ -299,7 +298,7 @@ def test_unsupported_unet_config_lists_every_problem():
     message = str(error.value)
     assert "\n" not in message
     for part in ("attention_head_dim=8", "resnet_time_scale_shift='scale_shift'",
-                 "class_embed_type='timestep'", "CrossAttnDownBlock2D"):
+                 "class_embed_type='timestep'", "mid_block_type=None", "CrossAttnDownBlock2D"):
         assert part in message
     mirrored = _unet_config()
     mirrored["up_block_types"] = ["UpBlock2D"] * 4
