@@ -136,6 +136,34 @@ def test_schedule_tables_match(name, reference):
     )
 
 
+def test_every_beta_schedule_maps_onto_diffusers_tables():
+    """linear, scaled_linear, squaredcos_cap_v2 and sigmoid at T = 1000 and 100, against
+    DDPMScheduler's own tables (schedule_tables.npz, `make_schedule_tables.py`).
+
+    diffusers keeps float32 tables: β agrees to its rounding (largest seen 2.2e-8, cosine),
+    ᾱ to a float32 cumulative product (4.3e-7 absolute).
+    """
+    with np.load(os.path.join(FIXTURES, "schedule_tables.npz")) as tables:
+        for name in ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid"):
+            for timesteps in (1000, 100):
+                arguments, _, _ = pretrained.schedule_arguments(
+                    {"beta_schedule": name, "num_train_timesteps": timesteps}
+                )
+                schedule = keras_ddpm.NoiseSchedule(**arguments)
+                key = f"{name}/{timesteps}"
+                np.testing.assert_allclose(
+                    schedule.betas, tables[f"{key}/betas"], rtol=1e-6, atol=3e-8, err_msg=key
+                )
+                np.testing.assert_allclose(
+                    schedule.alphas_cumprod, tables[f"{key}/alphas_cumprod"], rtol=0, atol=1e-6,
+                    err_msg=key,
+                )
+                # A mismatched mapping would be far off: the tables differ by >1e-3 in β.
+                if name != "linear":
+                    other = tables[f"linear/{timesteps}/betas"]
+                    assert np.abs(schedule.betas - other).max() > 1e-3
+
+
 @pytest.mark.parametrize("variance", ["fixed_small", "fixed_large"])
 def test_ancestral_step_matches_ddpm_scheduler(variance, reference):
     """One DDPMScheduler.step at t = 999, 500, 37, 1, 0, with zero and with stored noise.
