@@ -6,9 +6,10 @@ look at samples drawn from the same noise after every few epochs.
 
 Everything else comes from Keras:
 
-- Checkpoints that resume: `keras.callbacks.BackupAndRestore(directory)`
-  restores the network, the EMA weights, the optimizer and the training-noise
-  RNG state of a `DDPM` (all of them are variables of the model).
+- Checkpoints that resume: `RunBackup(directory)` (from `keras_ddpm.backup`)
+  is `keras.callbacks.BackupAndRestore` with backups that a kill cannot
+  damage; both restore the network, the EMA weights, the optimizer and the
+  training-noise RNG state of a `DDPM` (all of them are variables of the model).
 - Loss curves: `keras.callbacks.TensorBoard(log_dir)`; `SampleGrid` can add
   its grids to the same TensorBoard run (`tensorboard_dir`).
 - Learning-rate warm-up: Ho et al. (2020) warm the learning rate up linearly
@@ -44,8 +45,7 @@ import tensorflow as tf
 from keras_ddpm import checks
 from keras_ddpm import samplers
 from keras_ddpm import utils
-
-
+from keras_ddpm.backup import RunBackup  # noqa: F401 - public here, beside SampleGrid
 
 
 class SampleGrid(keras.callbacks.Callback):

@@ -5,9 +5,12 @@ Data flows one way: a batch of images → `train_step` draws t and ε →
 `network` → images.
 """
 
+import os
+
 import keras
 import tensorflow as tf
 
+from keras_ddpm import atomic
 from keras_ddpm import checks
 from keras_ddpm import distribute
 from keras_ddpm import ema
@@ -391,6 +394,34 @@ class DDPM(keras.Model):
             verbose=verbose, jit_compile=jit_compile, labels=labels,
             guidance_scale=guidance_scale, eta=eta, order=order, **sampler_options,
         )
+
+    def save(self, filepath, overwrite=True, zipped=None, **kwargs):
+        """`keras.Model.save`, written so that a kill cannot truncate the file.
+
+        A local `.keras` file is written under a temporary name in the same folder
+        and renamed into place: after a crash at any instant, `filepath` holds
+        either the previous model or the new one, complete. Other targets
+        (`zipped=False`, remote paths, `overwrite=False` onto an existing file)
+        are passed to Keras unchanged.
+        """
+        path = os.fspath(filepath) if isinstance(filepath, (str, os.PathLike)) else None
+        if path is None or not path.endswith(".keras") or zipped is False or "://" in path or (
+            not overwrite and os.path.exists(path)
+        ):
+            return super().save(filepath, overwrite=overwrite, zipped=zipped, **kwargs)
+        with atomic.atomic_write(path) as tmp:
+            super().save(tmp, overwrite=True, zipped=zipped, **kwargs)
+
+    def save_weights(self, filepath, overwrite=True, max_shard_size=None):
+        """`keras.Model.save_weights`, written under a temporary name and renamed into place
+        (as `save`; used by `ModelCheckpoint(save_weights_only=True)` and the backups)."""
+        path = os.fspath(filepath) if isinstance(filepath, (str, os.PathLike)) else None
+        if path is None or max_shard_size is not None or "://" in path or (
+            not overwrite and os.path.exists(path)
+        ):
+            return super().save_weights(filepath, overwrite=overwrite, max_shard_size=max_shard_size)
+        with atomic.atomic_write(path) as tmp:
+            super().save_weights(tmp, overwrite=True)
 
     def export(self, filepath, format="tf_saved_model", verbose=True, **kwargs):
         """Writes a TensorFlow SavedModel with `generate` and `denoise` endpoints.

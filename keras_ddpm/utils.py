@@ -13,6 +13,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from keras_ddpm import atomic
 from keras_ddpm import checks
 
 # Automatic upscaling in `save_image_grid` makes grids at least this wide.
@@ -151,7 +152,8 @@ def save_image_grid(images, path, ncols=None, padding=1, scale=None):
     pixels (nearest neighbour, so pixels stay sharp) and written with Pillow,
     as a grayscale ("L") PNG for one channel and an RGB PNG for three. The
     file is PNG whatever `path`'s extension; missing parent folders are
-    created.
+    created. It is written under a temporary name and renamed into place, so
+    a kill never leaves a truncated grid.
 
     Args:
         images: NumPy array or tensor shaped `(N, H, W)` or `(N, H, W, C)` with
@@ -186,5 +188,6 @@ def save_image_grid(images, path, ncols=None, padding=1, scale=None):
     if folder:
         os.makedirs(folder, exist_ok=True)
     picture = grid[..., 0] if grid.shape[-1] == 1 else grid  # 2-D uint8 -> "L", (H, W, 3) -> "RGB"
-    Image.fromarray(picture).save(path, format="PNG")
+    with atomic.atomic_write(path) as tmp:  # a kill never leaves a truncated PNG
+        Image.fromarray(picture).save(tmp, format="PNG")
     return path

@@ -59,6 +59,7 @@ def run(args):
     keras_ddpm = import_library()
     import keras
 
+    from keras_ddpm import atomic
     from keras_ddpm import callbacks
     from keras_ddpm import data
 
@@ -69,6 +70,7 @@ def run(args):
         # Workers other than the chief write to a scratch folder of their own.
         output = os.path.join(output, f"worker_{strategy.cluster_resolver.task_id}")
     os.makedirs(output, exist_ok=True)
+    atomic.remove_partials(output)  # what a killed write left behind
     if args.preset is None:
         for key, value in DEFAULTS.items():
             if getattr(args, key) is None:
@@ -134,8 +136,10 @@ def run(args):
         jit_compile=jit_compile(args.jit_compile),
         **({"guidance_scale": args.guidance} if args.guidance is not None else {}),
     )
+    # Kept until model.keras is written: a kill at any instant loses at most one epoch.
+    backup = callbacks.RunBackup(os.path.join(output, "backup"), delete_checkpoint=False)
     fit_callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(output, "backup")),
+        backup,
         keras.callbacks.TensorBoard(os.path.join(output, "logs")),
         grids,
     ]
@@ -146,9 +150,10 @@ def run(args):
         callbacks=fit_callbacks,
         verbose=args.verbose,
     )
-    model.save(model_path)
+    model.save(model_path)  # atomic: the previous model.keras stays whole until replaced
     config["epochs_completed"] = args.epochs
     write_config(output, config)
+    backup.delete()
     print(f"wrote {model_path} and {grids.last_path}")
     return 0
 

@@ -1,0 +1,147 @@
+"""`RunBackup`: a `BackupAndRestore` whose backups survive a kill at any instant.
+
+Keras' `BackupAndRestore` writes `latest.weights.h5` in place and then a
+separate `training_metadata.json`: a kill during the first write leaves a
+truncated file (every re-run then fails in h5py), and a kill between the two
+pairs epoch k+1's weights with epoch k's counter. Here each backup is one
+folder, `checkpoint-NNNNNN/` (the weights, which hold the optimizer, EMA and
+noise-RNG state of a `DDPM`, and `state.json`), written under a temporary name
+and renamed into place, so a named checkpoint is always complete. The newest
+`keep` are kept; on restore the newest that reads is used, an unreadable one
+is reported (never deleted), and a folder in Keras' own layout, written by
+`BackupAndRestore`, is restored as Keras would.
+"""
+
+import json
+import os
+import re
+import shutil
+import warnings
+
+import keras
+
+from keras_ddpm import atomic
+from keras_ddpm import checks
+
+WEIGHTS_FILE = "model.weights.h5"
+STATE_FILE = "state.json"
+_NAME = re.compile(r"^checkpoint-(\d{6,})$")
+
+
+def checkpoints(backup_dir):
+    """The complete checkpoint folders of `backup_dir`, newest first."""
+    if not os.path.isdir(backup_dir):
+        return []
+    found = [(int(m.group(1)), name) for name in os.listdir(backup_dir) if (m := _NAME.match(name))]
+    return [os.path.join(backup_dir, name) for _, name in sorted(found, reverse=True)]
+
+
+class RunBackup(keras.callbacks.BackupAndRestore):
+    """Backs up training every epoch (or every `save_freq` batches) so that a killed run resumes.
+
+    Use it like `keras.callbacks.BackupAndRestore`: pass it to `fit`, and run
+    the same script again after a crash; training restarts from the last
+    backup with the same weights, EMA weights, optimizer state and training
+    noise. Unlike Keras' callback, a kill *during* a backup's write never costs
+    the backup: each one is written under a temporary name and renamed into
+    place, and the previous one is kept until the new one is complete. If the
+    newest backup cannot be read (a damaged disk, a copied folder), the one
+    before it is used with a warning; if none can be read, `fit` stops with one
+    `ValueError` naming the folder.
+
+    Args:
+        backup_dir: str, the folder of the backups (created when needed).
+        save_freq: `"epoch"` or an int number of batches. Defaults to `"epoch"`.
+            A batch-level backup restores that batch's weights and restarts its
+            epoch from the first batch (as Keras' callback does).
+        keep: int >= 1, complete backups kept. Defaults to `2`.
+        delete_checkpoint: remove `backup_dir` when `fit` ends. Defaults to
+            `True`. Pass `False` to keep it until the trained model is safely
+            saved elsewhere, then call `delete()` (what `keras-ddpm train` does).
+
+    Example:
+
+    ```python
+    backup = keras_ddpm.callbacks.RunBackup("runs/mine/backup", delete_checkpoint=False)
+    model.fit(dataset, epochs=100, callbacks=[backup])
+    model.save("runs/mine/model.keras")   # written atomically
+    backup.delete()                       # only now: a kill before this loses nothing
+    ```
+    """
+
+    def __init__(self, backup_dir, save_freq="epoch", keep=2, delete_checkpoint=True):
+        super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=delete_checkpoint)
+        self.keep = checks.positive_int("keep", keep)
+        self._serial = 0
+
+    # --- restore -------------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        atomic.remove_partials(self.backup_dir)
+        found = checkpoints(self.backup_dir)
+        if not found:
+            if os.path.exists(self._weights_path):  # Keras' own layout, from BackupAndRestore
+                self._restore_keras_layout()
+            return
+        self._serial = int(_NAME.match(os.path.basename(found[0])).group(1))
+        failures = []
+        for folder in found:
+            try:
+                self._restore(folder)
+            except Exception as error:  # noqa: BLE001 - h5py, JSON, shape mismatches alike.
+                failures.append(f"{os.path.basename(folder)}: {checks.first_line(error)}")
+                continue
+            if failures:
+                warnings.warn(
+                    f"Skipped unreadable backups in {self.backup_dir!r} ({'; '.join(failures)}); "
+                    f"resumed from {os.path.basename(folder)}.",
+                    stacklevel=2,
+                )
+            return
+        raise ValueError(
+            f"No backup in {self.backup_dir!r} can be read ({'; '.join(failures)}). Move that "
+            "folder aside to start the run over, or restore it from a copy."
+        )
+
+    def _restore(self, folder):
+        with open(os.path.join(folder, STATE_FILE), encoding="utf-8") as file:
+            state = json.load(file)
+        epoch = int(state["epoch"])
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(os.path.join(folder, WEIGHTS_FILE))
+        self.model._initial_epoch = epoch
+        self._current_epoch = epoch
+
+    def _restore_keras_layout(self):
+        try:
+            super().on_train_begin()
+        except Exception as error:  # noqa: BLE001
+            raise ValueError(
+                f"Cannot read the backup in {self.backup_dir!r} ({checks.first_line(error)}). "
+                "Move that folder aside to start the run over, or restore it from a copy."
+            ) from None
+
+    # --- save ----------------------------------------------------------------
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        self._serial += 1
+        final = os.path.join(self.backup_dir, f"checkpoint-{self._serial:06d}")
+        with atomic.atomic_write(final) as tmp:
+            os.makedirs(tmp)
+            keras.Model.save_weights(self.model, os.path.join(tmp, WEIGHTS_FILE))
+            with open(os.path.join(tmp, STATE_FILE), "w", encoding="utf-8") as file:
+                json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, file)
+                file.flush()
+                os.fsync(file.fileno())
+        for old in checkpoints(self.backup_dir)[self.keep:]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    # --- end -----------------------------------------------------------------
+    def on_train_end(self, logs=None):
+        if self.delete_checkpoint:
+            self.delete()
+
+    def delete(self):
+        """Removes the backup folder (call it once the trained model is saved)."""
+        if os.path.exists(self.backup_dir):
+            shutil.rmtree(self.backup_dir)

@@ -1,0 +1,266 @@
+"""Nothing lost: atomic writes, backups that survive a kill, and the end of a `train` run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_ddpm
+from keras_ddpm import atomic
+from keras_ddpm import backup
+from keras_ddpm import cli
+
+SHAPE = (8, 8, 1)
+T = 20
+
+
+def tiny_model():
+    keras.utils.set_random_seed(0)  # the same initial weights every time, as in a new process
+    x_t = keras.Input(shape=SHAPE, name="x_t")
+    t = keras.Input(shape=(), dtype="int32", name="t")
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="silu")(x_t)
+    h = h + keras.layers.Reshape((1, 1, 4))(keras.layers.Embedding(T, 4)(t))
+    network = keras.Model([x_t, t], keras.layers.Conv2D(1, 3, padding="same")(h))
+    model = keras_ddpm.DDPM(
+        network, schedule=keras_ddpm.NoiseSchedule("linear", timesteps=T), seed=0, ema_decay=0.9
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    return model
+
+
+def images(n=32):
+    return np.random.default_rng(0).uniform(-1, 1, (n,) + SHAPE).astype("float32")
+
+
+def state(model):
+    return (
+        [w.numpy() for w in model.network.weights]
+        + [w.numpy() for w in model.ema_weights]
+        + [v.numpy() for v in model.optimizer.variables]
+        + [model.seed_generator.state.numpy()]
+    )
+
+
+# ----------------------------------------------------------------------------
+# Atomic writes
+# ----------------------------------------------------------------------------
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic.atomic_write(path) as tmp:
+            assert os.path.dirname(tmp) == str(tmp_path) and tmp.endswith("notes.txt")
+            open(tmp, "w").write("half")
+            raise RuntimeError("killed")
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["notes.txt"]
+    with atomic.atomic_write(path) as tmp:
+        open(tmp, "w").write("new")
+    assert path.read_text() == "new" and os.listdir(tmp_path) == ["notes.txt"]
+    # What a SIGKILL leaves (the partial file) is cleared by remove_partials.
+    (tmp_path / f"{atomic.PARTIAL_PREFIX}99-model.keras").write_bytes(b"PK")
+    atomic.remove_partials(tmp_path)
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
+def test_a_save_that_dies_midway_keeps_the_previous_model(tmp_path, monkeypatch):
+    model = tiny_model()
+    model.fit(images(), batch_size=16, epochs=1, verbose=0)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    before = state(keras_ddpm.load_model(path))
+
+    def dies_midway(self, filepath, *args, **kwargs):
+        with open(filepath, "wb") as file:
+            file.write(b"PK\x03\x04 half an archive")
+        raise KeyboardInterrupt  # the user's Ctrl-C, or a kill, during the write
+
+    monkeypatch.setattr(keras.Model, "save", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(path)
+    monkeypatch.undo()
+    after = keras_ddpm.load_model(path)  # still the whole previous file
+    for a, b in zip(before, state(after)):
+        np.testing.assert_array_equal(a, b)
+    assert os.listdir(tmp_path) == ["model.keras"]
+    # save_weights (ModelCheckpoint(save_weights_only=True)) is atomic too.
+    weights = str(tmp_path / "w.weights.h5")
+    model.save_weights(weights)
+    monkeypatch.setattr(keras.Model, "save_weights", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        model.save_weights(weights)
+    monkeypatch.undo()
+    tiny_model().load_weights(weights)
+
+
+def test_image_grids_are_written_atomically(tmp_path, monkeypatch):
+    from PIL import Image
+
+    path = tmp_path / "grid.png"
+    keras_ddpm.utils.save_image_grid(np.zeros((4, 8, 8, 1), "float32"), path)
+
+    def dies(self, filepath, *args, **kwargs):
+        open(filepath, "wb").write(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", dies)
+    with pytest.raises(KeyboardInterrupt):
+        keras_ddpm.utils.save_image_grid(np.ones((4, 8, 8, 1), "float32"), path)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["grid.png"]
+    # Still the first grid: its tiles are 0.0 in uint8, not the second grid's 255.
+    zero = keras_ddpm.utils.to_uint8(np.zeros((1, 1, 1, 1), "float32")).max()
+    assert np.asarray(Image.open(path)).max() == zero < 255
+
+
+# ----------------------------------------------------------------------------
+# RunBackup
+# ----------------------------------------------------------------------------
+def test_run_backup_keeps_whole_checkpoints_and_resumes_exactly(tmp_path):
+    folder = str(tmp_path / "backup")
+    data = images()
+    uninterrupted = tiny_model()
+    uninterrupted.fit(data, batch_size=16, epochs=3, shuffle=False, verbose=0)
+
+    first = tiny_model()
+    first.fit(data, batch_size=16, epochs=2, shuffle=False, verbose=0,
+              callbacks=[backup.RunBackup(folder, delete_checkpoint=False, keep=2)])
+    found = backup.checkpoints(folder)
+    assert [os.path.basename(f) for f in found] == ["checkpoint-000002", "checkpoint-000001"]
+    assert json.load(open(os.path.join(found[0], backup.STATE_FILE)))["epoch"] == 2
+    # A write killed mid-way leaves a partial folder: ignored and cleared.
+    os.makedirs(os.path.join(folder, f"{atomic.PARTIAL_PREFIX}7-checkpoint-000003"))
+
+    resumed = tiny_model()  # a new process would build the same model
+    seen = []
+    resumed.fit(data, batch_size=16, epochs=3, shuffle=False, verbose=0, callbacks=[
+        backup.RunBackup(folder, keep=2),
+        keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(epoch)),
+    ])
+    assert seen == [2]
+    for a, b in zip(state(uninterrupted), state(resumed)):
+        np.testing.assert_array_equal(a, b)
+    assert not os.path.exists(folder)  # delete_checkpoint=True (the default) removes it
+
+
+def test_an_unreadable_backup_falls_back_then_fails_in_one_line(tmp_path):
+    folder = str(tmp_path / "backup")
+    model = tiny_model()
+    model.fit(images(), batch_size=16, epochs=2, verbose=0,
+              callbacks=[backup.RunBackup(folder, delete_checkpoint=False)])
+    newest, older = backup.checkpoints(folder)
+    weights = os.path.join(newest, backup.WEIGHTS_FILE)
+    data = open(weights, "rb").read()
+    open(weights, "wb").write(data[: len(data) // 2])  # a damaged disk or a bad copy
+
+    seen = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tiny_model().fit(images(), batch_size=16, epochs=2, verbose=0, callbacks=[
+            backup.RunBackup(folder, delete_checkpoint=False),
+            keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(epoch)),
+        ])
+    assert seen == [1]  # resumed from the older backup (epoch 1)
+    assert any("checkpoint-000002" in str(w.message) for w in caught)
+    assert os.path.exists(newest)  # reported, never silently deleted... until it is rotated out
+
+    for path in backup.checkpoints(folder):
+        open(os.path.join(path, backup.WEIGHTS_FILE), "wb").write(b"not hdf5")
+    with pytest.raises(ValueError) as error:
+        tiny_model().fit(images(), batch_size=16, epochs=3, verbose=0,
+                         callbacks=[backup.RunBackup(folder)])
+    message = str(error.value)
+    assert "\n" not in message and folder in message and "Move that folder aside" in message
+
+
+def test_a_keras_backup_folder_still_restores(tmp_path):
+    """Runs backed up by keras.callbacks.BackupAndRestore (earlier `train` versions) resume."""
+    folder = str(tmp_path / "backup")
+    model = tiny_model()
+    model.fit(images(), batch_size=16, epochs=1, verbose=0, callbacks=[
+        keras.callbacks.BackupAndRestore(folder, delete_checkpoint=False)
+    ])
+    seen = []
+    tiny_model().fit(images(), batch_size=16, epochs=2, verbose=0, callbacks=[
+        backup.RunBackup(folder),
+        keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(epoch)),
+    ])
+    assert seen == [1]
+
+
+# ----------------------------------------------------------------------------
+# `keras-ddpm train` killed at the end of a run
+# ----------------------------------------------------------------------------
+TRAIN_ARGS = [
+    "train", "--epochs", "2", "--batch-size", "256", "--base-channels", "8",
+    "--norm-groups", "4", "--timesteps", "20", "--sample-every", "100", "--num-samples", "4",
+    "--verbose", "0",
+]
+
+# Runs `keras-ddpm train` and SIGKILLs itself at KILL_AT (a test harness, not package code).
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    import keras
+    import keras_ddpm
+    from keras_ddpm import cli, utils
+
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    point = os.environ.get("KILL_AT")
+    if point == "final_grid":
+        utils.save_image_grid = lambda *args, **kwargs: die()
+    elif point == "final_save":
+        def half_written(self, filepath, *args, **kwargs):
+            open(filepath, "wb").write(b"PK\\x03\\x04 half")
+            die()
+        keras.Model.save = half_written
+    sys.exit(cli.main(sys.argv[1:]))
+    """
+)
+
+
+@pytest.mark.slow
+def test_train_killed_during_the_final_grid_or_save_loses_nothing(tmp_path):
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+    def train(output, kill_at=None, epochs="2"):
+        args = [a if a != "2" or i != 2 else epochs for i, a in enumerate(TRAIN_ARGS)]
+        return subprocess.run(
+            [sys.executable, str(script), *args, "--output", str(output)],
+            env={**env, "KILL_AT": kill_at or ""}, capture_output=True, text=True, timeout=600,
+        )
+
+    reference = train(tmp_path / "reference")
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    expected = state(keras_ddpm.load_model(str(tmp_path / "reference" / "model.keras")))
+    for point in ("final_grid", "final_save"):
+        run = tmp_path / point
+        killed = train(run, point)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+        assert backup.checkpoints(str(run / "backup"))  # the backup outlived the kill
+        again = train(run)
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert not os.path.exists(run / "backup")
+        assert not [n for n in os.listdir(run) if n.startswith(atomic.PARTIAL_PREFIX)]
+        final = state(keras_ddpm.load_model(str(run / "model.keras")))
+        for a, b in zip(expected, final):
+            np.testing.assert_array_equal(a, b)
+    # A finished run continued with more epochs and killed in its save keeps the old model.
+    run = tmp_path / "final_save"
+    killed = train(run, "final_save", epochs="3")
+    assert killed.returncode == -signal.SIGKILL
+    old = state(keras_ddpm.load_model(str(run / "model.keras")))
+    for a, b in zip(expected, old):
+        np.testing.assert_array_equal(a, b)
+    assert train(run, epochs="3").returncode == 0
+    assert json.load(open(run / "config.json"))["epochs_completed"] == 3
