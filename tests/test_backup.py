@@ -264,3 +264,64 @@ def test_train_killed_during_the_final_grid_or_save_loses_nothing(tmp_path):
         np.testing.assert_array_equal(a, b)
     assert train(run, epochs="3").returncode == 0
     assert json.load(open(run / "config.json"))["epochs_completed"] == 3
+
+
+# ----------------------------------------------------------------------------
+# Run folders: one writer at a time, nothing left by a failed start
+# ----------------------------------------------------------------------------
+def test_run_lock_refuses_a_live_holder_and_takes_over_a_stale_one(tmp_path):
+    from keras_ddpm.cli.common import UserError
+    from keras_ddpm.cli.lock import LOCK_FILE, run_lock
+
+    path = tmp_path / LOCK_FILE
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        import socket
+
+        path.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname()}))
+        with pytest.raises(UserError) as error:
+            with run_lock(str(tmp_path)):
+                pass
+        assert f"PID {holder.pid}" in str(error.value) and "\n" not in str(error.value)
+        assert json.loads(path.read_text())["pid"] == holder.pid  # untouched
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder is gone: its lock is stale and taken over, then released.
+    with run_lock(str(tmp_path)):
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+    assert not path.exists() and sorted(os.listdir(tmp_path)) == []
+
+
+def test_train_on_a_locked_folder_is_one_line_and_changes_nothing(tmp_path, capsys):
+    import socket
+
+    output = tmp_path / "run"
+    output.mkdir()
+    lock = output / ".lock"
+    lock.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
+    code = cli.main(["train", "--output", str(output), *TRAIN_ARGS[1:]])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"PID {os.getppid()}" in err
+    assert os.listdir(output) == [".lock"]
+
+
+def test_a_train_that_fails_at_start_leaves_no_new_folder(tmp_path, capsys, monkeypatch):
+    output = tmp_path / "new_run"
+    (tmp_path / "no_images").mkdir()  # found empty only after `train` made its folder and lock
+    made, original = [], os.makedirs
+
+    def recording_makedirs(path, *args, **kwargs):
+        made.append(os.fspath(path))
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "makedirs", recording_makedirs)
+    code = cli.main([
+        "train", "--output", str(output), "--dataset", f"folder:{tmp_path / 'no_images'}",
+        "--image-size", "8", *TRAIN_ARGS[1:],
+    ])
+    monkeypatch.undo()
+    assert str(output) in made
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert not output.exists()

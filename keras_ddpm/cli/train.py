@@ -8,6 +8,7 @@ run when `--epochs` grows; arguments in `RUN_KEYS` must match to continue.
 
 import json
 import os
+import shutil
 
 from keras_ddpm.cli.common import JIT_CHOICES
 from keras_ddpm.cli.common import MODEL_FILE
@@ -21,6 +22,7 @@ from keras_ddpm.cli.common import positive_int
 from keras_ddpm.cli.common import read_config
 from keras_ddpm.cli.common import user_errors
 from keras_ddpm.cli.common import write_config
+from keras_ddpm.cli.lock import run_lock
 from keras_ddpm.cli.runs import DEFAULTS
 from keras_ddpm.cli.runs import RUN_KEYS
 from keras_ddpm.cli.runs import STRATEGIES
@@ -56,20 +58,36 @@ def check(args):
 
 def run(args):
     """The `train` verb: fit a DDPM with checkpoints, sample grids and logs."""
-    keras_ddpm = import_library()
-    import keras
-
-    from keras_ddpm import atomic
-    from keras_ddpm import callbacks
-    from keras_ddpm import data
-
+    import_library()
     # The strategy first: a multi-worker one configures TensorFlow's collectives.
     strategy = strategy_named(args.strategy)
     output = args.output
     if not strategy.extended.should_checkpoint:
         # Workers other than the chief write to a scratch folder of their own.
         output = os.path.join(output, f"worker_{strategy.cluster_resolver.task_id}")
+    created = not os.path.exists(output)
     os.makedirs(output, exist_ok=True)
+    try:
+        with run_lock(output):
+            return _train(args, output, strategy)
+    except BaseException:
+        # A run that fails before it has anything to keep leaves no folder behind.
+        if created and not os.path.exists(os.path.join(output, MODEL_FILE)) and not os.path.exists(
+            os.path.join(output, "backup")
+        ):
+            shutil.rmtree(output, ignore_errors=True)
+        raise
+
+
+def _train(args, output, strategy):
+    """`run` inside the locked run folder."""
+    import keras
+
+    import keras_ddpm
+    from keras_ddpm import atomic
+    from keras_ddpm import callbacks
+    from keras_ddpm import data
+
     atomic.remove_partials(output)  # what a killed write left behind
     if args.preset is None:
         for key, value in DEFAULTS.items():
