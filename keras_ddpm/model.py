@@ -8,11 +8,14 @@ Data flows one way: a batch of images → `train_step` draws t and ε →
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from keras_ddpm import atomic
 from keras_ddpm import checks
 from keras_ddpm import distribute
+from keras_ddpm import divergence
 from keras_ddpm import ema
 from keras_ddpm import objectives
 from keras_ddpm.generation import ReverseProcess
@@ -26,10 +29,18 @@ from keras_ddpm.schedules import check_variance
 # The constructor arguments get_config returns as they are (network and schedule are serialized).
 _PLAIN_CONFIG = (
     "ema_decay", "variance", "seed", "prediction_type", "ema_warmup", "loss_weighting",
-    "min_snr_gamma", "class_dropout",
+    "min_snr_gamma", "class_dropout", "max_skipped_steps",
 )
 # Where `save_own_variables` keeps the training-noise RNG state.
 _RNG_STATE_KEY = "noise_seed_state"
+
+
+def _with_callback(callbacks, callback):
+    """`callbacks` (None, a list or a `CallbackList`) with `callback` added."""
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        callbacks.append(callback)
+        return callbacks
+    return [*(callbacks or []), callback]
 
 
 @keras.saving.register_keras_serializable(package="keras_ddpm")
@@ -70,6 +81,13 @@ class DDPM(keras.Model):
             unconditional prediction that classifier-free guidance needs (Ho &
             Salimans 2022). Ignored for an unconditional network. Defaults to
             `0.1`.
+        max_skipped_steps: a training step whose loss or gradients are not
+            finite is skipped (weights, EMA and optimizer state untouched; the
+            logs count them as `skipped_steps`), in float32 as under mixed
+            precision. After this many skipped steps in a row `fit` stops with
+            `keras_ddpm.divergence.TrainingDiverged`, naming the step, the
+            learning rate and the first weight with a non-finite gradient.
+            `None` never stops. Defaults to `20`.
 
     Example:
 
@@ -104,6 +122,7 @@ class DDPM(keras.Model):
         loss_weighting="simple",
         min_snr_gamma=5.0,
         class_dropout=0.1,
+        max_skipped_steps=20,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -131,6 +150,8 @@ class DDPM(keras.Model):
                 "`class_dropout` must be a probability in [0, 1]. "
                 f"Received: class_dropout={class_dropout!r}."
             )
+        if max_skipped_steps is not None:
+            checks.positive_int("max_skipped_steps", max_skipped_steps)
         num_classes = getattr(network, "num_classes", None)
         if num_classes is not None and (not checks.is_int(num_classes) or num_classes < 1):
             raise TypeError(
@@ -149,6 +170,7 @@ class DDPM(keras.Model):
         self.min_snr_gamma = float(min_snr_gamma)
         self.class_dropout = float(class_dropout)
         self.num_classes = None if num_classes is None else int(num_classes)
+        self.max_skipped_steps = max_skipped_steps
 
         self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -157,6 +179,8 @@ class DDPM(keras.Model):
             self.ema_network = ema.clone_network(network)
             ema.copy_weights(self.network, self.ema_network)
         self._reverse_processes = {}
+        # Written by train_step, read by DivergenceGuard; not saved (bypasses Keras' tracking).
+        self.__dict__["divergence_state"] = divergence.DivergenceState()
         self.built = True
 
     @property
@@ -205,6 +229,13 @@ class DDPM(keras.Model):
         if isinstance(x, tf.data.Dataset) and len(args) < 7:
             # A dataset brings its own order; Keras warns about its default shuffle=True.
             kwargs.setdefault("shuffle", False)
+        if self.max_skipped_steps is not None:
+            args = list(args)
+            guard = divergence.DivergenceGuard(self.max_skipped_steps)
+            if len(args) > 3:  # callbacks passed by position (batch_size, epochs, verbose, ...)
+                args[3] = _with_callback(args[3], guard)
+            else:
+                kwargs["callbacks"] = _with_callback(kwargs.get("callbacks"), guard)
         return super().fit(x, y, *args, **kwargs)
 
     def diffusion_loss(self, images, labels=None, training=True):
@@ -278,16 +309,29 @@ class DDPM(keras.Model):
             # The optimizer sums gradients over replicas; scale so they average.
             scaled_loss = self.optimizer.scale_loss(loss / replicas)
         gradients = tape.gradient(scaled_loss, weights)
-        applied = True
+        # A non-finite step changes nothing, on every replica (divergence.py).
         if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            applied = self.optimizer.check_finite(gradients)
-            applied, gradients = distribute.skip_on_any_replica(applied, gradients)
-        self.optimizer.apply_gradients(zip(gradients, weights))
+            finite = self.optimizer.check_finite(gradients)  # it skips such steps itself
+        else:
+            finite = divergence.all_finite(loss, gradients)
+        applied, agreed_gradients = distribute.skip_on_any_replica(finite, gradients)
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            self.optimizer.apply_gradients(zip(agreed_gradients, weights))
+        else:
+            divergence.apply_if_finite(self.optimizer, gradients, weights, applied)
+        skipped = self.divergence_state.record(applied, gradients)
         if self.ema_network is not None:
             decay = ema.decay_at(self.ema_decay, self.ema_warmup, self.optimizer.iterations, applied)
             ema.update(self.network, self.ema_network, decay)
-        self.loss_tracker.update_state(loss)
-        return distribute.shape_logs({"loss": self.loss_tracker.result()})
+        # A non-finite loss is left out of the epoch's mean (weight 0, and 0 for the NaN).
+        finite_loss = ops.isfinite(loss)
+        self.loss_tracker.update_state(
+            ops.where(finite_loss, loss, ops.zeros_like(loss)),
+            sample_weight=ops.cast(finite_loss, loss.dtype),
+        )
+        return distribute.shape_logs(
+            {"loss": self.loss_tracker.result(), "skipped_steps": ops.cast(skipped, "float32")}
+        )
 
     def test_step(self, data):
         images = images_from_batch(data, self.image_shape)
@@ -395,15 +439,19 @@ class DDPM(keras.Model):
             guidance_scale=guidance_scale, eta=eta, order=order, **sampler_options,
         )
 
-    def save(self, filepath, overwrite=True, zipped=None, **kwargs):
+    def save(self, filepath, overwrite=True, zipped=None, allow_non_finite=False, **kwargs):
         """`keras.Model.save`, written so that a kill cannot truncate the file.
 
         A local `.keras` file is written under a temporary name in the same folder
         and renamed into place: after a crash at any instant, `filepath` holds
         either the previous model or the new one, complete. Other targets
         (`zipped=False`, remote paths, `overwrite=False` onto an existing file)
-        are passed to Keras unchanged.
+        are passed to Keras unchanged. A model whose weights or EMA weights hold
+        a NaN or an infinity (a diverged run) is refused with a `ValueError`
+        unless `allow_non_finite=True`, so that it never replaces a good file.
         """
+        if not allow_non_finite:
+            self._check_finite_weights(filepath)
         path = os.fspath(filepath) if isinstance(filepath, (str, os.PathLike)) else None
         if path is None or not path.endswith(".keras") or zipped is False or "://" in path or (
             not overwrite and os.path.exists(path)
@@ -411,6 +459,18 @@ class DDPM(keras.Model):
             return super().save(filepath, overwrite=overwrite, zipped=zipped, **kwargs)
         with atomic.atomic_write(path) as tmp:
             super().save(tmp, overwrite=True, zipped=zipped, **kwargs)
+
+    def _check_finite_weights(self, filepath):
+        weights = list(self.network.weights) + list(self.ema_weights)
+        for weight in weights:
+            if keras.backend.is_float_dtype(weight.dtype) and not np.all(
+                np.isfinite(keras.ops.convert_to_numpy(weight))
+            ):
+                raise ValueError(
+                    f"Not saving {os.fspath(filepath)!r}: weight {weight.path} holds NaN or "
+                    "infinite values (the run diverged). Pass allow_non_finite=True to save it "
+                    "anyway."
+                )
 
     def save_weights(self, filepath, overwrite=True, max_shard_size=None):
         """`keras.Model.save_weights`, written under a temporary name and renamed into place

@@ -245,7 +245,8 @@ def test_fit_evaluate_and_generate_with_and_without_xla(jit_compile):
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile)
     data = tf.data.Dataset.from_tensor_slices(random_images(32)).batch(8)
     history = model.fit(data, epochs=2, verbose=0, validation_data=data)
-    assert set(history.history) == {"loss", "val_loss"}
+    assert set(history.history) == {"loss", "skipped_steps", "val_loss"}
+    assert history.history["skipped_steps"] == [0.0, 0.0]
     assert np.isfinite(history.history["val_loss"]).all()
     result = model.evaluate(data, verbose=0, return_dict=True)
     assert set(result) == {"loss"} and np.isfinite(result["loss"])

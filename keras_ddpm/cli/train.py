@@ -87,6 +87,7 @@ def _train(args, output, strategy):
     from keras_ddpm import atomic
     from keras_ddpm import callbacks
     from keras_ddpm import data
+    from keras_ddpm import divergence
 
     atomic.remove_partials(output)  # what a killed write left behind
     if args.preset is None:
@@ -161,13 +162,18 @@ def _train(args, output, strategy):
         keras.callbacks.TensorBoard(os.path.join(output, "logs")),
         grids,
     ]
-    model.fit(
-        dataset,
-        epochs=args.epochs,
-        initial_epoch=done,
-        callbacks=fit_callbacks,
-        verbose=args.verbose,
-    )
+    try:
+        model.fit(
+            dataset,
+            epochs=args.epochs,
+            initial_epoch=done,
+            callbacks=fit_callbacks,
+            verbose=args.verbose,
+        )
+    except divergence.TrainingDiverged as error:
+        # No model.keras from a diverged run; the backup of the last good epoch stays.
+        raise UserError(f"{error} The backup in {os.path.join(output, 'backup')!r} holds the "
+                        "last completed epoch.") from None
     model.save(model_path)  # atomic: the previous model.keras stays whole until replaced
     config["epochs_completed"] = args.epochs
     write_config(output, config)

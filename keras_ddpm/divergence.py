@@ -1,0 +1,132 @@
+"""Non-finite training steps: skipped in float32 as in float16, counted, and stopped when they persist.
+
+A step whose loss or gradients hold a NaN or an infinity changes nothing: the
+weights, the EMA weights and the optimizer state (its moments and its step
+count) stay as they were. In float32 `apply_if_finite` does that with a
+conditional update; under mixed precision the `LossScaleOptimizer` already
+does it (and lowers its loss scale). `DivergenceGuard`, which `DDPM.fit` adds,
+stops training with one `TrainingDiverged` error after `max_skipped_steps`
+skipped steps in a row, naming the step, the learning rate and the first
+weight whose gradient was not finite.
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+class TrainingDiverged(RuntimeError):
+    """Training stopped: too many consecutive steps had non-finite losses or gradients."""
+
+
+def all_finite(loss, gradients):
+    """A boolean scalar: the loss and every gradient are finite."""
+    checks = [ops.all(ops.isfinite(loss))]
+    checks += [ops.all(ops.isfinite(g)) for g in gradients if g is not None]
+    return ops.all(ops.stack(checks))
+
+
+def first_non_finite(gradients):
+    """The index of the first gradient holding a NaN or an infinity, or -1 (an int32 scalar)."""
+    flags = [
+        ops.logical_not(ops.all(ops.isfinite(g))) if g is not None else ops.convert_to_tensor(False)
+        for g in gradients
+    ]
+    if not flags:
+        return ops.convert_to_tensor(-1, "int32")
+    flags = ops.stack(flags)
+    return ops.where(ops.any(flags), ops.cast(ops.argmax(ops.cast(flags, "int32")), "int32"), -1)
+
+
+def apply_if_finite(optimizer, gradients, weights, finite):
+    """`optimizer.apply_gradients` when `finite`, nothing otherwise (float32 training).
+
+    With several replicas the condition is evaluated in cross-replica context,
+    as Keras' `LossScaleOptimizer` does: a branch that all-reduces gradients
+    cannot sit in a replica-context `cond`.
+    """
+    def apply(gradients):
+        optimizer.apply_gradients(zip(gradients, weights))
+
+    if tf.__internal__.distribute.strategy_supports_no_merge_call():
+        tf.cond(finite, lambda: apply(gradients), lambda: None)
+        return
+
+    # Each replica's gradients reach the merge as arguments (a closure would hold only one
+    # replica's), and go back to their replica to be applied.
+    def cross_replica(distribution, finite, gradients):
+        finite = distribution.experimental_local_results(finite)[0]
+
+        def apply_everywhere():
+            distribution.extended.call_for_each_replica(apply, args=(gradients,))
+
+        tf.cond(finite, apply_everywhere, lambda: None)
+
+    tf.distribute.get_replica_context().merge_call(cross_replica, args=(finite, list(gradients)))
+
+
+class DivergenceState:
+    """Scalars the training step writes and `DivergenceGuard` reads: consecutive skipped steps,
+    skipped steps in all, the step and weight of the last skip. Held outside Keras' tracking
+    (they are not part of a saved model)."""
+
+    def __init__(self):
+        kwargs = dict(
+            trainable=False,
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )
+        self.consecutive = tf.Variable(0, dtype="int64", name="consecutive_skipped_steps", **kwargs)
+        self.total = tf.Variable(0, dtype="int64", name="skipped_steps", **kwargs)
+        self.bad_weight = tf.Variable(-1, dtype="int32", name="first_non_finite_weight", **kwargs)
+
+    def record(self, finite, gradients):
+        """Counts the step; returns the number of skipped steps so far (for the logs)."""
+        skipped = ops.cast(ops.logical_not(finite), "int64")
+        self.consecutive.assign(ops.where(finite, ops.zeros((), "int64"), self.consecutive + 1))
+        self.total.assign_add(skipped)
+        self.bad_weight.assign(ops.where(finite, self.bad_weight, first_non_finite(gradients)))
+        return self.total
+
+    def reset(self):
+        self.consecutive.assign(0)
+        self.total.assign(0)
+        self.bad_weight.assign(-1)
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops `fit` when `max_skipped_steps` steps in a row were skipped as non-finite.
+
+    `DDPM.fit` adds it by itself; the error names the step, the learning rate
+    and the first weight whose gradient was not finite, and suggests a lower
+    learning rate.
+    """
+
+    def __init__(self, max_skipped_steps):
+        super().__init__()
+        self.max_skipped_steps = max_skipped_steps
+
+    def on_train_begin(self, logs=None):
+        self.model.divergence_state.reset()
+
+    def on_train_batch_end(self, batch, logs=None):
+        state = self.model.divergence_state
+        consecutive = int(state.consecutive.numpy())
+        if consecutive < self.max_skipped_steps:
+            return
+        step = int(self.model.optimizer.iterations.numpy())
+        index = int(state.bad_weight.numpy())
+        weights = self.model.network.trainable_weights
+        weight = weights[index].path if 0 <= index < len(weights) else "the loss itself"
+        learning_rate = _learning_rate(self.model.optimizer)
+        raise TrainingDiverged(
+            f"Training diverged: the last {consecutive} steps (up to optimizer step {step}) had "
+            f"non-finite losses or gradients and were skipped, first at {weight}, with learning "
+            f"rate {learning_rate:.3g}. Weights, EMA and optimizer state are those of the last "
+            "finite step; lower the learning rate (or set a clip norm) and resume."
+        )
+
+
+def _learning_rate(optimizer):
+    """The learning rate now (Keras evaluates a schedule at the current step)."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    return float(ops.convert_to_numpy(inner.learning_rate))
