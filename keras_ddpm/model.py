@@ -18,6 +18,8 @@ from keras_ddpm import distribute
 from keras_ddpm import divergence
 from keras_ddpm import ema
 from keras_ddpm import objectives
+from keras_ddpm.data.pipeline import EPOCH_COUNTER
+from keras_ddpm.data.pipeline import StartEpoch
 from keras_ddpm.generation import ReverseProcess
 from keras_ddpm.inputs import check_training_data
 from keras_ddpm.inputs import check_training_labels
@@ -35,12 +37,13 @@ _PLAIN_CONFIG = (
 _RNG_STATE_KEY = "noise_seed_state"
 
 
-def _with_callback(callbacks, callback):
-    """`callbacks` (None, a list or a `CallbackList`) with `callback` added."""
+def _with_callbacks(callbacks, extra):
+    """`callbacks` (None, a list or a `CallbackList`) with the `extra` ones after them."""
     if isinstance(callbacks, keras.callbacks.CallbackList):
-        callbacks.append(callback)
+        for callback in extra:
+            callbacks.append(callback)
         return callbacks
-    return [*(callbacks or []), callback]
+    return [*(callbacks or []), *extra]
 
 
 @keras.saving.register_keras_serializable(package="keras_ddpm")
@@ -229,13 +232,19 @@ class DDPM(keras.Model):
         if isinstance(x, tf.data.Dataset) and len(args) < 7:
             # A dataset brings its own order; Keras warns about its default shuffle=True.
             kwargs.setdefault("shuffle", False)
+        added = []
         if self.max_skipped_steps is not None:
+            added.append(divergence.DivergenceGuard(self.max_skipped_steps))
+        counter = getattr(x, EPOCH_COUNTER, None)
+        if isinstance(counter, tf.Variable):
+            # A keras_ddpm loader's order depends on the epoch: start it at the right one.
+            added.append(StartEpoch(counter))
+        if added:
             args = list(args)
-            guard = divergence.DivergenceGuard(self.max_skipped_steps)
             if len(args) > 3:  # callbacks passed by position (batch_size, epochs, verbose, ...)
-                args[3] = _with_callback(args[3], guard)
+                args[3] = _with_callbacks(args[3], added)
             else:
-                kwargs["callbacks"] = _with_callback(kwargs.get("callbacks"), guard)
+                kwargs["callbacks"] = _with_callbacks(kwargs.get("callbacks"), added)
         return super().fit(x, y, *args, **kwargs)
 
     def diffusion_loss(self, images, labels=None, training=True):

@@ -149,6 +149,37 @@ def test_run_backup_keeps_whole_checkpoints_and_resumes_exactly(tmp_path):
     assert not os.path.exists(folder)  # delete_checkpoint=True (the default) removes it
 
 
+def test_loader_order_depends_on_the_epoch_not_on_the_process():
+    """A new dataset object (as in a restarted process) started at epoch k gives epoch k's
+    batches: shuffle and flips are functions of (seed, epoch)."""
+    data = images(20)
+
+    def passes(dataset, start, count):
+        getattr(dataset, keras_ddpm.data.pipeline.EPOCH_COUNTER).assign(start)
+        return [np.concatenate([b.numpy() for b in dataset]) for _ in range(count)]
+
+    make = lambda: keras_ddpm.data.from_array(data, batch_size=8, random_flip=True, seed=3)
+    first = make()
+    assert first.cardinality() == 3
+    uninterrupted = passes(first, 0, 3)
+    assert not np.array_equal(uninterrupted[0], uninterrupted[1])  # reshuffled each epoch
+    restarted = passes(make(), 2, 1)
+    np.testing.assert_array_equal(restarted[0], uninterrupted[2])
+
+
+def test_a_run_resumed_on_a_shuffled_loader_is_the_uninterrupted_run(tmp_path):
+    folder = str(tmp_path / "backup")
+    make = lambda: keras_ddpm.data.from_array(images(), batch_size=16, random_flip=True, seed=1)
+    uninterrupted = tiny_model()
+    uninterrupted.fit(make(), epochs=3, verbose=0)
+    first = tiny_model()
+    first.fit(make(), epochs=2, verbose=0, callbacks=[backup.RunBackup(folder, delete_checkpoint=False)])
+    resumed = tiny_model()
+    resumed.fit(make(), epochs=3, verbose=0, callbacks=[backup.RunBackup(folder)])
+    for a, b in zip(state(uninterrupted), state(resumed)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_an_unreadable_backup_falls_back_then_fails_in_one_line(tmp_path):
     folder = str(tmp_path / "backup")
     model = tiny_model()
@@ -215,7 +246,21 @@ KILLER = textwrap.dedent(
         os.kill(os.getpid(), signal.SIGKILL)
 
     point = os.environ.get("KILL_AT")
-    if point == "final_grid":
+    if point == "mid_epoch":  # epoch 2 (of 8 batches of the 1,797 digits), after its third batch
+        def on_train_batch_end(self, batch, logs=None):
+            if self.model.optimizer.iterations.numpy() == 8 + 3:
+                die()
+        keras_ddpm.callbacks.SampleGrid.on_train_batch_end = on_train_batch_end
+    elif point == "backup_write":  # epoch 2's backup: weights written, not yet renamed
+        original = keras.Model.save_weights
+        calls = []
+        def save_weights(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            calls.append(1)
+            if len(calls) == 2:
+                die()
+        keras.Model.save_weights = save_weights
+    elif point == "final_grid":
         utils.save_image_grid = lambda *args, **kwargs: die()
     elif point == "final_save":
         def half_written(self, filepath, *args, **kwargs):
@@ -228,7 +273,7 @@ KILLER = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_train_killed_during_the_final_grid_or_save_loses_nothing(tmp_path):
+def test_train_killed_at_any_point_resumes_to_the_uninterrupted_run(tmp_path):
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -243,11 +288,12 @@ def test_train_killed_during_the_final_grid_or_save_loses_nothing(tmp_path):
     reference = train(tmp_path / "reference")
     assert reference.returncode == 0, reference.stderr[-2000:]
     expected = state(keras_ddpm.load_model(str(tmp_path / "reference" / "model.keras")))
-    for point in ("final_grid", "final_save"):
+    for point in ("mid_epoch", "backup_write", "final_grid", "final_save"):
         run = tmp_path / point
         killed = train(run, point)
         assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-        assert backup.checkpoints(str(run / "backup"))  # the backup outlived the kill
+        # The backup outlived the kill: epoch 1's (killed in epoch 2) or epoch 2's.
+        assert backup.checkpoints(str(run / "backup"))
         again = train(run)
         assert again.returncode == 0, again.stderr[-2000:]
         assert not os.path.exists(run / "backup")

@@ -8,6 +8,8 @@ prefetches in the same order for every source.
 
 import numbers
 
+import keras
+import numpy as np
 import tensorflow as tf
 
 _AUTOTUNE = tf.data.AUTOTUNE
@@ -120,31 +122,98 @@ def center_crop_and_resize(image, size):
 # 3. The tail of every pipeline.
 
 
+# The attribute of a loader's dataset holding its epoch counter (read by `DDPM.fit`).
+EPOCH_COUNTER = "epoch_counter"
+# Mixes a seed and an epoch into one int64 shuffle seed (a prime > any epoch count).
+_EPOCH_STRIDE = 1_000_003
+
+
 def batch_pipeline(
     dataset, preprocess, *, with_labels, batch_size, shuffle, shuffle_buffer, random_flip, seed
 ):
-    """The tail every loader shares: shuffle, preprocess, batch, flip, prefetch.
+    """The tail every loader shares: shuffle, preprocess, batch, flip, prefetch, by epoch.
 
     `dataset` yields raw images (or `(raw_image, label)` pairs when
     `with_labels`); shuffling happens before `preprocess` so that the buffer
     holds the compact raw form (bytes, paths or uint8 pixels).
+
+    The order and the flips of a pass are a function of `(seed, epoch)`, not of
+    how many passes this process has made: each new iterator takes the next
+    value of the dataset's `epoch_counter` (a `tf.Variable`, starting at 0),
+    and `DDPM.fit` sets it to the epoch it starts from, so a run resumed at
+    epoch k in a new process sees the batches an uninterrupted run saw.
+    Without a `seed`, one is drawn when the dataset is made.
     """
-    if shuffle:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if with_labels:
-        dataset = dataset.map(lambda x, y: (preprocess(x), y), num_parallel_calls=_AUTOTUNE)
-    else:
-        dataset = dataset.map(preprocess, num_parallel_calls=_AUTOTUNE)
-    dataset = dataset.batch(batch_size)
-    if random_flip:
-        # One stateless seed pair per batch, drawn anew each epoch.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+    seed = int(seed)
+    batches = int(dataset.cardinality())
+    counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_counter")
 
-        def flip(batch, pair):
-            if with_labels:
-                images, labels = batch
-                return tf.image.stateless_random_flip_left_right(images, pair), labels
-            return tf.image.stateless_random_flip_left_right(batch, pair)
+    def one_epoch(_):
+        epoch = counter.assign_add(1) - 1
+        epoch_seed = tf.constant(seed, tf.int64) * _EPOCH_STRIDE + epoch
+        passed = dataset
+        if shuffle:
+            passed = _shuffle_with_tensor_seed(passed, shuffle_buffer, epoch_seed)
+        if with_labels:
+            passed = passed.map(lambda x, y: (preprocess(x), y), num_parallel_calls=_AUTOTUNE)
+        else:
+            passed = passed.map(preprocess, num_parallel_calls=_AUTOTUNE)
+        passed = passed.batch(batch_size)
+        if random_flip:
+            # One stateless seed pair per batch: (seed of the epoch, index of the batch).
+            def flip(index, batch):
+                pair = tf.stack([epoch_seed, index])
+                if with_labels:
+                    images, labels = batch
+                    return tf.image.stateless_random_flip_left_right(images, pair), labels
+                return tf.image.stateless_random_flip_left_right(batch, pair)
 
-        dataset = tf.data.Dataset.zip((dataset, seeds)).map(flip, num_parallel_calls=_AUTOTUNE)
-    return disable_autotune(dataset.prefetch(_AUTOTUNE))
+            passed = passed.enumerate().map(flip, num_parallel_calls=_AUTOTUNE)
+        return passed
+
+    epochs = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).flat_map(one_epoch)
+    if batches >= 0:  # flat_map hides the size; Keras' progress bar wants it
+        epochs = epochs.apply(tf.data.experimental.assert_cardinality(-(-batches // batch_size)))
+    epochs = disable_autotune(epochs.prefetch(_AUTOTUNE))
+    setattr(epochs, EPOCH_COUNTER, counter)
+    return epochs
+
+
+def _shuffle_with_tensor_seed(dataset, buffer_size, seed):
+    """`dataset.shuffle` seeded by a tensor, also when a global seed is set.
+
+    With a global seed (`keras.utils.set_random_seed`) TensorFlow combines it
+    with the op's seed in Python and cannot take a tensor there; the op's seed
+    alone is enough to make the order reproducible, so the global one is left
+    out while this op is built.
+    """
+    graph = tf.compat.v1.get_default_graph()
+    global_seed = graph.seed
+    graph.seed = None
+    try:
+        return dataset.shuffle(buffer_size, seed=seed, reshuffle_each_iteration=False)
+    finally:
+        graph.seed = global_seed
+
+
+class StartEpoch(keras.callbacks.Callback):
+    """Sets a loader's `epoch_counter` to the epoch `fit` starts from (after any restore).
+
+    `DDPM.fit` adds it for datasets made by the keras_ddpm loaders. The first
+    epoch's iterator is made after `on_epoch_begin`; later ones count on from it.
+    """
+
+    def __init__(self, counter):
+        super().__init__()
+        self.counter = counter
+        self._started = False
+
+    def on_train_begin(self, logs=None):
+        self._started = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._started:
+            self.counter.assign(epoch)
+            self._started = True
