@@ -37,9 +37,11 @@ A conditional model adds its inputs to both generate endpoints in one place,
 
 import inspect
 import os
+import shutil
 
 import tensorflow as tf
 
+from keras_ddpm import atomic
 from keras_ddpm import generation
 from keras_ddpm import samplers
 from keras_ddpm import utils
@@ -113,8 +115,10 @@ def export_saved_model(
 
     Args:
         model: the `keras_ddpm.DDPM` to export.
-        filepath: str or path-like, the SavedModel directory (created or
-            overwritten).
+        filepath: str or path-like, the SavedModel directory: new, empty, or an
+            earlier export (replaced whole; a non-empty folder holding no
+            SavedModel is refused). It is written beside the target and renamed
+            into place, so a kill never leaves half a SavedModel.
         sampler: the sampler of the `generate` endpoint: `"ddpm"`, `"ddim"` or
             `"dpm_solver"`. Defaults to `"ddpm"` (as `DDPM.generate`).
         eta: DDIM's η in [0, 1] for the `generate` endpoint; only with
@@ -164,6 +168,15 @@ def export_saved_model(
             f"`filepath` must name a directory for the SavedModel. Received: {filepath!r}, "
             "an existing file."
         )
+    if (
+        os.path.isdir(filepath)
+        and os.listdir(filepath)
+        and not os.path.exists(os.path.join(filepath, "saved_model.pb"))
+    ):
+        raise ValueError(
+            f"`filepath` {filepath!r} is a non-empty folder that holds no SavedModel; export "
+            "into a new or empty folder (or an earlier export, which is replaced)."
+        )
 
     module, signatures = _build_module(
         model, shape, sampler, eta, timestep_spacing, order, clip, use_ema, jit_compile
@@ -171,7 +184,15 @@ def export_saved_model(
     # Every graph is traced once, inside `save` (a trace made before it would be redone).
     # Custom-gradient tracing (an inference export needs none) would double the export time.
     options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
-    tf.saved_model.save(module, filepath, signatures=signatures, options=options)
+    # Written beside the target and renamed into place: a kill never leaves half a SavedModel.
+    target, replaced = filepath.rstrip(os.sep) or filepath, None
+    with atomic.atomic_write(target) as tmp:
+        tf.saved_model.save(module, tmp, signatures=signatures, options=options)
+        if os.path.isdir(target):  # an earlier export, or an empty folder: set aside
+            replaced = atomic.partial_path(target + "-replaced")
+            os.rename(target, replaced)
+    if replaced is not None:
+        shutil.rmtree(replaced, ignore_errors=True)
     if verbose:
         print(f"Saved SavedModel at {filepath!r} with endpoints:")
         for name in ("generate", "generate_with_sampler", "denoise"):

@@ -234,6 +234,11 @@ class ReverseProcess:
                     f"`initial_noise` must have shape {expected} (num_images, H, W, C). "
                     f"Received shape {initial_noise.shape}."
                 )
+            if not np.all(np.isfinite(initial_noise)):
+                raise ValueError(
+                    f"`initial_noise` holds {int((~np.isfinite(initial_noise)).sum())} NaN or "
+                    "infinite values; the samplers need finite noise."
+                )
         elif self.image_shape is None:
             raise ValueError("The network does not declare its input shape; pass `initial_noise`.")
         seed = random_seed() if seed is None else seed

@@ -30,6 +30,11 @@ def _check_shape(shape, image_shape):
     if image_shape is not None and len(received) == len(image_shape):
         if all(r is None or r == e for r, e in zip(received, image_shape)):
             return
+    if image_shape is not None and tuple(shape) == tuple(image_shape):
+        raise ValueError(
+            f"Received one image of shape {tuple(shape)}, not a batch: fit takes batches "
+            f"[N, {', '.join(str(d) for d in image_shape)}]; pass images[None] for a single one."
+        )
     if image_shape is not None:
         raise ValueError(
             f"The images have shape {received} per example but the network expects "
@@ -171,6 +176,14 @@ def check_training_data(x, image_shape=None):
         _check_dtype(x.dtype)
         _check_shape(x.shape, image_shape)
         if x.dtype != np.uint8 and x.size:
+            finite = np.isfinite(x)
+            if not finite.all():
+                bad = np.argwhere(~finite)[0]
+                raise ValueError(
+                    f"The training images hold {int((~finite).sum())} NaN or infinite values "
+                    f"(the first at index {tuple(int(i) for i in bad)}); they must be finite "
+                    "numbers in [-1, 1]."
+                )
             low, high = float(np.min(x)), float(np.max(x))
             if low < -1.0 - RANGE_TOLERANCE or high > 1.0 + RANGE_TOLERANCE:
                 raise ValueError(
@@ -178,3 +191,22 @@ def check_training_data(x, image_shape=None):
                     f"values in [{low:g}, {high:g}]; map 0..255 data with "
                     "x / 127.5 - 1 or pass it as uint8."
                 )
+
+
+def check_no_labels(x, y):
+    """Eager check that an unconditional model is not given labels it would ignore.
+
+    TFDS-style dicts keep their `"label"` key (the model reads `"image"`).
+
+    Raises:
+        ValueError: labels as `y` or as the second part of `(images, labels)` batches.
+    """
+    labels = y
+    if isinstance(x, tf.data.Dataset) and isinstance(x.element_spec, tuple):
+        labels = x.element_spec[1] if len(x.element_spec) > 1 else None
+    if labels is not None:
+        raise ValueError(
+            "This model is unconditional (its network has no num_classes) but fit received "
+            "labels, which it would ignore. Pass the images alone, or build a class-conditional "
+            "network (UNet(..., num_classes=K))."
+        )

@@ -21,6 +21,7 @@ from keras_ddpm import objectives
 from keras_ddpm.data.pipeline import EPOCH_COUNTER
 from keras_ddpm.data.pipeline import StartEpoch
 from keras_ddpm.generation import ReverseProcess
+from keras_ddpm.inputs import check_no_labels
 from keras_ddpm.inputs import check_training_data
 from keras_ddpm.inputs import check_training_labels
 from keras_ddpm.inputs import images_from_batch
@@ -229,6 +230,8 @@ class DDPM(keras.Model):
         check_training_data(x, self.image_shape)
         if self.num_classes is not None:
             check_training_labels(x, y, self.num_classes)
+        else:
+            check_no_labels(x, y)
         if isinstance(x, tf.data.Dataset) and len(args) < 7:
             # A dataset brings its own order; Keras warns about its default shuffle=True.
             kwargs.setdefault("shuffle", False)

@@ -371,3 +371,27 @@ def test_a_train_that_fails_at_start_leaves_no_new_folder(tmp_path, capsys, monk
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert not output.exists()
+
+
+# ----------------------------------------------------------------------------
+# Continuing a run with other optimizer settings
+# ----------------------------------------------------------------------------
+def test_a_continued_run_applies_and_announces_changed_optimizer_options(tmp_path, capsys):
+    output = str(tmp_path / "run")
+    args = ["train", "--output", output, *TRAIN_ARGS[1:], "--channel-multipliers", "1",
+            "--attention-resolutions", ""]
+    assert cli.main([*args, "--epochs", "1", "--learning-rate", "0.002"]) == 0
+    capsys.readouterr()
+    assert cli.main([*args, "--epochs", "2", "--learning-rate", "0.0005", "--clipnorm", "1.0"]) == 0
+    out = capsys.readouterr().out
+    assert "continuing with --learning-rate 0.002 -> 0.0005, --clipnorm None -> 1.0" in out
+    model = keras_ddpm.load_model(os.path.join(output, "model.keras"))
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0005)
+    assert model.optimizer.global_clipnorm == 1.0
+    assert int(model.optimizer.iterations.numpy()) == 2 * 8  # Adam's step count carried on
+    assert json.load(open(os.path.join(output, "config.json")))["learning_rate"] == 0.0005
+    # A warm-up cannot be added to a run that had none: one line, nothing changed.
+    code = cli.main([*args, "--epochs", "3", "--warmup-steps", "10"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--warmup-steps" in err
+    assert json.load(open(os.path.join(output, "config.json")))["epochs_completed"] == 2

@@ -129,7 +129,8 @@ def test_train_that_diverges_exits_2_in_one_line_without_a_model(tmp_path, capsy
     output = tmp_path / "run"
     code = cli.main([
         "train", "--output", str(output), "--epochs", "2", "--batch-size", "64",
-        "--base-channels", "8", "--norm-groups", "4", "--timesteps", "20", "--verbose", "0",
+        "--base-channels", "8", "--channel-multipliers", "1", "--attention-resolutions", "",
+        "--norm-groups", "4", "--timesteps", "20", "--verbose", "0",
     ])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Training diverged" in err

@@ -81,19 +81,51 @@ def build_model(args, image_shape):
         seed=args.seed,
         class_dropout=args.class_dropout,
     )
-    learning_rate = args.learning_rate
-    if args.warmup_steps:
-        # Linear warm-up, then constant (Ho et al. 2020): CosineDecay with alpha=1.
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            0.0,
-            decay_steps=1,
-            alpha=1.0,
-            warmup_target=learning_rate,
-            warmup_steps=args.warmup_steps,
-        )
-    optimizer = keras.optimizers.Adam(learning_rate, global_clipnorm=args.clipnorm)
+    optimizer = keras.optimizers.Adam(learning_rate_of(args), global_clipnorm=args.clipnorm)
     model.compile(optimizer=optimizer, jit_compile=jit_compile(args.jit_compile))
     return model
+
+
+def learning_rate_of(args):
+    """`--learning-rate`, or with `--warmup-steps` a linear warm-up to it, then constant."""
+    import keras
+
+    if not args.warmup_steps:
+        return args.learning_rate
+    # Linear warm-up, then constant (Ho et al. 2020): CosineDecay with alpha=1.
+    return keras.optimizers.schedules.CosineDecay(
+        0.0,
+        decay_steps=1,
+        alpha=1.0,
+        warmup_target=args.learning_rate,
+        warmup_steps=args.warmup_steps,
+    )
+
+
+# `train` options a continued run may change; they are applied to the restored optimizer.
+OPTIMIZER_KEYS = ("learning_rate", "warmup_steps", "clipnorm")
+
+
+def apply_optimizer_options(optimizer, args, changed):
+    """Puts the changed `OPTIMIZER_KEYS` of `args` into a restored optimizer (Adam's moments
+    and step count stay)."""
+    import keras
+
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # under a LossScaleOptimizer
+    if "learning_rate" in changed or "warmup_steps" in changed:
+        rate = learning_rate_of(args)
+        schedule = isinstance(inner._learning_rate, keras.optimizers.schedules.LearningRateSchedule)
+        if not schedule and not args.warmup_steps:
+            inner.learning_rate = rate
+        elif schedule:
+            # A constant learning rate as a schedule: the optimizer keeps its variables.
+            inner.learning_rate = rate if args.warmup_steps else keras.optimizers.schedules.CosineDecay(
+                args.learning_rate, decay_steps=1, alpha=1.0
+            )
+        else:  # refused by `train` before it starts
+            raise UserError("--warmup-steps cannot be added to a run without a warm-up")
+    if "clipnorm" in changed:
+        inner.global_clipnorm = args.clipnorm
 
 
 STRATEGIES = ("default", "mirrored", "multiworker")

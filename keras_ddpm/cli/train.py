@@ -6,6 +6,7 @@ continues an interrupted run from its last completed epoch, and a finished
 run when `--epochs` grows; arguments in `RUN_KEYS` must match to continue.
 """
 
+import argparse
 import json
 import os
 import shutil
@@ -24,6 +25,8 @@ from keras_ddpm.cli.common import user_errors
 from keras_ddpm.cli.common import write_config
 from keras_ddpm.cli.lock import run_lock
 from keras_ddpm.cli.runs import DEFAULTS
+from keras_ddpm.cli.runs import OPTIMIZER_KEYS
+from keras_ddpm.cli.runs import apply_optimizer_options
 from keras_ddpm.cli.runs import RUN_KEYS
 from keras_ddpm.cli.runs import STRATEGIES
 from keras_ddpm.cli.runs import build_model
@@ -98,15 +101,29 @@ def _train(args, output, strategy):
     config = json.loads(json.dumps(config))  # tuples -> lists, as read back later
     previous = read_config(output)
     done = 0
+    changed = {}  # the OPTIMIZER_KEYS and batch size this continuation changes
     if previous is not None:
-        changed = [k for k in RUN_KEYS if previous.get(k) != config.get(k)]
-        if changed:
-            options = ", ".join("--" + key.replace("_", "-") for key in changed)
+        different = [k for k in RUN_KEYS if previous.get(k) != config.get(k)]
+        if different:
+            options = ", ".join("--" + key.replace("_", "-") for key in different)
             raise UserError(
                 f"{output!r} holds a run with other settings ({options}); "
                 "pass the same arguments to continue it or another --output"
             )
         done = previous.get("epochs_completed", 0)
+        changed = {
+            key: previous[key] for key in (*OPTIMIZER_KEYS, "batch_size")
+            if key in previous and previous[key] != config.get(key)
+        }
+        if not previous.get("warmup_steps") and args.warmup_steps:
+            raise UserError(
+                f"{output!r} was trained without a warm-up; --warmup-steps cannot be added to it "
+                "(pass --warmup-steps 0, or another --output)"
+            )
+        if changed:
+            print(f"{output}: continuing with " + ", ".join(
+                f"--{key.replace('_', '-')} {old} -> {config.get(key)}" for key, old in changed.items()
+            ))
     model_path = os.path.join(output, MODEL_FILE)
     keras.mixed_precision.set_global_policy(args.mixed_precision)
     keras.utils.set_random_seed(args.seed)
@@ -124,11 +141,18 @@ def _train(args, output, strategy):
             random_flip=args.random_flip,
             seed=args.seed,
             with_labels=args.conditional,
+            on_error="skip" if args.skip_bad_images else "raise",
         )
         image_spec = dataset.element_spec
         if args.conditional:
             image_spec = image_spec[0]
-            args.num_classes = args.num_classes or data.spec_num_classes(args.dataset, dataset)
+            found = data.spec_num_classes(args.dataset, dataset)
+            if args.num_classes is not None and found is not None and args.num_classes < found:
+                raise UserError(
+                    f"--num-classes {args.num_classes} is fewer than the {found} classes of "
+                    f"{args.dataset!r} (labels 0..{found - 1}); pass --num-classes {found} or more"
+                )
+            args.num_classes = args.num_classes or found
             if args.num_classes is None:
                 raise UserError(
                     f"cannot tell how many classes {args.dataset!r} has; pass --num-classes"
@@ -142,7 +166,12 @@ def _train(args, output, strategy):
                 )
             else:
                 done = 0
-                model = build_model(args, image_shape)
+                # The optimizer the run started with, so that its backup restores into it;
+                # changed options are applied after the restore (`continued` below).
+                started = argparse.Namespace(**{**vars(args), **{
+                    key: previous[key] for key in OPTIMIZER_KEYS if key in changed
+                }})
+                model = build_model(started, image_shape)
     config["epochs_completed"] = done
     write_config(output, config)
 
@@ -157,8 +186,12 @@ def _train(args, output, strategy):
     )
     # Kept until model.keras is written: a kill at any instant loses at most one epoch.
     backup = callbacks.RunBackup(os.path.join(output, "backup"), delete_checkpoint=False)
+    continued = keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: apply_optimizer_options(model.optimizer, args, changed)
+    )
     fit_callbacks = [
         backup,
+        continued,  # after the restore
         keras.callbacks.TensorBoard(os.path.join(output, "logs")),
         grids,
     ]
@@ -218,6 +251,12 @@ def add_parser(subparsers):
         choices=(1, 3),
         default=3,
         help="channels of folder images (default: %(default)s)",
+    )
+    data.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="leave out image files of a folder that cannot be read (default: stop, naming "
+        "the first one)",
     )
     data.add_argument(
         "--random-flip",

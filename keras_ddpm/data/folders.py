@@ -1,6 +1,7 @@
 """Folders of image files: listing, class names from sub-folders, decoding."""
 
 import os
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -42,6 +43,43 @@ def _image_files(path):
             f"Found no image files ({', '.join(IMAGE_EXTENSIONS)}) below folder {root!r}."
         )
     return root, files
+
+
+def _unreadable(files):
+    """`(file, reason)` for each file whose image header does not parse (Pillow, no decoding)."""
+    from PIL import Image
+
+    bad = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                image.verify()  # structure and checksums where the format has them
+        except Exception as error:  # noqa: BLE001 - every Pillow failure means "unreadable".
+            bad.append((file, str(error).splitlines()[0] if str(error) else type(error).__name__))
+    return bad
+
+
+def _check_readable(files, on_error):
+    """The files to load: all of them, or (`on_error="skip"`) the readable ones."""
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"`on_error` must be 'raise' or 'skip'. Received: on_error={on_error!r}")
+    bad = _unreadable(files)
+    if not bad:
+        return files
+    if on_error == "raise":
+        file, reason = bad[0]
+        raise ValueError(
+            f"{len(bad)} of {len(files)} image files cannot be read, e.g. {file!r} ({reason}); "
+            "remove them, or pass on_error='skip' (keras-ddpm train: --skip-bad-images)."
+        )
+    kept = [f for f in files if f not in {b for b, _ in bad}]
+    if not kept:
+        raise ValueError(f"None of the {len(files)} image files can be read, e.g. {bad[0][0]!r}.")
+    warnings.warn(
+        f"Skipped {len(bad)} unreadable image files of {len(files)}, e.g. {bad[0][0]!r}.",
+        stacklevel=3,
+    )
+    return kept
 
 
 def _classes(root, files):
@@ -116,6 +154,7 @@ def load_image_folder(
     random_flip=False,
     with_labels=False,
     seed=None,
+    on_error="raise",
 ):
     """Loads every image file below a folder, recursively.
 
@@ -123,7 +162,9 @@ def load_image_folder(
     (the first frame of an animated GIF), converted to `channels` channels,
     center-cropped to the aspect ratio of `image_size` and resized (bilinear,
     antialiased). Hidden files and folders (names starting with ".") are
-    skipped. Files are read lazily; a corrupt file raises when it is reached.
+    skipped. Every file's header is checked here, before any training: an
+    unreadable file is reported by name (or skipped with a warning, with
+    `on_error="skip"`); the pixels are read lazily.
 
     With `with_labels=True` the label of an image is the index of its
     first-level sub-folder among the sorted names of the sub-folders that
@@ -147,6 +188,9 @@ def load_image_folder(
             Defaults to `False`.
         seed: optional int making shuffling and flips reproducible.
             Defaults to `None`.
+        on_error: `"raise"` (a `ValueError` naming the first unreadable file
+            and their count) or `"skip"` (leave them out, with a warning).
+            Defaults to `"raise"`.
 
     Returns:
         A `tf.data.Dataset` of float32 batches `(B, height, width, channels)`
@@ -165,6 +209,7 @@ def load_image_folder(
     batch_size = check_batch_size(batch_size)
     channels = check_channels(channels)
     root, files = _image_files(path)
+    files = _check_readable(files, on_error)
 
     class_names = None
     if with_labels:

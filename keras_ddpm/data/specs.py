@@ -90,6 +90,7 @@ def load_dataset_spec(
     shuffle=True,
     seed=None,
     with_labels=False,
+    on_error="raise",
 ):
     """Loads the dataset a spec names, with the loader of its kind.
 
@@ -113,6 +114,8 @@ def load_dataset_spec(
             Defaults to `None`.
         with_labels: bool, whether elements are `(images, labels)` pairs.
             Defaults to `False`.
+        on_error: folders only: `"raise"` or `"skip"` for unreadable image
+            files (see `load_image_folder`). Defaults to `"raise"`.
 
     Returns:
         The loader's `tf.data.Dataset`: float32 batches in [-1, 1], or
@@ -158,7 +161,9 @@ def load_dataset_spec(
         )
     from keras_ddpm.data.folders import load_image_folder
 
-    return load_image_folder(parsed.name, channels=channels, random_flip=random_flip, **common)
+    return load_image_folder(
+        parsed.name, channels=channels, random_flip=random_flip, on_error=on_error, **common
+    )
 
 
 def spec_num_classes(spec, dataset=None):

@@ -1,0 +1,213 @@
+"""One table of bad inputs: each is one line naming the value, no traceback, nothing written.
+
+API cases must raise `ValueError`/`TypeError` (or `FileNotFoundError` for a missing file) with a
+one-line message holding a given fragment; CLI cases must exit 2 with exactly one line on
+stderr holding the fragment, and leave the files of the test folder as they were.
+"""
+
+import json
+import os
+import socket
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_ddpm
+from keras_ddpm import cli
+
+SHAPE = (8, 8, 1)
+T = 20
+
+
+def conv_network():
+    x_t = keras.Input(shape=SHAPE, name="x_t")
+    t = keras.Input(shape=(), dtype="int32", name="t")
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="silu")(x_t)
+    h = h + keras.layers.Reshape((1, 1, 4))(keras.layers.Embedding(T, 4)(t))
+    return keras.Model([x_t, t], keras.layers.Conv2D(1, 3, padding="same")(h))
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(0)
+    m = keras_ddpm.DDPM(conv_network(), schedule=keras_ddpm.NoiseSchedule("linear", T), seed=0)
+    m.compile(optimizer=keras.optimizers.Adam(1e-3))
+    return m
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, model):
+    folder = tmp_path_factory.mktemp("files")
+    model.save(str(folder / "model.keras"))
+    (folder / "truncated.keras").write_bytes((folder / "model.keras").read_bytes()[:500])
+    (folder / "notes").write_text("a file, not a folder")
+    foreign = folder / "foreign"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("mine")
+    images = folder / "images"
+    images.mkdir()
+    from PIL import Image
+
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(images / f"{i}.png")
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    run = folder / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{ not json")
+    locked = folder / "locked"
+    locked.mkdir()
+    (locked / ".lock").write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
+    return folder
+
+
+def good_images(n=8):
+    return np.random.default_rng(0).uniform(-1, 1, (n,) + SHAPE).astype("float32")
+
+
+def with_nan():
+    x = good_images()
+    x[2, 3, 4, 0] = np.nan
+    return x
+
+
+# (id, call(model, folder), exception, fragment of the message)
+API_CASES = [
+    ("fit NaN", lambda m, f: m.fit(with_nan(), epochs=1, verbose=0), ValueError, "(2, 3, 4, 0)"),
+    ("fit inf", lambda m, f: m.fit(good_images() * np.inf, epochs=1, verbose=0), ValueError,
+     "NaN or infinite"),
+    ("fit one unbatched image", lambda m, f: m.fit(good_images()[0], epochs=1, verbose=0),
+     ValueError, "images[None]"),
+    ("fit out of range", lambda m, f: m.fit(good_images() * 3, epochs=1, verbose=0), ValueError,
+     "[-1, 1]"),
+    ("fit int32 images", lambda m, f: m.fit(np.zeros((4, *SHAPE), np.int32), epochs=1, verbose=0),
+     TypeError, "int32"),
+    ("fit wrong shape", lambda m, f: m.fit(np.zeros((4, 16, 16, 3), np.float32), verbose=0),
+     ValueError, "(16, 16, 3)"),
+    ("fit labels to unconditional", lambda m, f: m.fit(good_images(), np.zeros(8, int), verbose=0),
+     ValueError, "unconditional"),
+    ("fit (images, labels) dataset to unconditional", lambda m, f: m.fit(
+        tf.data.Dataset.from_tensor_slices((good_images(), np.zeros(8, "int32"))).batch(4),
+        verbose=0), ValueError, "labels"),
+    ("generate NaN noise", lambda m, f: m.generate(2, initial_noise=np.full((2, *SHAPE), np.nan)),
+     ValueError, "initial_noise"),
+    ("generate noise shape", lambda m, f: m.generate(2, initial_noise=np.zeros((3, *SHAPE))),
+     ValueError, "(3, 8, 8, 1)"),
+    ("generate sampler", lambda m, f: m.generate(2, sampler="euler"), ValueError, "euler"),
+    ("generate steps", lambda m, f: m.generate(2, steps=0), ValueError, "steps"),
+    ("generate eta for ddpm", lambda m, f: m.generate(2, eta=0.5), ValueError, "eta"),
+    ("DDPM max_skipped_steps", lambda m, f: keras_ddpm.DDPM(conv_network(), max_skipped_steps=0),
+     ValueError, "max_skipped_steps"),
+    ("DDPM ema_decay", lambda m, f: keras_ddpm.DDPM(conv_network(), ema_decay=1.5), ValueError,
+     "ema_decay=1.5"),
+    ("DDPM variance", lambda m, f: keras_ddpm.DDPM(conv_network(), variance="learned"), ValueError,
+     "learned"),
+    ("DDPM schedule type", lambda m, f: keras_ddpm.DDPM(conv_network(), schedule="linear"),
+     TypeError, "'linear'"),
+    ("NoiseSchedule kind", lambda m, f: keras_ddpm.NoiseSchedule("quadratic"), ValueError,
+     "quadratic"),
+    ("UNet norm_epsilon", lambda m, f: keras_ddpm.UNet(
+        SHAPE, base_channels=8, channel_multipliers=(1,), attention_resolutions=(), norm_groups=4,
+        norm_epsilon=-1.0), ValueError, "norm_epsilon=-1.0"),
+    ("save NaN weights", lambda m, f: _nan_copy(m).save(str(f / "nan.keras")),
+     ValueError, "NaN"),
+    ("export into a foreign folder", lambda m, f: m.export(str(f / "foreign"), verbose=False),
+     ValueError, "foreign"),
+    ("export onto a file", lambda m, f: m.export(str(f / "notes"), verbose=False), ValueError,
+     "notes"),
+    ("load_model missing", lambda m, f: keras_ddpm.load_model(str(f / "nope.keras")),
+     FileNotFoundError, "nope.keras"),
+    ("load_model truncated", lambda m, f: keras_ddpm.load_model(str(f / "truncated.keras")),
+     ValueError, "truncated.keras"),
+    ("load_model folder", lambda m, f: keras_ddpm.load_model(str(f / "foreign")), ValueError,
+     "directory"),
+    ("image folder with a broken file", lambda m, f: keras_ddpm.data.load_image_folder(
+        str(f / "images"), 8, channels=1), ValueError, "broken.png"),
+    ("image folder on_error", lambda m, f: keras_ddpm.data.load_image_folder(
+        str(f / "images"), 8, on_error="ignore"), ValueError, "'ignore'"),
+    ("image folder missing", lambda m, f: keras_ddpm.data.load_image_folder(str(f / "nope"), 8),
+     ValueError, "nope"),
+    ("RunBackup keep", lambda m, f: keras_ddpm.callbacks.RunBackup(str(f / "b"), keep=0),
+     ValueError, "keep"),
+    ("from_pretrained missing", lambda m, f: keras_ddpm.DDPM.from_pretrained(str(f / "nope")),
+     ValueError, "does not exist"),
+    ("from_pretrained a file", lambda m, f: keras_ddpm.DDPM.from_pretrained(str(f / "notes")),
+     ValueError, "notes"),
+    ("save_statistics suffix", lambda m, f: keras_ddpm.metrics.save_statistics(
+        str(f / "s.txt"), np.zeros(2), np.eye(2)), ValueError, "s.txt"),
+]
+
+
+def _nan_copy(model):
+    copy = keras_ddpm.DDPM(conv_network(), schedule=model.schedule, seed=0)
+    weight = copy.network.trainable_weights[0]
+    weight.assign(np.full(weight.shape, np.nan, "float32"))
+    return copy
+
+
+def _snapshot(folder):
+    return {
+        os.path.relpath(os.path.join(root, name), folder): os.path.getmtime(os.path.join(root, name))
+        for root, _, names in os.walk(folder) for name in names
+    }
+
+
+@pytest.mark.parametrize("name, call, error, fragment", API_CASES, ids=[c[0] for c in API_CASES])
+def test_api_bad_input(name, call, error, fragment, model, files):
+    before = _snapshot(files)
+    with pytest.raises(error) as raised:
+        call(model, files)
+    message = str(raised.value)
+    assert "\n" not in message.strip() and fragment in message, message
+    assert _snapshot(files) == before
+
+
+# (id, argv with {f} for the folder, fragment)
+CLI_CASES = [
+    ("train output is a file", "train --output {f}/notes", "notes"),
+    ("train negative learning rate", "train --output {f}/new --learning-rate -1", "-1"),
+    ("train negative clipnorm", "train --output {f}/new --clipnorm -0.5", "-0.5"),
+    ("train unknown dataset", "train --output {f}/new --dataset mnist", "mnist"),
+    ("train folder without size", "train --output {f}/new --dataset folder:{f}/images", "--image-size"),
+    ("train locked folder", "train --output {f}/locked --epochs 1", "PID"),
+    ("train malformed config", "train --output {f}/run", "config.json"),
+    ("train too few classes", "train --output {f}/new --conditional --num-classes 3", "--num-classes 3"),
+    ("train broken image", "train --output {f}/new --dataset folder:{f}/images --image-size 8 "
+     "--channels 1", "broken.png"),
+    ("train bad epochs", "train --output {f}/new --epochs 0", "0"),
+    ("sample missing model", "sample {f}/nope.keras", "nope.keras"),
+    ("sample truncated model", "sample {f}/truncated.keras --out {f}/g.png", "truncated.keras"),
+    ("sample out is a file", "sample {f}/model.keras --out {f}/notes", "notes"),
+    ("sample bad extension", "sample {f}/model.keras --out {f}/grid.jpg", "grid.jpg"),
+    ("sample unknown sampler", "sample {f}/model.keras --sampler euler", "euler"),
+    ("sample eta with ddpm", "sample {f}/model.keras --sampler ddpm --eta 0.5", "eta"),
+    ("evaluate missing stats", "evaluate {f}/model.keras --metrics fid --reference-stats "
+     "{f}/nope.npz", "nope.npz"),
+    ("evaluate stats without fid", "evaluate {f}/model.keras --metrics kid --reference-stats "
+     "{f}/notes", "fid"),
+    ("evaluate bad metric", "evaluate {f}/model.keras --metrics fid,is", "fid,is"),
+    ("export into a foreign folder", "export {f}/model.keras {f}/foreign", "foreign"),
+    ("export missing model", "export {f}/nope.keras {f}/out", "nope.keras"),
+    ("convert a model onto a file", "convert {f}/model.keras {f}/notes", "notes"),
+    ("convert missing source", "convert {f}/nope {f}/x.keras", "nope"),
+]
+
+
+@pytest.mark.parametrize("name, argv, fragment", CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_cli_bad_input(name, argv, fragment, files, capsys):
+    before = _snapshot(files)
+    try:
+        code = cli.main(argv.format(f=files).split())
+    except SystemExit as exit:  # argparse's own errors
+        code = exit.code
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in captured.err, captured.err
+    assert _snapshot(files) == before
+    assert not os.path.exists(files / "new")
+
+
+def test_the_table_has_at_least_forty_cases():
+    assert len(API_CASES) + len(CLI_CASES) >= 40
