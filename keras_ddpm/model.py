@@ -479,7 +479,7 @@ class DDPM(keras.Model):
                 np.isfinite(keras.ops.convert_to_numpy(weight))
             ):
                 raise ValueError(
-                    f"Not saving {os.fspath(filepath)!r}: weight {weight.path} holds NaN or "
+                    f"Not saving {str(filepath)!r}: weight {weight.path} holds NaN or "
                     "infinite values (the run diverged). Pass allow_non_finite=True to save it "
                     "anyway."
                 )

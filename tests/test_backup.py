@@ -376,6 +376,7 @@ def test_a_train_that_fails_at_start_leaves_no_new_folder(tmp_path, capsys, monk
 # ----------------------------------------------------------------------------
 # Continuing a run with other optimizer settings
 # ----------------------------------------------------------------------------
+@pytest.mark.slow  # three `train` runs, 30 s
 def test_a_continued_run_applies_and_announces_changed_optimizer_options(tmp_path, capsys):
     output = str(tmp_path / "run")
     args = ["train", "--output", output, *TRAIN_ARGS[1:], "--channel-multipliers", "1",

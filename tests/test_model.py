@@ -297,12 +297,14 @@ def test_uint8_tuple_and_dict_batches_are_accepted():
     labels = np.arange(16, dtype="int32")
     for data in (
         tf.data.Dataset.from_tensor_slices(uint8).batch(8),
-        tf.data.Dataset.from_tensor_slices((uint8, labels)).batch(8),
         tf.data.Dataset.from_tensor_slices({"image": uint8, "label": labels}).batch(8),
     ):
         history = model.fit(data, epochs=1, verbose=0)
         assert np.isfinite(history.history["loss"][0])
     model.fit(uint8, batch_size=8, epochs=1, verbose=0)
+    # (images, labels) batches would have their labels ignored by this unconditional model.
+    with pytest.raises(ValueError, match="unconditional"):
+        model.fit(tf.data.Dataset.from_tensor_slices((uint8, labels)).batch(8), verbose=0)
 
 
 def test_uint8_is_mapped_to_minus_one_one():
