@@ -217,9 +217,9 @@ def test_ddim_trajectory_matches_ddim_scheduler(name, clip, trajectory, referenc
         step = ddim_step(model.schedule, x, t_vector, prev, prediction, np.zeros_like(x), clip=clip)
         np.testing.assert_allclose(np.asarray(step), reference[f"{key}/{trajectory}"][i], atol=1e-4)
         x = reference[f"{key}/{trajectory}"][i]
-    # The whole compiled sampler, from the same x_T: tracing it costs ~10 s, so once per
-    # model, with clipping on one and off on the other.
-    if clip != (name == "celebahq_like"):
+    # The whole compiled sampler, from the same x_T: tracing it costs 10-20 s, so once, on the
+    # smaller model with clipping (the steps above cover both models and both settings).
+    if not clip or name != "cifar10_like":
         return
     images = model.generate(
         len(x), sampler="ddim", steps=10, timestep_spacing="leading",
