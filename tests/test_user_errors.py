@@ -211,3 +211,17 @@ def test_cli_bad_input(name, argv, fragment, files, capsys):
 
 def test_the_table_has_at_least_forty_cases():
     assert len(API_CASES) + len(CLI_CASES) >= 40
+
+
+def test_train_skips_unreadable_images_when_asked_and_says_how_many(files, tmp_path, capsys):
+    output = tmp_path / "run"
+    code = cli.main([
+        "train", "--output", str(output), "--dataset", f"folder:{files / 'images'}",
+        "--image-size", "8", "--channels", "1", "--skip-bad-images", "--epochs", "1",
+        "--base-channels", "8", "--channel-multipliers", "1", "--attention-resolutions", "",
+        "--norm-groups", "4", "--timesteps", "10", "--num-samples", "1", "--verbose", "0",
+    ])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Skipped 1 unreadable image files of 4" in out and "broken.png" in out
+    assert (output / "model.keras").exists()

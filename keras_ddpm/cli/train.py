@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import shutil
+import warnings
 
 from keras_ddpm.cli.common import JIT_CHOICES
 from keras_ddpm.cli.common import MODEL_FILE
@@ -132,17 +133,22 @@ def _train(args, output, strategy):
         print(f"{output}: already trained for {done} epochs; pass --epochs > {done} to continue.")
         return 0
     with user_errors():
-        dataset = data.load_dataset_spec(
-            args.dataset,
-            args.batch_size,
-            image_size=args.image_size,
-            channels=args.channels,
-            split=args.split,
-            random_flip=args.random_flip,
-            seed=args.seed,
-            with_labels=args.conditional,
-            on_error="skip" if args.skip_bad_images else "raise",
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            dataset = data.load_dataset_spec(
+                args.dataset,
+                args.batch_size,
+                image_size=args.image_size,
+                channels=args.channels,
+                split=args.split,
+                random_flip=args.random_flip,
+                seed=args.seed,
+                with_labels=args.conditional,
+                on_error="skip" if args.skip_bad_images else "raise",
+            )
+        for warning in caught:  # the CLI hides Python warnings; this one the user must see
+            if "unreadable image files" in str(warning.message):
+                print(f"{output}: {warning.message}")
         image_spec = dataset.element_spec
         if args.conditional:
             image_spec = image_spec[0]
