@@ -7,6 +7,7 @@ mix. A kill leaves at most a `.partial-*` file beside the target, which
 """
 
 import contextlib
+import json
 import os
 import shutil
 
@@ -60,6 +61,10 @@ def atomic_write(path):
         yield tmp
         if os.path.isfile(tmp):
             _fsync_file(tmp)
+        elif os.path.isdir(tmp):  # a folder (a checkpoint, a SavedModel): every file in it
+            for folder_path, _, names in os.walk(tmp):
+                for name in names:
+                    _fsync_file(os.path.join(folder_path, name))
         os.replace(tmp, path)
         _fsync_folder(folder)
     finally:
@@ -81,3 +86,11 @@ def remove_partials(folder):
             else:
                 with contextlib.suppress(OSError):
                     os.remove(path)
+
+
+def write_json(path, value):
+    """Writes `value` as indented, key-sorted JSON to `path` in one rename."""
+    with atomic_write(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as file:
+            json.dump(value, file, indent=2, sort_keys=True)
+            file.write("\n")

@@ -131,8 +131,6 @@ class RunBackup(keras.callbacks.BackupAndRestore):
             keras.Model.save_weights(self.model, os.path.join(tmp, WEIGHTS_FILE))
             with open(os.path.join(tmp, STATE_FILE), "w", encoding="utf-8") as file:
                 json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, file)
-                file.flush()
-                os.fsync(file.fileno())
         for old in checkpoints(self.backup_dir)[self.keep:]:
             shutil.rmtree(old, ignore_errors=True)
 

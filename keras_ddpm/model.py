@@ -323,13 +323,12 @@ class DDPM(keras.Model):
         gradients = tape.gradient(scaled_loss, weights)
         # A non-finite step changes nothing, on every replica (divergence.py).
         if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            finite = self.optimizer.check_finite(gradients)  # it skips such steps itself
+            finite = self.optimizer.check_finite(gradients)
+            applied, poisoned = distribute.skip_on_any_replica(finite, gradients)
+            self.optimizer.apply_gradients(zip(poisoned, weights))  # it skips such steps itself
         else:
             finite = divergence.all_finite(loss, gradients)
-        applied, agreed_gradients = distribute.skip_on_any_replica(finite, gradients)
-        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            self.optimizer.apply_gradients(zip(agreed_gradients, weights))
-        else:
+            applied, _ = distribute.skip_on_any_replica(finite, gradients)
             divergence.apply_if_finite(self.optimizer, gradients, weights, applied)
         skipped = self.divergence_state.record(applied, gradients)
         if self.ema_network is not None:
@@ -558,9 +557,10 @@ class DDPM(keras.Model):
             - Ho, Jain & Abbeel, "Denoising Diffusion Probabilistic Models", NeurIPS 2020.
         """
         from keras_ddpm.pretrained import convert
+        from keras_ddpm.unet import UNet
 
         return convert.load_ddpm(
-            source, allow_pickle=allow_pickle, dtype=dtype, dropout=dropout, **kwargs
+            cls, UNet, source, allow_pickle=allow_pickle, dtype=dtype, dropout=dropout, **kwargs
         )
 
     def save_pretrained(self, folder, use_ema=True):
@@ -589,8 +589,9 @@ class DDPM(keras.Model):
         ```
         """
         from keras_ddpm.pretrained import convert
+        from keras_ddpm.unet import UNet
 
-        return convert.save_pipeline(self, folder, use_ema=use_ema)
+        return convert.save_pipeline(self, folder, UNet, use_ema=use_ema)
 
     def get_config(self):
         config = super().get_config()

@@ -450,7 +450,7 @@ class UNet(keras.Model):
         """
         from keras_ddpm.pretrained import convert
 
-        return convert.load_unet(source, allow_pickle=allow_pickle, dtype=dtype, dropout=dropout)
+        return convert.load_unet(cls, source, allow_pickle=allow_pickle, dtype=dtype, dropout=dropout)
 
     def save_pretrained(self, folder):
         """Writes this network as a diffusers `UNet2DModel` folder (config.json + safetensors).

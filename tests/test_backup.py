@@ -16,6 +16,8 @@ import keras_ddpm
 from keras_ddpm import atomic
 from keras_ddpm import backup
 from keras_ddpm import cli
+from training_state import assert_same_state
+from training_state import training_state as state
 
 SHAPE = (8, 8, 1)
 T = 20
@@ -37,15 +39,6 @@ def tiny_model():
 
 def images(n=32):
     return np.random.default_rng(0).uniform(-1, 1, (n,) + SHAPE).astype("float32")
-
-
-def state(model):
-    return (
-        [w.numpy() for w in model.network.weights]
-        + [w.numpy() for w in model.ema_weights]
-        + [v.numpy() for v in model.optimizer.variables]
-        + [model.seed_generator.state.numpy()]
-    )
 
 
 # ----------------------------------------------------------------------------
@@ -86,8 +79,7 @@ def test_a_save_that_dies_midway_keeps_the_previous_model(tmp_path, monkeypatch)
         model.save(path)
     monkeypatch.undo()
     after = keras_ddpm.load_model(path)  # still the whole previous file
-    for a, b in zip(before, state(after)):
-        np.testing.assert_array_equal(a, b)
+    assert_same_state(before, state(after))
     assert os.listdir(tmp_path) == ["model.keras"]
     # save_weights (ModelCheckpoint(save_weights_only=True)) is atomic too.
     weights = str(tmp_path / "w.weights.h5")
@@ -144,8 +136,7 @@ def test_run_backup_keeps_whole_checkpoints_and_resumes_exactly(tmp_path):
         keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(epoch)),
     ])
     assert seen == [2]
-    for a, b in zip(state(uninterrupted), state(resumed)):
-        np.testing.assert_array_equal(a, b)
+    assert_same_state(state(uninterrupted), state(resumed))
     assert not os.path.exists(folder)  # delete_checkpoint=True (the default) removes it
 
 
@@ -176,8 +167,7 @@ def test_a_run_resumed_on_a_shuffled_loader_is_the_uninterrupted_run(tmp_path):
     first.fit(make(), epochs=2, verbose=0, callbacks=[backup.RunBackup(folder, delete_checkpoint=False)])
     resumed = tiny_model()
     resumed.fit(make(), epochs=3, verbose=0, callbacks=[backup.RunBackup(folder)])
-    for a, b in zip(state(uninterrupted), state(resumed)):
-        np.testing.assert_array_equal(a, b)
+    assert_same_state(state(uninterrupted), state(resumed))
 
 
 def test_an_unreadable_backup_falls_back_then_fails_in_one_line(tmp_path):
@@ -299,15 +289,13 @@ def test_train_killed_at_any_point_resumes_to_the_uninterrupted_run(tmp_path):
         assert not os.path.exists(run / "backup")
         assert not [n for n in os.listdir(run) if n.startswith(atomic.PARTIAL_PREFIX)]
         final = state(keras_ddpm.load_model(str(run / "model.keras")))
-        for a, b in zip(expected, final):
-            np.testing.assert_array_equal(a, b)
+        assert_same_state(expected, final)
     # A finished run continued with more epochs and killed in its save keeps the old model.
     run = tmp_path / "final_save"
     killed = train(run, "final_save", epochs="3")
     assert killed.returncode == -signal.SIGKILL
     old = state(keras_ddpm.load_model(str(run / "model.keras")))
-    for a, b in zip(expected, old):
-        np.testing.assert_array_equal(a, b)
+    assert_same_state(expected, old)
     assert train(run, epochs="3").returncode == 0
     assert json.load(open(run / "config.json"))["epochs_completed"] == 3
 

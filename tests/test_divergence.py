@@ -11,6 +11,7 @@ import tensorflow as tf
 import keras_ddpm
 from keras_ddpm import cli
 from keras_ddpm.divergence import TrainingDiverged
+from training_state import training_state
 
 SHAPE = (8, 8, 1)
 
@@ -33,11 +34,7 @@ def images(n=32):
 
 
 def state(model):
-    return (
-        [w.numpy() for w in model.network.weights]
-        + [w.numpy() for w in model.ema_weights]
-        + [v.numpy() for v in model.optimizer.variables]
-    )
+    return training_state(model, rng=False)  # the noise RNG advances on skipped steps too
 
 
 class PoisonedSteps:

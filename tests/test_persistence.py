@@ -15,6 +15,8 @@ import tensorflow as tf
 
 import keras_ddpm
 from keras_ddpm import cli
+from training_state import assert_same_state
+from training_state import training_state
 
 SHAPE = (8, 8, 1)
 T = 20
@@ -44,22 +46,6 @@ def tiny_model(network=None, **kwargs):
 
 def images(n=32, seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, (n,) + SHAPE).astype("float32")
-
-
-def training_state(model):
-    """Every array that decides how training goes on: weights, EMA, optimizer, noise RNG."""
-    return (
-        [w.numpy() for w in model.network.weights]
-        + [w.numpy() for w in model.ema_weights]
-        + [v.numpy() for v in model.optimizer.variables]
-        + [model.seed_generator.state.numpy()]
-    )
-
-
-def assert_same_state(a, b):
-    assert len(a) == len(b)
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_array_equal(x, y)
 
 
 # ----------------------------------------------------------------------------

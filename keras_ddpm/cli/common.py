@@ -8,7 +8,6 @@ the user set `TF_CPP_MIN_LOG_LEVEL` or passed `--verbose`.
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 
@@ -259,24 +258,22 @@ def check_sampler_arguments(args):
 # Run folders and models
 # ----------------------------------------------------------------------------
 def read_config(directory):
+    """A run folder's config.json as a dict, `None` if there is none; one line if unreadable."""
+    from keras_ddpm.pretrained import files
+
     path = os.path.join(directory, CONFIG_FILE)
     if not os.path.exists(path):
         return None
     try:
-        with open(path, encoding="utf-8") as file:
-            config = json.load(file)
-    except (OSError, ValueError) as error:
-        raise UserError(f"cannot read {path!r}: {checks.first_line(error)}") from error
-    if not isinstance(config, dict):
-        raise UserError(f"{path!r} does not hold a JSON object; delete it or use another folder")
-    return config
+        return files.read_json(path)
+    except ValueError as error:
+        raise UserError(f"{error} Delete it or use another --output.") from None
 
 
 def write_config(directory, config):
-    path = os.path.join(directory, CONFIG_FILE)
-    with open(path + ".tmp", "w", encoding="utf-8") as file:
-        json.dump(config, file, indent=2, sort_keys=True)
-    os.replace(path + ".tmp", path)
+    from keras_ddpm import atomic
+
+    atomic.write_json(os.path.join(directory, CONFIG_FILE), config)
 
 
 def is_pretrained(path):

@@ -58,23 +58,12 @@ _FIXED_UNET_VALUES = {
     "add_attention": True,
     "attn_norm_num_groups": None,
 }
-# UNet2DModel's own defaults for keys an older config may leave out.
+# UNet2DModel's own defaults for keys an older config may leave out: the fixed values above
+# except two, where an omitted key means something UNet cannot represent.
 _UNET2D_DEFAULTS = {
-    "act_fn": "silu",
+    **_FIXED_UNET_VALUES,
     "attention_head_dim": 8,
-    "center_input_sample": False,
-    "class_embed_type": None,
-    "num_class_embeds": None,
     "downsample_padding": 1,
-    "downsample_type": "conv",
-    "upsample_type": "conv",
-    "mid_block_scale_factor": 1,
-    "mid_block_type": "UNetMidBlock2D",
-    "resnet_time_scale_shift": "default",
-    "time_embedding_type": "positional",
-    "time_embedding_dim": None,
-    "add_attention": True,
-    "attn_norm_num_groups": None,
     "dropout": 0.0,
     "flip_sin_to_cos": True,
     "freq_shift": 0,

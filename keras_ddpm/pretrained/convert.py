@@ -1,4 +1,8 @@
-"""diffusers checkpoints → `UNet` and `DDPM`, and `DDPM` → a diffusers pipeline folder."""
+"""diffusers checkpoints → `UNet` and `DDPM`, and `DDPM` → a diffusers pipeline folder.
+
+The classes come in as arguments (`UNet.from_pretrained` and `DDPM.from_pretrained` pass
+their own), so this module imports neither `model` nor `unet` and ties no import circle.
+"""
 
 import os
 import warnings
@@ -8,23 +12,25 @@ from keras_ddpm.pretrained import files
 from keras_ddpm.pretrained import weights
 
 
-def load_unet(source, allow_pickle=False, dtype=None, dropout=None, checkpoint=None):
-    """A `UNet` holding the weights of a diffusers `UNet2DModel` (see `UNet.from_pretrained`)."""
-    from keras_ddpm.unet import UNet
-
+def load_unet(network_class, source, allow_pickle=False, dtype=None, dropout=None, checkpoint=None):
+    """A `network_class` (`UNet`) holding the weights of a diffusers `UNet2DModel`
+    (see `UNet.from_pretrained`)."""
     checkpoint = checkpoint or files.locate(source, allow_pickle)
     arguments = configs.unet_arguments(checkpoint.unet_config())
     if dropout is not None:
         arguments["dropout"] = dropout
     tensors = checkpoint.tensors(allow_pickle)
-    network = UNet(**arguments, dtype=dtype)
+    network = network_class(**arguments, dtype=dtype)
     weights.assign(network, tensors, checkpoint.source)
     return network
 
 
-def load_ddpm(source, allow_pickle=False, dtype=None, dropout=None, **ddpm_arguments):
-    """A `DDPM` from a diffusers pipeline folder or hub id (see `DDPM.from_pretrained`)."""
-    from keras_ddpm.model import DDPM
+def load_ddpm(
+    model_class, network_class, source, allow_pickle=False, dtype=None, dropout=None,
+    **ddpm_arguments,
+):
+    """A `model_class` (`DDPM`) around a `network_class` (`UNet`) from a diffusers pipeline
+    folder or hub id (see `DDPM.from_pretrained`)."""
     from keras_ddpm.schedules import NoiseSchedule
 
     checkpoint = files.locate(source, allow_pickle)
@@ -43,11 +49,11 @@ def load_ddpm(source, allow_pickle=False, dtype=None, dropout=None, **ddpm_argum
             "generate(..., clip=False) to sample as it does.",
             stacklevel=3,
         )
-    network = load_unet(source, allow_pickle, dtype, dropout, checkpoint=checkpoint)
+    network = load_unet(network_class, source, allow_pickle, dtype, dropout, checkpoint=checkpoint)
     for key, value in model_args.items():
         ddpm_arguments.setdefault(key, value)
     # The EMA copy is made from the loaded weights, so it starts equal to them.
-    return DDPM(network, schedule=NoiseSchedule(**schedule_args), **ddpm_arguments)
+    return model_class(network, schedule=NoiseSchedule(**schedule_args), **ddpm_arguments)
 
 
 def _prepare_folder(folder, what):
@@ -74,12 +80,11 @@ def write_unet(network, folder):
     return folder
 
 
-def save_pipeline(model, folder, use_ema=True):
-    """Writes a `DDPM` as a diffusers `DDPMPipeline` folder (see `DDPM.save_pretrained`)."""
-    from keras_ddpm.unet import UNet
-
+def save_pipeline(model, folder, network_class, use_ema=True):
+    """Writes a `DDPM` whose network is a `network_class` (`UNet`) as a diffusers
+    `DDPMPipeline` folder (see `DDPM.save_pretrained`)."""
     network = model.ema_network if use_ema and model.ema_network is not None else model.network
-    if not isinstance(network, UNet):
+    if not isinstance(network, network_class):
         raise TypeError(
             "save_pretrained converts a keras_ddpm.UNet network; this DDPM's network is a "
             f"{type(network).__name__}."

@@ -15,6 +15,7 @@ No TensorFlow here. A `source` is
 import json
 import os
 
+from keras_ddpm import atomic
 from keras_ddpm import checks
 
 SAFETENSORS_FILE = "diffusion_pytorch_model.safetensors"
@@ -153,12 +154,7 @@ def read_json(path):
     return value
 
 
-def write_json(path, value):
-    """Writes `value` to `path` atomically (a temporary file renamed into place)."""
-    with open(path + ".tmp", "w", encoding="utf-8") as file:
-        json.dump(value, file, indent=2, sort_keys=True)
-        file.write("\n")
-    os.replace(path + ".tmp", path)
+write_json = atomic.write_json  # configs are written in one rename, as every keras_ddpm file
 
 
 def read_weights(folder, allow_pickle=False):
