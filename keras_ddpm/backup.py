@@ -10,6 +10,13 @@ and renamed into place, so a named checkpoint is always complete. The newest
 `keep` are kept; on restore the newest that reads is used, an unreadable one
 is reported (never deleted), and a folder in Keras' own layout, written by
 `BackupAndRestore`, is restored as Keras would.
+
+A batch-level backup (`save_freq=N`) records how many batches of its epoch
+were trained. On restore the epoch starts again from its first batch, and
+the batches already trained are read and passed over without training
+(`SkipTrainedBatches`). On a loader of `keras_ddpm.data` (or any input
+whose order is a function of the epoch) the run then goes on from the very
+next batch, as if it had not stopped.
 """
 
 import json
@@ -52,8 +59,9 @@ class RunBackup(keras.callbacks.BackupAndRestore):
     Args:
         backup_dir: str, the folder of the backups (created when needed).
         save_freq: `"epoch"` or an int number of batches. Defaults to `"epoch"`.
-            A batch-level backup restores that batch's weights and restarts its
-            epoch from the first batch (as Keras' callback does).
+            A batch-level backup resumes at the batch after it: the batches
+            of its epoch trained before the backup are read again and passed
+            over, not trained twice (Keras' own callback trains them again).
         keep: int >= 1, complete backups kept. Defaults to `2`.
         delete_checkpoint: remove `backup_dir` when `fit` ends. Defaults to
             `True`. Pass `False` to keep it until the trained model is safely
@@ -73,9 +81,13 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=delete_checkpoint)
         self.keep = checks.positive_int("keep", keep)
         self._serial = 0
+        self._batches_done = 0  # batches of the current epoch trained
+        self._resumed_at = 0  # batches of the resumed epoch trained before the restore
 
     # --- restore -------------------------------------------------------------
     def on_train_begin(self, logs=None):
+        SkipTrainedBatches.remove(self.model)
+        self._batches_done = self._resumed_at = 0
         atomic.remove_partials(self.backup_dir)
         found = checkpoints(self.backup_dir)
         if not found:
@@ -106,11 +118,16 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         with open(os.path.join(folder, STATE_FILE), encoding="utf-8") as file:
             state = json.load(file)
         epoch = int(state["epoch"])
+        done = int(state.get("batches_done", 0))  # absent from backups before batch resume
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
         self.model.load_weights(os.path.join(folder, WEIGHTS_FILE))
         self.model._initial_epoch = epoch
         self._current_epoch = epoch
+        if done:
+            SkipTrainedBatches.install(self.model, done)
+            self._resumed_at = self._batches_done = done
+            self._last_batch_seen = done - 1  # Keras counts batches to the next save from here
 
     def _restore_keras_layout(self):
         try:
@@ -122,6 +139,19 @@ class RunBackup(keras.callbacks.BackupAndRestore):
             ) from None
 
     # --- save ----------------------------------------------------------------
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current_epoch = epoch  # Keras only sets it at the end of an epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch < self._resumed_at:
+            return  # a batch trained before the restore, passed over
+        self._batches_done = batch + 1
+        super().on_train_batch_end(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._batches_done = self._resumed_at = 0
+        super().on_epoch_end(epoch, logs)
+
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
         self._serial += 1
@@ -130,12 +160,22 @@ class RunBackup(keras.callbacks.BackupAndRestore):
             os.makedirs(tmp)
             keras.Model.save_weights(self.model, os.path.join(tmp, WEIGHTS_FILE))
             with open(os.path.join(tmp, STATE_FILE), "w", encoding="utf-8") as file:
-                json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, file)
+                json.dump(self._state(), file)
         for old in checkpoints(self.backup_dir)[self.keep:]:
             shutil.rmtree(old, ignore_errors=True)
 
+    def _state(self):
+        """Where training stands: `epoch` to start from and `batches_done` of it."""
+        epoch, done = self._current_epoch, self._batches_done
+        steps = (self.params or {}).get("steps")
+        if done and steps and done >= steps:  # the epoch's last batch: resume at the next epoch
+            epoch, done = epoch + 1, 0
+        # `batch` as Keras' callback writes it, for readers of its layout.
+        return {"epoch": epoch, "batch": self._last_batch_seen, "batches_done": done}
+
     # --- end -----------------------------------------------------------------
     def on_train_end(self, logs=None):
+        SkipTrainedBatches.remove(self.model)
         if self.delete_checkpoint:
             self.delete()
 
@@ -143,3 +183,43 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         """Removes the backup folder (call it once the trained model is saved)."""
         if os.path.exists(self.backup_dir):
             shutil.rmtree(self.backup_dir)
+
+
+class SkipTrainedBatches:
+    """A train function that reads the next `batches` batches without training, then trains.
+
+    `RunBackup` puts it in place of `model.train_function` when it restores a
+    backup made in the middle of an epoch, so that the restored epoch (which
+    Keras starts at its first batch) passes over the batches trained before
+    the backup: they are read from the input, in its order, but the weights,
+    the optimizer, the metrics and the random state are untouched. Callbacks
+    still see those batches' indices, so batch counts match the uninterrupted
+    run; their logs hold the epoch's metrics so far (zero).
+    """
+
+    def __init__(self, model, batches):
+        self.model = model
+        self.train_function = model.train_function
+        self.remaining = int(batches)
+
+    @classmethod
+    def install(cls, model, batches):
+        cls.remove(model)
+        model.train_function = cls(model, batches)
+
+    @staticmethod
+    def remove(model):
+        """Puts the model's own train function back (a no-op when none is installed)."""
+        function = getattr(model, "train_function", None)
+        if isinstance(function, SkipTrainedBatches):
+            model.train_function = function.train_function
+
+    def __call__(self, iterator):
+        if self.remaining <= 0:
+            return self.train_function(iterator)
+        for _ in range(self.model.steps_per_execution):
+            next(iterator)  # StopIteration at the input's end reaches fit, as Keras expects
+        self.remaining -= self.model.steps_per_execution
+        if self.remaining <= 0:
+            self.remove(self.model)
+        return self.model.get_metrics_result()

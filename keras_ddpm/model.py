@@ -13,6 +13,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_ddpm import atomic
+from keras_ddpm import backup
 from keras_ddpm import checks
 from keras_ddpm import distribute
 from keras_ddpm import divergence
@@ -227,6 +228,7 @@ class DDPM(keras.Model):
         self.compile(**config)
 
     def fit(self, x=None, y=None, *args, **kwargs):
+        backup.SkipTrainedBatches.remove(self)  # left by a restored fit that was interrupted
         check_training_data(x, self.image_shape)
         if self.num_classes is not None:
             check_training_labels(x, y, self.num_classes)

@@ -170,6 +170,59 @@ def test_a_run_resumed_on_a_shuffled_loader_is_the_uninterrupted_run(tmp_path):
     assert_same_state(state(uninterrupted), state(resumed))
 
 
+class Interrupt(keras.callbacks.Callback):
+    """Stops `fit` with an error after `step` batches in all (a crash, in-process)."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == self.step:
+            raise RuntimeError("interrupted")
+
+
+@pytest.mark.parametrize("crash_after", [4, 8])
+def test_a_batch_level_backup_resumes_at_its_batch(tmp_path, crash_after):
+    """Five batches an epoch, a backup every three: crashed after batch 4 (epoch 0 resumes after
+    its batch 3) or 8 (epoch 1 resumes after its batch 1); the resumed run trains each batch
+    once, in the uninterrupted order, and ends bitwise equal."""
+    folder = str(tmp_path / "backup")
+    make = lambda: keras_ddpm.data.from_array(images(80), batch_size=16, random_flip=True, seed=1)
+    uninterrupted = tiny_model()
+    uninterrupted.fit(make(), epochs=2, verbose=0)
+
+    crashed = tiny_model()
+    with pytest.raises(RuntimeError, match="interrupted"):
+        crashed.fit(make(), epochs=2, verbose=0, callbacks=[
+            backup.RunBackup(folder, save_freq=3), Interrupt(crash_after)])
+    saved = json.load(open(os.path.join(backup.checkpoints(folder)[0], backup.STATE_FILE)))
+    expected_state = {4: {"epoch": 0, "batches_done": 3}, 8: {"epoch": 1, "batches_done": 1}}
+    assert {k: saved[k] for k in ("epoch", "batches_done")} == expected_state[crash_after]
+
+    resumed = tiny_model()
+    trained = []
+    steps = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: trained.append(
+        (batch, int(resumed.optimizer.iterations.numpy()))))
+    resumed.fit(make(), epochs=2, verbose=0, callbacks=[backup.RunBackup(folder, save_freq=3), steps])
+    saved_at = 3 if crash_after == 4 else 6  # optimizer steps in the backup
+    # Callbacks see every batch index of the resumed epoch; the passed-over ones train nothing.
+    assert trained == [(b, max(saved_at, 5 * epoch + b + 1))
+                       for epoch in range(saved_at // 5, 2) for b in range(5)]
+    assert_same_state(state(uninterrupted), state(resumed))
+    assert not os.path.exists(folder)
+
+
+def test_a_backup_at_an_epochs_last_batch_resumes_at_the_next_epoch(tmp_path):
+    folder = str(tmp_path / "backup")
+    model = tiny_model()
+    with pytest.raises(RuntimeError):
+        model.fit(images(), batch_size=16, epochs=3, shuffle=False, verbose=0,
+                  callbacks=[backup.RunBackup(folder, save_freq=2), Interrupt(3)])
+    saved = json.load(open(os.path.join(backup.checkpoints(folder)[0], backup.STATE_FILE)))
+    assert (saved["epoch"], saved["batches_done"]) == (1, 0)
+
+
 def test_an_unreadable_backup_falls_back_then_fails_in_one_line(tmp_path):
     folder = str(tmp_path / "backup")
     model = tiny_model()
@@ -236,9 +289,12 @@ KILLER = textwrap.dedent(
         os.kill(os.getpid(), signal.SIGKILL)
 
     point = os.environ.get("KILL_AT")
-    if point == "mid_epoch":  # epoch 2 (of 8 batches of the 1,797 digits), after its third batch
+    if point in ("mid_epoch", "after_batch_backup"):
+        # Epoch 2 (of 8 batches of the 1,797 digits) after its third batch; or, backed up
+        # every 3 batches, after its fifth (one batch past the backup after its fourth).
+        stop = 8 + 3 if point == "mid_epoch" else 8 + 5
         def on_train_batch_end(self, batch, logs=None):
-            if self.model.optimizer.iterations.numpy() == 8 + 3:
+            if self.model.optimizer.iterations.numpy() == stop:
                 die()
         keras_ddpm.callbacks.SampleGrid.on_train_batch_end = on_train_batch_end
     elif point == "backup_write":  # epoch 2's backup: weights written, not yet renamed
@@ -270,6 +326,8 @@ def test_train_killed_at_any_point_resumes_to_the_uninterrupted_run(tmp_path):
 
     def train(output, kill_at=None, epochs="2"):
         args = [a if a != "2" or i != 2 else epochs for i, a in enumerate(TRAIN_ARGS)]
+        if str(output).endswith("after_batch_backup"):
+            args += ["--backup-every", "3"]
         return subprocess.run(
             [sys.executable, str(script), *args, "--output", str(output)],
             env={**env, "KILL_AT": kill_at or ""}, capture_output=True, text=True, timeout=600,
@@ -278,12 +336,16 @@ def test_train_killed_at_any_point_resumes_to_the_uninterrupted_run(tmp_path):
     reference = train(tmp_path / "reference")
     assert reference.returncode == 0, reference.stderr[-2000:]
     expected = state(keras_ddpm.load_model(str(tmp_path / "reference" / "model.keras")))
-    for point in ("mid_epoch", "backup_write", "final_grid", "final_save"):
+    for point in ("mid_epoch", "after_batch_backup", "backup_write", "final_grid", "final_save"):
         run = tmp_path / point
         killed = train(run, point)
         assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
         # The backup outlived the kill: epoch 1's (killed in epoch 2) or epoch 2's.
         assert backup.checkpoints(str(run / "backup"))
+        if point == "after_batch_backup":  # resumes after epoch 2's fourth batch
+            newest = backup.checkpoints(str(run / "backup"))[0]
+            saved = json.load(open(os.path.join(newest, backup.STATE_FILE)))
+            assert (saved["epoch"], saved["batches_done"]) == (1, 4)
         again = train(run)
         assert again.returncode == 0, again.stderr[-2000:]
         assert not os.path.exists(run / "backup")

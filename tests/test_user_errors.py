@@ -168,6 +168,8 @@ CLI_CASES = [
     ("train output is a file", "train --output {f}/notes", "notes"),
     ("train negative learning rate", "train --output {f}/new --learning-rate -1", "-1"),
     ("train negative clipnorm", "train --output {f}/new --clipnorm -0.5", "-0.5"),
+    ("train backup every zero batches", "train --output {f}/new --backup-every 0", "'0'"),
+    ("train backup every week", "train --output {f}/new --backup-every week", "'week'"),
     ("train unknown dataset", "train --output {f}/new --dataset mnist", "mnist"),
     ("train folder without size", "train --output {f}/new --dataset folder:{f}/images", "--image-size"),
     ("train locked folder", "train --output {f}/locked --epochs 1", "PID"),

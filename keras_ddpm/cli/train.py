@@ -2,7 +2,8 @@
 
 A run folder holds `config.json` (the arguments), `model.keras`, `samples/`,
 `logs/` and `backup/` while training runs. Re-running the same command
-continues an interrupted run from its last completed epoch, and a finished
+continues an interrupted run from its last backup (made after every epoch, or
+every `--backup-every` batches, from the very next batch), and a finished
 run when `--epochs` grows; arguments in `RUN_KEYS` must match to continue.
 """
 
@@ -190,8 +191,11 @@ def _train(args, output, strategy):
         jit_compile=jit_compile(args.jit_compile),
         **({"guidance_scale": args.guidance} if args.guidance is not None else {}),
     )
-    # Kept until model.keras is written: a kill at any instant loses at most one epoch.
-    backup = callbacks.RunBackup(os.path.join(output, "backup"), delete_checkpoint=False)
+    # Kept until model.keras is written: a kill at any instant loses at most the batches
+    # trained since the last backup.
+    backup = callbacks.RunBackup(
+        os.path.join(output, "backup"), save_freq=args.backup_every, delete_checkpoint=False
+    )
     continued = keras.callbacks.LambdaCallback(
         on_train_begin=lambda logs: apply_optimizer_options(model.optimizer, args, changed)
     )
@@ -219,6 +223,11 @@ def _train(args, output, strategy):
     backup.delete()
     print(f"wrote {model_path} and {grids.last_path}")
     return 0
+
+
+def epoch_or_batches(text):
+    """`--backup-every`: "epoch" or a positive number of batches."""
+    return text if text == "epoch" else positive_int(text)
 
 
 def add_parser(subparsers):
@@ -376,6 +385,13 @@ def add_parser(subparsers):
         help="tf.distribute strategy: 'mirrored' (every GPU of this host) or 'multiworker' "
         "(several hosts; reads TF_CONFIG; workers other than the chief write to "
         "OUTPUT/worker_N); --batch-size is the global batch (default: %(default)s)",
+    )
+    fit.add_argument(
+        "--backup-every",
+        type=epoch_or_batches,
+        default="epoch",
+        help="back the run up after every epoch ('epoch') or every N batches; a killed run "
+        "re-run with the same command resumes after the last backup (default: %(default)s)",
     )
     add_seed(fit)
     fit.add_argument(
