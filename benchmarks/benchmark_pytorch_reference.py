@@ -49,35 +49,45 @@ import torch.nn.functional as F
 from torch import nn
 
 NUM_TIMESTEPS = 1000
-IMAGE_SIZE = 32
-IMAGE_CHANNELS = 3
+# The U-Nets of `benchmark_speed.py --model`, as diffusers' `UNet2DModel` arguments. Down blocks
+# run from the full size down, so an attention block at 16x16 of 32 (cifar10) is the second down
+# block and the third up block, and at 4x4 of 8 (digits) the second down and the first up block.
+# The middle block (`UNetMidBlock2D`) has attention too.
+MODELS = {
+    "cifar10": dict(  # the DDPM CIFAR-10 U-Net at width 64: 32x32x3, 4 levels, dropout 0.1
+        sample_size=32, in_channels=3, out_channels=3, layers_per_block=2,
+        block_out_channels=(64, 128, 128, 128),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=32, dropout=0.1,
+    ),
+    "digits": dict(  # keras_ddpm.UNet.from_preset("digits"): 8x8x1, 2 levels, 3.99M parameters
+        sample_size=8, in_channels=1, out_channels=1, layers_per_block=2,
+        block_out_channels=(64, 128),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=32, dropout=0.0,
+    ),
+}
 
 
 # ===== Model and schedule =====
 
 
-def build_network(attention_head_dim=None):
-    """diffusers' `UNet2DModel` with the architecture of `keras_ddpm.UNet` at its benchmark config.
+def build_network(model="cifar10", attention_head_dim=None):
+    """diffusers' `UNet2DModel` with the architecture of `keras_ddpm.UNet` at a benchmark config.
 
-    Down blocks run at 32, 16, 8, 4 pixels and up blocks at 4, 8, 16, 32, so the attention
-    blocks are the second down block and the third up block: 16x16 on both paths. The middle
-    block (`UNetMidBlock2D`) has attention too. `attention_head_dim=None` gives one head as wide
-    as the feature map, as ours; diffusers' own default is heads of width 8.
+    `attention_head_dim=None` gives one head as wide as the feature map, as ours; diffusers'
+    own default is heads of width 8.
     """
     from diffusers import UNet2DModel
 
-    return UNet2DModel(
-        sample_size=IMAGE_SIZE,
-        in_channels=IMAGE_CHANNELS,
-        out_channels=IMAGE_CHANNELS,
-        layers_per_block=2,
-        block_out_channels=(64, 128, 128, 128),
-        down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-        norm_num_groups=32,
-        dropout=0.1,
-        attention_head_dim=attention_head_dim,
-    )
+    return UNet2DModel(**MODELS[model], attention_head_dim=attention_head_dim)
+
+
+def image_shape(network):
+    """(channels, height, width) of the network's images."""
+    return (network.config.in_channels, network.config.sample_size, network.config.sample_size)
 
 
 def alphas_cumprod():
@@ -120,7 +130,7 @@ def forward_flops(network, memory_format=torch.contiguous_format):
         elif isinstance(module, Attention):
             handles.append(module.register_forward_hook(attention, with_kwargs=True))
     try:
-        x = torch.zeros(1, IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_SIZE)
+        x = torch.zeros(1, *image_shape(network))
         x = x.contiguous(memory_format=memory_format)
         with torch.no_grad():
             network(x, torch.zeros(1, dtype=torch.long))
@@ -156,7 +166,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(0)
 
     def random_images(self):
-        shape = (self.batch_size, IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_SIZE)
+        shape = (self.batch_size, *image_shape(self.network))
         x0 = torch.rand(shape, generator=self.generator) * 2.0 - 1.0
         return x0.contiguous(memory_format=self.memory_format)
 
@@ -224,7 +234,7 @@ def run(args):
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
-    network = build_network(args.attention_head_dim).to(memory_format=memory_format)
+    network = build_network(args.model, args.attention_head_dim).to(memory_format=memory_format)
     network.train()
     train_flops_per_image = 3 * forward_flops(network, memory_format)
     trainer = Trainer(network, args.batch_size, memory_format, compile_network=args.compile)
@@ -256,6 +266,7 @@ def run(args):
         "channels_last": bool(args.channels_last),
         "compile": bool(args.compile),
         "attention_head_dim": args.attention_head_dim,
+        "model": args.model,
         "batch_size": args.batch_size,
         "warmup_s": round(warmup_s, 2),
         "step_s": round(step_s, 3),
@@ -306,6 +317,9 @@ def table(result):
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=sorted(MODELS), default="cifar10",
+                        help="the U-Net: cifar10 (32x32x3, width 64; default) or digits "
+                             "(8x8x1, the digits preset; batch 128 in benchmark_speed.py).")
     parser.add_argument("--batch-size", type=int, default=32,
                         help="images per training step. Defaults to 32.")
     parser.add_argument("--steps", type=int, default=10,

@@ -18,6 +18,7 @@ from keras_ddpm import checks
 from keras_ddpm import distribute
 from keras_ddpm import divergence
 from keras_ddpm import ema
+from keras_ddpm import hardware
 from keras_ddpm import objectives
 from keras_ddpm.data.pipeline import EPOCH_COUNTER
 from keras_ddpm.data.pipeline import StartEpoch
@@ -215,6 +216,7 @@ class DDPM(keras.Model):
         return self.network(inputs, training=training)
 
     def compile(self, *args, **kwargs):
+        hardware.warn_if_slow_bfloat16(self.network.dtype_policy.compute_dtype)
         super().compile(*args, **kwargs)
         # Creating the optimizer's slots eagerly here, not inside the first traced
         # step, spares tf.function a second trace of the whole training step.

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import warnings
 
 from keras_ddpm.cli.common import JIT_CHOICES
@@ -93,6 +94,7 @@ def _train(args, output, strategy):
     from keras_ddpm import callbacks
     from keras_ddpm import data
     from keras_ddpm import divergence
+    from keras_ddpm import hardware
 
     atomic.remove_partials(output)  # what a killed write left behind
     if args.preset is None:
@@ -129,6 +131,8 @@ def _train(args, output, strategy):
     model_path = os.path.join(output, MODEL_FILE)
     keras.mixed_precision.set_global_policy(args.mixed_precision)
     keras.utils.set_random_seed(args.seed)
+    if args.mixed_precision == "mixed_bfloat16" and hardware.slow_bfloat16_message():
+        print(f"warning: {hardware.slow_bfloat16_message()}", file=sys.stderr)
 
     if done >= args.epochs and os.path.exists(model_path):
         print(f"{output}: already trained for {done} epochs; pass --epochs > {done} to continue.")
@@ -369,7 +373,8 @@ def add_parser(subparsers):
         "--mixed-precision",
         default="float32",
         choices=("float32", "mixed_float16", "mixed_bfloat16"),
-        help="Keras dtype policy (default: %(default)s)",
+        help="Keras dtype policy; on a CPU, mixed_bfloat16 pays only with AVX512_BF16 or AMX "
+        "instructions and is slower than float32 without them (default: %(default)s)",
     )
     fit.add_argument(
         "--jit-compile",

@@ -1,0 +1,57 @@
+"""What this machine's processor offers that decides how fast a dtype trains.
+
+bfloat16 pays on a CPU only with instructions for it: AVX512_BF16 (Intel Cooper
+Lake and later, AMD Zen 4 and later) or AMX-BF16 (Intel Sapphire Rapids and
+later). Without them oneDNN converts every product to float32 and back, and
+`mixed_bfloat16` is several times slower than float32 (issue 17 measured 10x),
+so `DDPM.compile` and `keras-ddpm train` say so in one line.
+"""
+
+import functools
+import warnings
+
+_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags(path="/proc/cpuinfo"):
+    """The CPU's feature flags (Linux), or `None` where they cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            for line in file:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        return None
+    return None
+
+
+def _accelerator_present():
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+
+
+def slow_bfloat16_message():
+    """A one-line warning if bfloat16 would run on a CPU without bfloat16 instructions, else `None`.
+
+    `None` too when a GPU or TPU is present (it does the arithmetic) or when the
+    flags cannot be read (not Linux): then nothing is known to be wrong.
+    """
+    flags = cpu_flags()
+    if flags is None or any(flag in flags for flag in _BF16_FLAGS) or _accelerator_present():
+        return None
+    return (
+        "mixed_bfloat16 will train slower than float32 here: this CPU has no bfloat16 "
+        "instructions (AVX512_BF16 or AMX-BF16), so every product is converted to float32 and "
+        "back; use float32."
+    )
+
+
+def warn_if_slow_bfloat16(compute_dtype):
+    """`warnings.warn`s `slow_bfloat16_message()` when `compute_dtype` is bfloat16."""
+    if compute_dtype != "bfloat16":
+        return
+    message = slow_bfloat16_message()
+    if message:
+        warnings.warn(message, stacklevel=3)
