@@ -4,6 +4,12 @@ One command prints the table and records it:
 
     python benchmarks/benchmark_speed.py            # ~5 minutes on 2 idle CPU cores
     python benchmarks/benchmark_speed.py --onednn off --skip-bfloat16   # TensorFlow's default kernels
+    python benchmarks/benchmark_speed.py --model digits --pytorch /path/to/venv/bin/python
+
+`--model digits` measures `UNet.from_preset("digits")` (8x8x1, batch 128), where users start.
+`--pytorch PYTHON` runs `benchmark_pytorch_reference.py` on the same model under an interpreter
+that has torch and diffusers, alternating with the float32 training phase for `--rounds` rounds
+(medians reported), and prints keras_ddpm's speed over PyTorch's.
 
 Every phase runs with TensorFlow's oneDNN kernels on (`--onednn on`, the default: what importing
 keras_ddpm before TensorFlow gives on x86) or off (TensorFlow's own default on x86 CPUs without
@@ -59,6 +65,13 @@ NETWORK = dict(
     dropout=0.1,
     norm_groups=32,
 )
+# `--model`: the U-Net and its default batch. digits is `UNet.from_preset("digits")` (3.99M
+# parameters, 8x8x1), where users start; the same names in `benchmark_pytorch_reference.py`.
+MODELS = {
+    "cifar10": (NETWORK, 32),
+    "digits": (dict(image_shape=(8, 8, 1), base_channels=64, channel_multipliers=(1, 2),
+                    num_res_blocks=2, attention_resolutions=(4,), dropout=0.0, norm_groups=32), 128),
+}
 
 
 # ===== Helpers (run inside a phase process) =====
@@ -164,13 +177,13 @@ def forward_flops(network):
     return total[0]
 
 
-def build_model(dtype, jit_compile):
+def build_model(dtype, jit_compile, model="cifar10"):
     import keras
 
     import keras_ddpm
 
     keras.config.set_dtype_policy(dtype)
-    network = keras_ddpm.UNet(**NETWORK)
+    network = keras_ddpm.UNet(**MODELS[model][0])
     model = keras_ddpm.DDPM(network, ema_decay=0.9999, seed=0)
     model.compile(optimizer=keras.optimizers.Adam(2e-4), jit_compile=jit_compile)
     return network, model
@@ -186,10 +199,11 @@ def phase_train(args):
 
     import keras_ddpm
 
-    network, model = build_model(args.dtype, True if args.train_jit else "auto")
+    network, model = build_model(args.dtype, True if args.train_jit else "auto", args.model)
     flops_per_image = 3 * forward_flops(network)
     batch = args.batch_size
-    images = np.random.default_rng(0).uniform(-1, 1, (batch * args.steps_per_epoch, 32, 32, 3))
+    shape = MODELS[args.model][0]["image_shape"]
+    images = np.random.default_rng(0).uniform(-1, 1, (batch * args.steps_per_epoch, *shape))
     # Autotuning off, as in keras_ddpm.data's loaders: with it, an epoch's iterator is only
     # released at the autotuner's next wake-up (short epochs here took up to 10.24 s).
     data = keras_ddpm.data.disable_autotune(
@@ -251,7 +265,7 @@ def phase_sample(args):
 
     import keras_ddpm
 
-    network, model = build_model("float32", "auto")
+    network, model = build_model("float32", "auto", args.model)
     flops_per_image = forward_flops(network)
     num_images, steps = args.num_images, args.sample_steps
 
@@ -277,7 +291,7 @@ def phase_sample(args):
 
     # The bare network call the sampler makes every step, compiled the same way.
     ema = model.ema_network
-    x = tf.random.normal((num_images, 32, 32, 3))
+    x = tf.random.normal((num_images, *MODELS[args.model][0]["image_shape"]))
     t = tf.fill((num_images,), 500)
     call = tf.function(lambda x, t: ema([x, t], training=False), jit_compile=args.sample_jit)
     call(x, t).numpy()
@@ -327,13 +341,27 @@ def run_phase(name, extra, onednn):
     return json.loads(output.strip().splitlines()[-1])
 
 
-def previous_results(exclude, onednn):
-    """The newest earlier results measured with the same oneDNN setting (older files: off)."""
+def run_pytorch(python, args):
+    """One run of `benchmark_pytorch_reference.py` under another interpreter (with torch)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmark_pytorch_reference.py")
+    command = [python, script, "--model", args.model, "--batch-size", str(args.batch_size),
+               "--steps", str(args.epochs * args.steps_per_epoch)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def median_run(runs):
+    """The run with the median step time (the lower middle one of an even count)."""
+    return sorted(runs, key=lambda run: run["step_s"])[(len(runs) - 1) // 2]
+
+
+def previous_results(exclude, onednn, model="cifar10"):
+    """The newest earlier results of `model` with the same oneDNN setting (older files: off, cifar10)."""
     paths = sorted(p for p in glob.glob(os.path.join(RESULTS_DIR, "speed_*.json")) if p != exclude)
     for path in reversed(paths):
         with open(path) as f:
             results = json.load(f)
-        if results.get("onednn", "off") == onednn:
+        if results.get("onednn", "off") == onednn and results.get("model", "cifar10") == model:
             return path, results
     return None, None
 
@@ -400,7 +428,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--model", choices=sorted(MODELS), default="cifar10",
+                        help="cifar10: the 32x32x3 U-Net at width 64 (default); digits: "
+                        "UNet.from_preset('digits'), 8x8x1, where users start")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="defaults to 32 for cifar10 and 128 for digits")
+    parser.add_argument("--pytorch", metavar="PYTHON", default=None,
+                        help="an interpreter with torch and diffusers: runs "
+                        "benchmark_pytorch_reference.py on the same model, alternating with "
+                        "the float32 training phase, and prints the ratio")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="float32 training rounds (each side with --pytorch); the median "
+                        "is reported. Defaults to 2.")
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs. Defaults to 5.")
     parser.add_argument("--steps-per-epoch", type=int, default=2)
     parser.add_argument("--num-images", type=int, default=64)
@@ -421,13 +460,15 @@ def main():
                         help="relative drop in %% of peak flagged as a regression. Defaults to 0.1.")
     parser.add_argument("--output", default=None, help="JSON path; defaults to results/speed_<now>.json")
     args = parser.parse_args()
+    if args.batch_size is None:
+        args.batch_size = MODELS[args.model][1]
 
     if args.phase:
         print(json.dumps(PHASES[args.phase](args)))
         return
 
     common = [
-        "--batch-size", str(args.batch_size), "--epochs", str(args.epochs),
+        "--model", args.model, "--batch-size", str(args.batch_size), "--epochs", str(args.epochs),
         "--steps-per-epoch", str(args.steps_per_epoch), "--num-images", str(args.num_images),
         "--sample-steps", str(args.sample_steps), "--sample-repeats", str(args.sample_repeats),
         "--call-repeats", str(args.call_repeats),
@@ -439,13 +480,29 @@ def main():
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {_cpu_name()}, {os.cpu_count()} cores, "
         f"{'bf16' if _has_bf16() else 'no native bf16'}; TF {tf.__version__}, Keras {keras.__version__}",
-        "network": {k: list(v) if isinstance(v, tuple) else v for k, v in NETWORK.items()},
+        "model": args.model,
+        "network": {k: list(v) if isinstance(v, tuple) else v for k, v in MODELS[args.model][0].items()},
         "onednn": args.onednn,
     }
-    results["train_float32"] = run_phase("train", common + ["--dtype", "float32"], args.onednn)
+    ours, theirs = [], []
+    for round_ in range(args.rounds):  # alternating sides: PyTorch first in odd rounds
+        if args.pytorch and round_ % 2:
+            theirs.append(run_pytorch(args.pytorch, args))
+        ours.append(run_phase("train", common + ["--dtype", "float32"], args.onednn))
+        if args.pytorch and not round_ % 2:
+            theirs.append(run_pytorch(args.pytorch, args))
+    results["train_float32"] = median_run(ours)
+    results["train_float32_rounds_img_s"] = [run["images_per_s"] for run in ours]
+    if theirs:
+        results["pytorch_train_float32"] = median_run(theirs)
+        results["pytorch_rounds_img_s"] = [run["images_per_s"] for run in theirs]
+        results["speed_vs_pytorch"] = round(
+            results["train_float32"]["images_per_s"] / results["pytorch_train_float32"]["images_per_s"], 2
+        )
     if not args.skip_bfloat16:
-        # Two 1-step epochs: without native bfloat16 a step can take several times longer.
-        bf16 = common + ["--dtype", "mixed_bfloat16", "--epochs", "2", "--steps-per-epoch", "1"]
+        # Without native bfloat16 a step can take several times longer: two 1-step epochs.
+        bf16 = common + ["--dtype", "mixed_bfloat16"] + (
+            [] if _has_bf16() else ["--epochs", "2", "--steps-per-epoch", "1"])
         results["train_mixed_bfloat16"] = run_phase("train", bf16, args.onednn)
         results["bfloat16_speedup"] = round(
             results["train_float32"]["step_s"] / results["train_mixed_bfloat16"]["step_s"], 2
@@ -456,9 +513,14 @@ def main():
     output = args.output or os.path.join(
         RESULTS_DIR, f"speed_{datetime.datetime.now():%Y%m%d_%H%M%S}.json"
     )
-    previous_path, previous = previous_results(os.path.abspath(output), args.onednn)
+    previous_path, previous = previous_results(os.path.abspath(output), args.onednn, args.model)
     print(f"{results['machine']}; oneDNN {args.onednn}")
     print(table(results, previous, args.tolerance))
+    print(f"float32 training, {args.rounds} rounds: {results['train_float32_rounds_img_s']} img/s")
+    if "speed_vs_pytorch" in results:
+        print(f"PyTorch {results['pytorch_train_float32']['torch']} (diffusers), same model and "
+              f"batch, alternated: {results['pytorch_rounds_img_s']} img/s; keras_ddpm / PyTorch: "
+              f"x{results['speed_vs_pytorch']} (median rounds)")
     if "bfloat16_speedup" in results:
         print(f"mixed_bfloat16 / float32 training speed: x{results['bfloat16_speedup']}")
     if previous_path:

@@ -38,6 +38,25 @@ def _layer_pair(filters=32, **kwargs):
     return ours, theirs
 
 
+@pytest.fixture(autouse=True)
+def cpu_without_avx512(monkeypatch):
+    """The matmul gradient is for CPUs without AVX-512; these tests pretend to be one."""
+    monkeypatch.setattr(convolution, "_avx512_present", lambda: False)
+
+
+def test_cpus_with_avx512_keep_tensorflow_gradient(monkeypatch):
+    monkeypatch.setattr(convolution, "onednn_enabled", lambda: True)
+    layer = convolution.Conv2D(32, 3, padding="same")
+    x = tf.zeros((2, 8, 8, 32))
+    assert layer._uses_matmul_gradient(x)
+    monkeypatch.undo()  # the fixture's stand-in too: the real check reads the flags
+    monkeypatch.setattr(convolution, "onednn_enabled", lambda: True)
+    monkeypatch.setattr(convolution.hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    assert not layer._uses_matmul_gradient(x)
+    monkeypatch.setattr(convolution.hardware, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert layer._uses_matmul_gradient(x)
+
+
 def test_layer_matches_keras_conv2d_and_uses_the_matmul_gradient(monkeypatch):
     monkeypatch.setattr(convolution, "onednn_enabled", lambda: True)
     rng = np.random.default_rng(1)
