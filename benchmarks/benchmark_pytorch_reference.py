@@ -231,6 +231,7 @@ def matmul_peak(size=2048, repeats=6):
 
 
 def run(args):
+    rss_imported = peak_rss_mb()  # torch and numpy imported; diffusers on first use
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
@@ -280,6 +281,7 @@ def run(args):
         "cpu_s_per_step": round(cpu_step_s, 2),
         "cpu_fraction_of_peak": round(step_flops / cpu_step_s / 1e9 / peak_cpu, 3),
         "peak_rss_mb": round(peak_rss_mb()),
+        "peak_rss_at_start_mb": round(rss_imported),
         "load_average": round(os.getloadavg()[0], 2),
         "parameters": sum(p.numel() for p in network.parameters()),
         "attention_layers": count_attention_layers(network),

@@ -199,7 +199,9 @@ def phase_train(args):
 
     import keras_ddpm
 
+    rss_imported = rss_mb()
     network, model = build_model(args.dtype, True if args.train_jit else "auto", args.model)
+    rss_built = rss_mb()
     flops_per_image = 3 * forward_flops(network)
     batch = args.batch_size
     shape = MODELS[args.model][0]["image_shape"]
@@ -226,6 +228,7 @@ def phase_train(args):
     start = time.perf_counter()
     model.fit(data.take(1), epochs=1, verbose=0)
     first_step = time.perf_counter() - start
+    rss_first_step = rss_mb()
     peak, peak_cpu = matmul_peak()
     load_before = load_average()
     start_cpu = cpu_seconds()
@@ -251,6 +254,10 @@ def phase_train(args):
         "cpu_s_per_step": round(cpu_step_s, 2),
         "cpu_fraction_of_peak": round(flops_per_image * batch / cpu_step_s / 1e9 / peak_cpu, 3),
         "epoch_rss_mb": [round(r) for r in epoch_rss],
+        # Where the memory goes: the libraries, the model (weights, EMA, Adam), the first step
+        # (traced graph, buffers), then the peak of the timed epochs.
+        "rss_breakdown_mb": {"imported": round(rss_imported), "model_built": round(rss_built),
+                             "after_first_step": round(rss_first_step), "peak": round(peak_rss_mb())},
         "rss_growth_mb": round(epoch_rss[-1] - epoch_rss[0]),
         "rss_range_mb": round(max(epoch_rss) - min(epoch_rss)),
         "peak_rss_mb": round(peak_rss_mb()),
