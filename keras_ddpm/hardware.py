@@ -26,7 +26,9 @@ def cpu_flags(path="/proc/cpuinfo"):
     return None
 
 
-def _accelerator_present():
+@functools.lru_cache(maxsize=None)
+def accelerator_present():
+    """Whether TensorFlow sees a GPU or a TPU."""
     import tensorflow as tf
 
     return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
@@ -39,7 +41,7 @@ def slow_bfloat16_message():
     flags cannot be read (not Linux): then nothing is known to be wrong.
     """
     flags = cpu_flags()
-    if flags is None or any(flag in flags for flag in _BF16_FLAGS) or _accelerator_present():
+    if flags is None or any(flag in flags for flag in _BF16_FLAGS) or accelerator_present():
         return None
     return (
         "mixed_bfloat16 will train slower than float32 here: this CPU has no bfloat16 "
