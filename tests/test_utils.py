@@ -159,3 +159,52 @@ def test_save_rejects_bad_scale(tmp_path):
     with pytest.raises(ValueError, match=r"scale=0"):
         utils.save_image_grid(np.zeros((1, 8, 8)), tmp_path / "x.png", scale=0)
     assert not (tmp_path / "x.png").exists()
+
+
+# slerp: closed forms
+
+
+def test_slerp_endpoints_and_orthogonal_unit_vectors():
+    a = np.array([[1.0, 0.0, 0.0]])
+    b = np.array([[0.0, 1.0, 0.0]])
+    fractions = np.linspace(0, 1, 5)
+    frames = utils.slerp(a, b, fractions)
+    assert frames.shape == (5, 1, 3)
+    angle = fractions * np.pi / 2
+    expected = np.stack([np.cos(angle), np.sin(angle), np.zeros(5)], axis=1)[:, None]
+    np.testing.assert_allclose(frames, expected, atol=1e-7)
+    np.testing.assert_allclose(utils.slerp(a, b, 0.5), [[2**-0.5, 2**-0.5, 0.0]], atol=1e-7)
+
+
+def test_slerp_keeps_the_norm_of_gaussian_noise_where_the_line_loses_it():
+    rng = np.random.default_rng(0)
+    d = 8 * 8 * 3
+    a, b = rng.normal(size=(2, 16, 8, 8, 3))
+    frames = utils.slerp(a, b, [0.0, 0.25, 0.5, 1.0])
+    np.testing.assert_allclose(frames[0], a, atol=1e-6)
+    np.testing.assert_allclose(frames[-1], b, atol=1e-6)
+    norms = np.linalg.norm(frames.reshape(4, 16, -1), axis=-1)
+    ends = np.linalg.norm(a.reshape(16, -1), axis=-1), np.linalg.norm(b.reshape(16, -1), axis=-1)
+    # Between the two end norms at every fraction (equal norms would be kept exactly) ...
+    assert np.all(norms >= np.minimum(*ends) - 1e-4) and np.all(norms <= np.maximum(*ends) + 1e-4)
+    # ... while the straight-line midpoint shrinks to about sqrt(d / 2).
+    line = np.linalg.norm(((a + b) / 2).reshape(16, -1), axis=-1)
+    assert abs(line.mean() / np.sqrt(d) - 2**-0.5) < 0.05 and abs(norms[2].mean() / np.sqrt(d) - 1) < 0.05
+
+
+def test_slerp_of_parallel_examples_is_the_straight_line():
+    a = np.ones((2, 4))
+    frames = utils.slerp(a, 3 * a, [0.0, 0.5, 1.0])
+    np.testing.assert_allclose(frames, [a, 2 * a, 3 * a], atol=1e-6)
+
+
+@pytest.mark.parametrize("a, b, fractions, fragment", [
+    (np.ones((2, 4)), np.ones((2, 5)), 0.5, "(2, 4) and (2, 5)"),
+    (np.ones((2, 4)), np.ones((2, 4)), [[0.5]], "fractions=[[0.5]]"),
+    (np.ones((2, 4)), np.ones((2, 4)), float("nan"), "fractions=nan"),
+    (np.zeros((1, 4)), np.ones((1, 4)), 0.5, "all-zero"),
+])
+def test_slerp_bad_input_is_one_line(a, b, fractions, fragment):
+    with pytest.raises(ValueError) as info:
+        utils.slerp(a, b, fractions)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
