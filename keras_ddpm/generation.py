@@ -46,6 +46,39 @@ def chunk_seeds(seed, chunk):
     return tf.cast(noise_seed, tf.int32), tf.cast(loop_seed, tf.int32)
 
 
+def check_edit(initial_images, strength, num_images, image_shape):
+    """Checks image-to-image arguments; returns `(images as float32 NumPy or None, strength)`."""
+    if initial_images is None:
+        if strength is not None:
+            raise ValueError(f"`strength={strength!r}` needs `initial_images` to edit.")
+        return None, None
+    if strength is None:
+        raise ValueError(
+            "Pass `strength` in [0, 1] with `initial_images`: the fraction of the reverse process "
+            "to run (0 returns the images, 1 ignores them)."
+        )
+    strength = float(checks.number_in("strength", strength, 0.0, 1.0))
+    images = checks.as_numpy(initial_images)
+    if not np.issubdtype(images.dtype, np.floating):
+        raise TypeError(
+            f"`initial_images` must be floats in [-1, 1]; received dtype {images.dtype} (for "
+            "uint8 pixels use x / 127.5 - 1)."
+        )
+    images = images.astype(np.float32)
+    expected = (num_images,) + tuple(image_shape or images.shape[1:])
+    if images.shape != expected:
+        raise ValueError(
+            f"`initial_images` must have shape {expected} (num_images, H, W, C); received "
+            f"shape {images.shape}."
+        )
+    if not np.all(np.isfinite(images)) or images.size and np.abs(images).max() > 1.0 + 1e-3:
+        raise ValueError(
+            "`initial_images` must be finite and in [-1, 1]; received values in "
+            f"[{np.nanmin(images):.3g}, {np.nanmax(images):.3g}]."
+        )
+    return images, strength
+
+
 def check_labels(labels, guidance_scale, num_images, num_classes):
     """`generate`'s labels as int32 `[num_images]` (null labels when none) and w.
 
@@ -212,9 +245,9 @@ class ReverseProcess:
     def generate(
         self, num_images, sampler="ddpm", steps=None, timestep_spacing=None, seed=None,
         initial_noise=None, clip=True, batch_size=None, verbose="auto", jit_compile="auto",
-        labels=None, guidance_scale=None, **options,
+        labels=None, guidance_scale=None, initial_images=None, strength=None, **options,
     ):
-        """Samples images from pure noise; the arguments are those of `DDPM.generate`.
+        """Samples images from pure noise, or edits `initial_images`; the arguments are `DDPM.generate`'s.
 
         Returns:
             float32 NumPy array `(num_images, H, W, C)`, clipped to [−1, 1]
@@ -239,8 +272,11 @@ class ReverseProcess:
                     f"`initial_noise` holds {int((~np.isfinite(initial_noise)).sum())} NaN or "
                     "infinite values; the samplers need finite noise."
                 )
-        elif self.image_shape is None:
+        elif self.image_shape is None and initial_images is None:
             raise ValueError("The network does not declare its input shape; pass `initial_noise`.")
+        initial_images, strength = check_edit(
+            initial_images, strength, num_images, self.image_shape
+        )
         seed = random_seed() if seed is None else seed
         if not checks.is_int(seed):
             raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}.")
@@ -250,19 +286,30 @@ class ReverseProcess:
         run = self.loop(sampler, spacing, clip, jit_compile, **static)
         runtime = [tf.constant(options[o.name], tf.float32) for o in record.runtime_options]
 
+        # SDEdit: the last round(strength * steps) steps, from the images noised to their start.
+        first = 0 if strength is None else steps - int(round(strength * steps))
+        if first == steps:  # strength 0 (or too few steps to take one): the images as they are
+            return np.clip(initial_images, -1.0, 1.0) if clip else initial_images.copy()
+        sequence = None
+        if first > 0:
+            sequence = samplers.timestep_sequence(self.schedule, steps, spacing)
         chunks = math.ceil(num_images / batch_size)
-        show = verbose == 1 or (verbose == "auto" and steps > 100)
+        show = verbose == 1 or (verbose == "auto" and steps - first > 100)
         segments = PROGRESS_SEGMENTS if show and record.resumable else 1
-        bounds = np.linspace(0, steps, min(segments, steps) + 1).round().astype(int)
-        progress = keras.utils.Progbar(chunks * steps) if show else None
+        bounds = np.linspace(first, steps, min(segments, steps - first) + 1).round().astype(int)
+        progress = keras.utils.Progbar(chunks * (steps - first)) if show else None
         outputs = []
         for chunk in range(chunks):
             begin, end = chunk * batch_size, min(num_images, (chunk + 1) * batch_size)
             noise_seed, loop_seed = chunk_seeds(int(seed), chunk)
             if initial_noise is None:
-                x = tf.random.stateless_normal((end - begin,) + self.image_shape, seed=noise_seed)
+                shape = initial_images.shape[1:] if initial_images is not None else self.image_shape
+                x = tf.random.stateless_normal((end - begin,) + tuple(shape), seed=noise_seed)
             else:
                 x = tf.constant(initial_noise[begin:end])
+            if first > 0:  # x_τ ~ q(x_τ | x_0) at the timestep the first step denoises
+                t = tf.fill([end - begin], sequence[first])
+                x = self.schedule.add_noise(tf.constant(initial_images[begin:end]), x, t)
             conditioning = ()
             if labels is not None:
                 conditioning = (tf.constant(labels[begin:end]), tf.constant(guidance_scale, tf.float32))

@@ -389,9 +389,11 @@ class DDPM(keras.Model):
         jit_compile="auto",
         labels=None,
         guidance_scale=None,
+        initial_images=None,
+        strength=None,
         **sampler_options,
     ):
-        """Samples images by running a reverse-process sampler from pure noise.
+        """Samples images by running a reverse-process sampler from pure noise (or edits images).
 
         The reverse loop is one compiled `tf.while_loop` per sampler choice
         (spacing, order, weights, clip, XLA), traced once and cached by
@@ -435,6 +437,16 @@ class DDPM(keras.Model):
             guidance_scale: classifier-free guidance weight w ≥ 0 (Ho &
                 Salimans 2022): ε̂ = ε̂_∅ + w·(ε̂_c − ε̂_∅); 1 is plain
                 conditional sampling. Needs `labels`. Defaults to `None` (1).
+            initial_images: float images in [−1, 1], `(num_images, H, W, C)`,
+                to edit instead of sampling from scratch (SDEdit, Meng et al.
+                2022): they are noised with `schedule.add_noise` to the
+                timestep where the last `round(strength · steps)` steps of the
+                sampler's sequence begin, and those steps run. Needs
+                `strength`. Defaults to `None`.
+            strength: in [0, 1], the fraction of the steps to run: 1 ignores
+                the images (exactly `generate`'s images for the same seed), 0
+                returns them; in between, higher keeps less of them. Works with
+                every sampler. Defaults to `None`.
             **sampler_options: options of a registered sampler.
 
         Returns:
@@ -446,12 +458,19 @@ class DDPM(keras.Model):
         >>> images = model.generate(16, sampler="dpm_solver", steps=20, seed=0)
         >>> images = model.generate(16, sampler="ddim", steps=50, eta=0.5)
         >>> sevens = model.generate(16, labels=7, guidance_scale=3.0)  # conditional
+        >>> edited = model.generate(16, sampler="ddim", steps=50, initial_images=x, strength=0.6)
+
+        References:
+            - Meng, He, Song, Song, Wu, Zhu & Ermon, "SDEdit: Guided Image
+              Synthesis and Editing with Stochastic Differential Equations",
+              ICLR 2022.
         """
         return self.reverse_process(use_ema).generate(
             num_images, sampler=sampler, steps=steps, timestep_spacing=timestep_spacing,
             seed=seed, initial_noise=initial_noise, clip=clip, batch_size=batch_size,
             verbose=verbose, jit_compile=jit_compile, labels=labels,
-            guidance_scale=guidance_scale, eta=eta, order=order, **sampler_options,
+            guidance_scale=guidance_scale, eta=eta, order=order,
+            initial_images=initial_images, strength=strength, **sampler_options,
         )
 
     def save(self, filepath, overwrite=True, zipped=None, allow_non_finite=False, **kwargs):

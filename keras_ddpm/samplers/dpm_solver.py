@@ -63,6 +63,7 @@ def dpm_solver_sample(
     timestep_spacing="logsnr",
     prediction_type="epsilon",
     clip=True,
+    start=0,
 ):
     """DPM-Solver++ multistep sampling in data-prediction form (Lu et al. 2022).
 
@@ -88,7 +89,7 @@ def dpm_solver_sample(
 
     Args:
         denoise_fn: callable `(x_t, t) -> prediction`.
-        initial_noise: x at the first index of the sequence, float32 `[B, ...]`.
+        initial_noise: x at index `start` of the sequence, float32 `[B, ...]`.
         schedule: the `NoiseSchedule`.
         steps: number of steps (= NFE) in [1, T], int or int32 scalar tensor.
             Defaults to `20`.
@@ -96,6 +97,9 @@ def dpm_solver_sample(
         timestep_spacing: see `timestep_sequence`. Defaults to `"logsnr"`.
         prediction_type: what `denoise_fn` predicts. Defaults to `"epsilon"`.
         clip: clip every x̂_0 to [−1, 1]. Defaults to `True`.
+        start: the first step (int or int32 scalar tensor), for a run that
+            begins part-way (image-to-image); its first step is first order,
+            as the history is empty. Defaults to `0`.
 
     Returns:
         x_0, float32, shaped like `initial_noise`.
@@ -152,7 +156,7 @@ def dpm_solver_sample(
     _, x, *_ = tf.while_loop(
         lambda k, *_: k < steps,
         body,
-        (tf.constant(0, tf.int32), x, zeros, zeros, nan, nan),
+        (tf.cast(start, tf.int32), x, zeros, zeros, nan, nan),
         shape_invariants=(
             tf.TensorShape([]), x.shape, x.shape, x.shape, tf.TensorShape([]), tf.TensorShape([])
         ),
@@ -162,9 +166,9 @@ def dpm_solver_sample(
 
 def run(denoise_fn, x, schedule, *, seed, steps, timestep_spacing, prediction_type, clip,
         variance, start=0, stop=None, order=2):
-    """The registry's entry point (see `keras_ddpm.samplers.Sampler`); always runs whole."""
-    del seed, variance, start, stop  # Deterministic; its multistep history lives in the loop.
+    """The registry's entry point (see `keras_ddpm.samplers.Sampler`); runs from `start` to the end."""
+    del seed, variance, stop  # Deterministic; its multistep history lives in the loop.
     return dpm_solver_sample(
         denoise_fn, x, schedule, steps=steps, order=order, timestep_spacing=timestep_spacing,
-        prediction_type=prediction_type, clip=clip,
+        prediction_type=prediction_type, clip=clip, start=start,
     )

@@ -1,0 +1,87 @@
+"""Image-to-image (SDEdit): generate(initial_images=x, strength=s), checked against closed forms."""
+
+import numpy as np
+import pytest
+
+import keras_ddpm
+from keras_ddpm import samplers
+from oracles import gaussian_oracle
+
+MEAN, STD = 0.2, 0.3
+SHAPE = (4, 4, 1)
+
+
+def oracle_model(timesteps=50):
+    schedule = keras_ddpm.NoiseSchedule("linear", timesteps=timesteps, beta_start=1e-3, beta_end=0.2)
+    network = gaussian_oracle(schedule, SHAPE, MEAN, STD)
+    return keras_ddpm.DDPM(network, schedule=schedule, ema_decay=None)
+
+
+def data(n, seed=0):
+    return np.random.default_rng(seed).normal(MEAN, STD, (n,) + SHAPE).clip(-1, 1).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return oracle_model()
+
+
+@pytest.mark.parametrize("sampler, steps", [("ddpm", 8), ("ddim", 8), ("dpm_solver", 8)])
+def test_strength_one_is_generate_and_zero_returns_the_images(model, sampler, steps):
+    x = data(6)
+    plain = model.generate(6, sampler=sampler, steps=steps, seed=3, verbose=0)
+    edited = model.generate(6, sampler=sampler, steps=steps, seed=3, verbose=0,
+                            initial_images=x, strength=1.0)
+    np.testing.assert_array_equal(plain, edited)
+    kept = model.generate(6, sampler=sampler, steps=steps, seed=3, initial_images=x, strength=0.0)
+    np.testing.assert_array_equal(kept, x)
+
+
+def ddim_edit_closed_form(schedule, x, eps, steps, strength, spacing):
+    """DDIM (η = 0) with the ε-oracle is affine at every step; compose it from the noised images."""
+    ac = schedule.alphas_cumprod.astype(np.float64)
+    sequence = samplers.timestep_sequence(schedule, steps, spacing).numpy()
+    first = steps - int(round(strength * steps))
+    a = ac[sequence[first]]
+    y = np.sqrt(a) * x.astype(np.float64) + np.sqrt(1 - a) * eps.astype(np.float64)
+    for k in range(first, steps):
+        t, prev = sequence[k], sequence[k + 1]
+        a, a_prev = ac[t], (ac[prev] if prev >= 0 else 1.0)
+        v = a * STD**2 + 1 - a
+        eps_hat = np.sqrt(1 - a) * (y - np.sqrt(a) * MEAN) / v
+        x0_hat = (y - np.sqrt(1 - a) * eps_hat) / np.sqrt(a)
+        y = np.sqrt(a_prev) * x0_hat + np.sqrt(1 - a_prev) * eps_hat
+    return y
+
+
+@pytest.mark.parametrize("strength", [0.3, 0.7])
+def test_ddim_edit_is_the_composed_affine_map(model, strength):
+    x, eps = data(8), np.random.default_rng(1).standard_normal((8,) + SHAPE).astype("float32")
+    out = model.generate(8, sampler="ddim", steps=10, timestep_spacing="trailing", clip=False,
+                         initial_images=x, strength=strength, initial_noise=eps, verbose=0)
+    expected = ddim_edit_closed_form(model.schedule, x, eps, 10, strength, "trailing")
+    np.testing.assert_allclose(out, expected, atol=2e-5)
+
+
+def test_first_order_dpm_solver_edit_equals_ddim(model):
+    """DPM-Solver++ of order 1 is DDIM (Lu et al. 2022), so its part-way run must be too."""
+    x, eps = data(8), np.random.default_rng(2).standard_normal((8,) + SHAPE).astype("float32")
+    common = dict(steps=10, timestep_spacing="trailing", clip=False, initial_images=x,
+                  strength=0.6, initial_noise=eps, verbose=0)
+    ddim = model.generate(8, sampler="ddim", **common)
+    dpm = model.generate(8, sampler="dpm_solver", order=1, **common)
+    np.testing.assert_allclose(dpm, ddim, atol=2e-5)
+
+
+@pytest.mark.parametrize("kwargs, error, fragment", [
+    (dict(strength=0.5), ValueError, "needs `initial_images`"),
+    (dict(initial_images=np.zeros((2,) + SHAPE, np.float32)), ValueError, "Pass `strength`"),
+    (dict(initial_images=np.zeros((2,) + SHAPE, np.float32), strength=1.5), ValueError, "1.5"),
+    (dict(initial_images=np.zeros((2,) + SHAPE, np.uint8), strength=0.5), TypeError, "uint8"),
+    (dict(initial_images=np.zeros((3,) + SHAPE, np.float32), strength=0.5), ValueError, "(3, 4, 4, 1)"),
+    (dict(initial_images=np.full((2,) + SHAPE, 2.0, np.float32), strength=0.5), ValueError, "[2, 2]"),
+])
+def test_bad_edit_arguments_are_one_line(model, kwargs, error, fragment):
+    with pytest.raises(error) as info:
+        model.generate(2, sampler="ddim", steps=4, **kwargs)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
