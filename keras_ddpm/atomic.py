@@ -74,6 +74,21 @@ def atomic_write(path):
             os.remove(tmp)
 
 
+def replaceable_path(filepath, overwrite=True):
+    """`filepath` as a str when it can be written atomically here, else `None`.
+
+    That is a local path (not a URL such as `gs://`) that may be replaced;
+    `overwrite=False` onto an existing file is left to the caller's own
+    refusal.
+    """
+    if not isinstance(filepath, (str, os.PathLike)):
+        return None
+    path = os.fspath(filepath)
+    if "://" in path or (not overwrite and os.path.exists(path)):
+        return None
+    return path
+
+
 def remove_partials(folder):
     """Removes what writes killed mid-way left in `folder` (`.partial-*` entries)."""
     if not os.path.isdir(folder):

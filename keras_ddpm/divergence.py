@@ -11,6 +11,7 @@ weight whose gradient was not finite.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -36,6 +37,16 @@ def first_non_finite(gradients):
         return ops.convert_to_tensor(-1, "int32")
     flags = ops.stack(flags)
     return ops.where(ops.any(flags), ops.cast(ops.argmax(ops.cast(flags, "int32")), "int32"), -1)
+
+
+def first_non_finite_weight(weights):
+    """The first floating-point weight holding a NaN or an infinity, or `None` (checked eagerly)."""
+    for weight in weights:
+        if keras.backend.is_float_dtype(weight.dtype) and not np.all(
+            np.isfinite(ops.convert_to_numpy(weight))
+        ):
+            return weight
+    return None
 
 
 def apply_if_finite(optimizer, gradients, weights, finite):

@@ -5,10 +5,8 @@ Data flows one way: a batch of images → `train_step` draws t and ε →
 `network` → images.
 """
 
-import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -485,34 +483,24 @@ class DDPM(keras.Model):
         unless `allow_non_finite=True`, so that it never replaces a good file.
         """
         if not allow_non_finite:
-            self._check_finite_weights(filepath)
-        path = os.fspath(filepath) if isinstance(filepath, (str, os.PathLike)) else None
-        if path is None or not path.endswith(".keras") or zipped is False or "://" in path or (
-            not overwrite and os.path.exists(path)
-        ):
-            return super().save(filepath, overwrite=overwrite, zipped=zipped, **kwargs)
-        with atomic.atomic_write(path) as tmp:
-            super().save(tmp, overwrite=True, zipped=zipped, **kwargs)
-
-    def _check_finite_weights(self, filepath):
-        weights = list(self.network.weights) + list(self.ema_weights)
-        for weight in weights:
-            if keras.backend.is_float_dtype(weight.dtype) and not np.all(
-                np.isfinite(keras.ops.convert_to_numpy(weight))
-            ):
+            weight = divergence.first_non_finite_weight([*self.network.weights, *self.ema_weights])
+            if weight is not None:
                 raise ValueError(
                     f"Not saving {str(filepath)!r}: weight {weight.path} holds NaN or "
                     "infinite values (the run diverged). Pass allow_non_finite=True to save it "
                     "anyway."
                 )
+        path = atomic.replaceable_path(filepath, overwrite)
+        if path is None or not path.endswith(".keras") or zipped is False:
+            return super().save(filepath, overwrite=overwrite, zipped=zipped, **kwargs)
+        with atomic.atomic_write(path) as tmp:
+            super().save(tmp, overwrite=True, zipped=zipped, **kwargs)
 
     def save_weights(self, filepath, overwrite=True, max_shard_size=None):
         """`keras.Model.save_weights`, written under a temporary name and renamed into place
         (as `save`; used by `ModelCheckpoint(save_weights_only=True)` and the backups)."""
-        path = os.fspath(filepath) if isinstance(filepath, (str, os.PathLike)) else None
-        if path is None or max_shard_size is not None or "://" in path or (
-            not overwrite and os.path.exists(path)
-        ):
+        path = atomic.replaceable_path(filepath, overwrite)
+        if path is None or max_shard_size is not None:
             return super().save_weights(filepath, overwrite=overwrite, max_shard_size=max_shard_size)
         with atomic.atomic_write(path) as tmp:
             super().save_weights(tmp, overwrite=True)

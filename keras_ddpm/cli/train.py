@@ -131,8 +131,9 @@ def _train(args, output, strategy):
     model_path = os.path.join(output, MODEL_FILE)
     keras.mixed_precision.set_global_policy(args.mixed_precision)
     keras.utils.set_random_seed(args.seed)
-    if args.mixed_precision == "mixed_bfloat16" and hardware.slow_bfloat16_message():
-        print(f"warning: {hardware.slow_bfloat16_message()}", file=sys.stderr)
+    slow = args.mixed_precision == "mixed_bfloat16" and hardware.slow_bfloat16_message()
+    if slow:
+        print(f"warning: {slow}", file=sys.stderr)
 
     if done >= args.epochs and os.path.exists(model_path):
         print(f"{output}: already trained for {done} epochs; pass --epochs > {done} to continue.")
