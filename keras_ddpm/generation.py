@@ -58,25 +58,39 @@ def check_edit(initial_images, strength, num_images, image_shape):
             "to run (0 returns the images, 1 ignores them)."
         )
     strength = float(checks.number_in("strength", strength, 0.0, 1.0))
-    images = checks.as_numpy(initial_images)
+    return check_images("initial_images", initial_images, num_images, image_shape), strength
+
+
+def check_images(name, images, num_images=None, image_shape=None):
+    """Float images in [−1, 1] of shape `(num_images, *image_shape)`, as float32 NumPy.
+
+    Args:
+        name: the argument's name, for the error message.
+        images: the images given.
+        num_images: the batch size expected, or `None` for any. Defaults to `None`.
+        image_shape: `(H, W, C)` expected, or `None` for any. Defaults to `None`.
+    """
+    images = checks.as_numpy(images)
     if not np.issubdtype(images.dtype, np.floating):
         raise TypeError(
-            f"`initial_images` must be floats in [-1, 1]; received dtype {images.dtype} (for "
+            f"`{name}` must be floats in [-1, 1]; received dtype {images.dtype} (for "
             "uint8 pixels use x / 127.5 - 1)."
         )
     images = images.astype(np.float32)
-    expected = (num_images,) + tuple(image_shape or images.shape[1:])
-    if images.shape != expected:
+    shape = tuple(image_shape or images.shape[1:])
+    count = len(images) if num_images is None and images.ndim == 4 else num_images
+    if images.shape != (count,) + shape:
+        expected = ", ".join(str(size) for size in ("N" if count is None else count,) + shape)
+        what = "N, H, W, C" if num_images is None else "num_images, H, W, C"
         raise ValueError(
-            f"`initial_images` must have shape {expected} (num_images, H, W, C); received "
-            f"shape {images.shape}."
+            f"`{name}` must have shape ({expected}) ({what}); received shape {images.shape}."
         )
     if not np.all(np.isfinite(images)) or images.size and np.abs(images).max() > 1.0 + 1e-3:
         raise ValueError(
-            "`initial_images` must be finite and in [-1, 1]; received values in "
+            f"`{name}` must be finite and in [-1, 1]; received values in "
             f"[{np.nanmin(images):.3g}, {np.nanmax(images):.3g}]."
         )
-    return images, strength
+    return images
 
 
 def check_labels(labels, guidance_scale, num_images, num_classes):
@@ -223,11 +237,10 @@ class ReverseProcess:
             return self.loops[key]
         function = record.function()
         runtime = [option.name for option in record.runtime_options]
-        shape = self.image_shape or (None, None, None)
-        signature = [tf.TensorSpec((None,) + tuple(shape), tf.float32), tf.TensorSpec((2,), tf.int32)]
-        signature += [tf.TensorSpec((), tf.int32)] * 3 + [tf.TensorSpec((), tf.float32)] * len(runtime)
-        if self.num_classes is not None:
-            signature += [tf.TensorSpec((None,), tf.int32), tf.TensorSpec((), tf.float32)]
+        signature = self._signature(
+            tf.TensorSpec((2,), tf.int32), *[tf.TensorSpec((), tf.int32)] * 3,
+            *[tf.TensorSpec((), tf.float32)] * len(runtime),
+        )
 
         @tf.function(input_signature=signature, jit_compile=bool(jit_compile), reduce_retracing=True)
         def run(x, seed, start, stop, steps, *extra):
@@ -241,6 +254,65 @@ class ReverseProcess:
 
         self.loops[key] = run
         return run
+
+    def inverse_loop(self, sampler, timestep_spacing=None, jit_compile=False):
+        """The cached compiled inverse (images → x_T) of a deterministic sampler, for `encode`.
+
+        Its inputs are `(x, start, stop, steps)` — float32 `[B, H, W, C]` and
+        three int32 scalars — then, for a conditional network, int32 labels
+        `[B]` and the float32 guidance scale.
+        """
+        record = samplers.get_sampler(sampler)
+        spacing = samplers.check_spacing(timestep_spacing or record.default_spacing)
+        key = ("inverse", sampler, spacing, bool(jit_compile))
+        if key in self.loops:
+            return self.loops[key]
+        function = record.inverse_function()
+        signature = self._signature(*[tf.TensorSpec((), tf.int32)] * 3)
+
+        @tf.function(input_signature=signature, jit_compile=bool(jit_compile), reduce_retracing=True)
+        def run(x, start, stop, steps, *conditioning):
+            return function(
+                self.denoiser(*conditioning), x, self.schedule, steps=steps,
+                timestep_spacing=spacing, prediction_type=self.prediction_type, start=start,
+                stop=stop,
+            )
+
+        self.loops[key] = run
+        return run
+
+    def _signature(self, *specs):
+        """A loop's input signature: images, then `specs`, then labels and w if conditional."""
+        shape = self.image_shape or (None, None, None)
+        signature = [tf.TensorSpec((None,) + tuple(shape), tf.float32), *specs]
+        if self.num_classes is not None:
+            signature += [tf.TensorSpec((None,), tf.int32), tf.TensorSpec((), tf.float32)]
+        return signature
+
+    def conditioning(self, labels, guidance_scale, begin, end):
+        """The loop inputs after the sampler's for images `begin:end`: `()` if unconditional."""
+        if labels is None:
+            return ()
+        return tf.constant(labels[begin:end]), tf.constant(guidance_scale, tf.float32)
+
+    @staticmethod
+    def progress(show, resumable, chunks, first, steps):
+        """`(bounds, progress bar or None)`: the step ranges a chunk runs in, and the bar."""
+        segments = PROGRESS_SEGMENTS if show and resumable else 1
+        bounds = np.linspace(first, steps, min(segments, steps - first) + 1).round().astype(int)
+        return bounds, (keras.utils.Progbar(chunks * (steps - first)) if show else None)
+
+    @staticmethod
+    def run_ranges(run, x, bounds, steps, progress, before=(), after=()):
+        """`x` through `run(x, *before, start, stop, steps, *after)` for each range of `bounds`."""
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            x = run(
+                x, *before, tf.constant(start, tf.int32), tf.constant(stop, tf.int32),
+                tf.constant(steps, tf.int32), *after,
+            )
+            if progress is not None:
+                progress.add(int(stop - start))
+        return x
 
     def generate(
         self, num_images, sampler="ddpm", steps=None, timestep_spacing=None, seed=None,
@@ -295,9 +367,7 @@ class ReverseProcess:
             sequence = samplers.timestep_sequence(self.schedule, steps, spacing)
         chunks = math.ceil(num_images / batch_size)
         show = verbose == 1 or (verbose == "auto" and steps - first > 100)
-        segments = PROGRESS_SEGMENTS if show and record.resumable else 1
-        bounds = np.linspace(first, steps, min(segments, steps - first) + 1).round().astype(int)
-        progress = keras.utils.Progbar(chunks * (steps - first)) if show else None
+        bounds, progress = self.progress(show, record.resumable, chunks, first, steps)
         outputs = []
         for chunk in range(chunks):
             begin, end = chunk * batch_size, min(num_images, (chunk + 1) * batch_size)
@@ -310,16 +380,10 @@ class ReverseProcess:
             if first > 0:  # x_τ ~ q(x_τ | x_0) at the timestep the first step denoises
                 t = tf.fill([end - begin], sequence[first])
                 x = self.schedule.add_noise(tf.constant(initial_images[begin:end]), x, t)
-            conditioning = ()
-            if labels is not None:
-                conditioning = (tf.constant(labels[begin:end]), tf.constant(guidance_scale, tf.float32))
-            for start, stop in zip(bounds[:-1], bounds[1:]):
-                x = run(
-                    x, loop_seed, tf.constant(start, tf.int32), tf.constant(stop, tf.int32),
-                    tf.constant(steps, tf.int32), *runtime, *conditioning,
-                )
-                if progress is not None:
-                    progress.add(int(stop - start))
+            conditioning = self.conditioning(labels, guidance_scale, begin, end)
+            x = self.run_ranges(
+                run, x, bounds, steps, progress, before=(loop_seed,), after=(*runtime, *conditioning)
+            )
             outputs.append(x.numpy())
         images = np.concatenate(outputs, axis=0)
         return np.clip(images, -1.0, 1.0) if clip else images

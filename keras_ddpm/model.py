@@ -15,6 +15,7 @@ from keras_ddpm import backup
 from keras_ddpm import checks
 from keras_ddpm import distribute
 from keras_ddpm import divergence
+from keras_ddpm import editing
 from keras_ddpm import ema
 from keras_ddpm import hardware
 from keras_ddpm import objectives
@@ -469,6 +470,125 @@ class DDPM(keras.Model):
             verbose=verbose, jit_compile=jit_compile, labels=labels,
             guidance_scale=guidance_scale, eta=eta, order=order,
             initial_images=initial_images, strength=strength, **sampler_options,
+        )
+
+    def encode(
+        self, images, sampler="ddim", steps=None, timestep_spacing=None, use_ema=True,
+        batch_size=None, verbose="auto", jit_compile="auto", labels=None, guidance_scale=None,
+        **sampler_options,
+    ):
+        """Inverts images into the noise x_T that a deterministic sampler turns back into them.
+
+        Runs the sampler's ODE forward, from the clean images to x_T, one
+        network evaluation per step (DDIM inversion: Song et al. 2021, section
+        4.3). `generate(len(x), sampler="ddim", steps=s, clip=False,
+        initial_noise=model.encode(x, steps=s))` returns `x` up to an error
+        that falls at first order in 1/s (each inverse step evaluates the
+        network at its input rather than at its unknown output). Use the same
+        `steps` and `timestep_spacing` to decode.
+
+        Args:
+            images: float images in [−1, 1], `(N, H, W, C)`.
+            sampler: a sampler with an inverse:
+                `keras_ddpm.samplers.invertible_samplers()`, `"ddim"` (with
+                η = 0). Defaults to `"ddim"`.
+            steps: network evaluations, in [1, T]. Defaults to `None`: the
+                sampler's default (50 for `"ddim"`).
+            timestep_spacing: as in `generate`. Defaults to `None`: the
+                sampler's default.
+            use_ema: encode with the EMA weights when the model keeps them.
+                Defaults to `True`.
+            batch_size: images encoded at once. Defaults to all of them.
+            verbose: `0`, `1` or `"auto"` (a bar above 100 steps).
+                Defaults to `"auto"`.
+            jit_compile: as in `generate`. Defaults to `"auto"`.
+            labels: for a class-conditional model, the images' classes (one
+                int or one per image). Defaults to `None` (unconditional).
+            guidance_scale: as in `generate`; inversion is most accurate at
+                1. Defaults to `None` (1).
+            **sampler_options: the sampler's options at their neutral values
+                (`eta=0`); anything else is refused.
+
+        Returns:
+            float32 NumPy array x_T, shaped like `images`.
+
+        Example:
+
+        >>> latents = model.encode(images, steps=100)
+        >>> again = model.generate(len(images), sampler="ddim", steps=100, initial_noise=latents)
+
+        References:
+            - Song, Meng & Ermon, "Denoising Diffusion Implicit Models",
+              ICLR 2021 (section 4.3).
+            - Dhariwal & Nichol, "Diffusion Models Beat GANs on Image
+              Synthesis", NeurIPS 2021 (appendix F).
+        """
+        return editing.encode(
+            self.reverse_process(use_ema), images, sampler=sampler, steps=steps,
+            timestep_spacing=timestep_spacing, batch_size=batch_size, verbose=verbose,
+            jit_compile=jit_compile, labels=labels, guidance_scale=guidance_scale,
+            **sampler_options,
+        )
+
+    def interpolate(
+        self, a=None, b=None, num=8, inputs="images", sampler="ddim", steps=None,
+        timestep_spacing=None, seed=None, clip=True, use_ema=True, batch_size=None,
+        verbose="auto", jit_compile="auto", labels=None, guidance_scale=None,
+        **sampler_options,
+    ):
+        """A row of frames that morphs `a` into `b`, by slerp between their noise x_T.
+
+        Images are first inverted with `encode`; the `num` frames are the
+        x_T's spherically interpolated at fractions 0, 1/(num − 1), …, 1
+        (`keras_ddpm.utils.slerp`), decoded by `generate` with the same
+        sampler (Song et al. 2021, section 5.3). The end frames are the
+        reconstructions of `a` and `b`.
+
+        Args:
+            a: one image `(H, W, C)` or a batch `(N, H, W, C)`: floats in
+                [−1, 1] (`inputs="images"`) or noise x_T (`inputs="noise"`).
+                `None` with `b=None` draws two x_T from `seed`. Defaults to
+                `None`.
+            b: the other end, shaped like `a`. Defaults to `None`.
+            num: frames per row, at least 2. Defaults to `8`.
+            inputs: `"images"` or `"noise"`: what `a` and `b` hold.
+                Defaults to `"images"`.
+            sampler: the sampler decoding the frames (and, for images,
+                encoding them: it must then be invertible). Defaults to
+                `"ddim"`.
+            steps: network evaluations per pass. Defaults to `None`: the
+                sampler's default.
+            timestep_spacing: as in `generate`. Defaults to `None`.
+            seed: the seed of drawn ends and of a stochastic decoder.
+                Defaults to `None` (fresh).
+            clip: as in `generate`. Defaults to `True`.
+            use_ema: use the EMA weights when kept. Defaults to `True`.
+            batch_size: images run at once. Defaults to all of them.
+            verbose: as in `generate`. Defaults to `"auto"`.
+            jit_compile: as in `generate`. Defaults to `"auto"`.
+            labels: for a conditional model, one int or one per pair.
+                Defaults to `None`.
+            guidance_scale: as in `generate`. Defaults to `None` (1).
+            **sampler_options: the sampler's options.
+
+        Returns:
+            float32 NumPy array `(num, H, W, C)` for one pair, `(N, num, H,
+            W, C)` for N pairs.
+
+        Example:
+
+        >>> row = model.interpolate(x[0], x[1], num=8, steps=50)
+        >>> keras_ddpm.utils.save_image_grid(row, "row.png", ncols=8)
+
+        References:
+            - Song, Meng & Ermon, "Denoising Diffusion Implicit Models",
+              ICLR 2021 (section 5.3).
+        """
+        return editing.interpolate(
+            self.reverse_process(use_ema), a, b, num=num, inputs=inputs, sampler=sampler,
+            steps=steps, timestep_spacing=timestep_spacing, seed=seed, clip=clip,
+            batch_size=batch_size, verbose=verbose, jit_compile=jit_compile, labels=labels,
+            guidance_scale=guidance_scale, **sampler_options,
         )
 
     def save(self, filepath, overwrite=True, zipped=None, allow_non_finite=False, **kwargs):

@@ -261,3 +261,28 @@ def test_conditional_fit_without_labels_is_an_error(conditional_model):
 def test_bad_class_dropout(class_dropout):
     with pytest.raises(ValueError, match="class_dropout"):
         keras_ddpm.DDPM(tiny_conditional_unet(), class_dropout=class_dropout)
+
+
+def test_encode_and_interpolate_follow_each_images_label():
+    """Per-class inversion: the latent of an image of class c is on class c's exact ODE path."""
+    schedule = NoiseSchedule("linear", timesteps=200)
+    model = keras_ddpm.DDPM(conditional_oracle(schedule), schedule=schedule)
+    labels = np.arange(8) % NUM_CLASSES
+    z = np.random.default_rng(0).standard_normal((8, 4, 4, 1))
+    images = (np.array(MEANS)[labels].reshape(-1, 1, 1, 1) + STD * z).astype("float32")
+    first = samplers.timestep_sequence(schedule, 50, "trailing").numpy()[0]
+    alpha_bar = schedule.alphas_cumprod[first]
+    exact = np.sqrt(alpha_bar) * np.array(MEANS)[labels].reshape(-1, 1, 1, 1) + np.sqrt(
+        alpha_bar * STD**2 + 1 - alpha_bar) * z
+    errors = {}
+    for name, given in (("right", labels), ("wrong", (labels + 2) % NUM_CLASSES)):
+        latents = model.encode(images, steps=50, labels=given, verbose=0)
+        errors[name] = np.sqrt(np.mean((latents - exact) ** 2))
+    # Measured: 0.078 with the right labels, 7.3 with labels shifted by two classes.
+    assert errors["right"] < 0.15 and errors["wrong"] > 1.0, errors
+    rows = model.interpolate(images[:2], images[4:6], num=3, steps=50, labels=[0, 1], verbose=0)
+    assert rows.shape == (2, 3, 4, 4, 1)
+    # The end frames reconstruct their images: their labels reached both passes.
+    for frame, ends in ((0, images[:2]), (-1, images[4:6])):
+        error = np.sqrt(np.mean((rows[:, frame] - ends) ** 2))
+        assert error < 0.04, error  # measured 0.020; mixed-up labels would be off by ≥ 0.4

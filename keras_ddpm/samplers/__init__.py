@@ -30,7 +30,8 @@ x̂_0 the clean-sample estimate.
 
 Layout: `registry` (the records and option checks, no TensorFlow), `spacing`
 (timestep sequences), `loop` (what every sampler shares), and one module per
-sampler: `ancestral`, `ddim`, `dpm_solver`. `sample` runs any registered
+sampler: `ancestral`, `ddim`, `dpm_solver`, and `inversion` (DDIM run
+backwards, for `encode`). `sample` runs any registered
 sampler by name.
 """
 
@@ -47,8 +48,10 @@ from keras_ddpm.samplers.registry import check_order
 from keras_ddpm.samplers.registry import check_spacing
 from keras_ddpm.samplers.registry import check_steps
 from keras_ddpm.samplers.registry import get_sampler
+from keras_ddpm.samplers.registry import invertible_samplers
 from keras_ddpm.samplers.registry import register_sampler
 from keras_ddpm.samplers.registry import resolve
+from keras_ddpm.samplers.registry import resolve_inverse
 from keras_ddpm.samplers.registry import sampler_names
 from keras_ddpm.samplers.registry import takers
 from keras_ddpm.samplers.registry import unregister_sampler
@@ -63,6 +66,8 @@ _LAZY = {
     "log_variance_table": "ancestral",
     "ddim_sample": "ddim",
     "ddim_step": "ddim",
+    "ddim_invert": "inversion",
+    "ddim_invert_step": "inversion",
     "dpm_solver_sample": "dpm_solver",
     "timestep_sequence": "spacing",
     "sample": "run",

@@ -97,6 +97,14 @@ class SamplerOption:
         return value
 
 
+def _load(function):
+    """A function, or the one a `"module:function"` string names (imported now)."""
+    if isinstance(function, str):
+        module, name = function.split(":")
+        return getattr(importlib.import_module(module), name)
+    return function
+
+
 @dataclasses.dataclass(frozen=True)
 class Sampler:
     """One sampler's record.
@@ -120,6 +128,12 @@ class Sampler:
             `False` for multistep solvers whose history lives in the loop.
             Defaults to `True`.
         description: one line for help texts.
+        inverse: for a deterministic sampler, the function (or
+            `"module:function"`) that runs it backwards, images to x_T, for
+            `encode`: called as `inverse(denoise_fn, x, schedule, *, steps,
+            timestep_spacing, prediction_type, start, stop)` with the options
+            at their neutral values. `None` for a sampler that cannot be
+            inverted (a stochastic one). Defaults to `None`.
     """
 
     name: str
@@ -129,13 +143,15 @@ class Sampler:
     options: tuple = ()
     resumable: bool = True
     description: str = ""
+    inverse: Any = None
 
     def function(self):
         """The sampler function (a `"module:function"` string is imported now)."""
-        if isinstance(self.run, str):
-            module, name = self.run.split(":")
-            return getattr(importlib.import_module(module), name)
-        return self.run
+        return _load(self.run)
+
+    def inverse_function(self):
+        """The inverse function (`encode`), or `None` when the sampler has none."""
+        return None if self.inverse is None else _load(self.inverse)
 
     def steps_for(self, timesteps):
         """The default number of steps on a schedule of `timesteps` steps."""
@@ -176,6 +192,7 @@ BUILT_IN = (
     Sampler(
         "ddim", "keras_ddpm.samplers.ddim:run", default_steps=50, options=(_ETA,),
         description="DDIM (Song et al. 2021), deterministic at eta=0",
+        inverse="keras_ddpm.samplers.inversion:run",
     ),
     Sampler(
         "dpm_solver", "keras_ddpm.samplers.dpm_solver:run", default_steps=20,
@@ -249,6 +266,33 @@ def all_options(runtime=None):
 def takers(name):
     """The names of the registered samplers that accept the option `name`."""
     return [record.name for record in _REGISTRY.values() if record.option(name)]
+
+
+def invertible_samplers():
+    """The names of the registered samplers that `encode` can run backwards."""
+    return [record.name for record in _REGISTRY.values() if record.inverse is not None]
+
+
+def resolve_inverse(sampler, timesteps, steps=None, timestep_spacing=None, **options):
+    """`resolve` for `encode`: the sampler must have an inverse and its options be neutral.
+
+    Returns:
+        `(record, steps, timestep_spacing)`.
+    """
+    record, steps, spacing, resolved = resolve(sampler, timesteps, steps, timestep_spacing, **options)
+    if record.inverse is None:
+        raise ValueError(
+            f"`encode` needs a deterministic sampler it can run backwards, one of "
+            f"{invertible_samplers()}; received sampler={sampler!r}, which has no inverse."
+        )
+    for option in record.options:
+        value = resolved[option.name]
+        if not checks.is_tensor(value) and value != option.neutral:
+            raise ValueError(
+                f"`encode` inverts the deterministic {sampler!r} ({option.name}="
+                f"{option.neutral!r}); received {option.name}={value!r}."
+            )
+    return record, steps, spacing
 
 
 def resolve(sampler, timesteps, steps=None, timestep_spacing=None, **options):

@@ -1,0 +1,132 @@
+"""Editing with any trained model: inversion (`encode`) and interpolation.
+
+Functions over a `generation.ReverseProcess`, so that `DDPM` (and, later, the
+SavedModel) share them: each checks its inputs in one place, runs compiled
+loops of the process in chunks with a progress bar, and returns NumPy arrays.
+Image-to-image (SDEdit) lives in `ReverseProcess.generate` itself
+(`initial_images=`, `strength=`), since it is generation started part-way.
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from keras_ddpm import checks
+from keras_ddpm import samplers
+from keras_ddpm import utils
+from keras_ddpm.generation import check_images
+from keras_ddpm.generation import check_labels
+from keras_ddpm.generation import chunk_seeds
+from keras_ddpm.generation import random_seed
+
+INTERPOLATION_INPUTS = ("images", "noise")
+
+
+def encode(
+    process, images, sampler="ddim", steps=None, timestep_spacing=None, batch_size=None,
+    verbose="auto", jit_compile="auto", labels=None, guidance_scale=None, **options,
+):
+    """Runs a deterministic sampler backwards: images → x_T; the arguments are `DDPM.encode`'s.
+
+    Returns:
+        float32 NumPy array shaped like `images`.
+    """
+    images = check_images("images", images, image_shape=process.image_shape)
+    num_images = len(images)
+    if num_images == 0:
+        raise ValueError(f"`images` must hold at least one image; received shape {images.shape}.")
+    batch_size = num_images if batch_size is None else checks.positive_int("batch_size", batch_size)
+    record, steps, spacing = samplers.resolve_inverse(
+        sampler, process.schedule.timesteps, steps, timestep_spacing, **options
+    )
+    labels, guidance_scale = check_labels(labels, guidance_scale, num_images, process.num_classes)
+    if jit_compile == "auto":
+        jit_compile = process.supports_jit()
+    run = process.inverse_loop(record.name, spacing, jit_compile)
+    chunks = math.ceil(num_images / batch_size)
+    show = verbose == 1 or (verbose == "auto" and steps > 100)
+    bounds, progress = process.progress(show, record.resumable, chunks, 0, steps)
+    outputs = []
+    for begin in range(0, num_images, batch_size):
+        end = min(num_images, begin + batch_size)
+        conditioning = process.conditioning(labels, guidance_scale, begin, end)
+        x = tf.constant(images[begin:end])
+        outputs.append(process.run_ranges(run, x, bounds, steps, progress, after=conditioning).numpy())
+    return np.concatenate(outputs, axis=0)
+
+
+def _endpoints(a, b, image_shape):
+    """`a` and `b` as batches `[N, H, W, C]` of one shape, and whether they were batched."""
+    a, b = checks.as_numpy(a), checks.as_numpy(b)
+    batched = a.ndim == 4
+    pair_a, pair_b = (a[None], b[None]) if a.ndim == 3 else (a, b)
+    if a.shape != b.shape or pair_a.ndim != 4 or (
+        image_shape and pair_a.shape[1:] != tuple(image_shape)
+    ):
+        expected = "(H, W, C) or (N, H, W, C)" if not image_shape else (
+            f"{tuple(image_shape)} or (N, {', '.join(map(str, image_shape))})"
+        )
+        raise ValueError(
+            f"`a` and `b` must have one shape, {expected}; received shapes {a.shape} and "
+            f"{b.shape}."
+        )
+    return pair_a, pair_b, batched
+
+
+def interpolate(
+    process, a=None, b=None, num=8, inputs="images", sampler="ddim", steps=None,
+    timestep_spacing=None, seed=None, clip=True, batch_size=None, verbose="auto",
+    jit_compile="auto", labels=None, guidance_scale=None, **options,
+):
+    """Frames morphing `a` into `b` through slerp of their x_T; the arguments are `DDPM.interpolate`'s.
+
+    Returns:
+        float32 NumPy array `(num, H, W, C)` for one pair, `(N, num, H, W,
+        C)` for batches of N pairs.
+    """
+    num = checks.positive_int("num", num)
+    if num < 2:
+        raise ValueError(f"`num` must be at least 2 (both ends); received num={num}.")
+    checks.one_of("inputs", inputs, INTERPOLATION_INPUTS)
+    seed = random_seed() if seed is None else seed
+    if not checks.is_int(seed):
+        raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}.")
+    if (a is None) != (b is None):
+        raise ValueError(
+            "Pass both `a` and `b` (images or noise to interpolate between), or neither to draw "
+            f"two x_T from `seed`; received {'a' if b is None else 'b'} only."
+        )
+    if a is None:
+        if process.image_shape is None:
+            raise ValueError("The network does not declare its input shape; pass `a` and `b`.")
+        noise = tf.random.stateless_normal(
+            (2,) + tuple(process.image_shape), seed=chunk_seeds(int(seed), 0)[0]
+        ).numpy()
+        a, b, batched, drawn = noise[:1], noise[1:], False, True
+    else:
+        (a, b, batched), drawn = _endpoints(a, b, process.image_shape), False
+    pairs = len(a)
+    check_labels(labels, guidance_scale, pairs, process.num_classes)  # one label per pair
+    ends_labels = frame_labels = labels
+    if labels is not None and np.ndim(labels) == 1:
+        ends_labels, frame_labels = np.tile(labels, 2), np.repeat(labels, num)
+    if inputs == "images" and not drawn:
+        a, b = check_images("a", a), check_images("b", b)
+        encoded = encode(
+            process, np.concatenate([a, b]), sampler=sampler, steps=steps,
+            timestep_spacing=timestep_spacing, batch_size=batch_size, verbose=verbose,
+            jit_compile=jit_compile, labels=ends_labels, guidance_scale=guidance_scale, **options,
+        )
+        a, b = encoded[:pairs], encoded[pairs:]
+    elif not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("`a` and `b` must be finite noise; received NaN or infinite values.")
+    frames = utils.slerp(a, b, np.linspace(0.0, 1.0, num))  # [num, N, H, W, C]
+    frames = np.swapaxes(frames, 0, 1).reshape((pairs * num,) + a.shape[1:])
+    images = process.generate(
+        pairs * num, sampler=sampler, steps=steps, timestep_spacing=timestep_spacing, seed=seed,
+        initial_noise=frames, clip=clip, batch_size=batch_size, verbose=verbose,
+        jit_compile=jit_compile, labels=frame_labels, guidance_scale=guidance_scale, **options,
+    ).reshape((pairs, num) + a.shape[1:])
+    return images if batched else images[0]
+
