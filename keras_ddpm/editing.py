@@ -1,4 +1,4 @@
-"""Editing with any trained model: inversion (`encode`) and interpolation.
+"""Editing with any trained model: inpainting, inversion (`encode`) and interpolation.
 
 Functions over a `generation.ReverseProcess`, so that `DDPM` (and, later, the
 SavedModel) share them: each checks its inputs in one place, runs compiled
@@ -21,6 +21,96 @@ from keras_ddpm.generation import chunk_seeds
 from keras_ddpm.generation import random_seed
 
 INTERPOLATION_INPUTS = ("images", "noise")
+# `inpaint`'s default cap on steps: RePaint's 250 steps, 10 passes, jumps of 10.
+INPAINT_STEPS, RESAMPLE_STEPS, JUMP_LENGTH = 250, 10, 10
+
+
+def check_mask(mask, shape):
+    """A mask for images of `shape` `(N, H, W, C)`, broadcast to it as float32 NumPy.
+
+    `(H, W)`, `(H, W, 1)`, `(H, W, C)`, `(N, H, W, 1)`, `(1, H, W, C)` and
+    the full shape all work; values must lie in [0, 1] (booleans too).
+    """
+    array = checks.as_numpy(mask)
+    if not (array.dtype == bool or np.issubdtype(array.dtype, np.number)):
+        raise TypeError(f"`mask` must hold numbers in [0, 1]; received dtype {array.dtype}.")
+    given = array.shape
+    if array.ndim == 2:  # (H, W): one mask for every channel and image
+        array = array[..., None]
+    try:
+        array = np.broadcast_to(array.astype(np.float32), shape)
+    except ValueError:
+        raise ValueError(
+            f"`mask` of shape {given} does not broadcast to the images' shape {shape}; pass "
+            "(H, W), (H, W, 1), (N, H, W, 1) or the images' shape."
+        ) from None
+    if not np.all(np.isfinite(array)):
+        raise ValueError("`mask` must hold values in [0, 1]; received NaN or infinite values.")
+    if array.min() < 0.0 or array.max() > 1.0:
+        raise ValueError(
+            "`mask` must hold values in [0, 1] (1 keeps a pixel, 0 fills it); received values "
+            f"in [{array.min():.3g}, {array.max():.3g}]."
+        )
+    return array
+
+
+def inpaint(
+    process, images, mask, sampler="ddpm", steps=None, resample_steps=RESAMPLE_STEPS,
+    jump_length=JUMP_LENGTH, timestep_spacing=None, seed=None, clip=True, batch_size=None,
+    verbose="auto", jit_compile="auto", labels=None, guidance_scale=None, **options,
+):
+    """Fills the pixels where `mask` is 0; the arguments are `DDPM.inpaint`'s.
+
+    Returns:
+        float32 NumPy array shaped like `images`, equal to them where `mask` is 1.
+    """
+    images = check_images("images", images, image_shape=process.image_shape)
+    num_images = len(images)
+    if num_images == 0:
+        raise ValueError(f"`images` must hold at least one image; received shape {images.shape}.")
+    mask = check_mask(mask, images.shape)
+    batch_size = num_images if batch_size is None else checks.positive_int("batch_size", batch_size)
+    resample_steps = checks.positive_int("resample_steps", resample_steps)
+    jump_length = checks.positive_int("jump_length", jump_length)
+    record = samplers.get_sampler(sampler)
+    if record.step is None:
+        raise ValueError(
+            f"`inpaint` needs a sampler that steps from the current state alone, one of "
+            f"{samplers.single_step_samplers()}; received sampler={sampler!r}, a multistep "
+            "solver whose history a jump back would break."
+        )
+    if steps is None:
+        steps = min(record.steps_for(process.schedule.timesteps), INPAINT_STEPS)
+    record, steps, spacing, options = samplers.resolve(
+        sampler, process.schedule.timesteps, steps, timestep_spacing, **options
+    )
+    labels, guidance_scale = check_labels(labels, guidance_scale, num_images, process.num_classes)
+    seed = random_seed() if seed is None else seed
+    if not checks.is_int(seed):
+        raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}.")
+    if jit_compile == "auto":
+        jit_compile = process.supports_jit()
+    static = {o.name: options[o.name] for o in record.static_options}
+    run = process.inpaint_loop(record.name, spacing, clip, jit_compile, **static)
+    runtime = [tf.constant(options[o.name], tf.float32) for o in record.runtime_options]
+    repeats = (tf.constant(resample_steps, tf.int32), tf.constant(jump_length, tf.int32))
+    blocks = -(-steps // jump_length)
+    chunks = math.ceil(num_images / batch_size)
+    show = verbose == 1 or (verbose == "auto" and steps * resample_steps > 100)
+    bounds, progress = process.progress(show, True, chunks, 0, blocks)
+    outputs = []
+    for chunk, begin in enumerate(range(0, num_images, batch_size)):
+        end = min(num_images, begin + batch_size)
+        noise_seed, loop_seed = chunk_seeds(int(seed), chunk)
+        x = tf.random.stateless_normal((end - begin,) + images.shape[1:], seed=noise_seed)
+        known = (tf.constant(images[begin:end]), tf.constant(mask[begin:end]), loop_seed)
+        conditioning = process.conditioning(labels, guidance_scale, begin, end)
+        x = process.run_ranges(
+            run, x, bounds, steps, progress, before=known, after=(*repeats, *runtime, *conditioning)
+        )
+        outputs.append(x.numpy())
+    filled = np.concatenate(outputs, axis=0)
+    return np.clip(filled, -1.0, 1.0) if clip else filled
 
 
 def encode(

@@ -281,6 +281,52 @@ class ReverseProcess:
         self.loops[key] = run
         return run
 
+    def inpaint_loop(self, sampler, timestep_spacing=None, clip=True, jit_compile=False,
+                     **static_options):
+        """The cached compiled inpainting loop (`samplers.repaint_sample`) of a single-step sampler.
+
+        Its inputs are `(x, images, mask, seed, start, stop, steps,
+        resample_steps, jump_length, *runtime_options)` — three float32
+        `[B, H, W, C]`, int32 `[2]`, five int32 scalars (`start` and `stop`
+        count blocks) and the sampler's runtime options — then, for a
+        conditional network, int32 labels `[B]` and the float32 guidance scale.
+        """
+        record = samplers.get_sampler(sampler)
+        spacing = samplers.check_spacing(timestep_spacing or record.default_spacing)
+        key = ("inpaint", sampler, spacing, bool(clip), bool(jit_compile),
+               tuple(sorted(static_options.items())))
+        if key in self.loops:
+            return self.loops[key]
+        step = record.step_function()
+        runtime = [option.name for option in record.runtime_options]
+        image = self._signature()[0]
+        signature = self._signature(
+            image, image, tf.TensorSpec((2,), tf.int32), *[tf.TensorSpec((), tf.int32)] * 5,
+            *[tf.TensorSpec((), tf.float32)] * len(runtime),
+        )
+        repaint_sample = samplers.repaint_sample
+        @tf.function(input_signature=signature, jit_compile=bool(jit_compile), reduce_retracing=True)
+        def run(x, images, mask, seed, start, stop, steps, resample_steps, jump_length, *extra):
+            options = dict(zip(runtime, extra[: len(runtime)]), **static_options)
+            conditioning = extra[len(runtime):]
+
+            def one_step(x, t, prev_t, prediction, noise):
+                return step(
+                    self.schedule, x, t, prev_t, prediction, noise,
+                    prediction_type=self.prediction_type, clip=bool(clip),
+                    variance=self.variance, **options,
+                )
+
+            return repaint_sample(
+                one_step, self.denoiser(*conditioning), x, images, mask, self.schedule, seed,
+                steps=steps, resample_steps=resample_steps, jump_length=jump_length,
+                timestep_spacing=spacing, prediction_type=self.prediction_type, start=start,
+                stop=stop,
+            )
+
+        self.loops[key] = run
+        return run
+
     def _signature(self, *specs):
         """A loop's input signature: images, then `specs`, then labels and w if conditional."""
         shape = self.image_shape or (None, None, None)

@@ -142,3 +142,53 @@ def respaced_output_moments(schedule, mean, std, sequence, eta=None, variance="f
         m = big_a * m + big_b
         v = big_a**2 * v + var
     return m, float(np.sqrt(v))
+
+
+class CorrelatedGaussianOracleLayer(keras.layers.Layer):
+    """The exact ε for data N(μ, Σ) over the flattened image, Σ any covariance.
+
+    With a = √ᾱ_t and σ = √(1 − ᾱ_t), x_t ~ N(aμ, a²Σ + σ²I) and
+    E[ε | x_t] = σ (a²Σ + σ²I)⁻¹ (x_t − aμ): one d × d matrix per timestep,
+    tabulated in float64 and applied in float32.
+    """
+
+    def __init__(self, schedule, mean, cov, **kwargs):
+        super().__init__(**kwargs)
+        import numpy as np
+
+        self.schedule = schedule
+        alpha_bar = schedule.alphas_cumprod.astype(np.float64)
+        cov = np.asarray(cov, np.float64)
+        eye = np.eye(len(cov))
+        self.matrices = np.stack([
+            np.sqrt(1 - a) * np.linalg.inv(a * cov + (1 - a) * eye) for a in alpha_bar
+        ]).astype("float32")
+        self.mean = np.asarray(mean, np.float32).reshape(-1)
+
+    def call(self, inputs):
+        import tensorflow as tf
+
+        x_t, t = inputs
+        flat = tf.reshape(x_t, [tf.shape(x_t)[0], -1])
+        a = tf.cast(tf.sqrt(self.schedule.alphas_cumprod_at(t)), tf.float32)[:, None]
+        matrices = tf.gather(tf.constant(self.matrices), t)
+        epsilon = tf.einsum("bij,bj->bi", matrices, flat - a * self.mean)
+        return tf.reshape(epsilon, tf.shape(x_t))
+
+
+def correlated_gaussian_oracle(schedule, image_shape, mean, cov):
+    """A Keras model `[x_t, t] -> ε*` for N(mean, cov) data of `image_shape` (flattened)."""
+    x_t = keras.Input(shape=image_shape, name="x_t")
+    t = keras.Input(shape=(), dtype="int32", name="t")
+    out = CorrelatedGaussianOracleLayer(schedule, mean, cov)([x_t, t])
+    return keras.Model([x_t, t], out, name="correlated_gaussian_oracle")
+
+
+def gaussian_conditional(mean, cov, known, values):
+    """Mean and covariance of the unknown coordinates given `values` at the `known` ones (bool)."""
+    import numpy as np
+
+    mean, cov = np.asarray(mean, np.float64), np.asarray(cov, np.float64)
+    k, u = np.asarray(known, bool), ~np.asarray(known, bool)
+    gain = cov[np.ix_(u, k)] @ np.linalg.inv(cov[np.ix_(k, k)])
+    return mean[u] + gain @ (values - mean[k]), cov[np.ix_(u, u)] - gain @ cov[np.ix_(k, u)]

@@ -286,3 +286,20 @@ def test_encode_and_interpolate_follow_each_images_label():
     for frame, ends in ((0, images[:2]), (-1, images[4:6])):
         error = np.sqrt(np.mean((rows[:, frame] - ends) ** 2))
         assert error < 0.04, error  # measured 0.020; mixed-up labels would be off by ≥ 0.4
+
+
+def test_inpaint_with_labels_and_guidance_is_guided_generation_when_nothing_is_kept():
+    schedule = NoiseSchedule("linear", timesteps=50)
+    model = keras_ddpm.DDPM(conditional_oracle(schedule), schedule=schedule)
+    images = np.zeros((8, 4, 4, 1), "float32")
+    labels = np.arange(8) % NUM_CLASSES
+    common = dict(steps=10, seed=5, labels=labels, guidance_scale=2.0, verbose=0)
+    filled = model.inpaint(images, np.zeros((4, 4)), resample_steps=1, **common)
+    np.testing.assert_array_equal(filled, model.generate(8, **common))
+    # Keeping the left half keeps it; the right half follows each image's own class.
+    half = np.zeros((4, 4))
+    half[:, :2] = 1
+    filled = model.inpaint(images, half, resample_steps=2, jump_length=5, clip=False, **common)
+    np.testing.assert_array_equal(filled[:, :, :2], 0.0)
+    right = filled[:, :, 2:].reshape(8, -1).mean(1)
+    np.testing.assert_allclose(right, 2.0 * np.array(MEANS)[labels], atol=0.15)

@@ -31,7 +31,8 @@ x̂_0 the clean-sample estimate.
 Layout: `registry` (the records and option checks, no TensorFlow), `spacing`
 (timestep sequences), `loop` (what every sampler shares), and one module per
 sampler: `ancestral`, `ddim`, `dpm_solver`, and `inversion` (DDIM run
-backwards, for `encode`). `sample` runs any registered
+backwards, for `encode`) and `repaint` (inpainting with any single-step
+sampler). `sample` runs any registered
 sampler by name.
 """
 
@@ -53,6 +54,7 @@ from keras_ddpm.samplers.registry import register_sampler
 from keras_ddpm.samplers.registry import resolve
 from keras_ddpm.samplers.registry import resolve_inverse
 from keras_ddpm.samplers.registry import sampler_names
+from keras_ddpm.samplers.registry import single_step_samplers
 from keras_ddpm.samplers.registry import takers
 from keras_ddpm.samplers.registry import unregister_sampler
 from keras_ddpm.schedule_math import VARIANCES
@@ -68,6 +70,7 @@ _LAZY = {
     "ddim_step": "ddim",
     "ddim_invert": "inversion",
     "ddim_invert_step": "inversion",
+    "repaint_sample": "repaint",
     "dpm_solver_sample": "dpm_solver",
     "timestep_sequence": "spacing",
     "sample": "run",

@@ -143,3 +143,8 @@ def run(denoise_fn, x, schedule, *, seed, steps, timestep_spacing, prediction_ty
         denoise_fn, x, schedule, seed, prediction_type=prediction_type, variance=variance,
         clip=clip, start=start, stop=stop, steps=steps, timestep_spacing=timestep_spacing,
     )
+
+
+def step(schedule, x, t, prev_t, prediction, noise, *, prediction_type, clip, variance):
+    """The registry's single-step entry point (see `keras_ddpm.samplers.Sampler`)."""
+    return ddpm_step(schedule, x, t, prediction, noise, prediction_type, variance, clip, prev_t)

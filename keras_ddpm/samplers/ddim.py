@@ -122,3 +122,9 @@ def run(denoise_fn, x, schedule, *, seed, steps, timestep_spacing, prediction_ty
         denoise_fn, x, schedule, seed, steps=steps, eta=eta, timestep_spacing=timestep_spacing,
         prediction_type=prediction_type, clip=clip, start=start, stop=stop,
     )
+
+
+def step(schedule, x, t, prev_t, prediction, noise, *, prediction_type, clip, variance, eta=0.0):
+    """The registry's single-step entry point (see `keras_ddpm.samplers.Sampler`)."""
+    del variance  # DDIM's variance is σ(η).
+    return ddim_step(schedule, x, t, prev_t, prediction, noise, eta, prediction_type, clip)

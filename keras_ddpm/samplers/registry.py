@@ -134,6 +134,13 @@ class Sampler:
             timestep_spacing, prediction_type, start, stop)` with the options
             at their neutral values. `None` for a sampler that cannot be
             inverted (a stochastic one). Defaults to `None`.
+        step: for a sampler whose update needs only the current state, the
+            function (or `"module:function"`) of one step, called as
+            `step(schedule, x, t, prev_t, prediction, noise, *,
+            prediction_type, clip, variance, **options)`; `inpaint` needs it
+            to replace the kept pixels and to resample between steps. `None`
+            for a multistep solver, whose history a jump back would break.
+            Defaults to `None`.
     """
 
     name: str
@@ -144,6 +151,7 @@ class Sampler:
     resumable: bool = True
     description: str = ""
     inverse: Any = None
+    step: Any = None
 
     def function(self):
         """The sampler function (a `"module:function"` string is imported now)."""
@@ -152,6 +160,10 @@ class Sampler:
     def inverse_function(self):
         """The inverse function (`encode`), or `None` when the sampler has none."""
         return None if self.inverse is None else _load(self.inverse)
+
+    def step_function(self):
+        """The single-step function (`inpaint`), or `None` for a multistep solver."""
+        return None if self.step is None else _load(self.step)
 
     def steps_for(self, timesteps):
         """The default number of steps on a schedule of `timesteps` steps."""
@@ -188,11 +200,12 @@ BUILT_IN = (
     Sampler(
         "ddpm", "keras_ddpm.samplers.ancestral:run", default_steps=None,
         description="ancestral sampling (Ho et al. 2020), respaced below T steps",
+        step="keras_ddpm.samplers.ancestral:step",
     ),
     Sampler(
         "ddim", "keras_ddpm.samplers.ddim:run", default_steps=50, options=(_ETA,),
         description="DDIM (Song et al. 2021), deterministic at eta=0",
-        inverse="keras_ddpm.samplers.inversion:run",
+        inverse="keras_ddpm.samplers.inversion:run", step="keras_ddpm.samplers.ddim:step",
     ),
     Sampler(
         "dpm_solver", "keras_ddpm.samplers.dpm_solver:run", default_steps=20,
@@ -271,6 +284,11 @@ def takers(name):
 def invertible_samplers():
     """The names of the registered samplers that `encode` can run backwards."""
     return [record.name for record in _REGISTRY.values() if record.inverse is not None]
+
+
+def single_step_samplers():
+    """The names of the registered samplers that `inpaint` can run (they have a `step`)."""
+    return [record.name for record in _REGISTRY.values() if record.step is not None]
 
 
 def resolve_inverse(sampler, timesteps, steps=None, timestep_spacing=None, **options):

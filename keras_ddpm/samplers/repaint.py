@@ -1,0 +1,178 @@
+"""Inpainting with any single-step sampler: known-region replacement and RePaint resampling.
+
+The reverse process runs over the whole image. After every step to index s,
+the kept pixels (mask 1) are replaced by a fresh draw of q(x_s | x_0) from the
+original image, so that the state's known region always has the law the
+network was trained on; the unknown pixels (mask 0) come from the sampler
+step. At s = −1 the kept pixels are the original ones exactly. With one pass
+this is the replacement baseline, which is biased when pixels are correlated:
+each step sees a known region that was drawn independently of what the
+unknown region already became.
+
+RePaint's resampling (Lugmayr et al. 2022) lets the two regions agree: the S
+steps are cut into blocks of `jump_length` steps; after denoising a block,
+the whole state is sent back to the block's first index with the forward
+process, q(x_τ | x_s) = N(√(ᾱ_τ/ᾱ_s) x_s, (1 − ᾱ_τ/ᾱ_s) I) in one jump (the
+same law as the step-by-step forward chain), and the block is denoised again,
+`resample_steps` passes in all. Every block is resampled, the noisiest too.
+Network evaluations: S · `resample_steps`.
+
+Notation as in `keras_ddpm.samplers`: position p in 0 … S holds the state at
+τ_p (τ_S = −1, the clean data); step p goes from τ_p to τ_{p+1}.
+
+References:
+    - Lugmayr, Danelljan, Romero, Yu, Timofte & Van Gool, "RePaint:
+      Inpainting using Denoising Diffusion Probabilistic Models", CVPR 2022
+      (Algorithm 1, section 4.3).
+"""
+
+import tensorflow as tf
+
+from keras_ddpm.samplers.loop import broadcast
+from keras_ddpm.samplers.loop import prepare
+
+# Streams of the noise besides the steps', folded into the seed after the position and the pass.
+_KNOWN, _JUMP = 1, 2
+
+
+def _noise(like, seed, position, repeat, stream=None):
+    """Standard normal noise shaped like `like`, a function of the seed and its coordinates.
+
+    The first pass's step noise (`stream=None`, `repeat` 0) is the noise step
+    `position` of `generate` draws, `stateless_fold_in(seed, position)`: with
+    nothing kept and one pass, inpainting is exactly generation.
+    """
+    key = tf.random.experimental.stateless_fold_in(seed, position)
+    other = tf.random.experimental.stateless_fold_in(
+        tf.random.experimental.stateless_fold_in(key, repeat), 0 if stream is None else stream
+    )
+    if stream is None:
+        key = tf.where(tf.equal(repeat, 0), key, other)
+    else:
+        key = other
+    return tf.random.stateless_normal(tf.shape(like), seed=key)
+
+
+def repaint_sample(
+    step,
+    denoise_fn,
+    initial_noise,
+    images,
+    mask,
+    schedule,
+    seed,
+    steps=250,
+    resample_steps=10,
+    jump_length=10,
+    timestep_spacing="trailing",
+    prediction_type="epsilon",
+    start=0,
+    stop=None,
+):
+    """Fills the pixels where `mask` is 0 so that they agree with the kept ones.
+
+    Args:
+        step: one reverse step, `(x, t, prev_t, prediction, noise) -> x_prev`
+            (e.g. `ddpm_step` or `ddim_step` with their options bound).
+        denoise_fn: callable `(x_t, t) -> prediction`.
+        initial_noise: x at τ_0, float32 `[B, ...]`, or the state entering
+            block `start`.
+        images: the images to complete, float32 `[B, ...]`, in [−1, 1].
+        mask: float32 shaped like `images`: 1 where pixels are kept, 0 where
+            they are filled (values between blend the two).
+        schedule: the `NoiseSchedule`.
+        seed: int32 tensor of shape `[2]`.
+        steps: reverse steps S in [1, T] (int or int32 scalar tensor).
+            Defaults to `250`.
+        resample_steps: passes over each block, r ≥ 1 (1: the replacement
+            baseline). int or int32 scalar tensor. Defaults to `10`.
+        jump_length: steps per block, j ≥ 1. int or int32 scalar tensor.
+            Defaults to `10`.
+        timestep_spacing: see `timestep_sequence`. Defaults to `"trailing"`.
+        prediction_type: what `denoise_fn` predicts. Defaults to `"epsilon"`.
+        start: first block. Defaults to `0`.
+        stop: one past the last block. Defaults to all, ⌈S / j⌉.
+
+    Returns:
+        The state after block `stop − 1` (the inpainted images after a full
+        run), float32.
+
+    Example:
+
+    >>> step = lambda x, t, s, prediction, noise: ddpm_step(schedule, x, t, prediction, noise, prev_t=s)
+    >>> filled = repaint_sample(step, denoise, noise, images, mask, schedule, tf.constant([0, 0]))
+    """
+    x, steps, sequence = prepare(schedule, initial_noise, steps, timestep_spacing, prediction_type)
+    images = tf.convert_to_tensor(images, tf.float32)
+    mask = tf.convert_to_tensor(mask, tf.float32)
+    seed = tf.cast(seed, tf.int32)
+    ndim = len(x.shape)
+    batch = tf.shape(x)[0]
+    resample_steps = tf.maximum(tf.cast(resample_steps, tf.int32), 1)
+    jump_length = tf.maximum(tf.cast(jump_length, tf.int32), 1)
+    num_blocks = (steps + jump_length - 1) // jump_length
+    stop = num_blocks if stop is None else tf.minimum(tf.cast(stop, tf.int32), num_blocks)
+
+    def index(position):
+        return tf.fill([batch], tf.gather(sequence, position))
+
+    def with_known(x, position, repeat):
+        """x with the kept pixels replaced by a draw of q(x_{τ_position} | x_0)."""
+        alpha_bar = schedule.alphas_cumprod_at(index(position))  # 1 at the clean data
+        known = broadcast(tf.sqrt(alpha_bar), ndim) * images + broadcast(
+            tf.sqrt(1.0 - alpha_bar), ndim
+        ) * _noise(x, seed, position, repeat, _KNOWN)
+        return mask * known + (1.0 - mask) * x
+
+    def denoise(position, repeat, x):
+        t, prev_t = index(position), index(position + 1)
+        noise = _noise(x, seed, position, repeat)
+        return with_known(step(x, t, prev_t, denoise_fn(x, t), noise), position + 1, repeat)
+
+    def jump_back(first, last, repeat, x):
+        """x at τ_last sent back to τ_first by the forward process, in one jump."""
+        ratio = schedule.alphas_cumprod_at(index(first)) / schedule.alphas_cumprod_at(index(last))
+        return broadcast(tf.sqrt(ratio), ndim) * x + broadcast(
+            tf.sqrt(1.0 - ratio), ndim
+        ) * _noise(x, seed, last, repeat, _JUMP)
+
+    def block(b, x):
+        first = b * jump_length
+        last = tf.minimum(first + jump_length, steps)
+
+        def one_pass(repeat, x):
+            _, x = tf.while_loop(
+                lambda p, _: p < last,
+                lambda p, x: (p + 1, denoise(p, repeat, x)),
+                (first, x),
+                shape_invariants=(tf.TensorShape([]), x.shape),
+            )
+            return tf.cond(
+                repeat + 1 < resample_steps,
+                lambda: jump_back(first, last, repeat, x),
+                lambda: x,
+            )
+
+        _, x = tf.while_loop(
+            lambda repeat, _: repeat < resample_steps,
+            lambda repeat, x: (repeat + 1, one_pass(repeat, x)),
+            (tf.constant(0, tf.int32), x),
+            shape_invariants=(tf.TensorShape([]), x.shape),
+        )
+        return x
+
+    start = tf.convert_to_tensor(start, tf.int32)
+    # The state entering the first block has its kept pixels at τ_0 already.
+    x = tf.cond(start == 0, lambda: with_known(x, 0, -1), lambda: x)
+    _, x = tf.while_loop(
+        lambda b, _: b < stop,
+        lambda b, x: (b + 1, block(b, x)),
+        (start, x),
+        shape_invariants=(tf.TensorShape([]), x.shape),
+    )
+    return x
+
+
+def blocks(steps, jump_length):
+    """The number of blocks a run of `steps` steps with jumps of `jump_length` has."""
+    return -(-int(steps) // int(jump_length))
