@@ -10,7 +10,14 @@ signature and a function of the loaded object:
 | --- | --- | --- |
 | `generate` (= `serving_default`) | `num_images`, `steps`, `seed` (int32 scalars) | `images`: uint8 `[N, H, W, C]` |
 | `generate_with_sampler` | the above, `sampler` (string scalar), one float32 scalar per runtime sampler option (`eta`) | `images` |
+| `edit` | `images` uint8 `[N, H, W, C]`, `strength` float32, `steps`, `seed` | `images` uint8 |
+| `inpaint` | `images` uint8, `mask` float32 `[N or 1, H, W, C or 1]`, `steps`, `seed` | `images` uint8 |
 | `denoise` | `x_t` float32 `[B, H, W, C]`, `t` int32 `[B]` | `prediction`: float32, like `x_t` |
+
+`edit` and `inpaint` (module `export_editing`) use the export-time sampler
+(`inpaint` falls back to `"ddpm"` when that one is multistep) and equal
+`to_uint8` of `DDPM.generate(initial_images=, strength=)` and `DDPM.inpaint`
+with the same seed, on the images `images / 127.5 − 1`.
 
 Design of the sampler input. A SavedModel signature has no optional inputs,
 so the sampler cannot be an input with a default. `generate` therefore takes
@@ -31,8 +38,9 @@ becomes uint8 with `keras_ddpm.utils.to_uint8_tensor`, the graph form of
 `to_uint8(model.generate(n, steps=s, seed=k))` for the export-time sampler (up
 to float rounding between differently compiled graphs).
 
-A conditional model adds its inputs to both generate endpoints in one place,
-`generate_input_signature`.
+A conditional model adds `labels` and `guidance_scale` to the generate,
+edit and inpaint endpoints (`generate_input_signature` and
+`export_editing`), checked in one place (`export_editing.checked_conditioning`).
 """
 
 import inspect
@@ -42,6 +50,8 @@ import shutil
 import tensorflow as tf
 
 from keras_ddpm import atomic
+from keras_ddpm import checks
+from keras_ddpm import export_editing
 from keras_ddpm import generation
 from keras_ddpm import samplers
 from keras_ddpm import utils
@@ -104,9 +114,11 @@ def export_saved_model(
     use_ema=True,
     jit_compile=False,
     image_shape=None,
+    resample_steps=10,
+    jump_length=10,
     verbose=True,
 ):
-    """Writes a `DDPM` as a TensorFlow SavedModel with `generate` and `denoise` endpoints.
+    """Writes a `DDPM` as a TensorFlow SavedModel with generate, edit, inpaint and denoise endpoints.
 
     The SavedModel loads with `tf.saved_model.load(filepath)` in a process that
     has neither Keras nor keras_ddpm imported, and serves with TensorFlow
@@ -137,6 +149,10 @@ def export_saved_model(
         image_shape: `(H, W, C)` for a network that does not declare its input
             shape (a subclassed model that was never built); it is built by
             one call on zeros. Defaults to `None` (the network's own shape).
+        resample_steps: RePaint passes of the `inpaint` endpoint (see
+            `DDPM.inpaint`). Defaults to `10`.
+        jump_length: steps per RePaint block of the `inpaint` endpoint.
+            Defaults to `10`.
         verbose: print the path and the endpoints. Defaults to `True`.
 
     Returns:
@@ -161,6 +177,8 @@ def export_saved_model(
     # The generate endpoint's sampler and eta, checked as DDPM.generate checks them.
     samplers.resolve(sampler, model.schedule.timesteps, timestep_spacing=timestep_spacing, eta=eta)
     samplers.check_order(order)
+    resample_steps = checks.positive_int("resample_steps", resample_steps)
+    jump_length = checks.positive_int("jump_length", jump_length)
     shape = _image_shape(model, image_shape)
     filepath = os.fspath(filepath)
     if os.path.exists(filepath) and not os.path.isdir(filepath):
@@ -179,7 +197,8 @@ def export_saved_model(
         )
 
     module, signatures = _build_module(
-        model, shape, sampler, eta, timestep_spacing, order, clip, use_ema, jit_compile
+        model, shape, sampler, eta, timestep_spacing, order, clip, use_ema, jit_compile,
+        resample_steps, jump_length,
     )
     # Every graph is traced once, inside `save` (a trace made before it would be redone).
     # Custom-gradient tracing (an inference export needs none) would double the export time.
@@ -195,7 +214,7 @@ def export_saved_model(
         shutil.rmtree(replaced, ignore_errors=True)
     if verbose:
         print(f"Saved SavedModel at {filepath!r} with endpoints:")
-        for name in ("generate", "generate_with_sampler", "denoise"):
+        for name in ("generate", "generate_with_sampler", "edit", "inpaint", "denoise"):
             inputs = ", ".join(spec.name for spec in signatures[name].input_signature)
             print(f"  {name}({inputs})")
         print("  serving_default = generate")
@@ -250,7 +269,8 @@ def _named_function(body, specs, name):
 
 
 def _build_module(
-    model, image_shape, default_sampler, default_eta, spacing, order, clip, use_ema, jit_compile
+    model, image_shape, default_sampler, default_eta, spacing, order, clip, use_ema, jit_compile,
+    resample_steps, jump_length,
 ):
     process = model.reverse_process(use_ema)
     if process.image_shape is None:
@@ -326,28 +346,7 @@ def _build_module(
         noise_seed, loop_seed = generation.chunk_seeds(seed, 0)
         shape = tf.concat([[num_images], tf.constant(image_shape, tf.int32)], axis=0)
         x = tf.random.stateless_normal(shape, seed=noise_seed)
-        conditioning = []
-        if "labels" in inputs:
-            # A conditional model: one label per image, the null label num_classes
-            # asking for an unconditional sample.
-            labels, guidance_scale = inputs["labels"], inputs["guidance_scale"]
-            with tf.control_dependencies(
-                [
-                    tf.debugging.assert_equal(
-                        tf.size(labels), num_images, message="`labels` needs one label per image."
-                    ),
-                    tf.debugging.assert_non_negative(labels, message="`labels` must be >= 0."),
-                    tf.debugging.assert_less_equal(
-                        labels,
-                        num_classes,
-                        message=f"`labels` must be in [0, {num_classes}] ({num_classes}: none).",
-                    ),
-                    tf.debugging.assert_non_negative(
-                        guidance_scale, message="`guidance_scale` must be >= 0."
-                    ),
-                ]
-            ):
-                conditioning = [tf.identity(labels), tf.identity(guidance_scale)]
+        conditioning = export_editing.checked_conditioning(inputs, num_images, num_classes)
         # 3. The chosen sampler's whole loop, with the runtime options it takes.
         branches = [
             (
@@ -384,6 +383,24 @@ def _build_module(
         "generate",
     )
     module.denoise = _named_function(denoise, denoise_specs, "denoise")
+    # The editing endpoints: the export-time sampler (a single-step one for inpaint).
+    inpaint_sampler = default_sampler if samplers.get_sampler(default_sampler).step else "ddpm"
+    edit_specs = export_editing.edit_input_signature(image_shape, num_classes)
+    inpaint_specs = export_editing.inpaint_input_signature(image_shape, num_classes)
+    module.edit = _named_function(
+        export_editing.edit_function(
+            process, default_sampler, _options(default_sampler, timesteps, default_eta, order),
+            spacing, num_classes, bool(jit_compile), bool(clip),
+        ),
+        edit_specs, "edit",
+    )
+    module.inpaint = _named_function(
+        export_editing.inpaint_function(
+            process, inpaint_sampler, _options(inpaint_sampler, timesteps, default_eta, order),
+            spacing, num_classes, bool(jit_compile), bool(clip), resample_steps, jump_length,
+        ),
+        inpaint_specs, "inpaint",
+    )
     # The weights the graphs read, tracked so that the SavedModel stores them. The plain
     # tf.Variables under the Keras variables keep their names in the graph, which the
     # session-based loaders of TF Serving and saved_model_cli restore by.
@@ -401,9 +418,23 @@ def _build_module(
         "denoise": _named_function(
             lambda **inputs: {"prediction": module.denoise(**inputs)}, denoise_specs, "denoise"
         ),
+        "edit": _named_function(
+            lambda **inputs: {"images": module.edit(**inputs)}, edit_specs, "edit"
+        ),
+        "inpaint": _named_function(
+            lambda **inputs: {"images": module.inpaint(**inputs)}, inpaint_specs, "inpaint"
+        ),
     }
     signatures["serving_default"] = signatures["generate"]
     return module, signatures
+
+
+def _options(sampler, timesteps, eta, order):
+    """Every option of `sampler` at its export-time value (η only for a sampler taking it)."""
+    record = samplers.get_sampler(sampler)
+    given = {"eta": eta if record.option("eta") else None,
+             "order": order if record.option("order") else None}
+    return samplers.resolve(sampler, timesteps, **given)[3]
 
 
 def _tf_variable(weight):

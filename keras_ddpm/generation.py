@@ -46,6 +46,17 @@ def chunk_seeds(seed, chunk):
     return tf.cast(noise_seed, tf.int32), tf.cast(loop_seed, tf.int32)
 
 
+def steps_to_run(strength, steps):
+    """The steps an edit of `strength` runs: round(strength · steps), halves to even.
+
+    Computed in float32, as the SavedModel's `edit` computes it from its
+    float32 input, so that both take the same steps (the float32 input 0.7
+    widened to float64 would give 0.7 · 5 = 3.49999994, 3 steps; in float32
+    the product is 3.5, 4 steps, as with Python floats).
+    """
+    return int(np.round(np.float32(strength) * np.float32(steps)))
+
+
 def check_edit(initial_images, strength, num_images, image_shape):
     """Checks image-to-image arguments; returns `(images as float32 NumPy or None, strength)`."""
     if initial_images is None:
@@ -405,7 +416,7 @@ class ReverseProcess:
         runtime = [tf.constant(options[o.name], tf.float32) for o in record.runtime_options]
 
         # SDEdit: the last round(strength * steps) steps, from the images noised to their start.
-        first = 0 if strength is None else steps - int(round(strength * steps))
+        first = 0 if strength is None else steps - steps_to_run(strength, steps)
         if first == steps:  # strength 0 (or too few steps to take one): the images as they are
             return np.clip(initial_images, -1.0, 1.0) if clip else initial_images.copy()
         sequence = None

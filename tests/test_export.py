@@ -83,7 +83,7 @@ def test_generate_endpoints_match_model_generate_with_the_ema_weights(exported):
 def test_signatures_for_serving(exported):
     model, _, loaded = exported
     assert set(loaded.signatures) == {
-        "serving_default", "generate", "generate_with_sampler", "denoise",
+        "serving_default", "generate", "generate_with_sampler", "edit", "inpaint", "denoise",
     }
     serving = loaded.signatures["serving_default"]
     assert set(serving.structured_input_signature[1]) == {"num_images", "steps", "seed"}
@@ -100,6 +100,58 @@ def test_signatures_for_serving(exported):
         prediction, model.ema_network([x_t, t], training=False), rtol=1e-5, atol=1e-6
     )
     assert not np.allclose(prediction, model.network([x_t, t], training=False), atol=1e-3)
+
+
+PIXELS = np.random.default_rng(0).integers(0, 256, (4,) + SHAPE).astype(np.uint8)
+LEFT = np.zeros((1, 8, 8, 1), "float32")
+LEFT[:, :, :4] = 1.0
+
+
+def as_floats(pixels):
+    return pixels.astype(np.float32) / 127.5 - 1.0
+
+
+@pytest.mark.parametrize("strength, steps, seed", [
+    (0.6, 7, 3), (0.0, 7, 1), (1.0, 5, 2), (0.5, 0, 4),
+    (0.7, 5, 5),  # 0.7 · 5 = 3.5 rounds to 4 steps in float32 and in Python, to 3 if widened
+])
+def test_edit_endpoint_is_sdedit_in_python(exported, strength, steps, seed):
+    model, _, loaded = exported
+    images = loaded.edit(images=PIXELS, strength=strength, steps=steps, seed=seed).numpy()
+    expected = generated(model, 4, seed, sampler="ddim", eta=0.5, steps=steps or None,
+                         initial_images=as_floats(PIXELS), strength=strength)
+    np.testing.assert_array_equal(images, expected)
+    if strength == 0.0:
+        np.testing.assert_array_equal(images, PIXELS)
+
+
+def test_inpaint_endpoint_is_inpaint_in_python(exported):
+    model, _, loaded = exported
+    for mask in (LEFT, np.broadcast_to(LEFT, (4, 8, 8, 1))):
+        images = loaded.signatures["inpaint"](
+            images=tf.constant(PIXELS), mask=tf.constant(mask), steps=tf.constant(6),
+            seed=tf.constant(2))["images"].numpy()
+        expected = to_uint8(model.inpaint(
+            as_floats(PIXELS), LEFT[0], sampler="ddim", eta=0.5, steps=6, seed=2, verbose=0,
+            jit_compile=False))  # the CLI's export: resample_steps 10, jump_length 10
+        np.testing.assert_array_equal(images, expected)
+        np.testing.assert_array_equal(images[:, :, :4], PIXELS[:, :, :4])
+
+
+@pytest.mark.parametrize("endpoint, inputs, message", [
+    ("edit", {"strength": 1.5}, r"`strength` must be in \[0, 1\]. Received:\] \[1.5\]"),
+    ("edit", {"steps": T + 1}, rf"`steps` must be in \[1, {T}\]"),
+    ("edit", {"images": np.zeros((0,) + SHAPE, np.uint8)}, "holds no image"),
+    ("inpaint", {"mask": np.full((1, 8, 8, 1), 2.0, np.float32)}, r"\[0, 1\]"),
+    ("inpaint", {"mask": np.ones((3, 8, 8, 1), np.float32)}, "Incompatible shapes|broadcast"),
+])
+def test_bad_editing_inputs_are_clear_errors(exported, endpoint, inputs, message):
+    _, _, loaded = exported
+    arguments = {"images": PIXELS, "steps": 3, "seed": 0}
+    arguments.update({"strength": 0.5} if endpoint == "edit" else {"mask": LEFT})
+    arguments.update(inputs)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        getattr(loaded, endpoint)(**arguments)
 
 
 @pytest.mark.parametrize(
@@ -128,6 +180,11 @@ images = loaded.generate(num_images=3, steps=6, seed=5).numpy()
 ddpm = loaded.signatures["generate_with_sampler"](
     num_images=tf.constant(2), steps=tf.constant(0), seed=tf.constant(1),
     sampler=tf.constant("ddpm"), eta=tf.constant(0.0))["images"].numpy()
+pixels = np.arange(2 * 64).reshape(2, 8, 8, 1).astype(np.uint8)
+edited = loaded.edit(images=pixels, strength=0.5, steps=6, seed=4).numpy()
+mask = np.zeros((1, 8, 8, 1), np.float32)
+mask[:, :4] = 1.0
+filled = loaded.inpaint(images=pixels, mask=mask, steps=4, seed=4).numpy()
 # The session-based loader of TF Serving and saved_model_cli, on serving_default.
 with tf.compat.v1.Graph().as_default(), tf.compat.v1.Session() as session:
     meta_graph = tf.compat.v1.saved_model.load(session, ["serve"], sys.argv[1])
@@ -135,7 +192,7 @@ with tf.compat.v1.Graph().as_default(), tf.compat.v1.Session() as session:
     feeds = {signature.inputs[name].name: value
              for name, value in {"num_images": 2, "steps": 4, "seed": 9}.items()}
     served = session.run(signature.outputs["images"].name, feeds)
-np.savez(sys.argv[2], images=images, ddpm=ddpm, served=served)
+np.savez(sys.argv[2], images=images, ddpm=ddpm, served=served, edited=edited, filled=filled)
 print(json.dumps({name: name in sys.modules for name in ("keras_ddpm", "keras")}))
 """
 
@@ -159,6 +216,13 @@ def test_savedmodel_runs_in_a_process_without_keras_ddpm(exported, tmp_path):
     np.testing.assert_array_equal(
         arrays["served"], generated(model, 2, 9, sampler="ddim", steps=4, eta=0.5)
     )
+    pixels = as_floats(np.arange(2 * 64).reshape(2, 8, 8, 1).astype(np.uint8))
+    np.testing.assert_array_equal(arrays["edited"], generated(
+        model, 2, 4, sampler="ddim", eta=0.5, steps=6, initial_images=pixels, strength=0.5))
+    mask = np.zeros((8, 8), "float32")
+    mask[:4] = 1.0
+    np.testing.assert_array_equal(arrays["filled"], to_uint8(model.inpaint(
+        pixels, mask, sampler="ddim", eta=0.5, steps=4, seed=4, verbose=0, jit_compile=False)))
 
 
 @pytest.mark.slow  # the session loader itself is checked in the test above
@@ -272,6 +336,18 @@ def test_conditional_model_exports_labels_and_guidance_scale(tmp_path):
     )
     with pytest.raises(tf.errors.InvalidArgumentError, match="one label per image"):
         loaded.generate(num_images=3, steps=5, seed=1, labels=[0, 1], guidance_scale=1.0)
+    # The editing endpoints take labels too; inpaint falls back from multistep DPM-Solver to ddpm.
+    pixels, labels = PIXELS[:3], np.array([2, 0, 1], "int32")
+    edited = loaded.edit(images=pixels, strength=0.7, steps=5, seed=6, labels=labels,
+                         guidance_scale=2.0)
+    np.testing.assert_array_equal(edited, generated(
+        model, 3, 6, sampler="dpm_solver", steps=5, labels=labels, guidance_scale=2.0,
+        initial_images=as_floats(pixels), strength=0.7))
+    filled = loaded.inpaint(images=pixels, mask=LEFT, steps=4, seed=6, labels=labels,
+                            guidance_scale=2.0)
+    np.testing.assert_array_equal(filled, to_uint8(model.inpaint(
+        as_floats(pixels), LEFT[0], sampler="ddpm", steps=4, seed=6, labels=labels,
+        guidance_scale=2.0, verbose=0, jit_compile=False)))
 
 
 def test_cli_export_errors_are_one_line(exported, tmp_path, capsys):
