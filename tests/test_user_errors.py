@@ -53,6 +53,7 @@ def files(tmp_path_factory, model):
     for i in range(3):
         Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(images / f"{i}.png")
     (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(folder / "big.png")
     run = folder / "run"
     run.mkdir()
     (run / "config.json").write_text("{ not json")
@@ -134,6 +135,20 @@ API_CASES = [
      ValueError, "does not exist"),
     ("from_pretrained a file", lambda m, f: keras_ddpm.DDPM.from_pretrained(str(f / "notes")),
      ValueError, "notes"),
+    ("edit strength", lambda m, f: m.generate(2, initial_images=good_images(2), strength=2),
+     ValueError, "strength=2"),
+    ("inpaint mask shape", lambda m, f: m.inpaint(good_images(2), np.ones((5, 5))), ValueError,
+     "(5, 5)"),
+    ("inpaint mask values", lambda m, f: m.inpaint(good_images(2), np.full(SHAPE, 2.0)),
+     ValueError, "[2, 2]"),
+    ("inpaint multistep sampler", lambda m, f: m.inpaint(good_images(2), np.ones(SHAPE),
+     sampler="dpm_solver"), ValueError, "dpm_solver"),
+    ("inpaint uint8 images", lambda m, f: m.inpaint(np.zeros((2, *SHAPE), np.uint8),
+     np.ones(SHAPE)), TypeError, "uint8"),
+    ("encode stochastic sampler", lambda m, f: m.encode(good_images(2), sampler="ddpm"),
+     ValueError, "ddpm"),
+    ("encode out of range", lambda m, f: m.encode(good_images(2) * 3), ValueError, "[-1, 1]"),
+    ("interpolate one frame", lambda m, f: m.interpolate(num=1), ValueError, "num=1"),
     ("save_statistics suffix", lambda m, f: keras_ddpm.metrics.save_statistics(
         str(f / "s.txt"), np.zeros(2), np.eye(2)), ValueError, "s.txt"),
 ]
@@ -189,6 +204,31 @@ CLI_CASES = [
     ("evaluate stats without fid", "evaluate {f}/model.keras --metrics kid --reference-stats "
      "{f}/notes", "fid"),
     ("evaluate bad metric", "evaluate {f}/model.keras --metrics fid,is", "fid,is"),
+    ("edit strength", "edit {f}/model.keras --image {f}/images/0.png --strength 1.5 --out "
+     "{f}/e.png", "1.5"),
+    ("edit missing image", "edit {f}/model.keras --image {f}/nope.png --strength 0.5 --out "
+     "{f}/e.png", "nope.png"),
+    ("edit out extension", "edit {f}/model.keras --image {f}/images/0.png --strength 0.5 --out "
+     "{f}/e.jpg", "e.jpg"),
+    ("edit image size", "edit {f}/model.keras --image {f}/big.png --strength 0.5 --out {f}/e.png",
+     "16x16"),
+    ("edit broken image", "edit {f}/model.keras --image {f}/images/broken.png --strength 0.5 "
+     "--out {f}/e.png", "broken.png"),
+    ("edit label to unconditional", "edit {f}/model.keras --image {f}/images/0.png --strength 0.5 "
+     "--out {f}/e.png --label 3", "unconditional"),
+    ("inpaint unknown mask", "inpaint {f}/model.keras --image {f}/images/0.png --mask middle "
+     "--out {f}/i.png", "middle"),
+    ("inpaint multistep sampler", "inpaint {f}/model.keras --image {f}/images/0.png --mask bottom "
+     "--out {f}/i.png --sampler dpm_solver", "dpm_solver"),
+    ("inpaint mask size", "inpaint {f}/model.keras --image {f}/images/0.png --mask {f}/big.png "
+     "--out {f}/i.png", "16x16"),
+    ("inpaint zero resampling", "inpaint {f}/model.keras --image {f}/images/0.png --mask bottom "
+     "--out {f}/i.png --resample-steps 0", "'0'"),
+    ("interpolate one frame", "interpolate {f}/model.keras --out {f}/r.png --frames 1",
+     "--frames"),
+    ("interpolate stochastic encoder", "interpolate {f}/model.keras --out {f}/r.png --images "
+     "{f}/images/0.png {f}/images/1.png --sampler ddpm", "ddpm"),
+    ("interpolate into a folder", "interpolate {f}/model.keras --out {f}/rows", "rows"),
     ("export into a foreign folder", "export {f}/model.keras {f}/foreign", "foreign"),
     ("export missing model", "export {f}/nope.keras {f}/out", "nope.keras"),
     ("convert a model onto a file", "convert {f}/model.keras {f}/notes", "notes"),

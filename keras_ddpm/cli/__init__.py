@@ -1,12 +1,13 @@
-"""The `keras-ddpm` command: train, sample, evaluate and export from a shell.
+"""The `keras-ddpm` command: train, sample, edit, evaluate and export from a shell.
 
-Thin by design: each verb (one module each: `train`, `sample`, `evaluate`,
-`export`, `convert`) parses its arguments, checks the cheap ones, then calls the library
+Thin by design: each verb (one module each: `train`, `sample`, `edit`,
+`inpaint`, `interpolate`, `evaluate`, `export`, `convert`) parses its arguments, checks the cheap ones, then calls the library
 (`UNet`, `DDPM`, `keras_ddpm.data`, `keras_ddpm.callbacks`,
 `keras_ddpm.metrics`, `keras_ddpm.pretrained`). Everything it does can be done from Python.
 
     keras-ddpm train --output runs/digits          # ~3 min on a 2-core CPU
     keras-ddpm sample runs/digits --out grid.png
+    keras-ddpm inpaint runs/digits --image digit.png --mask bottom --out filled.png
     keras-ddpm evaluate runs/digits --feature-extractor pixels
     keras-ddpm convert google/ddpm-cifar10-32 ddpm_cifar10.keras
 
@@ -27,8 +28,11 @@ TensorFlow loads; TensorFlow's start-up logs are hidden unless `--verbose`
 import sys
 
 from keras_ddpm.cli import convert
+from keras_ddpm.cli import edit
 from keras_ddpm.cli import evaluate
 from keras_ddpm.cli import export
+from keras_ddpm.cli import inpaint
+from keras_ddpm.cli import interpolate
 from keras_ddpm.cli import sample
 from keras_ddpm.cli import train
 from keras_ddpm.cli.common import ArgumentParser
@@ -38,15 +42,15 @@ from keras_ddpm.cli.common import fail
 from keras_ddpm.cli.common import quiet_tensorflow
 from keras_ddpm.version import __version__
 
-VERBS = (train, sample, evaluate, export, convert)
+VERBS = (train, sample, edit, inpaint, interpolate, evaluate, export, convert)
 
 
 def build_parser():
     """The argument parser of `keras-ddpm` and its verbs."""
     parser = ArgumentParser(
         prog="keras-ddpm",
-        description="Denoising diffusion probabilistic models for Keras: train, sample, "
-        "evaluate, export, convert.",
+        description="Denoising diffusion probabilistic models for Keras: train, sample, edit, "
+        "inpaint, interpolate, evaluate, export, convert.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_verbose(parser)

@@ -334,8 +334,12 @@ def load_model(path):
     return model, config
 
 
-def generate(model, args, num):
-    """`model.generate` with the verb's seed, batch size, sampler, steps, options and labels."""
+def sampling_kwargs(model, args, num, count=None):
+    """The keyword arguments of the verb's sampler, steps, options and labels for `num` images.
+
+    Checked as `generate` checks them, so that a bad value is one line;
+    `count` names the number of images in that line (default: "N images").
+    """
     from keras_ddpm import generation
 
     kwargs = {k: getattr(args, k) for k in ("sampler", "steps") if getattr(args, k, None) is not None}
@@ -346,8 +350,8 @@ def generate(model, args, num):
             raise UserError("--label needs a class, e.g. --label 7")
         if len(labels) > 1 and len(labels) != num:
             raise UserError(
-                f"--label lists {len(labels)} classes for --num {num}; give one class for "
-                "every image, or a single class"
+                f"--label lists {len(labels)} classes for {count or f'{num} images'}; give one "
+                "class for every image, or a single class"
             )
         kwargs["labels"] = labels if len(labels) > 1 else labels[0]
     if getattr(args, "guidance", None) is not None:
@@ -360,14 +364,16 @@ def generate(model, args, num):
         generation.check_labels(
             kwargs.get("labels"), kwargs.get("guidance_scale"), num, model.num_classes
         )
-    return model.generate(
-        num,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        verbose=1 if args.progress else 0,
+    kwargs.update(
+        seed=args.seed, batch_size=args.batch_size, verbose=1 if args.progress else 0,
         jit_compile=jit_compile(args.jit_compile),
-        **kwargs,
     )
+    return kwargs
+
+
+def generate(model, args, num, **extra):
+    """`model.generate` with the verb's seed, batch size, sampler, steps, options and labels."""
+    return model.generate(num, **sampling_kwargs(model, args, num, f"--num {num}"), **extra)
 
 
 def make_parent(path):

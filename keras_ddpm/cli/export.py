@@ -1,4 +1,4 @@
-"""`keras-ddpm export`: a TensorFlow SavedModel with generate/denoise endpoints."""
+"""`keras-ddpm export`: a TensorFlow SavedModel with generate, edit, inpaint and denoise endpoints."""
 
 import os
 
@@ -8,6 +8,7 @@ from keras_ddpm.cli.common import add_model_argument
 from keras_ddpm.cli.common import add_verbose
 from keras_ddpm.cli.common import add_sampler_choice
 from keras_ddpm.cli.common import load_model
+from keras_ddpm.cli.common import positive_int
 from keras_ddpm.cli.common import resolve_model
 from keras_ddpm.cli.common import user_errors
 from keras_ddpm.samplers import registry
@@ -38,6 +39,8 @@ def run(args):
             order=args.order or 2,
             use_ema=args.ema,
             jit_compile=args.jit_compile == "true",
+            resample_steps=args.resample_steps,
+            jump_length=args.jump_length,
             verbose=False,
         )
     inputs = "num_images=4;steps=0;seed=0"
@@ -58,8 +61,10 @@ def add_parser(subparsers):
         description=(
             "Export a trained DDPM as a TensorFlow SavedModel that needs neither Keras nor "
             "keras_ddpm: endpoints generate(num_images, steps, seed) -> uint8 images "
-            "(= serving_default, using --sampler), generate_with_sampler(..., sampler, eta) and "
-            "denoise(x_t, t). steps=0 asks for the sampler's default number of steps."
+            "(= serving_default, using --sampler), generate_with_sampler(..., sampler, eta), "
+            "edit(images, strength, steps, seed), inpaint(images, mask, steps, seed) (uint8 "
+            "images in and out) and denoise(x_t, t). steps=0 asks for the sampler's default "
+            "number of steps."
         ),
     )
     add_model_argument(parser)
@@ -67,6 +72,14 @@ def add_parser(subparsers):
     add_sampler_choice(parser, default="ddpm")
     parser.add_argument(
         "--no-ema", dest="ema", action="store_false", help="export the raw, not the EMA, weights"
+    )
+    parser.add_argument(
+        "--resample-steps", type=positive_int, default=10,
+        help="RePaint passes of the inpaint endpoint (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--jump-length", type=positive_int, default=10,
+        help="steps per resampled block of the inpaint endpoint (default: %(default)s)",
     )
     add_jit_compile(
         parser, default="false",
