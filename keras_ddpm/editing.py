@@ -1,8 +1,10 @@
 """Editing with any trained model: inpainting, inversion (`encode`) and interpolation.
 
-Functions over a `generation.ReverseProcess`, so that `DDPM` (and, later, the
-SavedModel) share them: each checks its inputs in one place, runs compiled
-loops of the process in chunks with a progress bar, and returns NumPy arrays.
+Functions over a `generation.ReverseProcess`, called by `DDPM.inpaint`,
+`DDPM.encode` and `DDPM.interpolate`: each checks its inputs in one place, runs
+compiled loops of the process in chunks with a progress bar, and returns NumPy
+arrays. The SavedModel's `edit` and `inpaint` endpoints (`export_editing`) run
+the same compiled loops.
 Image-to-image (SDEdit) lives in `ReverseProcess.generate` itself
 (`initial_images=`, `strength=`), since it is generation started part-way.
 """

@@ -5,7 +5,8 @@ A `ReverseProcess` is built from explicit inputs — a denoising network, its
 classes — and owns everything between "draw N images" and the samplers of
 `keras_ddpm.samplers`: argument checks (through the sampler registry), class
 labels and classifier-free guidance, seed → noise, one compiled
-`tf.while_loop` per sampler choice (cached), chunking and the progress bar.
+`tf.while_loop` per sampler choice (cached; also the inverse loop of `encode`
+and the inpainting loop of `inpaint`), chunking and the progress bar.
 `DDPM.generate` is a thin call into it, and the SavedModel export uses the
 same compiled loops without importing `keras_ddpm.model`.
 

@@ -45,3 +45,32 @@ def test_export_and_serve_runs_in_smoke_mode(tmp_path, capsys):
     images = loaded.generate(num_images=2, steps=3, seed=0).numpy()
     assert images.shape == (2, 8, 8, 1) and images.dtype == "uint8"
     assert "saved_model_cli run --dir" in capsys.readouterr().out
+
+
+def test_inpaint_digits_runs_in_smoke_mode(tmp_path, capsys):
+    scores = load_example("inpaint_digits").main(
+        ["--smoke", "--output", str(tmp_path), "--held-out", "20", "--grid-rows", "4"]
+    )
+    assert sorted(os.listdir(tmp_path)) == [
+        "digits_without_held_out.keras", "inpaint_bottom.png", "inpaint_right.png",
+    ]
+    assert set(scores) == {"bottom", "right"}
+    for row in scores.values():
+        assert len(row) == 3 and all(0.0 <= share <= 1.0 for share in row.values())
+    assert "reads as the original" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_inpaint_digits_resampling_beats_replacement(tmp_path):
+    """The example as written: about 3 minutes on 2 cores.
+
+    Measured (300 held-out digits, 100 steps): the classifier reads the
+    original digit in 54.0 % (bottom half hidden) and 52.0 % (right half) of
+    the replacement fillings, 61.7 % and 62.7 % with RePaint (5 passes), 64.0 %
+    and 61.3 % with the training mean (chance: 10 %).
+    """
+    scores = load_example("inpaint_digits").main(["--output", str(tmp_path)])
+    for row in scores.values():
+        replacement, repaint = row["replacement"], row["RePaint (r=5, j=10)"]
+        # 300 paired digits: a 5-point gain is about 2.5 standard errors of a proportion.
+        assert repaint > replacement + 0.04 and repaint > 0.5, scores

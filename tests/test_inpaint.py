@@ -179,3 +179,20 @@ def test_bad_inpaint_arguments_are_one_line(model, call, error, fragment):
     with pytest.raises(error) as info:
         call(model)
     assert fragment in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+def test_steps_strength_and_resampling_never_retrace():
+    schedule = keras_ddpm.NoiseSchedule("linear", timesteps=50, beta_start=1e-3, beta_end=0.2)
+    model = keras_ddpm.DDPM(gaussian_oracle(schedule, SHAPE, MEAN, STD), schedule=schedule,
+                            ema_decay=None)
+    x = data(2)
+    for steps, passes, jump in ((5, 1, 5), (8, 3, 2), (12, 2, 7)):
+        model.inpaint(x, LEFT, steps=steps, resample_steps=passes, jump_length=jump, seed=0,
+                      verbose=0)
+    for steps in (4, 9):
+        model.encode(x, steps=steps, verbose=0)
+    for strength in (0.2, 0.5, 0.9):
+        model.generate(2, sampler="ddim", steps=10, initial_images=x, strength=strength, verbose=0)
+    loops = model.reverse_process().loops
+    assert len(loops) == 3  # one inpainting loop, one inverse, one DDIM loop
+    assert all(run.experimental_get_tracing_count() == 1 for run in loops.values())
