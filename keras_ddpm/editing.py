@@ -87,14 +87,8 @@ def inpaint(
         sampler, process.schedule.timesteps, steps, timestep_spacing, **options
     )
     labels, guidance_scale = check_labels(labels, guidance_scale, num_images, process.num_classes)
-    seed = random_seed() if seed is None else seed
-    if not checks.is_int(seed):
-        raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}.")
-    if jit_compile == "auto":
-        jit_compile = process.supports_jit()
-    static = {o.name: options[o.name] for o in record.static_options}
+    seed, jit_compile, static, runtime = process.run_settings(record, options, seed, jit_compile)
     run = process.inpaint_loop(record.name, spacing, clip, jit_compile, **static)
-    runtime = [tf.constant(options[o.name], tf.float32) for o in record.runtime_options]
     repeats = (tf.constant(resample_steps, tf.int32), tf.constant(jump_length, tf.int32))
     blocks = -(-steps // jump_length)
     chunks = math.ceil(num_images / batch_size)

@@ -353,6 +353,22 @@ class ReverseProcess:
             return ()
         return tf.constant(labels[begin:end]), tf.constant(guidance_scale, tf.float32)
 
+    def run_settings(self, record, options, seed, jit_compile):
+        """`(seed, jit_compile, static options, runtime option tensors)` of one run.
+
+        A seed of `None` becomes a fresh one; `jit_compile="auto"` becomes
+        whether the network supports XLA; `options` are the sampler's, as
+        `samplers.resolve` returns them.
+        """
+        seed = random_seed() if seed is None else seed
+        if not checks.is_int(seed):
+            raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}.")
+        if jit_compile == "auto":
+            jit_compile = self.supports_jit()
+        static = {o.name: options[o.name] for o in record.static_options}
+        runtime = [tf.constant(options[o.name], tf.float32) for o in record.runtime_options]
+        return seed, jit_compile, static, runtime
+
     @staticmethod
     def progress(show, resumable, chunks, first, steps):
         """`(bounds, progress bar or None)`: the step ranges a chunk runs in, and the bar."""
@@ -407,14 +423,8 @@ class ReverseProcess:
         initial_images, strength = check_edit(
             initial_images, strength, num_images, self.image_shape
         )
-        seed = random_seed() if seed is None else seed
-        if not checks.is_int(seed):
-            raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}.")
-        if jit_compile == "auto":
-            jit_compile = self.supports_jit()
-        static = {o.name: options[o.name] for o in record.static_options}
+        seed, jit_compile, static, runtime = self.run_settings(record, options, seed, jit_compile)
         run = self.loop(sampler, spacing, clip, jit_compile, **static)
-        runtime = [tf.constant(options[o.name], tf.float32) for o in record.runtime_options]
 
         # SDEdit: the last round(strength * steps) steps, from the images noised to their start.
         first = 0 if strength is None else steps - steps_to_run(strength, steps)

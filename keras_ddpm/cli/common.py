@@ -240,6 +240,18 @@ def add_sampler_arguments(parser):
     )
 
 
+def add_resampling_arguments(parser, what="each block"):
+    """`--resample-steps` and `--jump-length` of RePaint (`inpaint`, and `export`'s endpoint)."""
+    parser.add_argument(
+        "--resample-steps", type=positive_int, default=10,
+        help=f"passes over {what} of steps; 1 is plain replacement (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--jump-length", type=positive_int, default=10,
+        help="steps per resampled block (default: %(default)s)",
+    )
+
+
 def sampler_options(args):
     """The sampler options given on the command line (`None` where not given)."""
     return {option.name: getattr(args, option.name, None) for option in registry.all_options()}

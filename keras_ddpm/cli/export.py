@@ -5,10 +5,10 @@ import os
 from keras_ddpm.cli.common import UserError
 from keras_ddpm.cli.common import add_jit_compile
 from keras_ddpm.cli.common import add_model_argument
+from keras_ddpm.cli.common import add_resampling_arguments
 from keras_ddpm.cli.common import add_verbose
 from keras_ddpm.cli.common import add_sampler_choice
 from keras_ddpm.cli.common import load_model
-from keras_ddpm.cli.common import positive_int
 from keras_ddpm.cli.common import resolve_model
 from keras_ddpm.cli.common import user_errors
 from keras_ddpm.samplers import registry
@@ -73,14 +73,7 @@ def add_parser(subparsers):
     parser.add_argument(
         "--no-ema", dest="ema", action="store_false", help="export the raw, not the EMA, weights"
     )
-    parser.add_argument(
-        "--resample-steps", type=positive_int, default=10,
-        help="RePaint passes of the inpaint endpoint (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--jump-length", type=positive_int, default=10,
-        help="steps per resampled block of the inpaint endpoint (default: %(default)s)",
-    )
+    add_resampling_arguments(parser, "each block of the inpaint endpoint")
     add_jit_compile(
         parser, default="false",
         help="compile the sampling loops with XLA when the SavedModel runs (default: %(default)s)",

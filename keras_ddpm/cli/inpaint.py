@@ -4,12 +4,12 @@ from keras_ddpm.cli import images
 from keras_ddpm.cli.common import UserError
 from keras_ddpm.cli.common import add_batch_size
 from keras_ddpm.cli.common import add_model_argument
+from keras_ddpm.cli.common import add_resampling_arguments
 from keras_ddpm.cli.common import add_sampler_arguments
 from keras_ddpm.cli.common import add_seed
 from keras_ddpm.cli.common import add_verbose
 from keras_ddpm.cli.common import check_sampler_arguments
 from keras_ddpm.cli.common import load_model
-from keras_ddpm.cli.common import positive_int
 from keras_ddpm.cli.common import resolve_model
 from keras_ddpm.cli.common import sampling_kwargs
 from keras_ddpm.cli.edit import add_image_arguments
@@ -68,14 +68,7 @@ def add_parser(subparsers):
         help="a mask image (white keeps a pixel, black fills it; resized with --resize) or a "
         f"preset naming the part to fill: {', '.join(images.MASK_PRESETS)}",
     )
-    parser.add_argument(
-        "--resample-steps", type=positive_int, default=10,
-        help="passes over each block of steps; 1 is plain replacement (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--jump-length", type=positive_int, default=10,
-        help="steps per resampled block (default: %(default)s)",
-    )
+    add_resampling_arguments(parser)
     add_seed(parser)
     add_batch_size(parser, help="images inpainted at once (default: all)")
     add_sampler_arguments(parser)
