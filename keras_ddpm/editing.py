@@ -21,6 +21,7 @@ from keras_ddpm.generation import check_images
 from keras_ddpm.generation import check_labels
 from keras_ddpm.generation import chunk_seeds
 from keras_ddpm.generation import random_seed
+from keras_ddpm.schedules import check_variance
 
 INTERPOLATION_INPUTS = ("images", "noise")
 # `inpaint`'s default cap on steps: RePaint's 250 steps, 10 passes, jumps of 10.
@@ -59,7 +60,8 @@ def check_mask(mask, shape):
 def inpaint(
     process, images, mask, sampler="ddpm", steps=None, resample_steps=RESAMPLE_STEPS,
     jump_length=JUMP_LENGTH, timestep_spacing=None, seed=None, clip=True, batch_size=None,
-    verbose="auto", jit_compile="auto", labels=None, guidance_scale=None, **options,
+    verbose="auto", jit_compile="auto", labels=None, guidance_scale=None, variance=None,
+    **options,
 ):
     """Fills the pixels where `mask` is 0; the arguments are `DDPM.inpaint`'s.
 
@@ -88,7 +90,9 @@ def inpaint(
     )
     labels, guidance_scale = check_labels(labels, guidance_scale, num_images, process.num_classes)
     seed, jit_compile, static, runtime = process.run_settings(record, options, seed, jit_compile)
-    run = process.inpaint_loop(record.name, spacing, clip, jit_compile, **static)
+    if variance is not None:
+        check_variance(variance)
+    run = process.inpaint_loop(record.name, spacing, clip, jit_compile, variance, **static)
     repeats = (tf.constant(resample_steps, tf.int32), tf.constant(jump_length, tf.int32))
     blocks = -(-steps // jump_length)
     chunks = math.ceil(num_images / batch_size)

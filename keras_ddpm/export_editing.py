@@ -149,7 +149,9 @@ def inpaint_function(process, sampler, options, spacing, num_classes, jit_compil
     """
     record = samplers.get_sampler(sampler)
     spacing = spacing or record.default_spacing
-    run = process.inpaint_loop(sampler, spacing, clip, jit_compile, **_static(record, options))
+    run = process.inpaint_loop(
+        sampler, spacing, clip, jit_compile, None, **_static(record, options)
+    )
     schedule = process.schedule
     default_steps = min(record.steps_for(schedule.timesteps), editing.INPAINT_STEPS)
 

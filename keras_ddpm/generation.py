@@ -294,7 +294,7 @@ class ReverseProcess:
         return run
 
     def inpaint_loop(self, sampler, timestep_spacing=None, clip=True, jit_compile=False,
-                     **static_options):
+                     variance=None, **static_options):
         """The cached compiled inpainting loop (`samplers.repaint_sample`) of a single-step sampler.
 
         Its inputs are `(x, images, mask, seed, start, stop, steps,
@@ -302,10 +302,13 @@ class ReverseProcess:
         `[B, H, W, C]`, int32 `[2]`, five int32 scalars (`start` and `stop`
         count blocks) and the sampler's runtime options — then, for a
         conditional network, int32 labels `[B]` and the float32 guidance scale.
+        `variance` overrides the process's reverse variance (`None`: its own).
         """
         record = samplers.get_sampler(sampler)
         spacing = samplers.check_spacing(timestep_spacing or record.default_spacing)
-        key = ("inpaint", sampler, spacing, bool(clip), bool(jit_compile),
+        variance = variance or self.variance
+        check_variance(variance)
+        key = ("inpaint", sampler, spacing, bool(clip), bool(jit_compile), variance,
                tuple(sorted(static_options.items())))
         if key in self.loops:
             return self.loops[key]
@@ -326,7 +329,7 @@ class ReverseProcess:
                 return step(
                     self.schedule, x, t, prev_t, prediction, noise,
                     prediction_type=self.prediction_type, clip=bool(clip),
-                    variance=self.variance, **options,
+                    variance=variance, **options,
                 )
 
             return repaint_sample(

@@ -42,6 +42,16 @@ def test_nothing_kept_in_one_pass_is_generate(model, sampler):
                                                          verbose=0))
 
 
+def test_variance_override_is_the_models_variance_for_that_call(model):
+    large = keras_ddpm.DDPM(model.network, schedule=model.schedule, ema_decay=None,
+                            variance="fixed_large")
+    x = data(4)
+    filled = model.inpaint(x, np.zeros(SHAPE[:2]), steps=10, resample_steps=1, seed=4, verbose=0,
+                           variance="fixed_large")
+    np.testing.assert_array_equal(filled, large.generate(4, steps=10, seed=4, verbose=0))
+    assert not np.array_equal(filled, model.generate(4, steps=10, seed=4, verbose=0))
+
+
 def test_everything_kept_returns_the_images(model):
     x = data(4)
     np.testing.assert_array_equal(
@@ -139,8 +149,10 @@ def test_resampling_approaches_the_gaussian_conditional_over_the_full_chain():
     Measured (4,096 inpaintings): replacement is off by 0.023 RMS in the mean
     (7.1 standard errors) and 0.029 in the covariance (Frobenius; 5.9 times
     its sampling noise); 10 passes over blocks of 10 steps by 0.005 (1.5)
-    and 0.011 (2.3). At 250 steps the covariance errors are 0.015 and 0.017:
-    resampling needs the finer steps to improve the covariance.
+    and 0.011 (2.3), and with β as the steps' variance by 1.5 and 1.1 times
+    the noise. At 250 steps the covariance errors are 0.015 and 0.017 (1.9
+    times the noise with β): resampling needs the finer steps, or β, to
+    improve the covariance.
     """
     model, image, keep, (mean, cov) = correlated_problem()
     n = 4096
@@ -148,9 +160,11 @@ def test_resampling_approaches_the_gaussian_conditional_over_the_full_chain():
     cov_noise = np.sqrt(np.sum((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / n))
     standard_errors = np.sqrt(np.diag(cov) / n)
     results = {}
-    for name, passes in (("replacement", 1), ("resampling", 10)):
+    for name, passes, variance in (("replacement", 1, None), ("resampling", 10, None),
+                                   ("resampling with β", 10, "fixed_large")):
         empirical_mean, empirical_cov = filled_moments(model, image, keep, n, steps=1000,
-                                                       resample_steps=passes, jump_length=10)
+                                                       resample_steps=passes, jump_length=10,
+                                                       variance=variance)
         results[name] = (
             np.sqrt(np.mean(((empirical_mean - mean) / standard_errors) ** 2)),
             np.linalg.norm(empirical_cov - cov) / cov_noise,
@@ -158,6 +172,9 @@ def test_resampling_approaches_the_gaussian_conditional_over_the_full_chain():
     (mean_base, cov_base), (mean_resampled, cov_resampled) = results["replacement"], results["resampling"]
     assert mean_resampled < 3.0 and mean_base > mean_resampled + 3.0, results
     assert cov_resampled < 3.0 and cov_base > cov_resampled + 2.0, results
+    # β instead of β̃ keeps the spread under resampling: covariance at its noise level.
+    mean_large, cov_large = results["resampling with β"]
+    assert mean_large < 3.0 and cov_large < 1.8, results
 
 
 @pytest.mark.parametrize("call, error, fragment", [
@@ -174,6 +191,7 @@ def test_resampling_approaches_the_gaussian_conditional_over_the_full_chain():
     (lambda m: m.inpaint(np.full((2,) + SHAPE, -3.0, np.float32), LEFT), ValueError, "[-3, -3]"),
     (lambda m: m.inpaint(data(2), LEFT, steps=0), ValueError, "steps=0"),
     (lambda m: m.inpaint(data(2), LEFT, sampler="ddpm", eta=0.5), ValueError, "eta"),
+    (lambda m: m.inpaint(data(2), LEFT, variance="learned"), ValueError, "learned"),
 ])
 def test_bad_inpaint_arguments_are_one_line(model, call, error, fragment):
     with pytest.raises(error) as info:

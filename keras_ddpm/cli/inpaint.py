@@ -43,7 +43,8 @@ def run(args):
     except ValueError as error:
         raise UserError(f"{args.mask!r}: {error}") from None
     filled = model.inpaint(
-        pictures, mask, resample_steps=args.resample_steps, jump_length=args.jump_length, **kwargs
+        pictures, mask, resample_steps=args.resample_steps, jump_length=args.jump_length,
+        variance=args.variance, **kwargs
     )
     out = images.write_images(filled, files, args.out)
     print(f"wrote {len(filled)} inpainted image{'s' * (len(filled) > 1)} to {out}")
@@ -69,6 +70,11 @@ def add_parser(subparsers):
         f"preset naming the part to fill: {', '.join(images.MASK_PRESETS)}",
     )
     add_resampling_arguments(parser)
+    parser.add_argument(
+        "--variance", choices=("fixed_small", "fixed_large"), default=None,
+        help="the ddpm steps' variance; fixed_large keeps the filled region's spread under "
+        "resampling (default: the model's)",
+    )
     add_seed(parser)
     add_batch_size(parser, help="images inpainted at once (default: all)")
     add_sampler_arguments(parser)
