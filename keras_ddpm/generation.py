@@ -320,6 +320,7 @@ class ReverseProcess:
             *[tf.TensorSpec((), tf.float32)] * len(runtime),
         )
         repaint_sample = samplers.repaint_sample
+
         @tf.function(input_signature=signature, jit_compile=bool(jit_compile), reduce_retracing=True)
         def run(x, images, mask, seed, start, stop, steps, resample_steps, jump_length, *extra):
             options = dict(zip(runtime, extra[: len(runtime)]), **static_options)

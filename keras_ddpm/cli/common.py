@@ -214,9 +214,9 @@ def add_sampler_choice(parser, default=None):
         )
 
 
-def add_sampler_arguments(parser):
+def add_sampler_arguments(parser, default=None):
     """What `sample` and `evaluate` pass to `generate`: sampler, steps, options, labels, XLA."""
-    add_sampler_choice(parser)
+    add_sampler_choice(parser, default)
     parser.add_argument(
         "--steps", type=positive_int, default=None, help="sampling steps (default: the sampler's)"
     )
@@ -240,15 +240,16 @@ def add_sampler_arguments(parser):
     )
 
 
-def add_resampling_arguments(parser, what="each block"):
+def add_resampling_arguments(parser, where=""):
     """`--resample-steps` and `--jump-length` of RePaint (`inpaint`, and `export`'s endpoint)."""
     parser.add_argument(
         "--resample-steps", type=positive_int, default=10,
-        help=f"passes over {what} of steps; 1 is plain replacement (default: %(default)s)",
+        help=f"passes over each block of steps{where}; 1 is plain replacement "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--jump-length", type=positive_int, default=10,
-        help="steps per resampled block (default: %(default)s)",
+        help=f"steps per resampled block{where} (default: %(default)s)",
     )
 
 

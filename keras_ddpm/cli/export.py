@@ -73,7 +73,7 @@ def add_parser(subparsers):
     parser.add_argument(
         "--no-ema", dest="ema", action="store_false", help="export the raw, not the EMA, weights"
     )
-    add_resampling_arguments(parser, "each block of the inpaint endpoint")
+    add_resampling_arguments(parser, " in the inpaint endpoint")
     add_jit_compile(
         parser, default="false",
         help="compile the sampling loops with XLA when the SavedModel runs (default: %(default)s)",

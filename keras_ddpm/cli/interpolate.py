@@ -27,7 +27,7 @@ def check(args):
         for path in args.images:
             if os.path.isdir(path) or len(images.image_files(path)) != 1:
                 raise UserError(f"--images takes two image files; {path!r} is a folder")
-        record = registry.get_sampler(args.sampler or "ddim")
+        record = registry.get_sampler(args.sampler)
         if record.inverse is None:
             raise UserError(
                 f"--sampler {record.name} cannot encode images (it is stochastic); use one of "
@@ -41,8 +41,7 @@ def run(args):
     import numpy as np
 
     model, _ = load_model(args.model)
-    kwargs = sampling_kwargs(model, args, args.frames)
-    kwargs["sampler"] = kwargs.get("sampler", "ddim")
+    kwargs = sampling_kwargs(model, args, 1, "one pair")  # a row's label: one class
     if args.images is not None:
         a, b = images.read_images(args.images, model.image_shape, args.resize)
         rows = [model.interpolate(a, b, num=args.frames, **kwargs)]
@@ -84,6 +83,6 @@ def add_parser(subparsers):
     )
     add_seed(parser)
     add_batch_size(parser, help="frames decoded at once (default: all)")
-    add_sampler_arguments(parser)
+    add_sampler_arguments(parser, default="ddim")
     add_verbose(parser, verb=True)
     parser.set_defaults(function=run, check=check)
