@@ -21,7 +21,6 @@ from keras_ddpm.generation import check_images
 from keras_ddpm.generation import check_labels
 from keras_ddpm.generation import chunk_seeds
 from keras_ddpm.generation import random_seed
-from keras_ddpm.schedules import check_variance
 
 INTERPOLATION_INPUTS = ("images", "noise")
 # `inpaint`'s default cap on steps: RePaint's 250 steps, 10 passes, jumps of 10.
@@ -57,6 +56,14 @@ def check_mask(mask, shape):
     return array
 
 
+def _image_batch(images, process):
+    """`images` checked as a non-empty batch of floats in [−1, 1] for `process`'s network."""
+    images = check_images("images", images, image_shape=process.image_shape)
+    if len(images) == 0:
+        raise ValueError(f"`images` must hold at least one image; received shape {images.shape}.")
+    return images
+
+
 def inpaint(
     process, images, mask, sampler="ddpm", steps=None, resample_steps=RESAMPLE_STEPS,
     jump_length=JUMP_LENGTH, timestep_spacing=None, seed=None, clip=True, batch_size=None,
@@ -68,10 +75,8 @@ def inpaint(
     Returns:
         float32 NumPy array shaped like `images`, equal to them where `mask` is 1.
     """
-    images = check_images("images", images, image_shape=process.image_shape)
+    images = _image_batch(images, process)
     num_images = len(images)
-    if num_images == 0:
-        raise ValueError(f"`images` must hold at least one image; received shape {images.shape}.")
     mask = check_mask(mask, images.shape)
     batch_size = num_images if batch_size is None else checks.positive_int("batch_size", batch_size)
     resample_steps = checks.positive_int("resample_steps", resample_steps)
@@ -90,8 +95,6 @@ def inpaint(
     )
     labels, guidance_scale = check_labels(labels, guidance_scale, num_images, process.num_classes)
     seed, jit_compile, static, runtime = process.run_settings(record, options, seed, jit_compile)
-    if variance is not None:
-        check_variance(variance)
     run = process.inpaint_loop(record.name, spacing, clip, jit_compile, variance, **static)
     repeats = (tf.constant(resample_steps, tf.int32), tf.constant(jump_length, tf.int32))
     blocks = -(-steps // jump_length)
@@ -122,10 +125,8 @@ def encode(
     Returns:
         float32 NumPy array shaped like `images`.
     """
-    images = check_images("images", images, image_shape=process.image_shape)
+    images = _image_batch(images, process)
     num_images = len(images)
-    if num_images == 0:
-        raise ValueError(f"`images` must hold at least one image; received shape {images.shape}.")
     batch_size = num_images if batch_size is None else checks.positive_int("batch_size", batch_size)
     record, steps, spacing = samplers.resolve_inverse(
         sampler, process.schedule.timesteps, steps, timestep_spacing, **options
