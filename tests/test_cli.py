@@ -455,6 +455,9 @@ def _clean_env():
         (["train", "--dataset", "imagenet"], 2),
         (["sample", "missing.keras", "--sampler", "ddim", "--eta", "2"], 2),
         (["export", "missing.keras", "out", "--order", "5"], 2),
+        (["edit", "--help"], 0),
+        (["inpaint", "missing.keras", "--image", "x.png", "--mask", "bottom", "--out", "o.png"], 2),
+        (["interpolate", "missing.keras", "--out", "rows.jpg"], 2),
     ],
 )
 def test_help_and_user_errors_come_before_tensorflow_loads(argv, status, tmp_path):

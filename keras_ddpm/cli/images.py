@@ -9,8 +9,8 @@ import os
 
 from keras_ddpm.cli.common import UserError
 from keras_ddpm.cli.common import make_parent
+from keras_ddpm.data.specs import IMAGE_EXTENSIONS
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 # `--mask` presets: the region that is filled (mask 0); the rest is kept.
 MASK_PRESETS = ("top", "bottom", "left", "right", "center")
 

@@ -12,8 +12,8 @@ from keras_ddpm.data.pipeline import check_batch_size
 from keras_ddpm.data.pipeline import check_channels
 from keras_ddpm.data.pipeline import check_image_size
 from keras_ddpm.data.pipeline import to_unit_range
+from keras_ddpm.data.specs import IMAGE_EXTENSIONS
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
 # 1. Listing files and classes.
