@@ -15,7 +15,6 @@ from keras_ddpm.data.pipeline import to_unit_range
 from keras_ddpm.data.specs import IMAGE_EXTENSIONS
 
 
-
 # 1. Listing files and classes.
 
 
