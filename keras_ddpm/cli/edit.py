@@ -29,7 +29,7 @@ def run(args):
     pictures = images.read_images(files, model.image_shape, args.resize)
     kwargs = sampling_kwargs(model, args, len(files))
     edited = model.generate(len(files), initial_images=pictures, strength=args.strength, **kwargs)
-    out = images.write_images(edited, files, args.out)
+    out = images.write_images(edited, images.result_names(files), args.out)
     print(f"wrote {len(edited)} edited image{'s' * (len(edited) > 1)} to {out}")
     return 0
 

@@ -8,8 +8,8 @@ loads; sizes are checked against the model once it is loaded.
 import os
 
 from keras_ddpm.cli.common import UserError
-from keras_ddpm.cli.common import make_parent
-from keras_ddpm.data.specs import IMAGE_EXTENSIONS
+from keras_ddpm.data.image_files import IMAGE_EXTENSIONS
+from keras_ddpm.data.image_files import is_image_name
 
 # `--mask` presets: the region that is filled (mask 0); the rest is kept.
 MASK_PRESETS = ("top", "bottom", "left", "right", "center")
@@ -18,16 +18,13 @@ MASK_PRESETS = ("top", "bottom", "left", "right", "center")
 def image_files(path):
     """The image files `path` names: itself, or the images directly in a folder (sorted)."""
     if os.path.isdir(path):
-        files = sorted(
-            os.path.join(path, name) for name in os.listdir(path)
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
-        )
+        files = sorted(os.path.join(path, name) for name in os.listdir(path) if is_image_name(name))
         if not files:
             raise UserError(f"folder {path!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
         return files
     if not os.path.exists(path):
         raise UserError(f"image {path!r} does not exist")
-    if not path.lower().endswith(IMAGE_EXTENSIONS):
+    if not is_image_name(os.path.basename(path)):
         raise UserError(f"expected an image ({', '.join(IMAGE_EXTENSIONS)}) or a folder; received {path!r}")
     return [path]
 
@@ -121,24 +118,28 @@ def read_mask(spec, image_shape, resize=False):
     return (np.asarray(picture, np.float32) / 255.0)[..., None]
 
 
-def write_images(images, files, out, ncols=None):
-    """Writes results: one .png per input into folder `out`, or `out.png` (one image or a grid)."""
-    from PIL import Image
+def save_image(picture, path):
+    """One image, pixel for pixel, as a PNG (written whole or not at all)."""
+    from keras_ddpm import utils
 
+    utils.save_image_grid(picture[None], path, ncols=1, padding=0, scale=1)
+
+
+def result_names(files):
+    """The result file names of input files: their names, as .png."""
+    return [os.path.splitext(os.path.basename(path))[0] + ".png" for path in files]
+
+
+def write_images(images, names, out, ncols=None):
+    """Writes results: `names` in folder `out`, or `out.png` (one image, or a grid of `ncols`)."""
     from keras_ddpm import utils
 
     if out.lower().endswith(".png"):
         if len(images) == 1 and ncols is None:
-            make_parent(out)
-            picture = utils.to_uint8(images[0])
-            picture = picture[..., 0] if picture.shape[-1] == 1 else picture
-            Image.fromarray(picture).save(out)
+            save_image(images[0], out)
         else:
             utils.save_image_grid(images, out, ncols=ncols)
         return out
-    os.makedirs(out, exist_ok=True)
-    for path, picture in zip(files, utils.to_uint8(images)):
-        picture = picture[..., 0] if picture.shape[-1] == 1 else picture
-        name = os.path.splitext(os.path.basename(path))[0] + ".png"
-        Image.fromarray(picture).save(os.path.join(out, name))
+    for name, picture in zip(names, images):
+        save_image(picture, os.path.join(out, name))
     return out

@@ -46,7 +46,7 @@ def run(args):
         pictures, mask, resample_steps=args.resample_steps, jump_length=args.jump_length,
         variance=args.variance, **kwargs
     )
-    out = images.write_images(filled, files, args.out)
+    out = images.write_images(filled, images.result_names(files), args.out)
     print(f"wrote {len(filled)} inpainted image{'s' * (len(filled) > 1)} to {out}")
     return 0
 

@@ -3,6 +3,7 @@
 import os
 
 from keras_ddpm.cli.common import UserError
+from keras_ddpm.cli.images import save_image
 from keras_ddpm.cli.common import add_batch_size
 from keras_ddpm.cli.common import add_model_argument
 from keras_ddpm.cli.common import add_verbose
@@ -31,7 +32,6 @@ def check(args):
 
 def run(args):
     import numpy as np
-    from PIL import Image
 
     from keras_ddpm import utils
 
@@ -44,10 +44,8 @@ def run(args):
         make_parent(out)
         np.save(out, images)
     else:
-        os.makedirs(out, exist_ok=True)
-        for index, picture in enumerate(utils.to_uint8(images)):
-            picture = picture[..., 0] if picture.shape[-1] == 1 else picture
-            Image.fromarray(picture).save(os.path.join(out, f"{index:05d}.png"))
+        for index, picture in enumerate(images):
+            save_image(picture, os.path.join(out, f"{index:05d}.png"))
     print(f"wrote {len(images)} images to {out}")
     return 0
 

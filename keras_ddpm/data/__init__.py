@@ -42,7 +42,7 @@ _LAZY = {
     "from_array": "arrays",
     "load_digits": "arrays",
     "load_digits_arrays": "arrays",
-    "IMAGE_EXTENSIONS": "folders",
+    "IMAGE_EXTENSIONS": "image_files",
     "image_folder_class_names": "folders",
     "load_image_folder": "folders",
     "disable_autotune": "pipeline",

@@ -12,7 +12,8 @@ from keras_ddpm.data.pipeline import check_batch_size
 from keras_ddpm.data.pipeline import check_channels
 from keras_ddpm.data.pipeline import check_image_size
 from keras_ddpm.data.pipeline import to_unit_range
-from keras_ddpm.data.specs import IMAGE_EXTENSIONS
+from keras_ddpm.data.image_files import IMAGE_EXTENSIONS
+from keras_ddpm.data.image_files import is_image_name
 
 
 # 1. Listing files and classes.
@@ -24,7 +25,7 @@ def _list_image_files(root):
     for folder, subfolders, names in os.walk(root):
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
         for name in sorted(names):
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
+            if is_image_name(name):
                 files.append(os.path.join(folder, name))
     return files
 

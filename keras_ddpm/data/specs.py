@@ -16,9 +16,6 @@ DatasetSpec(kind='tfds', name='cifar10')
 import dataclasses
 from typing import Optional
 
-# The files an image folder holds (`load_image_folder`, the editing verbs' `--image`).
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-
 # The accepted forms, for help texts and error messages.
 DATASET_SPECS = "'digits', 'tfds:NAME' (e.g. tfds:mnist) or 'folder:PATH'"
 # What follows the prefix of each kind that takes a name.
