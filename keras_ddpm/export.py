@@ -304,18 +304,12 @@ def _build_module(
             )
         ]
         index = tf.argmax(tf.cast(matches, tf.int32), output_type=tf.int32)
-        steps = tf.where(steps == 0, tf.gather(default_steps, index), steps)
-        checks += [
+        steps = export_editing.steps_or_default(steps, tf.gather(default_steps, index), timesteps)
+        checks.append(
             tf.debugging.assert_positive(
                 num_images, message="`num_images` must be a positive integer."
-            ),
-            tf.debugging.assert_greater_equal(
-                steps, 1, message=f"`steps` must be in [1, {timesteps}] (0: the default)."
-            ),
-            tf.debugging.assert_less_equal(
-                steps, timesteps, message=f"`steps` must be in [1, {timesteps}] (0: the default)."
-            ),
-        ]
+            )
+        )
         for option in samplers.all_options(runtime=True):
             value = options[option.name]
             if option.bounds is not None:

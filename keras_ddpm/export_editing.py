@@ -75,8 +75,8 @@ def checked_conditioning(inputs, num_images, num_classes):
         return [tf.identity(labels), tf.identity(guidance_scale)]
 
 
-def _steps_or_default(steps, default, timesteps):
-    """`steps` (0: `default`) after the range check `generate` makes in Python."""
+def steps_or_default(steps, default, timesteps):
+    """`steps` (0: `default`) after the range check `generate` makes in Python (all endpoints)."""
     steps = tf.where(steps == 0, default, steps)
     message = f"`steps` must be in [1, {timesteps}] (0: the default)."
     with tf.control_dependencies([
@@ -114,7 +114,7 @@ def edit_function(process, sampler, options, spacing, num_classes, jit_compile, 
 
     def edit(images, strength, steps, seed, **inputs):
         x0 = _as_floats(images)
-        steps = _steps_or_default(steps, default_steps, schedule.timesteps)
+        steps = steps_or_default(steps, default_steps, schedule.timesteps)
         with tf.control_dependencies([
             tf.debugging.Assert(
                 tf.logical_and(strength >= 0.0, strength <= 1.0),
@@ -157,7 +157,7 @@ def inpaint_function(process, sampler, options, spacing, num_classes, jit_compil
 
     def inpaint(images, mask, steps, seed, **inputs):
         x0 = _as_floats(images)
-        steps = _steps_or_default(steps, default_steps, schedule.timesteps)
+        steps = steps_or_default(steps, default_steps, schedule.timesteps)
         with tf.control_dependencies([
             tf.debugging.Assert(
                 tf.reduce_all(tf.logical_and(mask >= 0.0, mask <= 1.0)),
