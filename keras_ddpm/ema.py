@@ -61,8 +61,16 @@ def decay_at(decay, warmup, iterations, applied=True):
 
 
 def update(network, ema_network, decay):
-    """ema ← d·ema + (1 − d)·w for every floating-point weight (d a float32 scalar)."""
+    """ema ← d·ema + (1 − d)·w for every floating-point weight (d a float32 scalar).
+
+    Written as ema ← ema − (1 − d)·(ema − w), one in-place subtraction a weight, with
+    1 − d computed once (equal to float rounding).
+    """
+    rate = 1.0 - decay
     for weight, ema_weight in zip(network.weights, ema_network.weights):
         if not keras.backend.is_float_dtype(weight.dtype):
             continue
-        ema_weight.assign(decay * ema_weight + (1.0 - decay) * ops.cast(weight, ema_weight.dtype))
+        value = weight.value
+        if value.dtype != ema_weight.dtype:
+            value = ops.cast(value, ema_weight.dtype)
+        ema_weight.assign_sub(ops.cast(rate, ema_weight.dtype) * (ema_weight.value - value))

@@ -324,15 +324,16 @@ class DDPM(GenerationMethods, keras.Model):
             scaled_loss = self.optimizer.scale_loss(loss / replicas)
         gradients = tape.gradient(scaled_loss, weights)
         # A non-finite step changes nothing, on every replica (divergence.py).
+        flags = divergence.gradient_flags(gradients)
         if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            finite = self.optimizer.check_finite(gradients)
+            finite = ops.all(flags)
             applied, poisoned = distribute.skip_on_any_replica(finite, gradients)
             self.optimizer.apply_gradients(zip(poisoned, weights))  # it skips such steps itself
         else:
-            finite = divergence.all_finite(loss, gradients)
+            finite = divergence.all_finite(loss, flags)
             applied, _ = distribute.skip_on_any_replica(finite, gradients)
             divergence.apply_if_finite(self.optimizer, gradients, weights, applied)
-        skipped = self.divergence_state.record(applied, gradients)
+        skipped = self.divergence_state.record(applied, flags)
         if self.ema_network is not None:
             decay = ema.decay_at(self.ema_decay, self.ema_warmup, self.optimizer.iterations, applied)
             ema.update(self.network, self.ema_network, decay)

@@ -27,9 +27,9 @@ def group_normalization(x, gamma, beta, groups, epsilon):
     separately for every example, as in `keras.layers.GroupNormalization`; the results agree
     with it to float rounding, values and gradients.
 
-    With `x` viewed as `[B, S, C]` (positions `S`), the forward pass sums over positions
-    first and then within each group of channels, and outputs `x * scale + shift` with
-    per-(example, channel) `scale` and `shift`. Backward: with `x̂ = (x - μ) / σ` and
+    With `x` viewed as `[B, S, G, C / G]` (positions `S`, groups `G`), the forward pass sums
+    over positions first and then within each group of channels, and outputs
+    `x * scale + shift` with per-(example, channel) `scale` and `shift`. Backward: with `x̂ = (x - μ) / σ` and
     `dx̂ = γ dy`, the gradient `dx = (dx̂ - mean(dx̂) - x̂ mean(dx̂ x̂)) / σ` (means over a
     group) is again an affine map, `dy * scale + x * a + b`, whose `a` and `b` come from two
     position sums, `Σ dy` and `Σ dy x`.
@@ -59,43 +59,67 @@ def group_normalization(x, gamma, beta, groups, epsilon):
             f"received input shape {tuple(x.shape)}."
         )
     group_size = channels // groups
+    # Static shapes where known: the graph then holds no shape arithmetic (about half the
+    # ops of a dynamic-shape version, issue 17), and every per-channel factor broadcasts
+    # over the positions only.
+    positions = _static_product(x.shape[1:-1])
+    outer_shape = [-1, *x.shape[1:]] if positions is not None else None
+    grouped_shape = [-1, positions if positions is not None else -1, groups, group_size]
+    if positions is None:
+        grouped_shape[0] = tf.shape(x)[0]
+    expand = tf.ones([groups, group_size], x.dtype)  # [G, 1] factors -> [G, Cg]
 
     @tf.custom_gradient
     def normalize(x, gamma, beta):
-        shape = tf.shape(x)
-        batch = shape[0]
-        x = tf.reshape(x, [batch, -1, channels])  # [B, S, C]
-        count = tf.cast(tf.shape(x)[1] * group_size, x.dtype)  # elements per group
+        shape = outer_shape if outer_shape is not None else tf.shape(x)
+        x = tf.reshape(x, grouped_shape)  # [B, S, G, Cg]
+        if positions is not None:
+            inv_count = 1.0 / (positions * group_size)
+        else:
+            inv_count = 1.0 / tf.cast(tf.shape(x)[1] * group_size, x.dtype)
 
-        def group_mean(sums):
-            """Per-channel sums `[B, C]` -> each group's mean, repeated per channel `[B, 1, C]`."""
-            grouped = tf.reshape(sums, [batch, groups, group_size])
-            means = tf.reduce_sum(grouped, axis=-1, keepdims=True) / count  # [B, G, 1]
-            return tf.reshape(tf.broadcast_to(means, tf.shape(grouped)), [batch, 1, channels])
+        def group_mean(channel_sums):
+            """Per-channel sums `[B, 1, G, Cg]` -> each group's mean `[B, 1, G, 1]`."""
+            return tf.reduce_sum(channel_sums, axis=3, keepdims=True) * inv_count
 
-        mean = group_mean(tf.reduce_sum(x, axis=1))  # [B, 1, C]
-        variance = group_mean(tf.reduce_sum(tf.math.squared_difference(x, mean), axis=1))
-        inv_std = tf.math.rsqrt(variance + epsilon)  # [B, 1, C]
-        scale = inv_std * gamma  # [B, 1, C]
-        shift = beta - mean * scale  # [B, 1, C]
+        mean = group_mean(tf.reduce_sum(x, axis=1, keepdims=True))  # [B, 1, G, 1]
+        variance = group_mean(
+            tf.reduce_sum(tf.math.squared_difference(x, mean), axis=1, keepdims=True)
+        )
+        inv_std = tf.math.rsqrt(variance + epsilon)  # [B, 1, G, 1]
+        scale = inv_std * gamma  # [B, 1, G, Cg]
+        shift = beta - mean * scale  # [B, 1, G, Cg]
         y = x * scale + shift
 
         def grad(upstream):
-            dy = tf.reshape(upstream, tf.shape(x))
-            sum_dy = tf.reduce_sum(dy, axis=1, keepdims=True)  # [B, 1, C]
+            dy = tf.reshape(upstream, grouped_shape)
+            sum_dy = tf.reduce_sum(dy, axis=1, keepdims=True)  # [B, 1, G, Cg]
             sum_dy_xhat = (tf.reduce_sum(dy * x, axis=1, keepdims=True) - mean * sum_dy) * inv_std
-            mean_dxhat = group_mean((gamma * sum_dy)[:, 0])  # [B, 1, C]
-            mean_dxhat_xhat = group_mean((gamma * sum_dy_xhat)[:, 0])
-            a = -inv_std * inv_std * mean_dxhat_xhat  # [B, 1, C]
+            mean_dxhat = group_mean(gamma * sum_dy)  # [B, 1, G, 1]
+            mean_dxhat_xhat = group_mean(gamma * sum_dy_xhat)
+            a = -inv_std * inv_std * mean_dxhat_xhat  # [B, 1, G, 1]
             b = -inv_std * mean_dxhat - mean * a
-            dx = dy * scale + (x * a + b)
-            dgamma = tf.reduce_sum(sum_dy_xhat, axis=[0, 1])
+            dx = dy * scale + (x * (a * expand) + b * expand)
+            dgamma = tf.reduce_sum(sum_dy_xhat, axis=[0, 1])  # [G, Cg], as gamma here
             dbeta = tf.reduce_sum(sum_dy, axis=[0, 1])
             return tf.reshape(dx, shape), dgamma, dbeta
 
         return tf.reshape(y, shape), grad
 
-    return normalize(x, tf.cast(gamma, x.dtype), tf.cast(beta, x.dtype))
+    def grouped(weight):
+        return tf.reshape(tf.cast(weight, x.dtype), [groups, group_size])
+
+    return normalize(x, grouped(gamma), grouped(beta))
+
+
+def _static_product(dims):
+    """The product of `dims`, or `None` if one is unknown."""
+    product = 1
+    for dim in dims:
+        if dim is None:
+            return None
+        product *= dim
+    return product
 
 
 @keras.saving.register_keras_serializable(package="keras_ddpm")

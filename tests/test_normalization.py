@@ -75,6 +75,30 @@ def test_values_and_gradients_match_keras_group_normalization(shape, groups):
         assert np.abs(a - b).max() <= 2e-5 * scale, f"{name}: {np.abs(a - b).max()} vs {scale}"
 
 
+def test_unknown_batch_and_spatial_sizes_give_the_same_values_and_gradients():
+    # Traced with only the channel count known: the dynamic-shape path of the function.
+    rng = np.random.default_rng(1)
+    shape, groups, epsilon = (2, 5, 3, 8), 4, 1e-6
+    x = (rng.normal(size=shape) * 2.0 + 1.0).astype("float32")
+    gamma = rng.normal(1.0, 0.5, 8).astype("float32")
+    beta = rng.normal(0.0, 0.5, 8).astype("float32")
+    upstream = tf.constant(rng.normal(size=shape).astype("float32"))
+    norm = tf.function(
+        lambda x, g, b: normalization.group_normalization(x, g, b, groups, epsilon),
+        input_signature=[tf.TensorSpec([None, None, None, 8]), tf.TensorSpec([8]),
+                         tf.TensorSpec([8])],
+    )
+    dynamic = _values_and_gradients(norm, x, gamma, beta, upstream)
+    static = _values_and_gradients(
+        lambda x, g, b: normalization.group_normalization(x, g, b, groups, epsilon),
+        x, gamma, beta, upstream,
+    )
+    for a, b in zip(dynamic, static):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(dynamic[0], _float64_reference(x, gamma, beta, groups, epsilon),
+                               atol=2e-5)
+
+
 def test_gradient_matches_finite_differences():
     # Central differences in float64 through the NumPy definition, against the float32
     # hand-written gradient of the same objective.
