@@ -15,6 +15,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_ddpm import adam_step
+
 
 class TrainingDiverged(RuntimeError):
     """Training stopped: too many consecutive steps had non-finite losses or gradients."""
@@ -69,7 +71,7 @@ def apply_if_finite(optimizer, gradients, weights, finite):
     cannot sit in a replica-context `cond`.
     """
     def apply(gradients):
-        optimizer.apply_gradients(zip(gradients, weights))
+        adam_step.apply_gradients(optimizer, gradients, weights)
 
     if tf.__internal__.distribute.strategy_supports_no_merge_call():
         tf.cond(finite, lambda: apply(gradients), lambda: None)
