@@ -64,7 +64,7 @@ def update(network, ema_network, decay):
     """ema ← d·ema + (1 − d)·w for every floating-point weight (d a float32 scalar).
 
     Written as ema ← ema − (1 − d)·(ema − w), one in-place subtraction a weight, with
-    1 − d computed once (equal to float rounding).
+    1 − d computed once (the same values up to float rounding).
     """
     rate = 1.0 - decay
     for weight, ema_weight in zip(network.weights, ema_network.weights):
