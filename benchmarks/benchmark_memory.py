@@ -29,23 +29,13 @@ import datetime
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchmark_speed import MODELS, RESULTS_DIR  # noqa: E402
-
-
-def rss_mb():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from benchmark_speed import MODELS, RESULTS_DIR, peak_rss_mb, rss_mb  # noqa: E402
 
 
 def trim_heap():
