@@ -188,7 +188,7 @@ def main():
         "model": args.model,
         "batch_size": args.batch_size,
         "cpu": platform.processor() or platform.machine(),
-        "cpu_flags": sorted(f for f in flags if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")),
+        "cpu_flags": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}),
         "runs": runs,
         "breakdown_mb": parts,
     }

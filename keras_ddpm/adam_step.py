@@ -2,7 +2,7 @@
 
 `keras.optimizers.Adam` builds its update from about 37 small ops a weight (the step's bias
 corrections are recomputed for each): on the 32x32 benchmark U-Net (328 weights) that was
-12,142 of the training graph's 26,368 ops. Tracing, optimising and holding such a graph costs
+12,142 of the training graph's 30,407 ops. Tracing, optimising and holding such a graph costs
 time before the first step and resident memory for the whole run (issue 17,
 `benchmarks/benchmark_memory.py`). `apply_gradients` computes the same update with one
 `ResourceApplyAdam` kernel a weight and the bias corrections once a step; the update is Keras'

@@ -37,7 +37,7 @@ def gradient_flags(gradients):
 
 
 def all_finite(loss, flags):
-    """A boolean scalar: the loss is finite and so is every gradient (`flags` from `gradient_flags`)."""
+    """A boolean scalar: the loss is finite and so is every gradient (`gradient_flags`)."""
     return ops.logical_and(ops.all(ops.isfinite(loss)), ops.all(flags))
 
 

@@ -29,10 +29,11 @@ def group_normalization(x, gamma, beta, groups, epsilon):
 
     With `x` viewed as `[B, S, G, C / G]` (positions `S`, groups `G`), the forward pass sums
     over positions first and then within each group of channels, and outputs
-    `x * scale + shift` with per-(example, channel) `scale` and `shift`. Backward: with `x̂ = (x - μ) / σ` and
-    `dx̂ = γ dy`, the gradient `dx = (dx̂ - mean(dx̂) - x̂ mean(dx̂ x̂)) / σ` (means over a
-    group) is again an affine map, `dy * scale + x * a + b`, whose `a` and `b` come from two
-    position sums, `Σ dy` and `Σ dy x`.
+    `x * scale + shift` with per-(example, channel) `scale` and `shift`. Backward: with
+    `x̂ = (x - μ) / σ` and `dx̂ = γ dy`, the gradient
+    `dx = (dx̂ - mean(dx̂) - x̂ mean(dx̂ x̂)) / σ` (means over a group) is again an affine map,
+    `dy * scale + x * a + b`, whose `a` and `b` come from two position sums, `Σ dy` and
+    `Σ dy x`.
 
     Args:
         x: float tensor `[B, ..., C]`, channels last, at least 2-D.

@@ -30,6 +30,7 @@ def test_example_runs_in_smoke_mode(name, shape, tmp_path):
     assert os.path.exists(tmp_path / "model.keras")
 
 
+@pytest.mark.slow  # 15 s alone, ~50 s beside another worker; labels are tested in test_conditional
 def test_class_conditional_example_runs_in_smoke_mode(tmp_path):
     model = load_example("class_conditional_digits").main(
         ["--smoke", "--output", str(tmp_path), "--per-class", "2"]
