@@ -49,8 +49,8 @@ def first_non_finite(flags):
     """
     if flags.shape[0] == 0:
         return ops.convert_to_tensor(-1, "int32")
-    bad = ops.cast(ops.logical_not(flags), "int32")
-    return ops.where(ops.any(ops.logical_not(flags)), ops.cast(ops.argmax(bad), "int32"), -1)
+    bad = ops.logical_not(flags)
+    return ops.where(ops.any(bad), ops.cast(ops.argmax(ops.cast(bad, "int32")), "int32"), -1)
 
 
 def first_non_finite_weight(weights):

@@ -8,18 +8,11 @@ from PIL import Image
 import keras_ddpm
 from keras_ddpm import cli
 from keras_ddpm.utils import to_uint8
+from networks import conv_network
 
 SHAPE = (8, 8, 1)
 T = 20
 FAST = ["--jit-compile", "false", "--no-progress"]
-
-
-def conv_network():
-    x_t = keras.Input(shape=SHAPE, name="x_t")
-    t = keras.Input(shape=(), dtype="int32", name="t")
-    h = keras.layers.Conv2D(4, 3, padding="same", activation="silu")(x_t)
-    h = h + keras.layers.Reshape((1, 1, 4))(keras.layers.Embedding(T, 4)(t))
-    return keras.Model([x_t, t], keras.layers.Conv2D(1, 3, padding="same")(h))
 
 
 @pytest.fixture(scope="module")

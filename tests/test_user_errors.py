@@ -16,17 +16,10 @@ import tensorflow as tf
 
 import keras_ddpm
 from keras_ddpm import cli
+from networks import conv_network
 
 SHAPE = (8, 8, 1)
 T = 20
-
-
-def conv_network():
-    x_t = keras.Input(shape=SHAPE, name="x_t")
-    t = keras.Input(shape=(), dtype="int32", name="t")
-    h = keras.layers.Conv2D(4, 3, padding="same", activation="silu")(x_t)
-    h = h + keras.layers.Reshape((1, 1, 4))(keras.layers.Embedding(T, 4)(t))
-    return keras.Model([x_t, t], keras.layers.Conv2D(1, 3, padding="same")(h))
 
 
 @pytest.fixture(scope="module")
