@@ -32,6 +32,14 @@ Run (about the time of the `train float32` phase of `benchmark_speed.py`):
 
     python benchmarks/benchmark_pytorch_reference.py                  # batch 32, 10 timed steps
     python benchmarks/benchmark_pytorch_reference.py --channels-last  # NHWC memory format
+    python benchmarks/benchmark_pytorch_reference.py --sample 64      # sampling, not training
+
+`--sample N` measures generation instead of training, as the `sample` phase of
+`benchmark_speed.py` does: N images with diffusers' `DPMSolverMultistepScheduler`
+(DPM-Solver++(2M), the linear schedule above, `--sample-steps` steps, 20 by default) under
+`torch.inference_mode`, the network in eval mode and untrained. One untimed run, then
+`--sample-repeats` timed ones (the fastest reported), the bare network call on the same batch,
+and the process's peak resident memory.
 """
 
 import argparse
@@ -192,6 +200,93 @@ class Trainer:
         torch._foreach_add_(self.ema_params, self.params, alpha=1.0 - self.ema_decay)
 
 
+# ===== Sampling =====
+
+
+def sample(network, num_images, steps, generator):
+    """`num_images` images from pure noise with diffusers' DPM-Solver++(2M) scheduler."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    scheduler = DPMSolverMultistepScheduler(
+        num_train_timesteps=NUM_TIMESTEPS, beta_start=1e-4, beta_end=0.02,
+        beta_schedule="linear", solver_order=2, algorithm_type="dpmsolver++")
+    scheduler.set_timesteps(steps)
+    x = torch.randn((num_images, *image_shape(network)), generator=generator)
+    with torch.inference_mode():
+        for t in scheduler.timesteps:
+            x = scheduler.step(network(x, t).sample, t, x).prev_sample
+    return x
+
+
+def anon_mb():
+    """This process's anonymous resident memory (heap, tensors), MiB; None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+
+
+def run_sampling(args):
+    """Times `sample` and the bare network call; records peak resident and anonymous memory."""
+    import threading
+
+    rss_imported, anon_imported = peak_rss_mb(), anon_mb()
+    anon_peak = [0.0]
+
+    def poll():  # the peak of anonymous memory, every 5 ms
+        while True:
+            anon_peak[0] = max(anon_peak[0], anon_mb() or 0.0)
+            time.sleep(0.005)
+
+    threading.Thread(target=poll, daemon=True).start()
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    network = build_network(args.model, args.attention_head_dim).eval()
+    generator = torch.Generator().manual_seed(0)
+    start = time.perf_counter()
+    sample(network, args.sample, args.sample_steps, generator)
+    first_s = time.perf_counter() - start
+    totals = []
+    for _ in range(args.sample_repeats):
+        start = time.perf_counter()
+        sample(network, args.sample, args.sample_steps, generator)
+        totals.append(time.perf_counter() - start)
+    x = torch.randn((args.sample, *image_shape(network)), generator=generator)
+    t = torch.full((args.sample,), 500)
+    calls = []
+    with torch.inference_mode():
+        network(x, t)
+        for _ in range(3):
+            start = time.perf_counter()
+            network(x, t)
+            calls.append(time.perf_counter() - start)
+    step_s = min(totals) / args.sample_steps
+    return {
+        "framework": "pytorch",
+        "torch": torch.__version__,
+        "diffusers": _version("diffusers"),
+        "threads": torch.get_num_threads(),
+        "model": args.model,
+        "num_images": args.sample,
+        "steps": args.sample_steps,
+        "first_call_s": round(first_s, 1),
+        "total_s": round(min(totals), 2),
+        "step_s": round(step_s, 4),
+        "network_call_s": round(min(calls), 4),
+        "overhead_fraction": round((step_s - min(calls)) / step_s, 3),
+        "images_per_s": round(args.sample / step_s, 2),
+        "peak_rss_mb": round(peak_rss_mb()),
+        "peak_rss_at_start_mb": round(rss_imported),
+        "peak_anon_mb": round(anon_peak[0]),
+        "anon_at_start_mb": anon_imported and round(anon_imported),
+        "load_average": round(os.getloadavg()[0], 2),
+        "parameters": sum(p.numel() for p in network.parameters()),
+    }
+
+
 # ===== Machine =====
 
 
@@ -202,8 +297,20 @@ def cpu_seconds():
 
 
 def peak_rss_mb():
-    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set size of this process so far, in MiB.
+
+    The kernel's `VmHWM`, which starts afresh at `exec`. Not `ru_maxrss`: Linux carries it
+    over from the process that forked this one, so a child of a driver that imported
+    TensorFlow (580 MB) never reported less than 580 MB.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def matmul_peak(size=2048, repeats=6):
@@ -337,13 +444,24 @@ def parse_args():
     parser.add_argument("--attention-head-dim", type=int, default=None,
                         help="attention head width; default: one head as wide as the feature "
                              "map, as keras_ddpm's. diffusers' own default is 8.")
+    parser.add_argument("--sample", type=int, default=0, metavar="N",
+                        help="measure sampling N images instead of training.")
+    parser.add_argument("--sample-steps", type=int, default=20,
+                        help="DPM-Solver++ steps with --sample. Defaults to 20.")
+    parser.add_argument("--sample-repeats", type=int, default=2,
+                        help="timed sampling runs with --sample. Defaults to 2.")
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
-    result = run(args)
-    print(table(result))
+    if args.sample:
+        result = run_sampling(args)
+        print(", ".join(f"{key} {result[key]}" for key in
+                        ("total_s", "network_call_s", "images_per_s", "peak_rss_mb")))
+    else:
+        result = run(args)
+        print(table(result))
     print(json.dumps(result))
 
 

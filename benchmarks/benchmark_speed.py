@@ -84,8 +84,20 @@ def rss_mb():
 
 
 def peak_rss_mb():
-    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set size of this process so far, in MiB.
+
+    The kernel's `VmHWM`, which starts afresh at `exec`. Not `ru_maxrss`: Linux carries it
+    over from the process that forked this one, so a child of a driver that imported
+    TensorFlow (580 MB) never reported less than 580 MB.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def load_average():

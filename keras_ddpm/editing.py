@@ -94,7 +94,8 @@ def inpaint(
         sampler, process.schedule.timesteps, steps, timestep_spacing, **options
     )
     labels, guidance_scale = check_labels(labels, guidance_scale, num_images, process.num_classes)
-    seed, jit_compile, static, runtime = process.run_settings(record, options, seed, jit_compile)
+    seed, jit_compile, static, runtime = process.run_settings(
+        record, options, seed, jit_compile, min(batch_size, num_images), images.shape[1:])
     run = process.inpaint_loop(record.name, spacing, clip, jit_compile, variance, **static)
     repeats = (tf.constant(resample_steps, tf.int32), tf.constant(jump_length, tf.int32))
     blocks = -(-steps // jump_length)
@@ -132,8 +133,7 @@ def encode(
         sampler, process.schedule.timesteps, steps, timestep_spacing, **options
     )
     labels, guidance_scale = check_labels(labels, guidance_scale, num_images, process.num_classes)
-    if jit_compile == "auto":
-        jit_compile = process.supports_jit()
+    jit_compile = process.auto_jit(jit_compile, min(batch_size, num_images), images.shape[1:])
     run = process.inverse_loop(record.name, spacing, jit_compile)
     chunks = math.ceil(num_images / batch_size)
     show = verbose == 1 or (verbose == "auto" and steps > 100)

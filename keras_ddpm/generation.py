@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from keras_ddpm import checks
 from keras_ddpm import guidance
+from keras_ddpm import hardware
 from keras_ddpm import objectives
 from keras_ddpm import samplers
 from keras_ddpm.schedules import check_variance
@@ -225,6 +226,19 @@ class ReverseProcess:
         """Whether every layer of the network can be compiled with XLA."""
         return all(layer.supports_jit for layer in self.network._flatten_layers())
 
+    def auto_jit(self, jit_compile, batch_size, image_shape=None):
+        """`jit_compile` with `"auto"` resolved for batches of `batch_size` images.
+
+        `"auto"` compiles with XLA when every layer supports it and XLA pays:
+        on a GPU or TPU, or on a CPU for small steps (`hardware.xla_pays`).
+        """
+        if jit_compile != "auto":
+            return jit_compile
+        shape = image_shape or self.image_shape
+        pixels = int(np.prod(shape[:-1])) if shape else 1
+        parameters = sum(int(np.prod(weight.shape)) for weight in self.network.weights)
+        return self.supports_jit() and hardware.xla_pays(parameters, pixels, batch_size)
+
     def loop(self, sampler, timestep_spacing=None, clip=True, jit_compile=False, **static_options):
         """The cached compiled reverse loop of one sampler choice.
 
@@ -357,18 +371,18 @@ class ReverseProcess:
             return ()
         return tf.constant(labels[begin:end]), tf.constant(guidance_scale, tf.float32)
 
-    def run_settings(self, record, options, seed, jit_compile):
+    def run_settings(self, record, options, seed, jit_compile, batch_size, image_shape=None):
         """`(seed, jit_compile, static options, runtime option tensors)` of one run.
 
-        A seed of `None` becomes a fresh one; `jit_compile="auto"` becomes
-        whether the network supports XLA; `options` are the sampler's, as
+        A seed of `None` becomes a fresh one; `jit_compile="auto"` is resolved
+        by `auto_jit` for batches of `batch_size` images of `image_shape`
+        (defaults to the network's); `options` are the sampler's, as
         `samplers.resolve` returns them.
         """
         seed = random_seed() if seed is None else seed
         if not checks.is_int(seed):
             raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}.")
-        if jit_compile == "auto":
-            jit_compile = self.supports_jit()
+        jit_compile = self.auto_jit(jit_compile, batch_size, image_shape)
         static = {o.name: options[o.name] for o in record.static_options}
         runtime = [tf.constant(options[o.name], tf.float32) for o in record.runtime_options]
         return seed, jit_compile, static, runtime
@@ -427,7 +441,10 @@ class ReverseProcess:
         initial_images, strength = check_edit(
             initial_images, strength, num_images, self.image_shape
         )
-        seed, jit_compile, static, runtime = self.run_settings(record, options, seed, jit_compile)
+        given = initial_noise if initial_noise is not None else initial_images
+        seed, jit_compile, static, runtime = self.run_settings(
+            record, options, seed, jit_compile, min(batch_size, num_images),
+            None if given is None else given.shape[1:])
         run = self.loop(sampler, spacing, clip, jit_compile, **static)
 
         # SDEdit: the last round(strength * steps) steps, from the images noised to their start.

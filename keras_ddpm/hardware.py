@@ -1,10 +1,13 @@
-"""What this machine's processor offers that decides how fast a dtype trains.
+"""What this machine offers that decides how fast a dtype trains and whether XLA pays.
 
 bfloat16 pays on a CPU only with instructions for it: AVX512_BF16 (Intel Cooper
 Lake and later, AMD Zen 4 and later) or AMX-BF16 (Intel Sapphire Rapids and
 later). Without them oneDNN converts every product to float32 and back, and
 `mixed_bfloat16` is several times slower than float32 (issue 17 measured 10x),
 so `DDPM.compile` and `keras-ddpm train` say so in one line.
+
+XLA pays on a CPU only for small reverse-loop steps, where TensorFlow's per-op
+dispatch is a large part of the step (see `xla_pays`).
 """
 
 import functools
@@ -32,6 +35,32 @@ def accelerator_present():
     import tensorflow as tf
 
     return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+
+
+# Below this many parameter-pixels a batch (parameters x H x W x batch size), an XLA-compiled
+# reverse loop beat TensorFlow's own kernels on a 2-core AVX-512 CPU (issue 17): the quick-start
+# U-Net (701k parameters, 8x8, 64 images: 2.9e9) 1.45x faster, the digits preset with 16 images
+# (4.1e9) 1.28x. Above it XLA was no faster and held 200-230 MB more: the digits preset with 64
+# images (16e9) ran at the same speed, the width-64 32x32 U-Net with 64 (590e9) 1.14x slower.
+XLA_CPU_WORK_LIMIT = 8e9
+
+
+def xla_pays(parameters, pixels, batch_size):
+    """Whether `jit_compile="auto"` compiles a reverse loop with XLA.
+
+    Always on a GPU or a TPU. On a CPU only for small steps, `parameters x pixels x batch_size
+    < XLA_CPU_WORK_LIMIT`: XLA removes TensorFlow's per-op dispatch, which dominates small
+    steps, but its CPU convolutions are no faster than oneDNN's and its compiled program holds
+    about 200 MB more for the rest of the process.
+
+    Args:
+        parameters: the network's parameter count.
+        pixels: pixels of one image (H x W).
+        batch_size: images denoised at once.
+    """
+    if accelerator_present():
+        return True
+    return parameters * pixels * batch_size < XLA_CPU_WORK_LIMIT
 
 
 def slow_bfloat16_message():

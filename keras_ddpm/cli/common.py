@@ -168,8 +168,8 @@ def add_jit_compile(parser, default="auto", help=None):
         default=default,
         choices=JIT_CHOICES if default == "auto" else JIT_CHOICES[1:],
         help=help
-        or "compile the sampling loop with XLA (default: auto, when the network supports it; "
-        "compiling takes seconds, then each step is faster)",
+        or "compile the sampling loop with XLA (default: auto, when the network supports it "
+        "and, on a CPU, when the steps are small enough for XLA to be faster)",
     )
 
 
