@@ -9,7 +9,8 @@ One command prints the table and records it:
 `--model digits` measures `UNet.from_preset("digits")` (8x8x1, batch 128), where users start.
 `--pytorch PYTHON` runs `benchmark_pytorch_reference.py` on the same model under an interpreter
 that has torch and diffusers, alternating with the float32 training phase for `--rounds` rounds
-(medians reported), and prints keras_ddpm's speed over PyTorch's.
+(medians reported), then its sampling after the `sample` phase, and prints keras_ddpm's speed
+over PyTorch's for both.
 
 Every phase runs with TensorFlow's oneDNN kernels on (`--onednn on`, the default: what importing
 keras_ddpm before TensorFlow gives on x86) or off (TensorFlow's own default on x86 CPUs without
@@ -26,8 +27,9 @@ What it measures (issue 8), each phase in its own process so that peak memory is
    `--epochs` short epochs after a warm-up step (the bfloat16 run: 2 epochs of 1 step), resident
    memory recorded at the end of every epoch (growth = last minus first); tf.data autotuning off
    as in `keras_ddpm.data` (see `keras_ddpm.data.disable_autotune`).
-3. `sample`: 64 images with 20 DPM-Solver++(2M) steps through `DDPM.generate` (its default: one
-   XLA-compiled loop), and one bare XLA-compiled network call on the same batch; the per-step
+3. `sample`: 64 images with 20 DPM-Solver++(2M) steps through `DDPM.generate` (its default,
+   `jit_compile="auto"`: XLA on a CPU only for small steps; `--sample-jit true|false` forces
+   it), and one bare network call on the same batch, compiled the same way; the per-step
    overhead is the step time beyond that call.
 
 Every figure is also given per CPU-second ("% peak (CPU)"): FLOPs over the process's CPU time,
@@ -288,10 +290,13 @@ def phase_sample(args):
     flops_per_image = forward_flops(network)
     num_images, steps = args.num_images, args.sample_steps
 
+    jit_compile = {"auto": "auto", "true": True, "false": False}[args.sample_jit]
+    jit_compile = model.reverse_process().auto_jit(jit_compile, num_images)
+
     def generate():
         return model.generate(
             num_images, sampler="dpm_solver", steps=steps, seed=0, verbose=0,
-            jit_compile=args.sample_jit,
+            jit_compile=jit_compile,
         )
 
     start = time.perf_counter()
@@ -312,7 +317,7 @@ def phase_sample(args):
     ema = model.ema_network
     x = tf.random.normal((num_images, *MODELS[args.model][0]["image_shape"]))
     t = tf.fill((num_images,), 500)
-    call = tf.function(lambda x, t: ema([x, t], training=False), jit_compile=args.sample_jit)
+    call = tf.function(lambda x, t: ema([x, t], training=False), jit_compile=jit_compile)
     call(x, t).numpy()
     calls, cpu_calls = [], []
     for _ in range(args.call_repeats):
@@ -327,7 +332,7 @@ def phase_sample(args):
         "onednn": keras_ddpm.convolution.onednn_enabled(),
         "num_images": num_images,
         "steps": steps,
-        "jit_compile": args.sample_jit,
+        "jit_compile": bool(jit_compile),
         "first_call_s": round(first_call, 1),
         "total_s": round(min(totals), 2),
         "step_s": round(step_s, 4),
@@ -360,11 +365,17 @@ def run_phase(name, extra, onednn):
     return json.loads(output.strip().splitlines()[-1])
 
 
-def run_pytorch(python, args):
-    """One run of `benchmark_pytorch_reference.py` under another interpreter (with torch)."""
+def run_pytorch(python, args, sample=False):
+    """One run of `benchmark_pytorch_reference.py` under another interpreter (with torch).
+
+    Training by default; with `sample`, the sampling of the `sample` phase (its `--sample`).
+    """
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmark_pytorch_reference.py")
     command = [python, script, "--model", args.model, "--batch-size", str(args.batch_size),
                "--steps", str(args.epochs * args.steps_per_epoch)]
+    if sample:
+        command += ["--sample", str(args.num_images), "--sample-steps", str(args.sample_steps),
+                    "--sample-repeats", str(args.sample_repeats)]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -467,8 +478,9 @@ def main():
     parser.add_argument("--call-repeats", type=int, default=5)
     parser.add_argument("--train-jit", action="store_true",
                         help="train with XLA (slower on CPU; for comparison)")
-    parser.add_argument("--sample-no-jit", dest="sample_jit", action="store_false",
-                        help="sample without XLA (for comparison)")
+    parser.add_argument("--sample-jit", choices=("auto", "true", "false"), default="auto",
+                        help="generate's jit_compile: auto (its default), or XLA forced on or "
+                        "off (for comparison)")
     parser.add_argument("--onednn", choices=("on", "off"), default="on",
                         help="TensorFlow's oneDNN kernels: on (what importing keras_ddpm first "
                         "gives on x86) or off (TensorFlow's default on CPUs without AVX-512). "
@@ -491,7 +503,7 @@ def main():
         "--steps-per-epoch", str(args.steps_per_epoch), "--num-images", str(args.num_images),
         "--sample-steps", str(args.sample_steps), "--sample-repeats", str(args.sample_repeats),
         "--call-repeats", str(args.call_repeats),
-    ] + (["--train-jit"] if args.train_jit else []) + ([] if args.sample_jit else ["--sample-no-jit"])
+    ] + (["--train-jit"] if args.train_jit else []) + ["--sample-jit", args.sample_jit]
     import tensorflow as tf
     import keras
 
@@ -528,6 +540,10 @@ def main():
         )
     if not args.skip_sampling:
         results["sample"] = run_phase("sample", common, args.onednn)
+        if args.pytorch:
+            results["pytorch_sample"] = run_pytorch(args.pytorch, args, sample=True)
+            results["sampling_speed_vs_pytorch"] = round(
+                results["pytorch_sample"]["total_s"] / results["sample"]["total_s"], 2)
 
     output = args.output or os.path.join(
         RESULTS_DIR, f"speed_{datetime.datetime.now():%Y%m%d_%H%M%S}.json"
@@ -540,6 +556,11 @@ def main():
         print(f"PyTorch {results['pytorch_train_float32']['torch']} (diffusers), same model and "
               f"batch, alternated: {results['pytorch_rounds_img_s']} img/s; keras_ddpm / PyTorch: "
               f"x{results['speed_vs_pytorch']} (median rounds)")
+    if "sampling_speed_vs_pytorch" in results:
+        theirs = results["pytorch_sample"]
+        print(f"sampling {theirs['num_images']} images, {theirs['steps']} DPM-Solver++ steps: "
+              f"PyTorch {theirs['total_s']} s, peak {theirs['peak_rss_mb'] / 1024:.2f} GB; "
+              f"keras_ddpm / PyTorch speed: x{results['sampling_speed_vs_pytorch']}")
     if "bfloat16_speedup" in results:
         print(f"mixed_bfloat16 / float32 training speed: x{results['bfloat16_speedup']}")
     if previous_path:
