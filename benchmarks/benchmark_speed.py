@@ -29,8 +29,8 @@ What it measures (issue 8), each phase in its own process so that peak memory is
    as in `keras_ddpm.data` (see `keras_ddpm.data.disable_autotune`).
 3. `sample`: 64 images with 20 DPM-Solver++(2M) steps through `DDPM.generate` (its default,
    `jit_compile="auto"`: XLA on a CPU only for small steps; `--sample-jit true|false` forces
-   it), and one bare network call on the same batch, compiled the same way; the per-step
-   overhead is the step time beyond that call.
+   it), alternating with as many bare network calls on the same batch, compiled the same
+   way, back to back; the per-step overhead is the step time beyond a call.
 
 Every figure is also given per CPU-second ("% peak (CPU)"): FLOPs over the process's CPU time,
 against the matmul's FLOPs per CPU-second. On a shared machine the wall-clock ratio moves with
@@ -281,7 +281,6 @@ def phase_train(args):
 
 
 def phase_sample(args):
-    import numpy as np
     import tensorflow as tf
 
     import keras_ddpm
@@ -299,33 +298,35 @@ def phase_sample(args):
             jit_compile=jit_compile,
         )
 
-    start = time.perf_counter()
-    generate()
-    first_call = time.perf_counter() - start
-    peak, peak_cpu = matmul_peak()
-    load_before = load_average()
-    totals, cpu_totals = [], []
-    for _ in range(args.sample_repeats):
-        start, start_cpu = time.perf_counter(), cpu_seconds()
-        generate()
-        totals.append(time.perf_counter() - start)
-        cpu_totals.append(cpu_seconds() - start_cpu)
-    step_s = min(totals) / steps
-    cpu_step_s = min(cpu_totals) / steps
-
     # The bare network call the sampler makes every step, compiled the same way.
     ema = model.ema_network
     x = tf.random.normal((num_images, *MODELS[args.model][0]["image_shape"]))
     t = tf.fill((num_images,), 500)
     call = tf.function(lambda x, t: ema([x, t], training=False), jit_compile=jit_compile)
+
+    def calls_in_a_row():  # as many calls as the sampler makes, back to back
+        for _ in range(steps):
+            y = call(x, t)
+        return y.numpy()
+
+    start = time.perf_counter()
+    generate()
+    first_call = time.perf_counter() - start
     call(x, t).numpy()
-    calls, cpu_calls = [], []
-    for _ in range(args.call_repeats):
-        start, start_cpu = time.perf_counter(), cpu_seconds()
-        call(x, t).numpy()
-        calls.append(time.perf_counter() - start)
-        cpu_calls.append(cpu_seconds() - start_cpu)
-    call_s, cpu_call_s = float(np.min(calls)), float(np.min(cpu_calls))
+    peak, peak_cpu = matmul_peak()
+    load_before = load_average()
+    # Sampling and the bare calls alternate, the same number of network calls each, so that
+    # the machine's load weighs on both alike; the fastest round of each is kept.
+    totals, cpu_totals, calls, cpu_calls = [], [], [], []
+    for _ in range(args.sample_repeats):
+        for function, wall, cpu in ((generate, totals, cpu_totals), (calls_in_a_row, calls, cpu_calls)):
+            start, start_cpu = time.perf_counter(), cpu_seconds()
+            function()
+            wall.append(time.perf_counter() - start)
+            cpu.append(cpu_seconds() - start_cpu)
+    step_s = min(totals) / steps
+    cpu_step_s = min(cpu_totals) / steps
+    call_s, cpu_call_s = min(calls) / steps, min(cpu_calls) / steps
     peak, peak_cpu = (max(a, b) for a, b in zip((peak, peak_cpu), matmul_peak()))
     achieved = flops_per_image * num_images / step_s / 1e9
     return {
@@ -475,7 +476,6 @@ def main():
     parser.add_argument("--num-images", type=int, default=64)
     parser.add_argument("--sample-steps", type=int, default=20)
     parser.add_argument("--sample-repeats", type=int, default=2)
-    parser.add_argument("--call-repeats", type=int, default=5)
     parser.add_argument("--train-jit", action="store_true",
                         help="train with XLA (slower on CPU; for comparison)")
     parser.add_argument("--sample-jit", choices=("auto", "true", "false"), default="auto",
@@ -502,7 +502,6 @@ def main():
         "--model", args.model, "--batch-size", str(args.batch_size), "--epochs", str(args.epochs),
         "--steps-per-epoch", str(args.steps_per_epoch), "--num-images", str(args.num_images),
         "--sample-steps", str(args.sample_steps), "--sample-repeats", str(args.sample_repeats),
-        "--call-repeats", str(args.call_repeats),
     ] + (["--train-jit"] if args.train_jit else []) + ["--sample-jit", args.sample_jit]
     import tensorflow as tf
     import keras
