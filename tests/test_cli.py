@@ -258,6 +258,10 @@ def test_sample_to_a_grid_an_array_and_a_folder(run_dir, tmp_path):
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
     expected = model.generate(3, seed=1, batch_size=2, verbose=0, jit_compile=False)
     np.testing.assert_allclose(images, expected, atol=1e-5)
+    # The verbs load the model without its optimizer: no Adam moments beside the weights.
+    loaded, _ = cli.common.load_model(run_dir)
+    assert getattr(loaded, "optimizer", None) is None
+    assert len(model.optimizer.variables) > 2 * len(model.network.trainable_weights)
     folder = tmp_path / "pngs"
     assert cli.main(["sample", run_dir, "--num", "3", "--out", str(folder), *NO_XLA]) == 0
     assert sorted(os.listdir(folder)) == ["00000.png", "00001.png", "00002.png"]

@@ -332,7 +332,12 @@ def resolve_model(path):
 
 def load_model(path):
     """The DDPM in `path` (a .keras file, a `train` output directory, a diffusers folder or a
-    hub id), and its run config (`None` unless a `train` directory)."""
+    hub id), and its run config (`None` unless a `train` directory).
+
+    A .keras file is loaded without its optimizer (`compile=False`): the verbs that call this
+    sample, edit, evaluate, export or convert, and Adam's two moments would double the weights'
+    memory for nothing (`train`, resuming a run, reloads its model with the optimizer).
+    """
     model_path, config = resolve_model(path)
     keras_ddpm = import_library()
     import keras
@@ -343,7 +348,7 @@ def load_model(path):
         if is_pretrained(model_path):
             model = keras_ddpm.DDPM.from_pretrained(model_path)
         else:
-            model = keras_ddpm.load_model(model_path)
+            model = keras_ddpm.load_model(model_path, compile=False)
     return model, config
 
 
