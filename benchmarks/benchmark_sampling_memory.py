@@ -10,7 +10,8 @@ measurement runs in a process of its own (peak memory is per process):
 
 1. keras_ddpm with the reverse loop compiled by XLA and without it (`jit_compile=True` and
    `False`). Resident memory after importing keras_ddpm, after building the model (network and
-   EMA copy), after the first `generate` (tracing, compiling, running), after handing freed
+   EMA copy; not compiled, so without optimizer moments, as `keras-ddpm sample` loads it),
+   after the first `generate` (tracing, compiling, running), after handing freed
    heap back to the OS (`malloc_trim`: the first call's garbage), and after a second
    `generate`. Each stage is split into anonymous memory (the process's own: heap, tensors,
    compiled code) and file-backed pages (the shared libraries' code and data, shared between
@@ -71,15 +72,13 @@ class AnonPeak:
 def measure(args):
     """Builds the model and samples twice, recording resident memory at every stage."""
     anon_peak = AnonPeak()
-    import keras
-
     import keras_ddpm
 
     stages = {"imported": resident_mb()}
     config, _ = MODELS[args.model]
     network = keras_ddpm.UNet(**config)
+    # Not compiled, as the command line loads a model to sample: no optimizer moments.
     model = keras_ddpm.DDPM(network, ema_decay=0.9999, seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(2e-4))
     stages["model built"] = resident_mb()
 
     def generate():
