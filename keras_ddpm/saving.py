@@ -24,7 +24,9 @@ def load_model(filepath, compile=True, safe_mode=True, custom_objects=None):
     Args:
         filepath: str or path-like, a `.keras` file written by `model.save`.
         compile: re-compile the model with its saved optimizer and state.
-            Defaults to `True`.
+            Pass `False` to only sample, edit or export: the optimizer's
+            state (Adam's two moments, twice the weights) is then not
+            created. Defaults to `True`.
         safe_mode: refuse files that would run arbitrary Python code (a
             `Lambda` layer's bytecode). Defaults to `True`; only turn it off
             for files you trust.
