@@ -1,7 +1,8 @@
 """PyTorch reference for `benchmark_speed.py`: the same DDPM U-Net training step, in PyTorch.
 
 It answers "how do the PyTorch favourites do on this machine?" for the `train float32` row of
-`benchmark_speed.py`. Standalone: it imports neither `keras_ddpm` nor TensorFlow.
+`benchmark_speed.py`. It imports neither `keras_ddpm` nor TensorFlow: from `benchmark_speed.py`
+only its memory helpers, which need nothing beyond the standard library.
 
 What it measures: float32 training on the CPU of diffusers' `UNet2DModel` built to the
 architecture of our U-Net (base width 64, channel multipliers (1, 2, 2, 2), 2 residual blocks
@@ -45,16 +46,19 @@ and the process's peak resident memory.
 import argparse
 import json
 import os
-import resource
 import statistics
+import sys
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here needs the hub
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from benchmark_speed import AnonPeak, peak_rss_mb, status_mb  # noqa: E402
 
 NUM_TIMESTEPS = 1000
 # The U-Nets of `benchmark_speed.py --model`, as diffusers' `UNet2DModel` arguments. Down blocks
@@ -218,30 +222,10 @@ def sample(network, num_images, steps, generator):
     return x
 
 
-def anon_mb():
-    """This process's anonymous resident memory (heap, tensors), MiB; None off Linux."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-
-
 def run_sampling(args):
     """Times `sample` and the bare network call; records peak resident and anonymous memory."""
-    import threading
-
-    rss_imported, anon_imported = peak_rss_mb(), anon_mb()
-    anon_peak = [0.0]
-
-    def poll():  # the peak of anonymous memory, every 5 ms
-        while True:
-            anon_peak[0] = max(anon_peak[0], anon_mb() or 0.0)
-            time.sleep(0.005)
-
-    threading.Thread(target=poll, daemon=True).start()
+    rss_imported, anon_imported = peak_rss_mb(), status_mb("RssAnon").get("RssAnon")
+    anon_peak = AnonPeak()
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     network = build_network(args.model, args.attention_head_dim).eval()
@@ -280,7 +264,7 @@ def run_sampling(args):
         "images_per_s": round(args.sample / step_s, 2),
         "peak_rss_mb": round(peak_rss_mb()),
         "peak_rss_at_start_mb": round(rss_imported),
-        "peak_anon_mb": round(anon_peak[0]),
+        "peak_anon_mb": round(anon_peak.peak),
         "anon_at_start_mb": anon_imported and round(anon_imported),
         "load_average": round(os.getloadavg()[0], 2),
         "parameters": sum(p.numel() for p in network.parameters()),
@@ -294,23 +278,6 @@ def cpu_seconds():
     """User + system CPU time of this process (all threads)."""
     times = os.times()
     return times.user + times.system
-
-
-def peak_rss_mb():
-    """Peak resident set size of this process so far, in MiB.
-
-    The kernel's `VmHWM`, which starts afresh at `exec`. Not `ru_maxrss`: Linux carries it
-    over from the process that forked this one, so a child of a driver that imported
-    TensorFlow (580 MB) never reported less than 580 MB.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def matmul_peak(size=2048, repeats=6):

@@ -32,38 +32,18 @@ import os
 import platform
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from benchmark_memory import _json_from, trim_heap  # noqa: E402
-from benchmark_speed import MODELS, RESULTS_DIR, peak_rss_mb  # noqa: E402
+from benchmark_speed import MODELS, RESULTS_DIR, AnonPeak, peak_rss_mb, status_mb  # noqa: E402
 
 
 def resident_mb():
     """`{"anon": MiB, "file": MiB}`: this process's anonymous and file-backed resident memory."""
-    fields = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            name, _, value = line.partition(":")
-            if name in ("RssAnon", "RssFile", "RssShmem"):
-                fields[name] = int(value.split()[0]) / 1024
+    fields = status_mb("RssAnon", "RssFile", "RssShmem")
     return {"anon": round(fields["RssAnon"]), "file": round(fields["RssFile"] + fields["RssShmem"])}
-
-
-class AnonPeak:
-    """Polls anonymous resident memory from a daemon thread; `peak` is the highest seen (MiB)."""
-
-    def __init__(self, interval=0.005):
-        self.peak = 0
-        self.interval = interval
-        threading.Thread(target=self._poll, daemon=True).start()
-
-    def _poll(self):
-        while True:
-            self.peak = max(self.peak, resident_mb()["anon"])
-            time.sleep(self.interval)
 
 
 # ===== Inside a measuring process =====
@@ -102,7 +82,7 @@ def measure(args):
         "rss_mb": stages,
         "peak_rss_first_call_mb": round(first_peak),
         "peak_rss_mb": round(peak_rss_mb()),
-        "peak_anon_mb": anon_peak.peak,
+        "peak_anon_mb": round(anon_peak.peak),
     }
 
 

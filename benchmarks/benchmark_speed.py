@@ -54,6 +54,7 @@ import platform
 import resource
 import subprocess
 import sys
+import threading
 import time
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -85,6 +86,20 @@ def rss_mb():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def status_mb(*names):
+    """`{name: MiB}` for the named fields of `/proc/self/status` (`{}` where it cannot be read)."""
+    values = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name in names:
+                    values[name] = int(value.split()[0]) / 1024
+    except OSError:
+        pass
+    return values
+
+
 def peak_rss_mb():
     """Peak resident set size of this process so far, in MiB.
 
@@ -92,14 +107,22 @@ def peak_rss_mb():
     over from the process that forked this one, so a child of a driver that imported
     TensorFlow (580 MB) never reported less than 580 MB.
     """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak = status_mb("VmHWM").get("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class AnonPeak:
+    """Polls anonymous resident memory from a daemon thread; `peak` is the highest seen (MiB)."""
+
+    def __init__(self, interval=0.005):
+        self.peak = 0.0
+        self.interval = interval
+        threading.Thread(target=self._poll, daemon=True).start()
+
+    def _poll(self):
+        while True:
+            self.peak = max(self.peak, status_mb("RssAnon").get("RssAnon", 0.0))
+            time.sleep(self.interval)
 
 
 def load_average():

@@ -15,6 +15,8 @@ References:
       closed-form gradient of a normalisation, section 3)
 """
 
+import math
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -63,7 +65,8 @@ def group_normalization(x, gamma, beta, groups, epsilon):
     # Static shapes where known: the graph then holds no shape arithmetic (about half the
     # ops of a dynamic-shape version, issue 17), and every per-channel factor broadcasts
     # over the positions only.
-    positions = _static_product(x.shape[1:-1])
+    dims = x.shape[1:-1]
+    positions = None if None in dims else math.prod(dims)
     outer_shape = [-1, *x.shape[1:]] if positions is not None else None
     grouped_shape = [-1, positions if positions is not None else -1, groups, group_size]
     if positions is None:
@@ -111,16 +114,6 @@ def group_normalization(x, gamma, beta, groups, epsilon):
         return tf.reshape(tf.cast(weight, x.dtype), [groups, group_size])
 
     return normalize(x, grouped(gamma), grouped(beta))
-
-
-def _static_product(dims):
-    """The product of `dims`, or `None` if one is unknown."""
-    product = 1
-    for dim in dims:
-        if dim is None:
-            return None
-        product *= dim
-    return product
 
 
 @keras.saving.register_keras_serializable(package="keras_ddpm")
