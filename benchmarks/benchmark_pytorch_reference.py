@@ -80,6 +80,13 @@ MODELS = {
         up_block_types=("AttnUpBlock2D", "UpBlock2D"),
         norm_num_groups=32, dropout=0.0,
     ),
+    "quickstart": dict(  # examples/train_digits.py: the digits U-Net at width 32, one block a level
+        sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=32, dropout=0.0,
+    ),
 }
 
 

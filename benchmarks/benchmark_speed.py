@@ -6,7 +6,8 @@ One command prints the table and records it:
     python benchmarks/benchmark_speed.py --onednn off --skip-bfloat16   # TensorFlow's default kernels
     python benchmarks/benchmark_speed.py --model digits --pytorch /path/to/venv/bin/python
 
-`--model digits` measures `UNet.from_preset("digits")` (8x8x1, batch 128), where users start.
+`--model digits` measures `UNet.from_preset("digits")` (8x8x1, batch 128) and `--model quickstart`
+the smaller U-Net of `examples/train_digits.py` (701k parameters, batch 128): where users start.
 `--pytorch PYTHON` runs `benchmark_pytorch_reference.py` on the same model under an interpreter
 that has torch and diffusers, alternating with the float32 training phase for `--rounds` rounds
 (medians reported), then its sampling after the `sample` phase, and prints keras_ddpm's speed
@@ -74,6 +75,10 @@ MODELS = {
     "cifar10": (NETWORK, 32),
     "digits": (dict(image_shape=(8, 8, 1), base_channels=64, channel_multipliers=(1, 2),
                     num_res_blocks=2, attention_resolutions=(4,), dropout=0.0, norm_groups=32), 128),
+    # examples/train_digits.py, the quick start: the digits U-Net at width 32 with one residual
+    # block a level, 701k parameters.
+    "quickstart": (dict(image_shape=(8, 8, 1), base_channels=32, channel_multipliers=(1, 2),
+                        num_res_blocks=1, attention_resolutions=(4,), dropout=0.0, norm_groups=32), 128),
 }
 
 
