@@ -17,10 +17,10 @@ import tensorflow as tf
 from keras_ddpm import checks
 from keras_ddpm import samplers
 from keras_ddpm import utils
-from keras_ddpm.generation import check_images
-from keras_ddpm.generation import check_labels
 from keras_ddpm.generation import chunk_seeds
 from keras_ddpm.generation import random_seed
+from keras_ddpm.sampling_inputs import check_images
+from keras_ddpm.sampling_inputs import check_labels
 
 INTERPOLATION_INPUTS = ("images", "noise")
 # `inpaint`'s default cap on steps: RePaint's 250 steps, 10 passes, jumps of 10.

@@ -121,7 +121,7 @@ def edit_function(process, sampler, options, spacing, num_classes, jit_compile, 
                 ["`strength` must be in [0, 1]. Received:", strength],
             )
         ]):
-            # The last round(strength · steps) steps run: generation.steps_to_run in graph form.
+            # The last round(strength · steps) steps run: sampling_inputs.steps_to_run in graph form.
             taken = tf.cast(tf.round(strength * tf.cast(steps, tf.float32)), tf.int32)
         first = steps - taken
         conditioning = checked_conditioning(inputs, tf.shape(x0)[0], num_classes)

@@ -358,7 +358,7 @@ def sampling_kwargs(model, args, num, count=None):
     Checked as `generate` checks them, so that a bad value is one line;
     `count` names the number of images in that line (default: "N images").
     """
-    from keras_ddpm import generation
+    from keras_ddpm import sampling_inputs
 
     kwargs = {k: getattr(args, k) for k in ("sampler", "steps") if getattr(args, k, None) is not None}
     kwargs.update({k: v for k, v in sampler_options(args).items() if v is not None})
@@ -379,7 +379,7 @@ def sampling_kwargs(model, args, num, count=None):
             kwargs.get("sampler", "ddpm"), model.schedule.timesteps, kwargs.get("steps"), None,
             **sampler_options(args),
         )
-        generation.check_labels(
+        sampling_inputs.check_labels(
             kwargs.get("labels"), kwargs.get("guidance_scale"), num, model.num_classes
         )
     kwargs.update(

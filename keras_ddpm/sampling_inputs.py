@@ -1,0 +1,123 @@
+"""What `generate`, `inpaint` and the edits accept: image and label checks.
+
+Every check turns a wrong argument into a `ValueError` or `TypeError` that names the value
+received and what was expected, before anything is compiled or run. `keras_ddpm.generation`
+and `keras_ddpm.editing` call them; `keras_ddpm.inputs` holds the checks of training data.
+"""
+
+import numpy as np
+
+from keras_ddpm import checks
+from keras_ddpm import guidance
+
+
+def steps_to_run(strength, steps):
+    """The steps an edit of `strength` runs: round(strength · steps), halves to even.
+
+    Computed in float32, as the SavedModel's `edit` computes it from its
+    float32 input, so that both take the same steps (the float32 input 0.7
+    widened to float64 would give 0.7 · 5 = 3.49999994, 3 steps; in float32
+    the product is 3.5, 4 steps, as with Python floats).
+    """
+    return int(np.round(np.float32(strength) * np.float32(steps)))
+
+
+def check_edit(initial_images, strength, num_images, image_shape):
+    """Checks image-to-image arguments; returns `(images as float32 NumPy or None, strength)`."""
+    if initial_images is None:
+        if strength is not None:
+            raise ValueError(f"`strength={strength!r}` needs `initial_images` to edit.")
+        return None, None
+    if strength is None:
+        raise ValueError(
+            "Pass `strength` in [0, 1] with `initial_images`: the fraction of the reverse process "
+            "to run (0 returns the images, 1 ignores them)."
+        )
+    strength = float(checks.number_in("strength", strength, 0.0, 1.0))
+    return check_images("initial_images", initial_images, num_images, image_shape), strength
+
+
+def check_images(name, images, num_images=None, image_shape=None):
+    """Float images in [−1, 1] of shape `(num_images, *image_shape)`, as float32 NumPy.
+
+    Args:
+        name: the argument's name, for the error message.
+        images: the images given.
+        num_images: the batch size expected, or `None` for any. Defaults to `None`.
+        image_shape: `(H, W, C)` expected, or `None` for any. Defaults to `None`.
+    """
+    images = checks.as_numpy(images)
+    if not np.issubdtype(images.dtype, np.floating):
+        raise TypeError(
+            f"`{name}` must be floats in [-1, 1]; received dtype {images.dtype} (for "
+            "uint8 pixels use x / 127.5 - 1)."
+        )
+    images = images.astype(np.float32)
+    shape = tuple(image_shape or images.shape[1:])
+    count = len(images) if num_images is None and images.ndim == 4 else num_images
+    if images.shape != (count,) + shape:
+        expected = ", ".join(str(size) for size in ("N" if count is None else count,) + shape)
+        what = "N, H, W, C" if num_images is None else "num_images, H, W, C"
+        raise ValueError(
+            f"`{name}` must have shape ({expected}) ({what}); received shape {images.shape}."
+        )
+    if not np.all(np.isfinite(images)) or images.size and np.abs(images).max() > 1.0 + 1e-3:
+        raise ValueError(
+            f"`{name}` must be finite and in [-1, 1]; received values in "
+            f"[{np.nanmin(images):.3g}, {np.nanmax(images):.3g}]."
+        )
+    return images
+
+
+def check_labels(labels, guidance_scale, num_images, num_classes):
+    """`generate`'s labels as int32 `[num_images]` (null labels when none) and w.
+
+    Args:
+        labels: `None`, one int for every image, or one int per image in
+            `[0, num_classes)`.
+        guidance_scale: `None` (1) or a number ≥ 0; needs `labels`.
+        num_images: the number of images drawn.
+        num_classes: the model's number of classes, `None` if unconditional.
+
+    Returns:
+        `(labels, guidance_scale)`: `labels` is `None` for an unconditional
+        model and holds the null label `num_classes` for unlabelled samples of
+        a conditional one.
+    """
+    if num_classes is None:
+        if labels is not None or guidance_scale is not None:
+            raise ValueError(
+                "`labels` and `guidance_scale` need a class-conditional model "
+                "(a network built with num_classes); this one is unconditional. "
+                f"Received: labels={labels!r}, guidance_scale={guidance_scale!r}."
+            )
+        return None, 1.0
+    if labels is None:
+        if guidance_scale is not None:
+            raise ValueError(
+                "`guidance_scale` needs `labels` (the classes to guide towards). "
+                f"Received: guidance_scale={guidance_scale!r} with labels=None."
+            )
+        return np.full((num_images,), num_classes, np.int32), 1.0
+    guidance_scale = 1.0 if guidance_scale is None else guidance_scale
+    guidance.check_guidance_scale(guidance_scale)
+    array = np.asarray(labels)
+    if not np.issubdtype(array.dtype, np.integer) or array.size == 0:
+        raise TypeError(
+            f"`labels` must be an int or a sequence of ints in [0, {num_classes}). "
+            f"Received: labels={labels!r}."
+        )
+    if array.ndim == 0:
+        array = np.full((num_images,), int(array))
+    if array.shape != (num_images,):
+        raise ValueError(
+            f"`labels` must hold one label per image: shape ({num_images},). "
+            f"Received {array.shape[0] if array.ndim == 1 else array.shape} labels "
+            f"for num_images={num_images}."
+        )
+    if array.min() < 0 or array.max() >= num_classes:
+        raise ValueError(
+            f"`labels` must lie in [0, {num_classes}). Received labels in "
+            f"[{array.min()}, {array.max()}]."
+        )
+    return array.astype(np.int32), float(guidance_scale)
