@@ -39,11 +39,10 @@ becomes uint8 with `keras_ddpm.utils.to_uint8_tensor`, the graph form of
 to float rounding between differently compiled graphs).
 
 A conditional model adds `labels` and `guidance_scale` to the generate,
-edit and inpaint endpoints (`generate_input_signature` and
+edit and inpaint endpoints (`export_signatures.generate_input_signature` and
 `export_editing`), checked in one place (`export_editing.checked_conditioning`).
 """
 
-import inspect
 import os
 import shutil
 
@@ -55,51 +54,11 @@ from keras_ddpm import export_editing
 from keras_ddpm import generation
 from keras_ddpm import samplers
 from keras_ddpm import utils
-
-
-def generate_input_signature(model, with_sampler=False):
-    """The named inputs of the `generate` endpoints for `model`.
-
-    This is the one place that decides them: a conditional model's inputs
-    (class labels, guidance scale) belong here.
-
-    Args:
-        model: the `DDPM`.
-        with_sampler: add the `sampler` and `eta` inputs of
-            `generate_with_sampler`. Defaults to `False`.
-
-    Returns:
-        A dict from input name to `tf.TensorSpec`, in argument order.
-    """
-    specs = {
-        "num_images": tf.TensorSpec((), tf.int32, name="num_images"),
-        "steps": tf.TensorSpec((), tf.int32, name="steps"),
-        "seed": tf.TensorSpec((), tf.int32, name="seed"),
-    }
-    if with_sampler:
-        specs["sampler"] = tf.TensorSpec((), tf.string, name="sampler")
-        for option in samplers.all_options(runtime=True):
-            specs[option.name] = tf.TensorSpec((), tf.float32, name=option.name)
-    if _num_classes(model) is not None:
-        # In the order of the conditioning inputs of generation.ReverseProcess.loop.
-        specs["labels"] = tf.TensorSpec((None,), tf.int32, name="labels")
-        specs["guidance_scale"] = tf.TensorSpec((), tf.float32, name="guidance_scale")
-    return specs
-
-
-def denoise_input_signature(model, image_shape):
-    """The named inputs of the `denoise` endpoint: `x_t` `[B, H, W, C]`, `t` `[B]` (and `labels` `[B]`)."""
-    specs = {
-        "x_t": tf.TensorSpec((None,) + tuple(image_shape), tf.float32, name="x_t"),
-        "t": tf.TensorSpec((None,), tf.int32, name="t"),
-    }
-    if _num_classes(model) is not None:
-        specs["labels"] = tf.TensorSpec((None,), tf.int32, name="labels")
-    return specs
-
-
-def _num_classes(model):
-    return getattr(model, "num_classes", None)
+from keras_ddpm.export_signatures import denoise_input_signature
+from keras_ddpm.export_signatures import exported_image_shape
+from keras_ddpm.export_signatures import generate_input_signature
+from keras_ddpm.export_signatures import named_function
+from keras_ddpm.export_signatures import num_classes_of
 
 
 def export_saved_model(
@@ -179,7 +138,7 @@ def export_saved_model(
     samplers.check_order(order)
     resample_steps = checks.positive_int("resample_steps", resample_steps)
     jump_length = checks.positive_int("jump_length", jump_length)
-    shape = _image_shape(model, image_shape)
+    shape = exported_image_shape(model, image_shape)
     filepath = os.fspath(filepath)
     if os.path.exists(filepath) and not os.path.isdir(filepath):
         raise ValueError(
@@ -224,50 +183,6 @@ def export_saved_model(
 # ----------------------------------------------------------------------------
 # The exported module
 # ----------------------------------------------------------------------------
-def _image_shape(model, image_shape):
-    """(H, W, C) of the exported images; builds an unbuilt network from `image_shape`."""
-    if model.image_shape is not None and None not in model.image_shape:
-        if image_shape is not None and tuple(image_shape) != tuple(model.image_shape):
-            raise ValueError(
-                f"The network takes images of shape {tuple(model.image_shape)}. Received: "
-                f"image_shape={tuple(image_shape)}."
-            )
-        return tuple(model.image_shape)
-    if image_shape is None:
-        raise ValueError(
-            "Cannot export a DDPM whose network declares no input shape (a subclassed "
-            "network that was never built). Pass image_shape=(H, W, C) to "
-            "keras_ddpm.export.export_saved_model, or build the network first by calling it "
-            "as network([x_t, t])."
-        )
-    if len(image_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in image_shape):
-        raise ValueError(
-            f"`image_shape` must be three positive integers (H, W, C). Received: "
-            f"image_shape={image_shape!r}."
-        )
-    image_shape = tuple(image_shape)
-    if not model.network.built or not model.network.weights:
-        model.network([tf.zeros((1,) + image_shape), tf.zeros((1,), tf.int32)])
-    return image_shape
-
-
-def _named_function(body, specs, name):
-    """A `tf.function` of `body(**inputs)` whose arguments are the names of `specs`.
-
-    The argument names become the input names of the SavedModel signature; one
-    helper serves every set of inputs (with or without conditioning).
-    """
-
-    def function(*args):
-        return body(**dict(zip(specs, args)))
-
-    function.__name__ = name
-    function.__signature__ = inspect.Signature(
-        [inspect.Parameter(key, inspect.Parameter.POSITIONAL_OR_KEYWORD) for key in specs]
-    )
-    return tf.function(function, input_signature=list(specs.values()), autograph=False)
-
-
 def _build_module(
     model, image_shape, default_sampler, default_eta, spacing, order, clip, use_ema, jit_compile,
     resample_steps, jump_length,
@@ -291,7 +206,7 @@ def _build_module(
         for record in records
     ]
     default_steps = [record.steps_for(timesteps) for record in records]
-    num_classes = _num_classes(model)
+    num_classes = num_classes_of(model)
 
     def sample(num_images, steps, seed, sampler, **inputs):
         options = {o.name: inputs.pop(o.name) for o in samplers.all_options(runtime=True)}
@@ -362,9 +277,9 @@ def _build_module(
     sampler_specs = generate_input_signature(model, with_sampler=True)
     generate_specs = generate_input_signature(model)
     denoise_specs = denoise_input_signature(model, image_shape)
-    module.generate_with_sampler = _named_function(sample, sampler_specs, "generate_with_sampler")
+    module.generate_with_sampler = named_function(sample, sampler_specs, "generate_with_sampler")
     # `generate` calls the graph of `generate_with_sampler` with the export-time sampler.
-    module.generate = _named_function(
+    module.generate = named_function(
         lambda **inputs: module.generate_with_sampler(
             sampler=tf.constant(default_sampler),
             **{
@@ -376,19 +291,19 @@ def _build_module(
         generate_specs,
         "generate",
     )
-    module.denoise = _named_function(denoise, denoise_specs, "denoise")
+    module.denoise = named_function(denoise, denoise_specs, "denoise")
     # The editing endpoints: the export-time sampler (a single-step one for inpaint).
     inpaint_sampler = default_sampler if samplers.get_sampler(default_sampler).step else "ddpm"
     edit_specs = export_editing.edit_input_signature(image_shape, num_classes)
     inpaint_specs = export_editing.inpaint_input_signature(image_shape, num_classes)
-    module.edit = _named_function(
+    module.edit = named_function(
         export_editing.edit_function(
             process, default_sampler, _options(default_sampler, timesteps, default_eta, order),
             spacing, num_classes, bool(jit_compile), bool(clip),
         ),
         edit_specs, "edit",
     )
-    module.inpaint = _named_function(
+    module.inpaint = named_function(
         export_editing.inpaint_function(
             process, inpaint_sampler, _options(inpaint_sampler, timesteps, default_eta, order),
             spacing, num_classes, bool(jit_compile), bool(clip), resample_steps, jump_length,
@@ -401,21 +316,21 @@ def _build_module(
     module.network_variables = [_tf_variable(weight) for weight in network.weights]
     # Signatures return named outputs (what TF Serving and saved_model_cli show).
     signatures = {
-        "generate": _named_function(
+        "generate": named_function(
             lambda **inputs: {"images": module.generate(**inputs)}, generate_specs, "generate"
         ),
-        "generate_with_sampler": _named_function(
+        "generate_with_sampler": named_function(
             lambda **inputs: {"images": module.generate_with_sampler(**inputs)},
             sampler_specs,
             "generate_with_sampler",
         ),
-        "denoise": _named_function(
+        "denoise": named_function(
             lambda **inputs: {"prediction": module.denoise(**inputs)}, denoise_specs, "denoise"
         ),
-        "edit": _named_function(
+        "edit": named_function(
             lambda **inputs: {"images": module.edit(**inputs)}, edit_specs, "edit"
         ),
-        "inpaint": _named_function(
+        "inpaint": named_function(
             lambda **inputs: {"images": module.inpaint(**inputs)}, inpaint_specs, "inpaint"
         ),
     }
