@@ -126,14 +126,8 @@ class UNet(keras.Model):
     ):
         dtype = kwargs.pop("dtype", None)
         image_shape, channel_multipliers, attention_resolutions = check_unet_arguments(
-            image_shape,
-            base_channels,
-            channel_multipliers,
-            num_res_blocks,
-            attention_resolutions,
-            dropout,
-            norm_groups,
-            num_classes,
+            image_shape, base_channels, channel_multipliers, num_res_blocks,
+            attention_resolutions, dropout, norm_groups, num_classes,
         )
         policy = keras.config.dtype_policy() if dtype is None else keras.dtype_policies.get(dtype)
         # Float32 under a 16-bit policy, so that the prediction is always float32.
