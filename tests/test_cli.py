@@ -259,7 +259,7 @@ def test_sample_to_a_grid_an_array_and_a_folder(run_dir, tmp_path):
     expected = model.generate(3, seed=1, batch_size=2, verbose=0, jit_compile=False)
     np.testing.assert_allclose(images, expected, atol=1e-5)
     # The verbs load the model without its optimizer: no Adam moments beside the weights.
-    loaded, _ = cli.common.load_model(run_dir)
+    loaded, _ = cli.models.load_model(run_dir)
     assert getattr(loaded, "optimizer", None) is None
     assert len(model.optimizer.variables) > 2 * len(model.network.trainable_weights)
     folder = tmp_path / "pngs"

@@ -1,4 +1,4 @@
-"""What the verbs of `keras-ddpm` share: errors, argument types, shared options, model loading.
+"""What the verbs of `keras-ddpm` share: errors, argument types, shared options, sampling.
 
 Nothing here imports TensorFlow at module level: `--help` and a wrong argument
 are answered before TensorFlow loads (in about a second instead of its import
@@ -14,8 +14,6 @@ import sys
 from keras_ddpm import checks
 from keras_ddpm.samplers import registry
 
-CONFIG_FILE = "config.json"
-MODEL_FILE = "model.keras"
 JIT_CHOICES = ("auto", "true", "false")
 
 
@@ -265,91 +263,6 @@ def check_sampler_arguments(args):
             args.sampler or "ddpm", 10**9, getattr(args, "steps", None), None,
             **sampler_options(args),
         )
-
-
-# ----------------------------------------------------------------------------
-# Run folders and models
-# ----------------------------------------------------------------------------
-def read_config(directory):
-    """A run folder's config.json as a dict, `None` if there is none; one line if unreadable."""
-    from keras_ddpm.pretrained import files
-
-    path = os.path.join(directory, CONFIG_FILE)
-    if not os.path.exists(path):
-        return None
-    try:
-        return files.read_json(path)
-    except ValueError as error:
-        raise UserError(f"{error} Delete it or use another --output.") from None
-
-
-def write_config(directory, config):
-    from keras_ddpm import atomic
-
-    atomic.write_json(os.path.join(directory, CONFIG_FILE), config)
-
-
-def is_pretrained(path):
-    """True if a MODEL argument names a diffusers folder or a hub id (not a keras_ddpm file)."""
-    from keras_ddpm.pretrained import files
-
-    return files.is_diffusers_folder(path) or files.looks_like_hub_id(path)
-
-
-def _check_hub_id(path):
-    import importlib.util
-
-    if importlib.util.find_spec("huggingface_hub") is None:
-        raise UserError(
-            f"model {path!r} does not exist; as a hub id it needs huggingface_hub "
-            "(pip install keras-ddpm[hub])"
-        )
-
-
-def resolve_model(path):
-    """(path of the .keras file, the run's config or None) for a MODEL argument; no TensorFlow.
-
-    A diffusers folder or a hub id resolves to itself, with no config.
-    """
-    if is_pretrained(path):
-        if not os.path.exists(path):
-            _check_hub_id(path)
-        return path, None
-    if os.path.isdir(path):
-        config = read_config(path)
-        model_path = os.path.join(path, MODEL_FILE)
-        if not os.path.exists(model_path):
-            raise UserError(
-                f"{path!r} holds no {MODEL_FILE}; has `keras-ddpm train` finished there?"
-            )
-        return model_path, config
-    if not os.path.exists(path):
-        raise UserError(f"model {path!r} does not exist")
-    if not path.endswith(".keras"):
-        raise UserError(f"expected a .keras file or a training output directory; received {path!r}")
-    return path, read_config(os.path.dirname(path) or ".")
-
-
-def load_model(path):
-    """The DDPM in `path` (a .keras file, a `train` output directory, a diffusers folder or a
-    hub id), and its run config (`None` unless a `train` directory).
-
-    A .keras file is loaded without its optimizer (`compile=False`): the verbs that call this
-    sample, edit, evaluate, export or convert, and Adam's two moments would double the weights'
-    memory for nothing (`train`, resuming a run, reloads its model with the optimizer).
-    """
-    model_path, config = resolve_model(path)
-    keras_ddpm = import_library()
-    import keras
-
-    if config and config.get("mixed_precision"):
-        keras.mixed_precision.set_global_policy(config["mixed_precision"])
-    with user_errors():
-        if is_pretrained(model_path):
-            model = keras_ddpm.DDPM.from_pretrained(model_path)
-        else:
-            model = keras_ddpm.load_model(model_path, compile=False)
-    return model, config
 
 
 def sampling_kwargs(model, args, num, count=None):

@@ -10,11 +10,11 @@ import time
 from keras_ddpm.cli.common import UserError
 from keras_ddpm.cli.common import add_verbose
 from keras_ddpm.cli.common import import_library
-from keras_ddpm.cli.common import is_pretrained
-from keras_ddpm.cli.common import load_model
 from keras_ddpm.cli.common import make_parent
-from keras_ddpm.cli.common import resolve_model
 from keras_ddpm.cli.common import user_errors
+from keras_ddpm.cli.models import is_pretrained
+from keras_ddpm.cli.models import load_model
+from keras_ddpm.cli.models import resolve_model
 
 
 def _to_keras(args):

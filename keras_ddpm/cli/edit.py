@@ -8,9 +8,9 @@ from keras_ddpm.cli.common import add_sampler_arguments
 from keras_ddpm.cli.common import add_seed
 from keras_ddpm.cli.common import add_verbose
 from keras_ddpm.cli.common import check_sampler_arguments
-from keras_ddpm.cli.common import load_model
-from keras_ddpm.cli.common import resolve_model
 from keras_ddpm.cli.common import sampling_kwargs
+from keras_ddpm.cli.models import load_model
+from keras_ddpm.cli.models import resolve_model
 
 
 def check(args):

@@ -6,11 +6,11 @@ from keras_ddpm.cli.common import UserError
 from keras_ddpm.cli.common import add_jit_compile
 from keras_ddpm.cli.common import add_model_argument
 from keras_ddpm.cli.common import add_resampling_arguments
-from keras_ddpm.cli.common import add_verbose
 from keras_ddpm.cli.common import add_sampler_choice
-from keras_ddpm.cli.common import load_model
-from keras_ddpm.cli.common import resolve_model
+from keras_ddpm.cli.common import add_verbose
 from keras_ddpm.cli.common import user_errors
+from keras_ddpm.cli.models import load_model
+from keras_ddpm.cli.models import resolve_model
 from keras_ddpm.samplers import registry
 
 

@@ -15,7 +15,6 @@ import sys
 import warnings
 
 from keras_ddpm.cli.common import JIT_CHOICES
-from keras_ddpm.cli.common import MODEL_FILE
 from keras_ddpm.cli.common import UserError
 from keras_ddpm.cli.common import add_seed
 from keras_ddpm.cli.common import import_library
@@ -23,15 +22,16 @@ from keras_ddpm.cli.common import int_list
 from keras_ddpm.cli.common import jit_compile
 from keras_ddpm.cli.common import nonnegative_int
 from keras_ddpm.cli.common import positive_int
-from keras_ddpm.cli.common import read_config
 from keras_ddpm.cli.common import user_errors
-from keras_ddpm.cli.common import write_config
 from keras_ddpm.cli.lock import run_lock
+from keras_ddpm.cli.models import MODEL_FILE
+from keras_ddpm.cli.models import read_config
+from keras_ddpm.cli.models import write_config
 from keras_ddpm.cli.runs import DEFAULTS
 from keras_ddpm.cli.runs import OPTIMIZER_KEYS
-from keras_ddpm.cli.runs import apply_optimizer_options
 from keras_ddpm.cli.runs import RUN_KEYS
 from keras_ddpm.cli.runs import STRATEGIES
+from keras_ddpm.cli.runs import apply_optimizer_options
 from keras_ddpm.cli.runs import build_model
 from keras_ddpm.cli.runs import strategy_named
 from keras_ddpm.data import specs
