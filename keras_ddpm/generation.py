@@ -127,8 +127,8 @@ class ReverseProcess:
         if jit_compile != "auto":
             return jit_compile
         shape = image_shape or self.image_shape
-        pixels = int(np.prod(shape[:-1])) if shape else 1
-        parameters = sum(int(np.prod(weight.shape)) for weight in self.network.weights)
+        pixels = math.prod(shape[:-1]) if shape else 1
+        parameters = self.network.count_params() if self.network.built else 0
         return self.supports_jit() and hardware.xla_pays(parameters, pixels, batch_size)
 
     def loop(self, sampler, timestep_spacing=None, clip=True, jit_compile=False, **static_options):
