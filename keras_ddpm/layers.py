@@ -19,75 +19,16 @@ import keras
 from keras import ops
 
 from keras_ddpm import checks
+from keras_ddpm.block_settings import GROUP_NORM_EPSILON
+from keras_ddpm.block_settings import check_dropout
+from keras_ddpm.block_settings import check_epsilon
+from keras_ddpm.block_settings import check_flip
+from keras_ddpm.block_settings import check_freq_shift
+from keras_ddpm.block_settings import check_groups
+from keras_ddpm.block_settings import group_norm
 from keras_ddpm.convolution import Conv2D
-from keras_ddpm.normalization import GroupNormalization
 from keras_ddpm.resampling import Downsample  # noqa: F401 - public name
 from keras_ddpm.resampling import Upsample  # noqa: F401 - public name
-
-# The authors' value (the tf.contrib.layers.group_norm default); Keras defaults to 1e-3.
-GROUP_NORM_EPSILON = 1e-6
-
-_HALF_DTYPES = ("float16", "bfloat16")
-
-
-# ===== Argument checks and helpers (shared with unet.py) =====
-
-
-
-
-def _check_dropout(value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"`dropout` must be a float in [0, 1). Received: dropout={value!r}")
-
-
-def _check_flip(value):
-    if not isinstance(value, bool):
-        raise TypeError(
-            f"`flip_sin_to_cos` must be True or False. Received: flip_sin_to_cos={value!r}"
-        )
-    return value
-
-
-def _check_freq_shift(value):
-    if not checks.is_number(value) or not 0 <= value <= 1:
-        raise ValueError(
-            f"`freq_shift` must be a number in [0, 1]. Received: freq_shift={value!r}"
-        )
-    return value
-
-
-def _check_groups(layer_name, what, channels, norm_groups):
-    if channels % norm_groups != 0:
-        raise ValueError(
-            f"{layer_name}: {what} ({channels}) must be divisible by `norm_groups` for group "
-            f"normalisation. Received: channels={channels}, norm_groups={norm_groups}"
-        )
-
-
-def _float32_if_half(dtype_policy):
-    """The dtype for numerically sensitive sublayers: float32 under a 16-bit compute dtype."""
-    if dtype_policy.compute_dtype in _HALF_DTYPES:
-        return "float32"
-    return dtype_policy
-
-
-def _check_epsilon(value):
-    if not checks.is_number(value) or not value > 0:
-        raise ValueError(
-            f"`norm_epsilon` must be a positive float. Received: norm_epsilon={value!r}"
-        )
-    return float(value)
-
-
-def _group_norm(norm_groups, dtype_policy, name, epsilon=GROUP_NORM_EPSILON):
-    """Group normalisation (the authors' epsilon by default), in float32 under mixed precision."""
-    return GroupNormalization(
-        groups=norm_groups,
-        epsilon=epsilon,
-        dtype=_float32_if_half(dtype_policy),
-        name=name,
-    )
-
 
 # ===== Layers =====
 
@@ -140,8 +81,8 @@ class TimestepEmbedding(keras.layers.Layer):
         if not checks.is_int(dim) or dim < 4:
             raise ValueError(f"`dim` must be an integer >= 4. Received: dim={dim!r}")
         self.dim = dim
-        self.flip_sin_to_cos = _check_flip(flip_sin_to_cos)
-        self.freq_shift = _check_freq_shift(freq_shift)
+        self.flip_sin_to_cos = check_flip(flip_sin_to_cos)
+        self.freq_shift = check_freq_shift(freq_shift)
 
     def build(self, input_shape):
         if len(input_shape) != 1:
@@ -236,21 +177,21 @@ class ResidualBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         checks.positive_int("out_channels", out_channels)
         checks.positive_int("norm_groups", norm_groups)
-        _check_dropout(dropout)
-        _check_groups("ResidualBlock", "`out_channels`", out_channels, norm_groups)
+        check_dropout(dropout)
+        check_groups("ResidualBlock", "`out_channels`", out_channels, norm_groups)
         self.out_channels = out_channels
         self.dropout = dropout
         self.norm_groups = norm_groups
-        self.norm_epsilon = _check_epsilon(norm_epsilon)
+        self.norm_epsilon = check_epsilon(norm_epsilon)
 
-        self.norm1 = _group_norm(norm_groups, self.dtype_policy, "norm1", self.norm_epsilon)
+        self.norm1 = group_norm(norm_groups, self.dtype_policy, "norm1", self.norm_epsilon)
         self.conv1 = Conv2D(
             out_channels, 3, padding="same", dtype=self.dtype_policy, name="conv1"
         )
         self.temb_proj = keras.layers.Dense(
             out_channels, dtype=self.dtype_policy, name="temb_proj"
         )
-        self.norm2 = _group_norm(norm_groups, self.dtype_policy, "norm2", self.norm_epsilon)
+        self.norm2 = group_norm(norm_groups, self.dtype_policy, "norm2", self.norm_epsilon)
         self.dropout_layer = keras.layers.Dropout(
             dropout, dtype=self.dtype_policy, name="dropout"
         )
@@ -269,7 +210,7 @@ class ResidualBlock(keras.layers.Layer):
     def build(self, input_shape):
         x_shape, temb_shape = input_shape
         in_channels = x_shape[-1]
-        _check_groups("ResidualBlock", "the input width", in_channels, self.norm_groups)
+        check_groups("ResidualBlock", "the input width", in_channels, self.norm_groups)
         out_shape = tuple(x_shape[:-1]) + (self.out_channels,)
 
         self.norm1.build(x_shape)
@@ -354,8 +295,8 @@ class AttentionBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         checks.positive_int("norm_groups", norm_groups)
         self.norm_groups = norm_groups
-        self.norm_epsilon = _check_epsilon(norm_epsilon)
-        self.norm = _group_norm(norm_groups, self.dtype_policy, "norm", self.norm_epsilon)
+        self.norm_epsilon = check_epsilon(norm_epsilon)
+        self.norm = group_norm(norm_groups, self.dtype_policy, "norm", self.norm_epsilon)
         # The projections' width is the input width: created in build().
         self.q = None
         self.k = None
@@ -364,7 +305,7 @@ class AttentionBlock(keras.layers.Layer):
 
     def build(self, input_shape):
         channels = input_shape[-1]
-        _check_groups("AttentionBlock", "the input width", channels, self.norm_groups)
+        check_groups("AttentionBlock", "the input width", channels, self.norm_groups)
         self.q = keras.layers.Dense(channels, dtype=self.dtype_policy, name="q")
         self.k = keras.layers.Dense(channels, dtype=self.dtype_policy, name="k")
         self.v = keras.layers.Dense(channels, dtype=self.dtype_policy, name="v")

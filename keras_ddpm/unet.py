@@ -2,12 +2,12 @@
 
 import keras
 
-from keras_ddpm.layers import GROUP_NORM_EPSILON
+from keras_ddpm.block_settings import GROUP_NORM_EPSILON
+from keras_ddpm.block_settings import float32_if_half
+from keras_ddpm.block_settings import group_norm
 from keras_ddpm.layers import AttentionBlock
 from keras_ddpm.layers import ResidualBlock
 from keras_ddpm.layers import TimestepEmbedding
-from keras_ddpm.layers import _float32_if_half
-from keras_ddpm.layers import _group_norm
 from keras_ddpm.resampling import Downsample
 from keras_ddpm.resampling import Upsample
 from keras_ddpm.unet_config import PRESETS
@@ -131,7 +131,7 @@ class UNet(keras.Model):
         )
         policy = keras.config.dtype_policy() if dtype is None else keras.dtype_policies.get(dtype)
         # Float32 under a 16-bit policy, so that the prediction is always float32.
-        output_dtype = _float32_if_half(policy)
+        output_dtype = float32_if_half(policy)
         num_levels = len(channel_multipliers)
         ch = base_channels
 
@@ -213,7 +213,7 @@ class UNet(keras.Model):
         assert not hs, "every encoder activation feeds one decoder block"
 
         # === Output: normalise, activate, zero-initialised convolution to the image channels ===
-        h = _group_norm(norm_groups, policy, "norm_out", norm_epsilon)(h)
+        h = group_norm(norm_groups, policy, "norm_out", norm_epsilon)(h)
         h = keras.layers.Activation("silu", dtype=output_dtype, name="silu_out")(h)
         outputs = keras.layers.Conv2D(
             image_shape[-1],

@@ -1,7 +1,7 @@
 """The U-Net's named configurations (`UNet.from_preset`) and the checks of its arguments."""
 
 from keras_ddpm import checks
-from keras_ddpm.layers import _check_dropout
+from keras_ddpm.block_settings import check_dropout
 
 # Named configurations for `UNet.from_preset`. The paper's networks are the authors'
 # `unet2d16b2` (scripts/run_cifar.py in hojonathanho/diffusion) and `unet2d16b2c112244`
@@ -82,7 +82,7 @@ def check_unet_arguments(
         )
     checks.positive_int("num_res_blocks", num_res_blocks)
     attention_resolutions = _int_tuple("attention_resolutions", attention_resolutions)
-    _check_dropout(dropout)
+    check_dropout(dropout)
     checks.positive_int("norm_groups", norm_groups)
     if num_classes is not None:
         checks.positive_int("num_classes", num_classes)
