@@ -1,11 +1,11 @@
 """Shared test configuration: quiet TensorFlow, one intra-op thread, a clean dtype policy.
 
 The suite runs as two pytest-xdist workers on two cores. With TensorFlow's default of one
-intra-op thread per core, each worker (and each CLI or distribute subprocess it starts) kept
-two threads busy, and the Eigen pool's waiting threads took the cores from the other process:
-a test of one eager loss call took 1.1 s alone and 51 s in the suite. One intra-op thread per
-process, inherited by the subprocesses through the environment, removed those stalls (suite
-427 -> 360 s on a 2-core AMD EPYC, the same 663 tests).
+intra-op thread per core, each worker (and each CLI or distribute subprocess it starts) had
+two threads, four or more on the two cores: a test of one eager loss call took 1.1 s alone and
+51 s in the suite (the worst of several such stalls). With one intra-op thread per process,
+inherited by the subprocesses through the environment, no test stalled in three runs, and the
+suite took 360-440 s (384-509 s in seven runs before, 2-core AMD EPYC, the same 663 tests).
 """
 
 import os
