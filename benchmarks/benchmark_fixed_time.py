@@ -57,9 +57,13 @@ def train_ours(args):
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
 
     class Deadline(keras.callbacks.Callback):
-        """Stops at the first batch that ends after the budget; counts images and losses."""
+        """Stops at the first batch that ends after the budget; records Keras' running loss.
 
-        seen, losses = 0, []
+        Keras logs the epoch's mean so far, so `last_100_loss` lags the PyTorch side's mean of
+        its last 100 batch losses a little; the samples, not the loss, are what is compared.
+        """
+
+        losses = []
 
         def on_train_batch_end(self, batch, logs=None):
             Deadline.losses.append(float(logs["loss"]))
