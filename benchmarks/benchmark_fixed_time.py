@@ -44,12 +44,12 @@ def train_ours(args):
 
     import keras_ddpm
 
+    sys.path.insert(0, HERE)
+    from benchmark_speed import MODELS
+
     start = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
-    network = keras_ddpm.UNet(
-        image_shape=(8, 8, 1), base_channels=32, channel_multipliers=(1, 2),
-        num_res_blocks=1, attention_resolutions=(4,), dropout=0.0,
-    )
+    network = keras_ddpm.UNet(**MODELS["quickstart"][0])
     model = keras_ddpm.DDPM(
         network, schedule=keras_ddpm.NoiseSchedule("linear", timesteps=1000),
         ema_decay=0.999, seed=args.seed,
@@ -102,6 +102,7 @@ def judge(paths):
     import numpy as np
 
     import keras_ddpm
+    from sample_quality_digits import classify
     from sample_quality_digits import train_classifier
 
     classifier, accuracy = train_classifier()
@@ -112,14 +113,12 @@ def judge(paths):
         images = real if path is None else np.load(path)
         kid = keras_ddpm.metrics.KID(feature_extractor=features, subset_size=500, seed=0)
         kid.update_state(real, images)
-        probabilities = classifier.predict(images, verbose=0)
-        counts = np.bincount(probabilities.argmax(axis=1), minlength=10) / len(images)
-        entropy = -(counts[counts > 0] * np.log2(counts[counts > 0])).sum()
+        confident, _, entropy = classify(classifier, images)
         scores[name] = {
             "kid_x1000": round(1000 * float(kid.result()), 2),
             "kid_std_x1000": round(1000 * float(kid.result_std()), 2),
-            "confident": round(float(np.mean(probabilities.max(axis=1) > 0.9)), 3),
-            "entropy_bits": round(float(entropy), 2),
+            "confident": round(confident, 3),
+            "entropy_bits": round(entropy, 2),
         }
     return scores
 
@@ -145,7 +144,7 @@ def main():
     import keras_ddpm
     from benchmark_speed import _cpu_name
 
-    flags = sorted({f for f in open("/proc/cpuinfo").read().split() if f.startswith(("avx", "amx"))})
+    flags = sorted(f for f in keras_ddpm.hardware.cpu_flags() or () if f.startswith(("avx", "amx")))
     folder = tempfile.mkdtemp(prefix="fixed_time_")
     digits = os.path.join(folder, "digits.npy")
     np.save(digits, keras_ddpm.data.load_digits_arrays()[0])

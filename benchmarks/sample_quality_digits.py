@@ -52,6 +52,15 @@ def train_classifier(seed=0):
     return classifier, accuracy
 
 
+def classify(classifier, images):
+    """`(share with p > 0.9, share with p > 0.99, entropy of the class histogram in bits)`."""
+    probabilities = classifier.predict(images, verbose=0)
+    top = probabilities.max(axis=1)
+    counts = np.bincount(probabilities.argmax(axis=1), minlength=10) / len(images)
+    entropy = float(-(counts[counts > 0] * np.log2(counts[counts > 0])).sum())
+    return float(np.mean(top > 0.9)), float(np.mean(top > 0.99)), entropy
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a trained digits model (.keras)")
@@ -72,13 +81,10 @@ def main():
         start = time.perf_counter()
         images = model.generate(args.num, sampler=sampler, steps=steps, seed=0, verbose=0)
         seconds = (time.perf_counter() - start) / args.num
-        probabilities = classifier.predict(images, verbose=0)
-        top = probabilities.max(axis=1)
-        counts = np.bincount(probabilities.argmax(axis=1), minlength=10) / len(images)
-        entropy = float(-(counts[counts > 0] * np.log2(counts[counts > 0])).sum())
+        confident, very_confident, entropy = classify(classifier, images)
         keras_ddpm.utils.save_image_grid(images[:64], os.path.join(args.out, f"{sampler}_{steps}.png"))
         print(
-            f"{sampler:<12}{steps:>6}{np.mean(top > 0.9):>8.3f}{np.mean(top > 0.99):>8.3f}"
+            f"{sampler:<12}{steps:>6}{confident:>8.3f}{very_confident:>8.3f}"
             f"{entropy:>15.2f}{seconds:>9.4f}"
         )
 
