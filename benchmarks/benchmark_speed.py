@@ -28,9 +28,10 @@ What it measures (issue 8), each phase in its own process so that peak memory is
    `--epochs` short epochs after a warm-up step (the bfloat16 run: 2 epochs of 1 step), resident
    memory recorded at the end of every epoch (growth = last minus first); tf.data autotuning off
    as in `keras_ddpm.data` (see `keras_ddpm.data.disable_autotune`).
-3. `sample`: 64 images with 20 DPM-Solver++(2M) steps through `DDPM.generate` (its default,
-   `jit_compile="auto"`: XLA on a CPU only for small steps; `--sample-jit true|false` forces
-   it), alternating with as many bare network calls on the same batch, compiled the same
+3. `sample`: 64 images with 20 DPM-Solver++(2M) steps through `DDPM.generate`, with XLA as
+   `jit_compile="auto"` resolves it for a loop run many times (`auto_jit` without a call
+   length: XLA on a CPU only for small steps; a single 20-step call runs without it, see
+   `benchmark_first_call.py`; `--sample-jit true|false` forces it), alternating with as many bare network calls on the same batch, compiled the same
    way, back to back; the per-step overhead is the step time beyond a call.
 
 Every figure is also given per CPU-second ("% peak (CPU)"): FLOPs over the process's CPU time,
@@ -507,8 +508,8 @@ def main():
     parser.add_argument("--train-jit", action="store_true",
                         help="train with XLA (slower on CPU; for comparison)")
     parser.add_argument("--sample-jit", choices=("auto", "true", "false"), default="auto",
-                        help="generate's jit_compile: auto (its default), or XLA forced on or "
-                        "off (for comparison)")
+                        help="generate's jit_compile: auto (as resolved for repeated calls), or "
+                        "XLA forced on or off (for comparison)")
     parser.add_argument("--onednn", choices=("on", "off"), default="on",
                         help="TensorFlow's oneDNN kernels: on (what importing keras_ddpm first "
                         "gives on x86) or off (TensorFlow's default on CPUs without AVX-512). "

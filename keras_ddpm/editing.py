@@ -94,12 +94,13 @@ def inpaint(
         sampler, process.schedule.timesteps, steps, timestep_spacing, **options
     )
     labels, guidance_scale = check_labels(labels, guidance_scale, num_images, process.num_classes)
+    chunks = math.ceil(num_images / batch_size)
     seed, jit_compile, static, runtime = process.run_settings(
-        record, options, seed, jit_compile, min(batch_size, num_images), images.shape[1:])
+        record, options, seed, jit_compile, min(batch_size, num_images), images.shape[1:],
+        evaluations=steps * resample_steps * chunks)
     run = process.inpaint_loop(record.name, spacing, clip, jit_compile, variance, **static)
     repeats = (tf.constant(resample_steps, tf.int32), tf.constant(jump_length, tf.int32))
     blocks = -(-steps // jump_length)
-    chunks = math.ceil(num_images / batch_size)
     show = verbose == 1 or (verbose == "auto" and steps * resample_steps > 100)
     bounds, progress = process.progress(show, True, chunks, 0, blocks)
     outputs = []
@@ -133,9 +134,10 @@ def encode(
         sampler, process.schedule.timesteps, steps, timestep_spacing, **options
     )
     labels, guidance_scale = check_labels(labels, guidance_scale, num_images, process.num_classes)
-    jit_compile = process.auto_jit(jit_compile, min(batch_size, num_images), images.shape[1:])
-    run = process.inverse_loop(record.name, spacing, jit_compile)
     chunks = math.ceil(num_images / batch_size)
+    jit_compile = process.auto_jit(jit_compile, min(batch_size, num_images), images.shape[1:],
+                                   evaluations=steps * chunks)
+    run = process.inverse_loop(record.name, spacing, jit_compile)
     show = verbose == 1 or (verbose == "auto" and steps > 100)
     bounds, progress = process.progress(show, record.resumable, chunks, 0, steps)
     outputs = []

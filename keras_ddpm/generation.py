@@ -133,18 +133,21 @@ class ReverseProcess:
         """Whether every layer of the network can be compiled with XLA."""
         return all(layer.supports_jit for layer in self.network._flatten_layers())
 
-    def auto_jit(self, jit_compile, batch_size, image_shape=None):
+    def auto_jit(self, jit_compile, batch_size, image_shape=None, evaluations=None):
         """`jit_compile` with `"auto"` resolved for batches of `batch_size` images.
 
         `"auto"` compiles with XLA when every layer supports it and XLA pays:
-        on a GPU or TPU, or on a CPU for small steps (`hardware.xla_pays`).
+        on a GPU or TPU, or on a CPU for small steps in calls of enough
+        network `evaluations` (`hardware.xla_pays`; `None`: a loop run many
+        times).
         """
         if jit_compile != "auto":
             return jit_compile
         shape = image_shape or self.image_shape
         pixels = math.prod(shape[:-1]) if shape else 1
         parameters = self.network.count_params() if self.network.built else 0
-        return self.supports_jit() and hardware.xla_pays(parameters, pixels, batch_size)
+        return self.supports_jit() and hardware.xla_pays(
+            parameters, pixels, batch_size, evaluations)
 
     def loop(self, sampler, timestep_spacing=None, clip=True, jit_compile=False, **static_options):
         """The cached compiled reverse loop of one sampler choice.
@@ -278,18 +281,20 @@ class ReverseProcess:
             return ()
         return tf.constant(labels[begin:end]), tf.constant(guidance_scale, tf.float32)
 
-    def run_settings(self, record, options, seed, jit_compile, batch_size, image_shape=None):
+    def run_settings(self, record, options, seed, jit_compile, batch_size, image_shape=None,
+                     evaluations=None):
         """`(seed, jit_compile, static options, runtime option tensors)` of one run.
 
         A seed of `None` becomes a fresh one; `jit_compile="auto"` is resolved
         by `auto_jit` for batches of `batch_size` images of `image_shape`
-        (defaults to the network's); `options` are the sampler's, as
-        `samplers.resolve` returns them.
+        (defaults to the network's) in a call of `evaluations` network
+        evaluations; `options` are the sampler's, as `samplers.resolve`
+        returns them.
         """
         seed = random_seed() if seed is None else seed
         if not checks.is_int(seed):
             raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}.")
-        jit_compile = self.auto_jit(jit_compile, batch_size, image_shape)
+        jit_compile = self.auto_jit(jit_compile, batch_size, image_shape, evaluations)
         static = {o.name: options[o.name] for o in record.static_options}
         runtime = [tf.constant(options[o.name], tf.float32) for o in record.runtime_options]
         return seed, jit_compile, static, runtime
@@ -349,19 +354,18 @@ class ReverseProcess:
             initial_images, strength, num_images, self.image_shape
         )
         given = initial_noise if initial_noise is not None else initial_images
-        seed, jit_compile, static, runtime = self.run_settings(
-            record, options, seed, jit_compile, min(batch_size, num_images),
-            None if given is None else given.shape[1:])
-        run = self.loop(sampler, spacing, clip, jit_compile, **static)
-
         # SDEdit: the last round(strength * steps) steps, from the images noised to their start.
         first = 0 if strength is None else steps - steps_to_run(strength, steps)
+        chunks = math.ceil(num_images / batch_size)
+        seed, jit_compile, static, runtime = self.run_settings(
+            record, options, seed, jit_compile, min(batch_size, num_images),
+            None if given is None else given.shape[1:], evaluations=(steps - first) * chunks)
+        run = self.loop(sampler, spacing, clip, jit_compile, **static)
         if first == steps:  # strength 0 (or too few steps to take one): the images as they are
             return np.clip(initial_images, -1.0, 1.0) if clip else initial_images.copy()
         sequence = None
         if first > 0:
             sequence = samplers.timestep_sequence(self.schedule, steps, spacing)
-        chunks = math.ceil(num_images / batch_size)
         show = verbose == 1 or (verbose == "auto" and steps - first > 100)
         bounds, progress = self.progress(show, record.resumable, chunks, first, steps)
         outputs = []

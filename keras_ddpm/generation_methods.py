@@ -94,8 +94,11 @@ class GenerationMethods:
                 and on a CPU for small steps (parameters x pixels x batch
                 under `hardware.XLA_CPU_WORK_LIMIT`; the quick-start U-Net
                 samples 1.45x faster with it, while larger networks run as
-                fast or faster without it and ~200 MB lighter). Defaults to
-                `"auto"`.
+                fast or faster without it and ~200 MB lighter) in calls of
+                at least `hardware.XLA_CPU_MIN_EVALUATIONS` (250) network
+                evaluations (steps x batches), which earn back the second
+                or so that compiling takes. To sample many short calls in
+                one process, pass `True`. Defaults to `"auto"`.
             labels: for a class-conditional model, one int for every image or
                 `num_images` ints in `[0, num_classes)`. Defaults to `None`
                 (unconditional samples).

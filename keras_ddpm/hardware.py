@@ -7,7 +7,8 @@ later). Without them oneDNN converts every product to float32 and back, and
 so `DDPM.compile` and `keras-ddpm train` say so in one line.
 
 XLA pays on a CPU only for small reverse-loop steps, where TensorFlow's per-op
-dispatch is a large part of the step (see `xla_pays`).
+dispatch is a large part of the step, and only for calls long enough to earn back
+its compile time (see `xla_pays`).
 """
 
 import functools
@@ -44,22 +45,36 @@ def accelerator_present():
 # images (16e9) ran at the same speed, the width-64 32x32 U-Net with 64 (590e9) 1.14x slower.
 XLA_CPU_WORK_LIMIT = 8e9
 
+# Fewest network evaluations in one call (steps x chunks) for which "auto" compiles with XLA on
+# a CPU: compiling costs about a second once, and each evaluation then saves a few ms. Measured
+# on 2 AVX-512 cores, 20 DPM-Solver++ steps (`benchmarks/benchmark_first_call.py`): compiling
+# took 1.2-1.9 s more on the first call and saved 5.5-8.3 ms an evaluation, so XLA paid within
+# the call from 141 evaluations (quick-start U-Net, 64 images), 209 (16 images) and 345 (the
+# digits preset, 16 images). 20- and 50-step calls run without it, 1000-step DDPM calls with it.
+XLA_CPU_MIN_EVALUATIONS = 250
 
-def xla_pays(parameters, pixels, batch_size):
+
+def xla_pays(parameters, pixels, batch_size, evaluations=None):
     """Whether `jit_compile="auto"` compiles a reverse loop with XLA.
 
     Always on a GPU or a TPU. On a CPU only for small steps, `parameters x pixels x batch_size
-    < XLA_CPU_WORK_LIMIT`: XLA removes TensorFlow's per-op dispatch, which dominates small
-    steps, but its CPU convolutions are no faster than oneDNN's and its compiled program holds
-    about 200 MB more for the rest of the process.
+    < XLA_CPU_WORK_LIMIT`, in calls of at least `XLA_CPU_MIN_EVALUATIONS` network evaluations:
+    XLA removes TensorFlow's per-op dispatch, which dominates small steps, but its CPU
+    convolutions are no faster than oneDNN's, compiling takes about a second, and the compiled
+    program holds about 200 MB more for the rest of the process. The choice depends on the
+    call alone, never on what ran before, so that the same call gives the same images.
 
     Args:
         parameters: the network's parameter count.
         pixels: pixels of one image (H x W).
         batch_size: images denoised at once.
+        evaluations: network evaluations of the call (steps x chunks); `None` for a loop run
+            many times, where the compile time does not count.
     """
     if accelerator_present():
         return True
+    if evaluations is not None and evaluations < XLA_CPU_MIN_EVALUATIONS:
+        return False
     return parameters * pixels * batch_size < XLA_CPU_WORK_LIMIT
 
 

@@ -1,5 +1,6 @@
 """bfloat16 on a CPU without bfloat16 instructions is said to be slow, in one line; XLA where it pays."""
 
+import functools
 import warnings
 
 import keras
@@ -75,19 +76,26 @@ def test_train_says_it_in_one_line(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize(
-    "parameters, pixels, batch_size, accelerator, expected",
+    "parameters, pixels, batch_size, accelerator, evaluations, expected",
     [
-        (701_345, 64, 64, False, True),  # the quick-start U-Net, 64 images: XLA 1.45x faster
-        (3_990_017, 64, 16, False, True),  # the digits preset, 16 images: 1.28x
-        (3_990_017, 64, 64, False, False),  # the digits preset, 64 images: no faster, +230 MB
-        (8_952_067, 1024, 64, False, False),  # the width-64 32x32 U-Net: 1.14x slower
-        (8_952_067, 1024, 64, True, True),  # a GPU or TPU: always
+        (701_345, 64, 64, False, None, True),  # the quick-start U-Net, 64 images: XLA 1.45x faster
+        (3_990_017, 64, 16, False, None, True),  # the digits preset, 16 images: 1.28x
+        (3_990_017, 64, 64, False, None, False),  # the digits preset, 64 images: no faster, +230 MB
+        (8_952_067, 1024, 64, False, None, False),  # the width-64 32x32 U-Net: 1.14x slower
+        (8_952_067, 1024, 64, True, None, True),  # a GPU or TPU: always
+        # One call: the ~1.2 s compile pays back from 141-345 evaluations (benchmark_first_call).
+        (701_345, 64, 64, False, 20, False),  # 20 DPM-Solver++ steps: 1.0 s slower with XLA
+        (701_345, 64, 64, False, 250, True),
+        (701_345, 64, 64, False, 1000, True),  # 1000 DDPM steps: ~7 s faster
+        (3_990_017, 64, 64, False, 1000, False),  # long, but XLA's steps are no faster
+        (8_952_067, 1024, 64, True, 20, True),  # a GPU or TPU: always
     ],
 )
-def test_xla_pays_for_small_steps_on_a_cpu(monkeypatch, parameters, pixels, batch_size,
-                                           accelerator, expected):
+def test_xla_pays_for_small_steps_in_long_calls_on_a_cpu(monkeypatch, parameters, pixels,
+                                                          batch_size, accelerator, evaluations,
+                                                          expected):
     monkeypatch.setattr(hardware, "accelerator_present", lambda: accelerator)
-    assert hardware.xla_pays(parameters, pixels, batch_size) is expected
+    assert hardware.xla_pays(parameters, pixels, batch_size, evaluations) is expected
 
 
 def test_auto_jit_decides_per_batch_and_explicit_choices_win(monkeypatch):
@@ -99,6 +107,7 @@ def test_auto_jit_decides_per_batch_and_explicit_choices_win(monkeypatch):
     assert parameters == 117
     # The limit between 117 x 64 x 3 and 117 x 64 x 4 parameter-pixels.
     monkeypatch.setattr(hardware, "XLA_CPU_WORK_LIMIT", 117 * 64 * 3.5)
+    monkeypatch.setattr(hardware, "XLA_CPU_MIN_EVALUATIONS", 2)
     assert process.auto_jit("auto", 3) is True
     assert process.auto_jit("auto", 4) is False
     assert process.auto_jit(True, 4) is True and process.auto_jit(False, 3) is False
@@ -111,3 +120,36 @@ def test_auto_jit_decides_per_batch_and_explicit_choices_win(monkeypatch):
     again = model.generate(4, sampler="ddim", steps=2, seed=0, verbose=0, batch_size=3,
                            jit_compile=False)
     np.testing.assert_allclose(first, again, atol=1e-5)
+
+
+def test_auto_jit_counts_the_network_evaluations_of_the_call(monkeypatch):
+    monkeypatch.setattr(hardware, "accelerator_present", lambda: False)
+    monkeypatch.setattr(hardware, "XLA_CPU_MIN_EVALUATIONS", 6)
+    model = keras_ddpm.DDPM(conv_network(timesteps=10),
+                            schedule=keras_ddpm.NoiseSchedule("linear", 10), ema_decay=None)
+    process = model.reverse_process()
+    assert hardware.xla_pays(117, 64, 3)  # every batch below is small enough for XLA
+
+    def with_xla(call, **kwargs):
+        """Whether the one loop that `call(**kwargs)` compiles was compiled with XLA."""
+        process.loops.clear()
+        call(verbose=0, **kwargs)
+        (key,) = process.loops
+        return key[4] if key[0] == "inpaint" else key[3]
+
+    images = np.random.default_rng(0).uniform(-1, 1, (3, 8, 8, 1)).astype("float32")
+    mask = np.ones_like(images)
+    generate = functools.partial(model.generate, sampler="ddim", seed=0)
+    assert not with_xla(generate, num_images=3, steps=5)
+    assert with_xla(generate, num_images=3, steps=6)
+    assert with_xla(generate, num_images=6, steps=3, batch_size=3)  # 2 batches x 3 steps
+    assert not with_xla(generate, num_images=3, steps=10, initial_images=images, strength=0.5)
+    assert with_xla(generate, num_images=3, steps=10, initial_images=images, strength=0.6)
+    assert with_xla(generate, num_images=3, steps=5, jit_compile=True)
+    assert not with_xla(model.encode, images=images, steps=5)
+    assert with_xla(model.encode, images=images, steps=6)
+    # RePaint runs every step `resample_steps` times.
+    inpaint = functools.partial(model.inpaint, images, mask, sampler="ddim", seed=0)
+    assert not with_xla(inpaint, steps=3, resample_steps=1, jump_length=1)
+    assert with_xla(inpaint, steps=3, resample_steps=2, jump_length=1)
+    assert not with_xla(inpaint, steps=3, resample_steps=2, jump_length=1, jit_compile=False)

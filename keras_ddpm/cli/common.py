@@ -167,7 +167,8 @@ def add_jit_compile(parser, default="auto", help=None):
         choices=JIT_CHOICES if default == "auto" else JIT_CHOICES[1:],
         help=help
         or "compile the sampling loop with XLA (default: auto, when the network supports it "
-        "and, on a CPU, when the steps are small enough for XLA to be faster)",
+        "and, on a CPU, when the steps are small enough for XLA to be faster and the run long "
+        "enough, 250 network evaluations or more, to earn back the compile time)",
     )
 
 
