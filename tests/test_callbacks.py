@@ -9,6 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 import keras_ddpm
+from keras_ddpm import hardware
 from keras_ddpm.callbacks import SampleGrid
 
 
@@ -115,6 +116,32 @@ def test_generate_kwargs_pass_through_only_when_given(trained_model, tmp_path, m
             verbose=0,
             callbacks=[SampleGrid(tmp_path / "c", num_images=2, eta=0.5)],
         )
+
+
+def test_a_run_of_several_grids_resolves_auto_as_for_repeated_calls(trained_model, tmp_path,
+                                                                    monkeypatch):
+    # generate's "auto" weighs one call against XLA's compile time; a run's grids reuse the loop.
+    monkeypatch.setattr(hardware, "accelerator_present", lambda: False)
+    monkeypatch.setattr(hardware, "XLA_CPU_MIN_EVALUATIONS", 10**9)  # no single call pays
+    model = trained_model
+    process = model.reverse_process()
+    assert process.auto_jit("auto", 2, evaluations=3) is False
+    assert process.auto_jit("auto", 2) is True  # a small step: XLA for a loop run many times
+
+    def compiled_with_xla(epochs, **kwargs):
+        process.loops.clear()
+        grids = SampleGrid(tmp_path / str(epochs), num_images=2, sampler="ddim", steps=3, **kwargs)
+        model.fit(small_data(), epochs=epochs, verbose=0, callbacks=[grids])
+        assert len(os.listdir(tmp_path / str(epochs))) == epochs
+        return sorted({key[3] for key in process.loops})
+
+    assert compiled_with_xla(1) == [False]  # one grid: generate's own "auto"
+    assert compiled_with_xla(2) == [True]
+    process.loops.clear()
+    # A jit_compile passed by the user wins.
+    model.fit(small_data(), epochs=2, verbose=0, callbacks=[SampleGrid(
+        tmp_path / "off", num_images=2, sampler="ddim", steps=3, jit_compile=False)])
+    assert sorted({key[3] for key in process.loops}) == [False]
 
 
 @pytest.mark.parametrize(
