@@ -47,10 +47,11 @@ XLA_CPU_WORK_LIMIT = 8e9
 
 # Fewest network evaluations in one call (steps x chunks) for which "auto" compiles with XLA on
 # a CPU: compiling costs about a second once, and each evaluation then saves a few ms. Measured
-# on 2 AVX-512 cores, 20 DPM-Solver++ steps (`benchmarks/benchmark_first_call.py`): compiling
-# took 1.2-1.9 s more on the first call and saved 5.5-8.3 ms an evaluation, so XLA paid within
-# the call from 141 evaluations (quick-start U-Net, 64 images), 209 (16 images) and 345 (the
-# digits preset, 16 images). 20- and 50-step calls run without it, 1000-step DDPM calls with it.
+# on 2 AVX-512 cores, 20 DPM-Solver++ steps, two runs (`benchmarks/benchmark_first_call.py`):
+# compiling took 1.2-1.9 s more on the first call and saved 5.5-9.6 ms an evaluation, so XLA paid
+# within the call from 141-162 evaluations (quick-start U-Net, 64 images), 192-209 (16 images)
+# and 231-345 (the digits preset, 16 images). 20- and 50-step calls run without it, 1000-step
+# DDPM calls with it.
 XLA_CPU_MIN_EVALUATIONS = 250
 
 
