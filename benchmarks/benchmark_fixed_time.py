@@ -86,7 +86,7 @@ def train_ours(args):
     sample_s = time.perf_counter() - start
     np.save(args.out, np.asarray(images))
     # The same network with diffusers' defaults instead of ours: no x̂_0 clipping, steps spaced
-    # evenly from T - 1 rather than in log-SNR; what is left of the gap is not the sampler's.
+    # evenly from T - 1 rather than in log-SNR, so that the sampler's part of a gap shows.
     images = model.generate(args.num, sampler="dpm_solver", steps=20, seed=args.seed, verbose=0,
                             clip=False, timestep_spacing="trailing")
     np.save(variant_path(args.out), np.clip(images, -1.0, 1.0))

@@ -31,8 +31,9 @@ What it measures (issue 8), each phase in its own process so that peak memory is
 3. `sample`: 64 images with 20 DPM-Solver++(2M) steps through `DDPM.generate`, with XLA as
    `jit_compile="auto"` resolves it for a loop run many times (`auto_jit` without a call
    length: XLA on a CPU only for small steps; a single 20-step call runs without it, see
-   `benchmark_first_call.py`; `--sample-jit true|false` forces it), alternating with as many bare network calls on the same batch, compiled the same
-   way, back to back; the per-step overhead is the step time beyond a call.
+   `benchmark_first_call.py`; `--sample-jit true|false` forces it), alternating with as many
+   bare network calls on the same batch, compiled the same way, back to back; the per-step
+   overhead is the step time beyond a call.
 
 Every figure is also given per CPU-second ("% peak (CPU)"): FLOPs over the process's CPU time,
 against the matmul's FLOPs per CPU-second. On a shared machine the wall-clock ratio moves with
