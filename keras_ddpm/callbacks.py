@@ -163,7 +163,8 @@ class SampleGrid(keras.callbacks.Callback):
         self._check_model()
         self._last_epoch = None
         self._written_epoch = None
-        self._grids = (self.params or {}).get("epochs", 0) // self.every_n_epochs
+        # Grids after epochs N, 2N, ... and one at the end if the last epoch is not among them.
+        self._grids = -(-(self.params or {}).get("epochs", 0) // self.every_n_epochs)
 
     def _repeated_jit(self, kwargs):
         """`generate`'s `jit_compile` for a run that writes several grids, or `None` to leave it.

@@ -128,15 +128,19 @@ def test_a_run_of_several_grids_resolves_auto_as_for_repeated_calls(trained_mode
     assert process.auto_jit("auto", 2, evaluations=3) is False
     assert process.auto_jit("auto", 2) is True  # a small step: XLA for a loop run many times
 
-    def compiled_with_xla(epochs, **kwargs):
+    def compiled_with_xla(epochs, every_n_epochs=1):
         process.loops.clear()
-        grids = SampleGrid(tmp_path / str(epochs), num_images=2, sampler="ddim", steps=3, **kwargs)
+        folder = tmp_path / f"{epochs}_{every_n_epochs}"
+        grids = SampleGrid(folder, every_n_epochs=every_n_epochs, num_images=2, sampler="ddim",
+                           steps=3)
         model.fit(small_data(), epochs=epochs, verbose=0, callbacks=[grids])
-        assert len(os.listdir(tmp_path / str(epochs))) == epochs
-        return sorted({key[3] for key in process.loops})
+        written = len(os.listdir(folder))
+        return written, sorted({key[3] for key in process.loops})
 
-    assert compiled_with_xla(1) == [False]  # one grid: generate's own "auto"
-    assert compiled_with_xla(2) == [True]
+    assert compiled_with_xla(1) == (1, [False])  # one grid: generate's own "auto"
+    assert compiled_with_xla(2) == (2, [True])
+    assert compiled_with_xla(2, every_n_epochs=2) == (1, [False])
+    assert compiled_with_xla(3, every_n_epochs=2) == (2, [True])  # epoch 2, and 3 at the end
     process.loops.clear()
     # A jit_compile passed by the user wins.
     model.fit(small_data(), epochs=2, verbose=0, callbacks=[SampleGrid(
