@@ -71,15 +71,33 @@ def tensorboard_image_steps(folder):
     return steps
 
 
-def test_grid_uses_ema_weights_and_the_same_noise_every_time(trained_model, tmp_path):
+@pytest.mark.parametrize(
+    "grid_kwargs, generate_kwargs",
+    [
+        # By default DPM-Solver++ in its own default steps draws the grids.
+        ({}, {"sampler": "dpm_solver"}),
+        # sampler=None passes no sampler: generate's own default (ancestral, T steps).
+        ({"sampler": None}, {}),
+        ({"sampler": "ddim", "steps": 5}, {"sampler": "ddim", "steps": 5}),
+    ],
+)
+def test_grid_uses_ema_weights_and_the_same_noise_every_time(
+    trained_model, tmp_path, grid_kwargs, generate_kwargs
+):
     model = trained_model
-    grids = SampleGrid(tmp_path, num_images=4, seed=5, jit_compile=False)
+    grids = SampleGrid(tmp_path, num_images=4, seed=5, jit_compile=False, **grid_kwargs)
     model.fit(small_data(), epochs=1, callbacks=[grids], verbose=0)
     written = np.asarray(Image.open(tmp_path / "epoch_0001.png"))
-    expected = model.generate(4, seed=5, use_ema=True, verbose=0, jit_compile=False)
+    expected = model.generate(
+        4, seed=5, use_ema=True, verbose=0, jit_compile=False, **generate_kwargs
+    )
     grid = keras_ddpm.utils.make_image_grid(expected)[..., 0]
     scale = written.shape[0] // grid.shape[0]
     np.testing.assert_array_equal(written[::scale, ::scale], grid)
+    # Another sampler gives other images from the same seed: the comparison above can fail.
+    other = {"sampler": "ddpm"} if generate_kwargs.get("sampler") else {"sampler": "dpm_solver"}
+    different = model.generate(4, seed=5, verbose=0, jit_compile=False, **other)
+    assert not np.array_equal(keras_ddpm.utils.make_image_grid(different)[..., 0], grid)
 
 
 def test_generate_kwargs_pass_through_only_when_given(trained_model, tmp_path, monkeypatch):
@@ -88,8 +106,9 @@ def test_generate_kwargs_pass_through_only_when_given(trained_model, tmp_path, m
     model = trained_model
     original = model.generate
 
-    def generate(num_images, seed=None, verbose="auto", batch_size=None, steps=None):
-        calls.append({"batch_size": batch_size, "steps": steps})
+    def generate(num_images, sampler="ddpm", seed=None, verbose="auto", batch_size=None,
+                 steps=None):
+        calls.append({"sampler": sampler, "batch_size": batch_size, "steps": steps})
         return original(
             num_images, seed=seed, verbose=verbose, batch_size=batch_size, jit_compile=False
         )
@@ -107,7 +126,17 @@ def test_generate_kwargs_pass_through_only_when_given(trained_model, tmp_path, m
         verbose=0,
         callbacks=[SampleGrid(tmp_path / "b", num_images=2, steps=7)],
     )
-    assert calls == [{"batch_size": 1, "steps": None}, {"batch_size": None, "steps": 7}]
+    model.fit(
+        small_data(),
+        epochs=1,
+        verbose=0,
+        callbacks=[SampleGrid(tmp_path / "d", num_images=2, sampler=None)],
+    )
+    assert calls == [
+        {"sampler": "dpm_solver", "batch_size": 1, "steps": None},
+        {"sampler": "dpm_solver", "batch_size": None, "steps": 7},
+        {"sampler": "ddpm", "batch_size": None, "steps": None},  # not passed: generate's own
+    ]
     # An argument this generate does not take is refused before training starts.
     with pytest.raises(TypeError, match="eta"):
         model.fit(
@@ -177,3 +206,11 @@ def test_cosine_decay_gives_the_ddpm_warmup():
     )
     values = [float(schedule(step)) for step in (0, 2500, 5000, 10_000, 100_000)]
     np.testing.assert_allclose(values, [0.0, 1e-4, 2e-4, 2e-4, 2e-4], rtol=1e-6, atol=1e-12)
+
+
+def test_the_command_line_names_the_same_default_grid_sampler():
+    # train_options names it without importing TensorFlow; both must agree.
+    from keras_ddpm.callbacks import DEFAULT_SAMPLER
+    from keras_ddpm.cli.train_options import GRID_SAMPLER
+
+    assert GRID_SAMPLER == DEFAULT_SAMPLER == "dpm_solver"

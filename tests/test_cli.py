@@ -69,6 +69,13 @@ def test_train_writes_model_config_grids_and_logs(run_dir):
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
     assert isinstance(model, keras_ddpm.DDPM) and model.schedule.timesteps == 20
     assert int(model.optimizer.iterations.numpy()) == 2 * 29  # 1797 digits / 64
+    # The last grid: the trained model's DPM-Solver++ samples (the grids' default) of the seed.
+    written = np.asarray(Image.open(os.path.join(run_dir, "samples", "epoch_0002.png")))
+    images = model.generate(4, sampler="dpm_solver", seed=config["seed"], verbose=0,
+                            jit_compile=False)
+    grid = keras_ddpm.utils.make_image_grid(images)[..., 0]
+    scale = written.shape[0] // grid.shape[0]
+    np.testing.assert_array_equal(written[::scale, ::scale], grid)
 
 
 def test_rerun_continues_a_finished_run_and_refuses_other_settings(run_dir, tmp_path, capsys):
@@ -346,6 +353,8 @@ def test_evaluate_with_the_pixel_extractor(run_dir, tmp_path, capsys):
         (["train", "--preset", "nope"], "unknown --preset 'nope'"),
         (["train", "--preset", "ddpm_cifar10"], "is for (32, 32, 3) images"),
         (["train", "--ema-decay", "2"], "ema_decay=2.0"),
+        (["train", "--timesteps", "20", "--sample-steps", "50"],
+         "--sample-steps 50 exceeds the schedule's 20 timesteps"),
         (["sample", "/nonexistent.keras"], "does not exist"),
         (["sample", "{tmp}"], "holds no model.keras"),
         (["sample", "{tmp}/x.keras", "--out", "grid.jpg"], "--out must end in .png"),

@@ -31,6 +31,7 @@ from keras_ddpm.cli.runs import strategy_named
 from keras_ddpm.cli.train_options import add_train_arguments
 from keras_ddpm.data import specs
 
+
 def check(args):
     """The cheap checks of `train`, before TensorFlow loads."""
     if args.strategy != "default" and args.jit_compile == "true":
@@ -178,6 +179,12 @@ def _train(args, output, strategy):
                     key: previous[key] for key in OPTIMIZER_KEYS if key in changed
                 }})
                 model = build_model(started, image_shape)
+    timesteps = model.schedule.timesteps
+    if args.sample_steps is not None and args.sample_steps > timesteps:
+        # One line now, not a traceback after the first epochs.
+        raise UserError(
+            f"--sample-steps {args.sample_steps} exceeds the schedule's {timesteps} timesteps"
+        )
     config["epochs_completed"] = done
     write_config(output, config)
 
@@ -186,6 +193,8 @@ def _train(args, output, strategy):
         every_n_epochs=args.sample_every,
         num_images=args.num_samples,
         seed=args.seed,
+        sampler=args.sampler,
+        steps=args.sample_steps,
         tensorboard_dir=os.path.join(output, "logs", "samples"),
         jit_compile=jit_compile(args.jit_compile),
         **({"guidance_scale": args.guidance} if args.guidance is not None else {}),

@@ -10,9 +10,15 @@ from keras_ddpm.cli.common import add_seed
 from keras_ddpm.cli.common import int_list
 from keras_ddpm.cli.common import nonnegative_int
 from keras_ddpm.cli.common import positive_int
+from keras_ddpm.cli.common import sampler_help
 from keras_ddpm.cli.runs import DEFAULTS
 from keras_ddpm.cli.runs import STRATEGIES
+from keras_ddpm.samplers import registry
 from keras_ddpm.schedule_math import KINDS
+
+# SampleGrid's default (keras_ddpm.callbacks.DEFAULT_SAMPLER), named here without importing
+# TensorFlow.
+GRID_SAMPLER = "dpm_solver"
 
 def epoch_or_batches(text):
     """`--backup-every`: "epoch" or a positive number of batches."""
@@ -191,6 +197,20 @@ def add_train_arguments(parser):
         help="write samples/epoch_NNNN.png every N epochs and at the end (default: %(default)s)",
     )
     out.add_argument("--num-samples", type=positive_int, default=64, help="(default: %(default)s)")
+    out.add_argument(
+        "--sampler",
+        default=GRID_SAMPLER,
+        choices=registry.sampler_names(),
+        metavar="SAMPLER",
+        help=f"the grids' sampler: {sampler_help()} (default: %(default)s: few steps, and "
+        "deterministic, so that frames differ only by training)",
+    )
+    out.add_argument(
+        "--sample-steps",
+        type=positive_int,
+        default=None,
+        help="the grids' sampling steps (default: the sampler's)",
+    )
     out.add_argument(
         "--guidance",
         type=float,
