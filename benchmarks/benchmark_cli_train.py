@@ -3,11 +3,13 @@
     python benchmarks/benchmark_cli_train.py                         # the default run, 2 rounds
     python benchmarks/benchmark_cli_train.py --variant "--sampler ddpm" --variant ""
     python benchmarks/benchmark_cli_train.py --epochs 10 --rounds 1 --variant "--backup-every 100000"
+    python benchmarks/benchmark_cli_train.py --variant "PYTHONPATH=/tmp/old_checkout" --variant ""
 
 A user's first command is `keras-ddpm train --output runs/digits`: the quick-start U-Net on the
 embedded digits, 40 epochs, a backup after every epoch and a sample grid after epochs 20 and 40.
 Each variant (extra arguments for that command; the empty string is the default run) runs in a
-fresh process, the variants alternating over `--rounds`. Every line the command prints is
+fresh process, the variants alternating over `--rounds`; a variant may start with
+`NAME=VALUE` environment settings, so `PYTHONPATH=DIR` compares another checkout of the package. Every line the command prints is
 time-stamped as it arrives (`--verbose 2`: one line an epoch), which splits the run into:
 
 - start-up: from launching the command to its first epoch (importing TensorFlow, reading
@@ -44,17 +46,26 @@ _EPOCH = re.compile(r"^Epoch (\d+)/(\d+)")
 
 
 def run_command(extra, epochs):
-    """Runs one `keras-ddpm train` in a fresh process; returns its time-stamped epochs."""
+    """Runs one `keras-ddpm train` in a fresh process; returns its time-stamped epochs.
+
+    `extra` holds the command's extra arguments, after optional `NAME=VALUE` environment
+    settings (`PYTHONPATH=/path/to/another/checkout` runs that checkout's package).
+    """
+    words = shlex.split(extra)
+    env = dict(os.environ)
+    while words and "=" in words[0] and not words[0].startswith("-"):
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
     folder = tempfile.mkdtemp(prefix="cli_train_")
     command = [sys.executable, "-m", "keras_ddpm", "train", "--output", os.path.join(folder, "run"),
-               "--verbose", "2", *shlex.split(extra)]
+               "--verbose", "2", *words]
     if epochs is not None:
         command += ["--epochs", str(epochs)]
     starts = {}  # epoch -> seconds from launch when its line appeared
     start = time.perf_counter()
     try:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                   text=True)
+                                   text=True, env=env)
         for line in process.stdout:
             match = _EPOCH.match(line)
             if match:
