@@ -9,7 +9,8 @@ CIFAR-10 (~160 MB) on the first run. Afterwards, for FID against the test set:
     python examples/train_cifar10.py --output outputs/cifar10
     keras-ddpm evaluate outputs/cifar10 --dataset tfds:cifar10 --split test --num 50000
 
-Re-running the same command resumes an interrupted run (BackupAndRestore).
+Re-running the same command resumes an interrupted run (`RunBackup`, whose backups
+a kill cannot damage; it is removed only once `model.keras` is written).
 `--smoke` shrinks everything to check that the script runs, in seconds.
 """
 
@@ -82,8 +83,12 @@ def main(argv=None):
     model.compile(optimizer=optimizer)
 
     # 4. Train with resumable checkpoints, sample grids and TensorBoard logs.
+    # Kept until model.keras is written: a kill at any moment loses at most one epoch.
+    backup = keras_ddpm.callbacks.RunBackup(
+        os.path.join(args.output, "backup"), delete_checkpoint=False
+    )
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(args.output, "backup")),
+        backup,
         keras.callbacks.TensorBoard(os.path.join(args.output, "logs")),
         keras_ddpm.callbacks.SampleGrid(
             os.path.join(args.output, "samples"),
@@ -96,7 +101,8 @@ def main(argv=None):
     ]
     model.fit(dataset, epochs=1 if smoke else args.epochs, callbacks=callbacks)
     path = os.path.join(args.output, "model.keras")
-    model.save(path)
+    model.save(path)  # written atomically
+    backup.delete()
     print(f"wrote {path}; samples in {os.path.join(args.output, 'samples')}")
     return model
 

@@ -6,7 +6,8 @@ minute; recognisable digits appear after a few epochs.
 
     python examples/train_mnist.py --output outputs/mnist --epochs 20
 
-Re-running the same command resumes an interrupted run (BackupAndRestore).
+Re-running the same command resumes an interrupted run (`RunBackup`, whose backups
+a kill cannot damage; it is removed only once `model.keras` is written).
 `--smoke` shrinks everything (network, schedule, data) to check that the
 script runs, in seconds.
 """
@@ -78,8 +79,12 @@ def main(argv=None):
     model.compile(optimizer=keras.optimizers.Adam(learning_rate, global_clipnorm=1.0))
 
     # 4. Train with resumable checkpoints, sample grids and TensorBoard logs.
+    # Kept until model.keras is written: a kill at any moment loses at most one epoch.
+    backup = keras_ddpm.callbacks.RunBackup(
+        os.path.join(args.output, "backup"), delete_checkpoint=False
+    )
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(args.output, "backup")),
+        backup,
         keras.callbacks.TensorBoard(os.path.join(args.output, "logs")),
         keras_ddpm.callbacks.SampleGrid(
             os.path.join(args.output, "samples"),
@@ -91,7 +96,8 @@ def main(argv=None):
     ]
     model.fit(dataset, epochs=1 if smoke else args.epochs, callbacks=callbacks)
     path = os.path.join(args.output, "model.keras")
-    model.save(path)
+    model.save(path)  # written atomically
+    backup.delete()
     print(f"wrote {path}; samples in {os.path.join(args.output, 'samples')}")
     return model
 

@@ -3,6 +3,7 @@
 import importlib.util
 import os
 
+import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
@@ -28,6 +29,28 @@ def test_example_runs_in_smoke_mode(name, shape, tmp_path):
     assert isinstance(model, keras_ddpm.DDPM) and model.image_shape == shape
     assert os.listdir(tmp_path / "samples") == ["epoch_0001.png"]
     assert os.path.exists(tmp_path / "model.keras")
+    assert not os.path.exists(tmp_path / "backup")  # removed once model.keras was written
+
+
+def test_a_training_example_killed_in_its_final_save_loses_nothing(tmp_path, monkeypatch):
+    example = load_example("train_mnist")
+    trained = {}
+
+    def killed(self, *args, **kwargs):
+        trained["weights"] = [w.numpy() for w in self.network.weights + self.ema_weights]
+        raise KeyboardInterrupt("killed while writing model.keras")
+
+    with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
+        with monkeypatch.context() as patch:
+            patch.setattr(keras_ddpm.DDPM, "save", killed)
+            with pytest.raises(KeyboardInterrupt):
+                example.main(["--smoke", "--output", str(tmp_path)])
+        assert os.path.isdir(tmp_path / "backup")  # the trained model is still on disk
+        # The same command again: restored from the backup, nothing left to train, saved.
+        model = example.main(["--smoke", "--output", str(tmp_path)])
+    assert os.path.exists(tmp_path / "model.keras") and not os.path.exists(tmp_path / "backup")
+    for restored, expected in zip(model.network.weights + model.ema_weights, trained["weights"]):
+        np.testing.assert_array_equal(restored.numpy(), expected)
 
 
 @pytest.mark.slow  # 15 s alone, ~50 s beside another worker; labels are tested in test_conditional
