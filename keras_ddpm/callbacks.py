@@ -77,8 +77,8 @@ class SampleGrid(keras.callbacks.Callback):
     On two CPU cores that took a grid of the default `keras-ddpm train` run
     from 22.1 s to 2.7 s and the whole run from 152 s to 125 s
     (`benchmarks/benchmark_cli_train.py`, issue 17); for the width-64 32x32
-    U-Net, at 1.2 s a step for 64 images, a grid is about 25 s instead of
-    about 20 minutes.
+    U-Net a grid of 64 images took 24-28 s, against about 22 minutes for
+    1000 ancestral steps (1.3 s a step).
     `sampler="ddpm"` draws the paper's ancestral samples instead.
 
     A run that writes several grids calls the same compiled sampling loop each
