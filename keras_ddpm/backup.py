@@ -58,7 +58,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
     `ValueError` naming the folder. Each backup holds the file of
     `keras.Model.save_weights`; after the first, it is written without Keras'
     walk over the model's objects (`keras_ddpm.weights_file`): 0.20 s instead of
-    0.34-0.46 s a backup for the quick-start model on two CPU cores.
+    0.34-0.52 s a backup for the quick-start model on two CPU cores.
 
     Args:
         backup_dir: str, the folder of the backups (created when needed).

@@ -174,9 +174,12 @@ class SampleGrid(keras.callbacks.Callback):
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
         unknown = [k for k in self.generate_kwargs if k not in parameters and not takes_any]
         if unknown:
+            hint = ""
+            if "sampler" in unknown and self.sampler == DEFAULT_SAMPLER:
+                hint = f" (SampleGrid passes sampler={DEFAULT_SAMPLER!r} unless sampler=None)"
             raise TypeError(
                 f"{type(self.model).__name__}.generate does not accept {unknown}; "
-                f"it takes {[p for p in parameters]}."
+                f"it takes {[p for p in parameters]}{hint}."
             )
 
     def on_train_begin(self, logs=None):

@@ -214,3 +214,16 @@ def test_the_command_line_names_the_same_default_grid_sampler():
     from keras_ddpm.cli.train_options import GRID_SAMPLER
 
     assert GRID_SAMPLER == DEFAULT_SAMPLER == "dpm_solver"
+
+
+def test_a_generate_without_samplers_is_told_how_to_pass_none(trained_model, tmp_path,
+                                                              monkeypatch):
+    model = trained_model
+    original = model.generate
+    monkeypatch.setattr(model, "generate", lambda num_images, seed=None, verbose="auto": original(
+        num_images, seed=seed, verbose=verbose, jit_compile=False))
+    with pytest.raises(TypeError, match=r"passes sampler='dpm_solver' unless sampler=None"):
+        model.fit(small_data(), epochs=1, verbose=0, callbacks=[SampleGrid(tmp_path / "a")])
+    model.fit(small_data(), epochs=1, verbose=0,
+              callbacks=[SampleGrid(tmp_path / "b", num_images=2, sampler=None)])
+    assert os.listdir(tmp_path / "b") == ["epoch_0001.png"]

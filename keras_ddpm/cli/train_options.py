@@ -20,6 +20,7 @@ from keras_ddpm.schedule_math import KINDS
 # TensorFlow.
 GRID_SAMPLER = "dpm_solver"
 
+
 def epoch_or_batches(text):
     """`--backup-every`: "epoch" or a positive number of batches."""
     return text if text == "epoch" else positive_int(text)
