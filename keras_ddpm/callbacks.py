@@ -163,7 +163,14 @@ class SampleGrid(keras.callbacks.Callback):
         self._grids = 0
         self._writer = None
 
-    def _check_model(self):
+    def check_model(self):
+        """Checks the grids' arguments against the model set by `set_model`.
+
+        `generate` must take them, and the sampler, its steps and options must
+        fit the model's schedule (`samplers.resolve`): a wrong value is an error
+        when training begins, not after the first epochs. `on_train_begin`
+        calls it.
+        """
         generate = getattr(self.model, "generate", None)
         if generate is None:
             raise TypeError(
@@ -181,9 +188,15 @@ class SampleGrid(keras.callbacks.Callback):
                 f"{type(self.model).__name__}.generate does not accept {unknown}; "
                 f"it takes {[p for p in parameters]}{hint}."
             )
+        schedule = getattr(self.model, "schedule", None)
+        if schedule is not None:
+            kwargs = self.generate_kwargs
+            options = {o.name: kwargs[o.name] for o in samplers.all_options() if o.name in kwargs}
+            samplers.resolve(kwargs.get("sampler", "ddpm"), schedule.timesteps, kwargs.get("steps"),
+                             kwargs.get("timestep_spacing"), **options)
 
     def on_train_begin(self, logs=None):
-        self._check_model()
+        self.check_model()
         self._last_epoch = None
         self._written_epoch = None
         # Grids after epochs N, 2N, ... and one at the end if the last epoch is not among them.

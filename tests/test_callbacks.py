@@ -227,3 +227,22 @@ def test_a_generate_without_samplers_is_told_how_to_pass_none(trained_model, tmp
     model.fit(small_data(), epochs=1, verbose=0,
               callbacks=[SampleGrid(tmp_path / "b", num_images=2, sampler=None)])
     assert os.listdir(tmp_path / "b") == ["epoch_0001.png"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"steps": 50}, r"`steps` must be in \[1, 20\].*steps=50"),
+        ({"sampler": "dpm_solver", "eta": 0.5}, "`eta` only applies to sampler='ddim'"),
+    ],
+)
+def test_sampler_settings_that_do_not_fit_the_model_stop_before_training(
+    trained_model, tmp_path, kwargs, message
+):
+    model = trained_model  # T = 20
+    steps_before = int(model.optimizer.iterations.numpy())
+    with pytest.raises(ValueError, match=message):
+        model.fit(small_data(), epochs=1, verbose=0,
+                  callbacks=[SampleGrid(tmp_path, num_images=2, **kwargs)])
+    assert int(model.optimizer.iterations.numpy()) == steps_before  # not one batch trained
+    assert not os.path.exists(tmp_path) or os.listdir(tmp_path) == []

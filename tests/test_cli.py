@@ -354,7 +354,7 @@ def test_evaluate_with_the_pixel_extractor(run_dir, tmp_path, capsys):
         (["train", "--preset", "ddpm_cifar10"], "is for (32, 32, 3) images"),
         (["train", "--ema-decay", "2"], "ema_decay=2.0"),
         (["train", "--timesteps", "20", "--sample-steps", "50"],
-         "--sample-steps 50 exceeds the schedule's 20 timesteps"),
+         "`steps` must be in [1, 20] (the schedule's timesteps). Received: steps=50."),
         (["sample", "/nonexistent.keras"], "does not exist"),
         (["sample", "{tmp}"], "holds no model.keras"),
         (["sample", "{tmp}/x.keras", "--out", "grid.jpg"], "--out must end in .png"),

@@ -179,15 +179,6 @@ def _train(args, output, strategy):
                     key: previous[key] for key in OPTIMIZER_KEYS if key in changed
                 }})
                 model = build_model(started, image_shape)
-    timesteps = model.schedule.timesteps
-    if args.sample_steps is not None and args.sample_steps > timesteps:
-        # One line now, not a traceback after the first epochs.
-        raise UserError(
-            f"--sample-steps {args.sample_steps} exceeds the schedule's {timesteps} timesteps"
-        )
-    config["epochs_completed"] = done
-    write_config(output, config)
-
     grids = callbacks.SampleGrid(
         os.path.join(output, "samples"),
         every_n_epochs=args.sample_every,
@@ -199,6 +190,12 @@ def _train(args, output, strategy):
         jit_compile=jit_compile(args.jit_compile),
         **({"guidance_scale": args.guidance} if args.guidance is not None else {}),
     )
+    grids.set_model(model)
+    with user_errors():  # --sample-steps beyond T: one line now, not after the first epochs
+        grids.check_model()
+    config["epochs_completed"] = done
+    write_config(output, config)
+
     # Kept until model.keras is written: a kill at any instant loses at most the batches
     # trained since the last backup.
     backup = callbacks.RunBackup(
