@@ -8,14 +8,17 @@ Issue 17 asks for training peak memory no higher than PyTorch's and for a breakd
 difference. Each measurement runs in a process of its own (peak RSS is per process):
 
 1. `stages`: resident memory (RSS) after importing keras_ddpm, after building the model with
-   its EMA copy and Adam's moments, after tracing the training step (the op count of its
-   graph is printed), after the first step (TensorFlow optimises and instantiates the graph,
-   then runs it), after handing freed heap back to the OS (`malloc_trim`: what the first
-   step left as garbage), and after `--steps` more steps; the peak is the process's.
+   its EMA copy and Adam's moments, after tracing the function `fit` calls for each batch
+   (keras_ddpm's single `tf.function`, `keras_ddpm.step_functions`; the op count of its graph
+   is printed), after the first step (TensorFlow optimises and instantiates the graph, then
+   runs it), after handing freed heap back to the OS (`malloc_trim`: what the first step
+   left as garbage), and after `--steps` more steps (RSS still creeps over the first ten);
+   the peak is the process's.
 2. `tensors`: the same run with TensorFlow's BFC allocator (`TF_CPU_ALLOCATOR_USE_BFC`),
    whose counters give the bytes held by tensors: persistent (weights, EMA, Adam) and at the
    peak of a step (those plus the activations kept for the backward pass).
 3. The same two at batch size 1: what does not grow with the batch (the graph, the runtime).
+   And, at the batch size, the peak with Keras' own two nested step functions instead.
 4. With `--pytorch PYTHON`: `benchmark_pytorch_reference.py` on the same network, its RSS
    after importing torch and its peak, at the batch size and at 1.
 
@@ -56,6 +59,7 @@ def measure(args):
     import tensorflow as tf
 
     import keras_ddpm
+    from keras_ddpm.step_functions import OneFunctionStep
 
     stages = {"imported": rss_mb()}
     config, _ = MODELS[args.model]
@@ -67,17 +71,24 @@ def measure(args):
 
     images = np.random.default_rng(0).uniform(-1, 1, (args.batch_size, *config["image_shape"]))
     batch = tf.constant(images.astype("float32"))
-    # The training step Keras runs, traced on this batch without running it.
-    step = tf.function(model.train_step)
+    iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
+    # The function fit calls for each batch: keras_ddpm's single tf.function, or with
+    # --keras-functions Keras' own two nested ones (which cannot be traced apart from running).
+    model.make_train_function()
+    if args.keras_functions:
+        keras.Model.make_train_function(model, force=True)
+    step = model.train_function
     start = time.perf_counter()
-    graph = step.get_concrete_function(batch).graph.as_graph_def()
+    operations = None
+    if isinstance(step, OneFunctionStep):
+        graph = step.step_on_iterator.get_concrete_function(iterator).graph.as_graph_def()
+        # The step's ops, those of its branches (the skip-if-non-finite update) included.
+        operations = len(graph.node) + sum(len(f.node_def) for f in graph.library.function)
     trace_s = time.perf_counter() - start
-    # The step's ops, those of its branches (the skip-if-non-finite update) included.
-    operations = len(graph.node) + sum(len(f.node_def) for f in graph.library.function)
     stages["step traced"] = rss_mb()
 
     start = time.perf_counter()
-    float(step(batch)["loss"])
+    float(step(iterator)["loss"])
     first_step_s = time.perf_counter() - start
     stages["first step"] = rss_mb()
     first_peak = peak_rss_mb()
@@ -85,7 +96,7 @@ def measure(args):
     stages["garbage returned"] = rss_mb()
     start = time.perf_counter()
     for _ in range(args.steps):
-        float(step(batch)["loss"])
+        float(step(iterator)["loss"])
     step_s = (time.perf_counter() - start) / max(args.steps, 1)
     stages["later steps"] = rss_mb()
 
@@ -111,12 +122,14 @@ def measure(args):
 # ===== Driver =====
 
 
-def run_ours(args, batch_size, bfc):
+def run_ours(args, batch_size, bfc, keras_functions=False):
     env = dict(os.environ)
     if bfc:
         env["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
     command = [sys.executable, os.path.abspath(__file__), "--measure", "--model", args.model,
                "--batch-size", str(batch_size), "--steps", str(args.steps)]
+    if keras_functions:
+        command.append("--keras-functions")
     return _json_from(subprocess.run(command, env=env, capture_output=True, text=True))
 
 
@@ -162,7 +175,8 @@ def main():
     parser.add_argument("--model", choices=sorted(MODELS), default="cifar10")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="images per step; defaults to the model's (32 or 128).")
-    parser.add_argument("--steps", type=int, default=3, help="steps after the first one.")
+    parser.add_argument("--steps", type=int, default=10, help="steps after the first one.")
+    parser.add_argument("--keras-functions", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--pytorch", metavar="PYTHON", default=None,
                         help="an interpreter with torch and diffusers for the reference.")
     parser.add_argument("--output", default=None)
@@ -178,6 +192,7 @@ def main():
         "ours": run_ours(args, args.batch_size, bfc=False),
         "ours_bfc": run_ours(args, args.batch_size, bfc=True),
         "ours_batch_1": run_ours(args, 1, bfc=False),
+        "ours_keras_functions": run_ours(args, args.batch_size, bfc=False, keras_functions=True),
     }
     if args.pytorch:
         runs["pytorch"] = run_pytorch(args, args.batch_size)
@@ -202,6 +217,8 @@ def main():
         print(f"  PyTorch {torch_full['torch']}: imported {torch_full['imported_mb']} MB, "
               f"peak {torch_full['peak_rss_mb']} MB (batch 1: {torch_one['peak_rss_mb']} MB)")
         print(f"  ours at batch 1: peak {runs['ours_batch_1']['peak_rss_mb']} MB")
+    print(f"  with Keras' nested step functions instead: peak "
+          f"{runs['ours_keras_functions']['peak_rss_mb']} MB")
     output = args.output or os.path.join(
         RESULTS_DIR, f"memory_{args.model}_{datetime.datetime.now():%Y%m%d_%H%M%S}.json")
     with open(output, "w") as f:

@@ -17,6 +17,7 @@ from keras_ddpm import divergence
 from keras_ddpm import ema
 from keras_ddpm import hardware
 from keras_ddpm import objectives
+from keras_ddpm import step_functions
 from keras_ddpm.data.pipeline import EPOCH_COUNTER
 from keras_ddpm.data.pipeline import StartEpoch
 from keras_ddpm.file_methods import FileMethods
@@ -251,6 +252,23 @@ class DDPM(GenerationMethods, FileMethods, keras.Model):
             else:
                 kwargs["callbacks"] = _with_callbacks(kwargs.get("callbacks"), added)
         return super().fit(x, y, *args, **kwargs)
+
+    def make_train_function(self, force=False):
+        # One traced function per step where Keras would nest two (step_functions.py).
+        if self.train_function is None or force:
+            super().make_train_function(force=force)
+            self.train_function = step_functions.one_function(
+                self, self.train_step, self.train_function
+            )
+        return self.train_function
+
+    def make_test_function(self, force=False):
+        if self.test_function is None or force:
+            super().make_test_function(force=force)
+            self.test_function = step_functions.one_function(
+                self, self.test_step, self.test_function
+            )
+        return self.test_function
 
     def diffusion_loss(self, images, labels=None, training=True):
         """The loss E_{t, ε} w(t) ‖target − network(x_t, t)‖² for a batch.
