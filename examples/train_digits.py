@@ -4,6 +4,10 @@ This is the README quick start as a script: no download, a few minutes on a
 2-core CPU.
 
     python examples/train_digits.py --output outputs/digits --epochs 50
+
+The grid is sampled with DPM-Solver++ in 20 steps (`--sampler`, `--steps`): on this
+model it gave digits as recognisable as the paper's 1000 ancestral steps (README,
+"Samplers on the digits") in about a fiftieth of the time.
 """
 
 import argparse
@@ -15,7 +19,7 @@ import keras
 import keras_ddpm
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="outputs/digits", help="folder for the PNG grid and the .keras model")
     parser.add_argument("--epochs", type=int, default=40)
@@ -24,7 +28,9 @@ def main():
     parser.add_argument("--num-res-blocks", type=int, default=1)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    parser.add_argument("--sampler", default="dpm_solver", help="ddpm, ddim or dpm_solver")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps; the sampler's default if omitted")
+    args = parser.parse_args(argv)
     os.makedirs(args.output, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
 
@@ -45,12 +51,14 @@ def main():
     print(f"trained {args.epochs} epochs in {time.time() - start:.0f} s")
 
     start = time.time()
-    images = model.generate(64, seed=args.seed)  # float32 (64, 8, 8, 1) in [-1, 1]
-    print(f"sampled 64 images (1000 steps) in {time.time() - start:.0f} s")
+    # float32 (64, 8, 8, 1) in [-1, 1]
+    images = model.generate(64, sampler=args.sampler, steps=args.steps, seed=args.seed)
+    print(f"sampled 64 images ({args.sampler}) in {time.time() - start:.1f} s")
     grid = keras_ddpm.utils.save_image_grid(images, os.path.join(args.output, "digits.png"))
     model_path = os.path.join(args.output, "digits.keras")
     model.save(model_path)
     print(f"wrote {grid} and {model_path}")
+    return model
 
 
 if __name__ == "__main__":
