@@ -11,9 +11,9 @@ difference. Each measurement runs in a process of its own (peak RSS is per proce
    its EMA copy and Adam's moments, after tracing the function `fit` calls for each batch
    (keras_ddpm's single `tf.function`, `keras_ddpm.step_functions`; the op count of its graph
    is printed), after the first step (TensorFlow optimises and instantiates the graph, then
-   runs it), after handing freed heap back to the OS (`malloc_trim`: what the first step
-   left as garbage), and after `--steps` more steps (RSS still creeps over the first ten);
-   the peak is the process's.
+   runs it; the step function then hands the freed heap back, `release_free_heap`), after
+   handing it back once more (what is left), and after `--steps` more steps; the peak is
+   the process's, with the peak of the first step beside it.
 2. `tensors`: the same run with TensorFlow's BFC allocator (`TF_CPU_ALLOCATOR_USE_BFC`),
    whose counters give the bytes held by tensors: persistent (weights, EMA, Adam) and at the
    peak of a step (those plus the activations kept for the backward pass).
@@ -27,7 +27,6 @@ graph and its garbage, and the tensors. Results go to `benchmarks/results/memory
 """
 
 import argparse
-import ctypes
 import datetime
 import json
 import os
@@ -41,14 +40,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmark_speed import MODELS, RESULTS_DIR, peak_rss_mb, rss_mb  # noqa: E402
 
 
-def trim_heap():
-    """Returns freed heap pages to the OS (glibc); False where there is no `malloc_trim`."""
-    try:
-        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
-
-
 # ===== Inside a measuring process =====
 
 
@@ -59,7 +50,7 @@ def measure(args):
     import tensorflow as tf
 
     import keras_ddpm
-    from keras_ddpm.step_functions import OneFunctionStep
+    from keras_ddpm.step_functions import OneFunctionStep, release_free_heap
 
     stages = {"imported": rss_mb()}
     config, _ = MODELS[args.model]
@@ -92,7 +83,7 @@ def measure(args):
     first_step_s = time.perf_counter() - start
     stages["first step"] = rss_mb()
     first_peak = peak_rss_mb()
-    trimmed = trim_heap()
+    trimmed = release_free_heap()
     stages["garbage returned"] = rss_mb()
     start = time.perf_counter()
     for _ in range(args.steps):

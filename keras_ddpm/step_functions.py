@@ -14,10 +14,19 @@ memory of the training step fell by 69 MB on the width-64 32×32 U-Net at batch
 1,086 MB); the first step of `fit` on the 32×32 U-Net took 14.2 s against
 16.6 s. The step time is unchanged within noise.
 
+Each time the function is traced and first run, the heap its tracing and graph
+optimisation freed is handed back to the system (`release_free_heap`, glibc's
+`malloc_trim`; 2-3 ms). Left in the allocator, that garbage was not reused by
+later steps, whose resident memory crept above the first step's: on the 32×32
+U-Net `fit`'s peak over 61 steps was 2,010 MB without it and 1,921 MB (the
+first step's) with it; on the quick-start U-Net 858 and 843 MB.
+
 Every other case keeps Keras' own function: `run_eagerly`, `jit_compile`
 (XLA cannot compile the iterator read), `steps_per_execution` > 1, and inputs
 that are not TensorFlow iterators.
 """
+
+import ctypes
 
 import tensorflow as tf
 
@@ -27,6 +36,18 @@ except ImportError:  # pragma: no cover - a Keras without it keeps its nested fu
     reduce_per_replica = None
 
 _ITERATORS = (tf.data.Iterator, tf.distribute.DistributedIterator)
+
+
+def release_free_heap():
+    """Hands the C heap's free pages back to the system; `False` where that is not possible.
+
+    glibc keeps freed memory for reuse, in every thread's arena; `malloc_trim(0)`
+    returns what is free. Other C libraries (macOS, Windows, musl) are left alone.
+    """
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
 
 
 def applies(model):
@@ -63,13 +84,19 @@ class OneFunctionStep:
             return reduce_per_replica(outputs, strategy, reduction="auto")
 
         self.step_on_iterator = step_on_iterator
+        self.traces_released = 0  # traces whose garbage was handed back
 
     def __call__(self, iterator):
         # At the input's end `get_next` raises OutOfRangeError, which fit turns into
         # the end of the epoch, as it does for Keras' own function.
-        if isinstance(iterator, _ITERATORS) and applies(self.model):
-            return self.step_on_iterator(iterator)
-        return self.fallback(iterator)
+        if not (isinstance(iterator, _ITERATORS) and applies(self.model)):
+            return self.fallback(iterator)
+        outputs = self.step_on_iterator(iterator)
+        traces = self.step_on_iterator.experimental_get_tracing_count()
+        if traces != self.traces_released:  # this call traced, optimised and instantiated
+            self.traces_released = traces
+            release_free_heap()
+        return outputs
 
 
 def one_function(model, step_function, keras_function):

@@ -102,3 +102,24 @@ def test_other_iterators_go_to_keras_function():
     assert model.train_function(python_iterator) == {"loss": 0.0}
     assert calls == [python_iterator]
     assert int(model.optimizer.iterations) == 0
+
+
+def test_the_heap_is_handed_back_once_per_trace(monkeypatch):
+    import keras_ddpm.step_functions as step_functions
+
+    releases = []
+    monkeypatch.setattr(step_functions, "release_free_heap", lambda: releases.append(1))
+    model = _model()
+    model.fit(_dataset(), epochs=2, verbose=0)
+    assert len(releases) == 1  # one trace: after the first step only
+    # Input of another element spec (uint8 images) is a second trace and release.
+    images = np.zeros((6, 8, 8, 1), "uint8")
+    model.fit(tf.data.Dataset.from_tensor_slices(images).batch(3), epochs=2, verbose=0)
+    traces = model.train_function.step_on_iterator.experimental_get_tracing_count()
+    assert len(releases) == traces == 2
+
+
+def test_release_free_heap_reports_whether_it_could():
+    from keras_ddpm.step_functions import release_free_heap
+
+    assert isinstance(release_free_heap(), bool)
