@@ -7,7 +7,7 @@ This is the README quick start as a script: no download, a few minutes on a
 
 The grid is sampled with DPM-Solver++ in 20 steps (`--sampler`, `--steps`): on this
 model it gave digits as recognisable as the paper's 1000 ancestral steps (README,
-"Samplers on the digits") in about a fiftieth of the time.
+"Samplers on the digits"), and 64 images took 2.1 s against 20.4-21.1 s.
 """
 
 import argparse
