@@ -25,8 +25,6 @@ Results go to `benchmarks/results/cli_train_<date>.json`.
 """
 
 import argparse
-import datetime
-import json
 import os
 import platform
 import re
@@ -40,7 +38,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchmark_speed import RESULTS_DIR  # noqa: E402
+from benchmark_speed import write_results  # noqa: E402
 
 _EPOCH = re.compile(r"^Epoch (\d+)/(\d+)")
 
@@ -137,11 +135,7 @@ def main():
             if key.endswith("_s")))
     result = {"cpu": platform.processor() or platform.machine(), "cpu_flags": flags,
               "epochs": args.epochs, "rounds": args.rounds, "runs": runs, "medians": summary}
-    output = args.output or os.path.join(
-        RESULTS_DIR, f"cli_train_{datetime.datetime.now():%Y%m%d_%H%M%S}.json")
-    with open(output, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"written {output}")
+    write_results(result, "cli_train", args.output)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ Untrained weights (the speed does not depend on them). Results go to
 """
 
 import argparse
-import datetime
 import json
 import os
 import platform
@@ -32,7 +31,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from benchmark_memory import _json_from  # noqa: E402
-from benchmark_speed import MODELS, RESULTS_DIR  # noqa: E402
+from benchmark_speed import MODELS, write_results  # noqa: E402
 
 # (model, images denoised at once): where `jit_compile="auto"` can choose XLA on a CPU.
 CASES = (("quickstart", 64), ("quickstart", 16), ("digits", 16))
@@ -118,11 +117,7 @@ def main():
     result = {"cpu": platform.processor() or platform.machine(), "cpu_flags": flags,
               "steps": args.steps, "rounds": args.rounds, "repeats": args.repeats,
               "cases": cases}
-    output = args.output or os.path.join(
-        RESULTS_DIR, f"first_call_{datetime.datetime.now():%Y%m%d_%H%M%S}.json")
-    with open(output, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"written {output}")
+    write_results(result, "first_call", args.output)
 
 
 if __name__ == "__main__":

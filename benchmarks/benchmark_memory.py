@@ -27,7 +27,6 @@ graph and its garbage, and the tensors. Results go to `benchmarks/results/memory
 """
 
 import argparse
-import datetime
 import json
 import os
 import platform
@@ -37,7 +36,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchmark_speed import MODELS, RESULTS_DIR, peak_rss_mb, rss_mb  # noqa: E402
+from benchmark_speed import MODELS, peak_rss_mb, rss_mb, write_results  # noqa: E402
 
 
 # ===== Inside a measuring process =====
@@ -210,11 +209,7 @@ def main():
         print(f"  ours at batch 1: peak {runs['ours_batch_1']['peak_rss_mb']} MB")
     print(f"  with Keras' nested step functions instead: peak "
           f"{runs['ours_keras_functions']['peak_rss_mb']} MB")
-    output = args.output or os.path.join(
-        RESULTS_DIR, f"memory_{args.model}_{datetime.datetime.now():%Y%m%d_%H%M%S}.json")
-    with open(output, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"written {output}")
+    write_results(result, f"memory_{args.model}", args.output)
 
 
 if __name__ == "__main__":

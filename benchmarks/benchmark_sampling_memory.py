@@ -26,7 +26,6 @@ anonymous memory is polled every 5 ms by a thread. Results go to
 """
 
 import argparse
-import datetime
 import json
 import os
 import platform
@@ -36,8 +35,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchmark_memory import _json_from, trim_heap  # noqa: E402
-from benchmark_speed import MODELS, RESULTS_DIR, AnonPeak, peak_rss_mb, status_mb  # noqa: E402
+from benchmark_memory import _json_from  # noqa: E402
+from benchmark_speed import MODELS, AnonPeak, peak_rss_mb, status_mb, write_results  # noqa: E402
 
 
 def resident_mb():
@@ -53,6 +52,7 @@ def measure(args):
     """Builds the model and samples twice, recording resident memory at every stage."""
     anon_peak = AnonPeak()
     import keras_ddpm
+    from keras_ddpm.step_functions import release_free_heap
 
     stages = {"imported": resident_mb()}
     config, _ = MODELS[args.model]
@@ -70,7 +70,7 @@ def measure(args):
     first_s = generate()
     stages["first generate"] = resident_mb()
     first_peak = peak_rss_mb()
-    trim_heap()
+    release_free_heap()
     stages["garbage returned"] = resident_mb()
     second_s = generate()
     stages["second generate"] = resident_mb()
@@ -156,12 +156,7 @@ def main():
     print(f"{args.model} U-Net, sampling {args.num_images} images with {args.steps} "
           f"DPM-Solver++ steps, float32; CPU flags {' '.join(result['cpu_flags'])}")
     print(table(runs))
-    output = args.output or os.path.join(
-        RESULTS_DIR,
-        f"sampling_memory_{args.model}_{datetime.datetime.now():%Y%m%d_%H%M%S}.json")
-    with open(output, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"written {output}")
+    write_results(result, f"sampling_memory_{args.model}", args.output)
 
 
 if __name__ == "__main__":

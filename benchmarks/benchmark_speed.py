@@ -62,6 +62,19 @@ import time
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
+
+def write_results(result, name, output=None):
+    """Writes `result` as JSON to `output`, or to `results/<name>_<date>_<time>.json`; the path."""
+    import datetime
+    import json
+
+    output = output or os.path.join(
+        RESULTS_DIR, f"{name}_{datetime.datetime.now():%Y%m%d_%H%M%S}.json")
+    with open(output, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"written {output}")
+    return output
+
 NETWORK = dict(
     image_shape=(32, 32, 3),
     base_channels=64,
