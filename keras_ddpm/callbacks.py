@@ -188,11 +188,13 @@ class SampleGrid(keras.callbacks.Callback):
                 f"{type(self.model).__name__}.generate does not accept {unknown}; "
                 f"it takes {[p for p in parameters]}{hint}."
             )
+        kwargs = self.generate_kwargs
+        # The sampler the grids will use: the one passed, else generate's own default.
+        sampler = kwargs.get("sampler", getattr(parameters.get("sampler"), "default", None))
         schedule = getattr(self.model, "schedule", None)
-        if schedule is not None:
-            kwargs = self.generate_kwargs
+        if schedule is not None and isinstance(sampler, str):
             options = {o.name: kwargs[o.name] for o in samplers.all_options() if o.name in kwargs}
-            samplers.resolve(kwargs.get("sampler", "ddpm"), schedule.timesteps, kwargs.get("steps"),
+            samplers.resolve(sampler, schedule.timesteps, kwargs.get("steps"),
                              kwargs.get("timestep_spacing"), **options)
 
     def on_train_begin(self, logs=None):

@@ -234,6 +234,8 @@ def test_a_generate_without_samplers_is_told_how_to_pass_none(trained_model, tmp
     [
         ({"steps": 50}, r"`steps` must be in \[1, 20\].*steps=50"),
         ({"sampler": "dpm_solver", "eta": 0.5}, "`eta` only applies to sampler='ddim'"),
+        # No sampler passed: checked as generate's own default ("ddpm", whose steps <= T).
+        ({"sampler": None, "steps": 50}, r"`steps` must be in \[1, 20\].*steps=50"),
     ],
 )
 def test_sampler_settings_that_do_not_fit_the_model_stop_before_training(
