@@ -58,3 +58,23 @@ def test_old_savedmodel_loads_and_gives_the_same_images(recorded):
     np.testing.assert_array_equal(ddpm.numpy(), recorded["savedmodel_ddpm"])
     prediction = loaded.denoise(x_t=recorded["denoise_x_t"], t=recorded["denoise_t"])
     np.testing.assert_allclose(prediction.numpy(), recorded["denoise_ema"], atol=1e-6)
+
+
+def test_old_keras_file_trains_on_with_one_step_function():
+    """Resuming an old model goes through today's step function (keras_ddpm.step_functions)
+    and gives the weights Keras' own nested functions give from the same file."""
+    import keras
+
+    from keras_ddpm.step_functions import OneFunctionStep
+
+    path = os.path.join(LEGACY, "unconditional.keras")
+    ours, theirs = keras_ddpm.load_model(path), keras_ddpm.load_model(path)
+    keras.Model.make_train_function(theirs, force=True)  # Keras' two nested functions
+    images = np.random.default_rng(0).uniform(-1, 1, (8, *ours.image_shape)).astype("float32")
+    for model in (ours, theirs):
+        model.fit(tf.data.Dataset.from_tensor_slices(images).batch(4), epochs=1, verbose=0)
+    assert isinstance(ours.train_function, OneFunctionStep)
+    assert not isinstance(theirs.train_function, OneFunctionStep)
+    assert int(ours.optimizer.iterations) == int(theirs.optimizer.iterations) == 4 + 2
+    for a, b in zip(ours.weights, theirs.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
