@@ -52,6 +52,7 @@ from keras_ddpm import atomic
 from keras_ddpm import checks
 from keras_ddpm import export_editing
 from keras_ddpm import generation
+from keras_ddpm import graph_lifetime
 from keras_ddpm import samplers
 from keras_ddpm import utils
 from keras_ddpm.export_signatures import denoise_input_signature
@@ -164,7 +165,8 @@ def export_saved_model(
     options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
     # Written beside the target and renamed into place: a kill never leaves half a SavedModel.
     target, replaced = filepath.rstrip(os.sep) or filepath, None
-    with atomic.atomic_write(target) as tmp:
+    # The graphs traced for the file are freed with `module` (see `graph_lifetime`).
+    with atomic.atomic_write(target) as tmp, graph_lifetime.release_traced_graphs():
         tf.saved_model.save(module, tmp, signatures=signatures, options=options)
         if os.path.isdir(target):  # an earlier export, or an empty folder: set aside
             replaced = atomic.partial_path(target + "-replaced")

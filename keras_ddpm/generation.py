@@ -27,6 +27,7 @@ from keras_ddpm import guidance
 from keras_ddpm import hardware
 from keras_ddpm import objectives
 from keras_ddpm import samplers
+from keras_ddpm.graph_lifetime import GraphReleasingFunction
 from keras_ddpm.sampling_inputs import check_edit
 from keras_ddpm.sampling_inputs import check_labels
 from keras_ddpm.sampling_inputs import steps_to_run
@@ -44,11 +45,15 @@ def compiled(signature, jit_compile):
     but took 60 % of the tracing time. Without it the first `generate` of 500 quick-start
     digits in 20 DPM-Solver++ steps took 3.7-3.9 s instead of 6.0-6.2 s (later calls 2.3-2.6 s;
     2-core AMD EPYC with AVX-512, issue 17).
+
+    Returns a decorator; the decorated loop is a `graph_lifetime.GraphReleasingFunction`.
     """
-    return tf.function(
+    trace = tf.function(
         input_signature=signature, jit_compile=bool(jit_compile), reduce_retracing=True,
         autograph=False,
     )
+    # A loop's graph is freed with the loop (with the model), see `graph_lifetime`.
+    return lambda body: GraphReleasingFunction(trace(body))
 
 
 def random_seed():

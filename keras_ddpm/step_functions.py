@@ -30,6 +30,9 @@ import ctypes
 
 import tensorflow as tf
 
+from keras_ddpm.graph_lifetime import GraphReleasingFunction
+from keras_ddpm.graph_lifetime import release_traced_graphs
+
 try:  # Keras' reduction of a strategy's per-replica outputs (the one its trainer uses)
     from keras.src.backend.tensorflow.trainer import reduce_per_replica
 except ImportError:  # pragma: no cover - a Keras without it keeps its nested functions
@@ -89,9 +92,10 @@ class OneFunctionStep:
     def __call__(self, iterator):
         # At the input's end `get_next` raises OutOfRangeError, which fit turns into
         # the end of the epoch, as it does for Keras' own function.
-        if not (isinstance(iterator, _ITERATORS) and applies(self.model)):
-            return self.fallback(iterator)
-        outputs = self.step_on_iterator(iterator)
+        with release_traced_graphs():  # a trace lives as long as this function
+            if not (isinstance(iterator, _ITERATORS) and applies(self.model)):
+                return self.fallback(iterator)
+            outputs = self.step_on_iterator(iterator)
         traces = self.step_on_iterator.experimental_get_tracing_count()
         if traces != self.traces_released:  # this call traced, optimised and instantiated
             self.traces_released = traces
@@ -100,7 +104,11 @@ class OneFunctionStep:
 
 
 def one_function(model, step_function, keras_function):
-    """`OneFunctionStep` for `step_function` if it `applies` to `model`, else `keras_function`."""
+    """`OneFunctionStep` for `step_function` if it `applies` to `model`, else `keras_function`.
+
+    Either way, a trace lives only as long as the function returned
+    (`keras_ddpm.graph_lifetime`).
+    """
     if not applies(model):
-        return keras_function
+        return GraphReleasingFunction(keras_function)
     return OneFunctionStep(model, step_function, keras_function)

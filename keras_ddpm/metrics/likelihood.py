@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from keras_ddpm import checks
 from keras_ddpm import objectives
+from keras_ddpm.graph_lifetime import GraphReleasingFunction
 from keras_ddpm.metrics.features import _as_images
 
 
@@ -81,7 +82,7 @@ def _bound_function(process):
         kl = _normal_kl(true_mean, tf.math.log(posterior_variance), model_mean, model_log_var)
         return tf.reduce_sum(kl, axes)
 
-    return term
+    return GraphReleasingFunction(term)  # the trace is freed with `term`
 
 
 def variational_bound_terms(model, images, seed=0, use_ema=True, labels=None):

@@ -1,0 +1,120 @@
+"""Graphs this package traces are freed with their function (keras_ddpm.graph_lifetime)."""
+
+import gc
+import weakref
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import keras_ddpm
+from keras_ddpm import graph_lifetime
+from keras_ddpm import normalization
+
+
+def _unet_model():
+    schedule = keras_ddpm.NoiseSchedule("linear", timesteps=20)
+    network = keras_ddpm.UNet(
+        (8, 8, 1), base_channels=8, channel_multipliers=(1,), num_res_blocks=1,
+        attention_resolutions=(), dropout=0.0, norm_groups=4,
+    )
+    model = keras_ddpm.DDPM(network, schedule=schedule, ema_decay=0.9, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    return model
+
+
+def _record_traced_graphs(monkeypatch):
+    """Weak references to every graph in which the U-Net's group normalisation is traced."""
+    graphs = []
+    original = normalization.group_normalization
+
+    def recording(*args, **kwargs):
+        graph = tf.compat.v1.get_default_graph()
+        if not any(ref() is graph for ref in graphs):
+            graphs.append(weakref.ref(graph))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(normalization, "group_normalization", recording)
+    return graphs
+
+
+def _alive(graphs):
+    gc.collect()
+    return sum(ref() is not None for ref in graphs)
+
+
+def _custom_gradient_square():
+    @tf.custom_gradient
+    def square(x):
+        return x * x, lambda dy: 2.0 * x * dy
+
+    return square
+
+
+def test_release_drops_the_custom_gradients_its_block_traced():
+    square = _custom_gradient_square()
+    graphs = []
+
+    def body(x):
+        graphs.append(weakref.ref(tf.compat.v1.get_default_graph()))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.reduce_sum(square(x))
+        return tape.gradient(y, x)
+
+    function = tf.function(body)
+    with graph_lifetime.release_traced_graphs():
+        gradient = function(tf.constant([1.0, -3.0]))
+    # The tape used the custom gradient while tracing: 2x, not the identity's 1.
+    np.testing.assert_allclose(gradient.numpy(), [2.0, -6.0])
+    # The traced function still runs after its registry entries are gone.
+    np.testing.assert_allclose(function(tf.constant([0.5, 2.0])).numpy(), [1.0, 4.0])
+    assert _alive(graphs) == 1
+    del function
+    assert _alive(graphs) == 0
+
+
+def test_release_keeps_entries_registered_before_the_block():
+    square = _custom_gradient_square()
+    outside = tf.function(lambda x: square(x))
+    outside.get_concrete_function(tf.TensorSpec([2]))  # registers an entry, kept
+    table = graph_lifetime._gradient_registry()
+    before = dict(table)
+    with graph_lifetime.release_traced_graphs():
+        tf.function(lambda x: square(x) + 1.0)(tf.constant([1.0, 2.0]))
+    assert dict(table) == before
+
+
+def test_a_recompiled_model_frees_its_earlier_training_graph(monkeypatch):
+    graphs = _record_traced_graphs(monkeypatch)
+    model = _unet_model()
+    images = np.random.default_rng(0).uniform(-1, 1, (8, 8, 8, 1)).astype("float32")
+    model.fit(images, batch_size=4, epochs=1, verbose=0)
+    assert _alive(graphs) == 1  # the training step's trace, held by model.train_function
+    first_loss = float(model.evaluate(images, batch_size=4, verbose=0))
+    assert _alive(graphs) == 2  # and the evaluation step's
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))  # new step functions
+    history = model.fit(images, batch_size=4, epochs=3, verbose=0).history
+    # Only the new training step's trace is left: the old ones went with their functions.
+    assert len(graphs) == 3
+    assert _alive(graphs) == 1 and graphs[2]() is not None
+    # The released graphs trained as before: the loss is finite and fell from the first fit's.
+    assert np.all(np.isfinite(history["loss"]))
+    assert history["loss"][-1] < first_loss
+
+
+def test_a_deleted_model_frees_its_training_and_sampling_graphs(monkeypatch):
+    graphs = _record_traced_graphs(monkeypatch)
+    model = _unet_model()
+    images = np.random.default_rng(0).uniform(-1, 1, (8, 8, 8, 1)).astype("float32")
+    model.fit(images, batch_size=4, epochs=1, verbose=0)
+    samples = model.generate(2, sampler="dpm_solver", steps=3, seed=0, verbose=0)
+    again = model.generate(2, sampler="dpm_solver", steps=3, seed=0, verbose=0)
+    np.testing.assert_array_equal(samples, again)  # the loop runs on after its release
+    assert samples.shape == (2, 8, 8, 1) and np.all(np.isfinite(samples))
+    model.generate(2, sampler="ddim", steps=3, seed=0, verbose=0)
+    assert _alive(graphs) == 3  # training step, two sampling loops
+    network = weakref.ref(model.network)
+    del model
+    assert _alive(graphs) == 0
+    assert network() is None  # nor do the graphs keep the network's weights
