@@ -15,7 +15,8 @@ gradients inside the trace come from the tape, which holds its own reference whi
 `release_traced_graphs` drops the registry entries that such a call added once the call
 returns; `GraphReleasingFunction` wraps a function in it. A `tf.function` that a user
 differentiates from outside keeps TensorFlow's behaviour: only calls made through these two
-drop anything.
+drop anything (and whatever another thread traces during such a call, which nothing in this
+package does).
 """
 
 import contextlib
