@@ -118,3 +118,16 @@ def test_a_deleted_model_frees_its_training_and_sampling_graphs(monkeypatch):
     del model
     assert _alive(graphs) == 0
     assert network() is None  # nor do the graphs keep the network's weights
+
+
+def test_an_export_keeps_no_graph_beyond_the_models_cached_loops(monkeypatch, tmp_path):
+    graphs = _record_traced_graphs(monkeypatch)
+    model = _unet_model()
+    model.export(str(tmp_path / "savedmodel"), verbose=False)
+    loops = len(model.reverse_process().loops)
+    assert loops >= 3  # one reverse loop per sampler, kept by the model for generate
+    # The endpoints' own graphs (the network's denoise call) went with the saved module.
+    assert len(graphs) > loops
+    assert _alive(graphs) == loops
+    del model
+    assert _alive(graphs) == 0
