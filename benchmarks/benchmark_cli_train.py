@@ -38,7 +38,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchmark_speed import write_results  # noqa: E402
+from benchmark_speed import machine, write_results  # noqa: E402
 
 _EPOCH = re.compile(r"^Epoch (\d+)/(\d+)")
 
@@ -111,11 +111,8 @@ def main():
     args = parser.parse_args()
     variants = args.variant if args.variant is not None else ["--sampler ddpm", ""]
 
-    from keras_ddpm import hardware
-
-    flags = sorted((hardware.cpu_flags() or set()) & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU flags "
-          f"{' '.join(flags)}; {args.rounds} rounds, variants alternating")
+    description, flags = machine()
+    print(f"{description}; {args.rounds} rounds, variants alternating")
     runs = {variant: [] for variant in variants}
     for round_ in range(args.rounds):
         order = variants if round_ % 2 == 0 else variants[::-1]

@@ -31,7 +31,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from benchmark_memory import _json_from  # noqa: E402
-from benchmark_speed import MODELS, write_results  # noqa: E402
+from benchmark_speed import MODELS, machine, write_results  # noqa: E402
 
 # (model, images denoised at once): where `jit_compile="auto"` can choose XLA on a CPU.
 CASES = (("quickstart", 64), ("quickstart", 16), ("digits", 16))
@@ -91,11 +91,8 @@ def main():
         print(json.dumps(measure(args)))
         return
 
-    from keras_ddpm import hardware
-
-    flags = sorted((hardware.cpu_flags() or set()) & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU flags "
-          f"{' '.join(flags)}; {args.steps} DPM-Solver++ steps a call, {args.rounds} rounds")
+    description, flags = machine()
+    print(f"{description}; {args.steps} DPM-Solver++ steps a call, {args.rounds} rounds")
     print(f"{'network':<11}{'images':>7}  {'first call XLA / without':>25}  "
           f"{'later calls XLA / without':>26}  {'compile':>8}  {'saved':>14}  break-even")
     cases = []

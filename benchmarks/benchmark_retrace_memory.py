@@ -29,7 +29,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from benchmark_memory import _json_from  # noqa: E402
-from benchmark_speed import MODELS, status_mb, write_results  # noqa: E402
+from benchmark_speed import MODELS, machine, status_mb, write_results  # noqa: E402
 
 # A different sampler each round: each is a new reverse loop, traced once.
 SAMPLERS = (("dpm_solver", {}), ("ddim", {}), ("ddpm", {}), ("dpm_solver", {"order": 1}),
@@ -96,11 +96,8 @@ def main():
         print(json.dumps(measure(args)))
         return
 
-    from keras_ddpm import hardware
-
-    flags = sorted((hardware.cpu_flags() or set()) & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU flags "
-          f"{' '.join(flags)}; {args.model} U-Net, {args.repeats} rounds, resident MB after each")
+    description, flags = machine()
+    print(f"{description}; {args.model} U-Net, {args.repeats} rounds, resident MB after each")
     cases = []
     for case in ("recompile", "sweep"):
         for keep_graphs in (False, True):

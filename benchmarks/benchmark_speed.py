@@ -75,6 +75,15 @@ def write_results(result, name, output=None):
     print(f"written {output}")
     return output
 
+def machine():
+    """`(description, flags)`: "<cpu>, N cores, CPU flags ..." and the speed-relevant CPU flags."""
+    from keras_ddpm import hardware
+
+    flags = sorted((hardware.cpu_flags() or set()) & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {os.cpu_count()} cores, CPU flags {' '.join(flags)}", flags
+
+
 NETWORK = dict(
     image_shape=(32, 32, 3),
     base_channels=64,
