@@ -17,6 +17,11 @@ returns; `GraphReleasingFunction` wraps a function in it. A `tf.function` that a
 differentiates from outside keeps TensorFlow's behaviour: only calls made through these two
 drop anything (and whatever another thread traces during such a call, which nothing in this
 package does).
+
+References:
+    - TensorFlow issues #27492 ("Use of tf.custom_gradient prevents garbage collection of
+      Graph", 2019) and #97697 (2025): the registry entry keeps the graph. TensorFlow 2.21's
+      closure still holds the gradient function, and ours holds the forward pass's tensors.
 """
 
 import contextlib
