@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_ddpm
+from keras_ddpm.graph_lifetime import GraphReleasingFunction
 from keras_ddpm.step_functions import OneFunctionStep
 from networks import conv_network
 
@@ -75,6 +76,9 @@ def test_keras_own_function_where_one_function_does_not_apply(compile_kwargs):
     model.make_test_function()
     assert not isinstance(model.train_function, OneFunctionStep)
     assert not isinstance(model.test_function, OneFunctionStep)
+    # Keras' function, whose traces are freed with it (keras_ddpm.graph_lifetime).
+    assert isinstance(model.train_function, GraphReleasingFunction)
+    assert isinstance(model.test_function, GraphReleasingFunction)
 
 
 def test_steps_per_execution_still_trains_every_batch():
