@@ -10,8 +10,9 @@ and a sweep that built, trained, sampled and deleted model after model in one pr
 75 MB a model; 9 MB now (`benchmarks/benchmark_retrace_memory.py`, 2-core AMD EPYC).
 
 The functions this package traces and calls itself (the training and evaluation steps, the
-reverse loops, the likelihood terms) are never differentiated from outside, and their
-gradients inside the trace come from the tape, which holds its own reference while it lives.
+reverse loops, the likelihood terms, the SavedModel export) are never differentiated from
+outside, and their gradients inside the trace come from the tape, which holds its own
+reference while it lives.
 `release_traced_graphs` drops the registry entries that such a call added once the call
 returns; `GraphReleasingFunction` wraps a function in it. A `tf.function` that a user
 differentiates from outside keeps TensorFlow's behaviour: only calls made through these two
