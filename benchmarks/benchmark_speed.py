@@ -75,6 +75,7 @@ def write_results(result, name, output=None):
     print(f"written {output}")
     return output
 
+
 def machine():
     """`(description, flags)`: "<cpu>, N cores, CPU flags ..." and the speed-relevant CPU flags."""
     from keras_ddpm import hardware
