@@ -10,7 +10,8 @@ and a sweep that built, trained, sampled and deleted model after model in one pr
 75 MB a model; 9 MB now (`benchmarks/benchmark_retrace_memory.py`, 2-core AMD EPYC).
 
 The functions this package traces and calls itself (the training and evaluation steps, the
-reverse loops, the likelihood terms, the SavedModel export) are never differentiated from
+reverse loops, the likelihood terms, the SavedModel export, and the step functions Keras
+builds for a `UNet`'s own `fit`, `evaluate` and `predict`) are never differentiated from
 outside, and their gradients inside the trace come from the tape, which holds its own
 reference while it lives.
 `release_traced_graphs` drops the registry entries that such a call added once the call
@@ -94,3 +95,20 @@ class GraphReleasingFunction:
         if name == "function":  # not set yet (during unpickling or copying)
             raise AttributeError(name)
         return getattr(self.function, name)
+
+
+def releasing(function):
+    """`function` wrapped in a `GraphReleasingFunction` (itself if it already is, `None` for `None`).
+
+    Example:
+
+    ```python
+    def make_predict_function(self, force=False):  # in a keras.Model subclass
+        super().make_predict_function(force=force)
+        self.predict_function = releasing(self.predict_function)
+        return self.predict_function
+    ```
+    """
+    if function is None or isinstance(function, GraphReleasingFunction):
+        return function
+    return GraphReleasingFunction(function)

@@ -132,3 +132,23 @@ def test_an_export_keeps_no_traced_graph(monkeypatch, tmp_path):
     assert model.reverse_process().loops == {}
     samples = model.generate(2, sampler="ddim", steps=3, seed=0, verbose=0)
     assert samples.shape == (2, 8, 8, 1) and _alive(graphs) == 1  # generate's own loop
+
+
+def test_the_unets_own_keras_functions_free_their_traces(monkeypatch):
+    graphs = _record_traced_graphs(monkeypatch)
+    network = _unet_model().network
+    inputs = [np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype("float32"),
+              np.arange(4, dtype="int32")]
+    first = network.predict(inputs, verbose=0)
+    network.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    history = network.fit(inputs, np.ones((4, 8, 8, 1), "float32"), epochs=3, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]  # Keras' fit on the U-Net still trains
+    # The predict function's trace and the train function's (two: Keras' first trace
+    # creates Adam's slots, a second runs without creating them).
+    assert _alive(graphs) == len(graphs) == 3
+    network.make_predict_function(force=True)
+    network.make_train_function(force=True)
+    assert _alive(graphs) == 0  # went with the functions they were traced for
+    again = network.predict(inputs, verbose=0)
+    assert again.shape == first.shape and not np.allclose(again, first)  # trained since
+    assert _alive(graphs) == 1
