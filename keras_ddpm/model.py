@@ -49,7 +49,7 @@ def _with_callbacks(callbacks, extra):
 
 
 @keras.saving.register_keras_serializable(package="keras_ddpm")
-class DDPM(GenerationMethods, FileMethods, keras.Model):
+class DDPM(GenerationMethods, FileMethods, step_functions.StepFunctions, keras.Model):
     """Denoising diffusion probabilistic model around a denoising network.
 
     Training draws, for every example, a timestep index t uniformly from
@@ -252,23 +252,6 @@ class DDPM(GenerationMethods, FileMethods, keras.Model):
             else:
                 kwargs["callbacks"] = _with_callbacks(kwargs.get("callbacks"), added)
         return super().fit(x, y, *args, **kwargs)
-
-    def make_train_function(self, force=False):
-        # One traced function per step where Keras would nest two (step_functions.py).
-        if self.train_function is None or force:
-            super().make_train_function(force=force)
-            self.train_function = step_functions.one_function(
-                self, self.train_step, self.train_function
-            )
-        return self.train_function
-
-    def make_test_function(self, force=False):
-        if self.test_function is None or force:
-            super().make_test_function(force=force)
-            self.test_function = step_functions.one_function(
-                self, self.test_step, self.test_function
-            )
-        return self.test_function
 
     def diffusion_loss(self, images, labels=None, training=True):
         """The loss E_{t, ε} w(t) ‖target − network(x_t, t)‖² for a batch.

@@ -24,14 +24,16 @@ first step's) with it; on the quick-start U-Net 858 and 843 MB.
 Every other case keeps Keras' own function: `run_eagerly`, `jit_compile`
 (XLA cannot compile the iterator read), `steps_per_execution` > 1, and inputs
 that are not TensorFlow iterators.
+
+`DDPM` and `UNet` get these functions from the `StepFunctions` mixin.
 """
 
 import ctypes
 
 import tensorflow as tf
 
-from keras_ddpm.graph_lifetime import GraphReleasingFunction
 from keras_ddpm.graph_lifetime import release_traced_graphs
+from keras_ddpm.graph_lifetime import releasing
 
 try:  # Keras' reduction of a strategy's per-replica outputs (the one its trainer uses)
     from keras.src.backend.tensorflow.trainer import reduce_per_replica
@@ -110,5 +112,43 @@ def one_function(model, step_function, keras_function):
     (`keras_ddpm.graph_lifetime`).
     """
     if not applies(model):
-        return GraphReleasingFunction(keras_function)
+        return releasing(keras_function)
     return OneFunctionStep(model, step_function, keras_function)
+
+
+class StepFunctions:
+    """`keras.Model` mixin: `fit` and `evaluate` run `one_function`, `predict` a releasing one.
+
+    Each function Keras builds is replaced once, when built: the training and
+    evaluation steps by `one_function` (one traced function per step where
+    that applies, Keras' own otherwise), the prediction step by Keras' own;
+    every one of them frees its traces with it (`keras_ddpm.graph_lifetime`).
+    Put it before `keras.Model` among the bases.
+
+    Example:
+
+    ```python
+    class Network(StepFunctions, keras.Model):
+        ...
+    ```
+    """
+
+    def make_train_function(self, force=False):
+        return self._step_function("train", super().make_train_function, self.train_step, force)
+
+    def make_test_function(self, force=False):
+        return self._step_function("test", super().make_test_function, self.test_step, force)
+
+    def make_predict_function(self, force=False):
+        return self._step_function("predict", super().make_predict_function, None, force)
+
+    def _step_function(self, kind, make_keras_function, step_function, force):
+        attribute = f"{kind}_function"
+        if getattr(self, attribute) is None or force:
+            make_keras_function(force=force)
+            function = getattr(self, attribute)
+            if step_function is None:
+                setattr(self, attribute, releasing(function))
+            else:
+                setattr(self, attribute, one_function(self, step_function, function))
+        return getattr(self, attribute)

@@ -5,18 +5,18 @@ import keras
 from keras_ddpm.block_settings import GROUP_NORM_EPSILON
 from keras_ddpm.block_settings import float32_if_half
 from keras_ddpm.block_settings import group_norm
-from keras_ddpm.graph_lifetime import releasing
 from keras_ddpm.layers import AttentionBlock
 from keras_ddpm.layers import ResidualBlock
 from keras_ddpm.layers import TimestepEmbedding
 from keras_ddpm.resampling import Downsample
 from keras_ddpm.resampling import Upsample
+from keras_ddpm.step_functions import StepFunctions
 from keras_ddpm.unet_config import PRESETS
 from keras_ddpm.unet_config import check_unet_arguments
 
 
 @keras.saving.register_keras_serializable(package="keras_ddpm")
-class UNet(keras.Model):
+class UNet(StepFunctions, keras.Model):
     """The noise-prediction U-Net of Ho et al. (2020).
 
     A U-Net (Ronneberger et al., 2015) of PixelCNN++-style Wide ResNet blocks, as in appendix B
@@ -242,23 +242,6 @@ class UNet(keras.Model):
         self.norm_epsilon = float(norm_epsilon)
         self.flip_sin_to_cos = flip_sin_to_cos
         self.freq_shift = freq_shift
-
-    # The step functions Keras builds for `fit`, `evaluate` and `predict` on the U-Net itself
-    # free their traces with them (see `graph_lifetime`); Keras' own functions otherwise.
-    def make_train_function(self, force=False):
-        super().make_train_function(force=force)
-        self.train_function = releasing(self.train_function)
-        return self.train_function
-
-    def make_test_function(self, force=False):
-        super().make_test_function(force=force)
-        self.test_function = releasing(self.test_function)
-        return self.test_function
-
-    def make_predict_function(self, force=False):
-        super().make_predict_function(force=force)
-        self.predict_function = releasing(self.predict_function)
-        return self.predict_function
 
     @property
     def null_label(self):

@@ -10,6 +10,7 @@ import tensorflow as tf
 import keras_ddpm
 from keras_ddpm import graph_lifetime
 from keras_ddpm import normalization
+from keras_ddpm.step_functions import OneFunctionStep
 
 
 def _unet_model():
@@ -143,7 +144,8 @@ def test_the_unets_own_keras_functions_free_their_traces(monkeypatch):
     network.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
     history = network.fit(inputs, np.ones((4, 8, 8, 1), "float32"), epochs=3, verbose=0).history
     assert history["loss"][-1] < history["loss"][0]  # Keras' fit on the U-Net still trains
-    # The predict function's trace and the train function's (two: Keras' first trace
+    assert isinstance(network.train_function, OneFunctionStep)  # as DDPM's (StepFunctions)
+    # The predict function's trace and the train function's (two: the step's first trace
     # creates Adam's slots, a second runs without creating them).
     assert _alive(graphs) == len(graphs) == 3
     network.make_predict_function(force=True)

@@ -127,3 +127,29 @@ def test_release_free_heap_reports_whether_it_could():
     from keras_ddpm.step_functions import release_free_heap
 
     assert isinstance(release_free_heap(), bool)
+
+
+def test_unet_fit_matches_keras_nested_functions():
+    def fitted(keras_functions):
+        keras.utils.set_random_seed(0)
+        network = keras_ddpm.UNet(
+            (8, 8, 1), base_channels=8, channel_multipliers=(1,), num_res_blocks=1,
+            attention_resolutions=(), dropout=0.0, norm_groups=4,
+        )
+        network.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+        if keras_functions:
+            keras.Model.make_train_function(network, force=True)
+        rng = np.random.default_rng(0)
+        inputs = [rng.normal(size=(8, 8, 8, 1)).astype("float32"), np.arange(8, dtype="int32")]
+        history = network.fit(inputs, np.ones((8, 8, 8, 1), "float32"), batch_size=4,
+                              epochs=2, shuffle=False, verbose=0).history
+        return network, history["loss"]
+
+    ours, loss_ours = fitted(False)
+    theirs, loss_theirs = fitted(True)
+    assert isinstance(ours.train_function, OneFunctionStep)
+    assert not isinstance(theirs.train_function, OneFunctionStep)
+    assert int(ours.optimizer.iterations) == int(theirs.optimizer.iterations) == 4
+    np.testing.assert_allclose(loss_ours, loss_theirs, rtol=1e-5)
+    for a, b in zip(ours.weights, theirs.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
