@@ -47,8 +47,8 @@ from keras_ddpm import samplers
 from keras_ddpm import utils
 from keras_ddpm.backup import RunBackup  # noqa: F401 - public here, beside SampleGrid
 
-# The grids' sampler: few steps, and deterministic (see SampleGrid).
-DEFAULT_SAMPLER = "dpm_solver"
+# The grids' sampler (the registry's `GRID_SAMPLER`): few steps, and deterministic.
+DEFAULT_SAMPLER = samplers.GRID_SAMPLER
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -189,8 +189,10 @@ class SampleGrid(keras.callbacks.Callback):
                 f"it takes {[p for p in parameters]}{hint}."
             )
         kwargs = self.generate_kwargs
-        # The sampler the grids will use: the one passed, else generate's own default.
-        sampler = kwargs.get("sampler", getattr(parameters.get("sampler"), "default", None))
+        # The sampler the grids will use: the one passed, else the registry's default (for a
+        # generate that takes samplers).
+        takes_samplers = "sampler" in parameters or takes_any
+        sampler = kwargs.get("sampler", samplers.DEFAULT_SAMPLER if takes_samplers else None)
         schedule = getattr(self.model, "schedule", None)
         if schedule is not None and isinstance(sampler, str):
             options = {o.name: kwargs[o.name] for o in samplers.all_options() if o.name in kwargs}

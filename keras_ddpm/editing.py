@@ -23,8 +23,6 @@ from keras_ddpm.sampling_inputs import check_images
 from keras_ddpm.sampling_inputs import check_labels
 
 INTERPOLATION_INPUTS = ("images", "noise")
-# `inpaint`'s default cap on steps: RePaint's 250 steps, 10 passes, jumps of 10.
-INPAINT_STEPS, RESAMPLE_STEPS, JUMP_LENGTH = 250, 10, 10
 
 
 def check_mask(mask, shape):
@@ -65,10 +63,10 @@ def _image_batch(images, process):
 
 
 def inpaint(
-    process, images, mask, sampler="ddpm", steps=None, resample_steps=RESAMPLE_STEPS,
-    jump_length=JUMP_LENGTH, timestep_spacing=None, seed=None, clip=True, batch_size=None,
-    verbose="auto", jit_compile="auto", labels=None, guidance_scale=None, variance=None,
-    **options,
+    process, images, mask, sampler=samplers.DEFAULT_SAMPLER, steps=None,
+    resample_steps=samplers.RESAMPLE_STEPS, jump_length=samplers.JUMP_LENGTH,
+    timestep_spacing=None, seed=None, clip=True, batch_size=None, verbose="auto",
+    jit_compile="auto", labels=None, guidance_scale=None, variance=None, **options,
 ):
     """Fills the pixels where `mask` is 0; the arguments are `DDPM.inpaint`'s.
 
@@ -89,7 +87,7 @@ def inpaint(
             "solver whose history a jump back would break."
         )
     if steps is None:
-        steps = min(record.steps_for(process.schedule.timesteps), INPAINT_STEPS)
+        steps = min(record.steps_for(process.schedule.timesteps), samplers.INPAINT_STEPS)
     record, steps, spacing, options = samplers.resolve(
         sampler, process.schedule.timesteps, steps, timestep_spacing, **options
     )
@@ -119,8 +117,8 @@ def inpaint(
 
 
 def encode(
-    process, images, sampler="ddim", steps=None, timestep_spacing=None, batch_size=None,
-    verbose="auto", jit_compile="auto", labels=None, guidance_scale=None, **options,
+    process, images, sampler=samplers.INVERSION_SAMPLER, steps=None, timestep_spacing=None,
+    batch_size=None, verbose="auto", jit_compile="auto", labels=None, guidance_scale=None, **options,
 ):
     """Runs a deterministic sampler backwards: images → x_T; the arguments are `DDPM.encode`'s.
 
@@ -168,8 +166,8 @@ def _endpoints(a, b, image_shape):
 
 
 def interpolate(
-    process, a=None, b=None, num=8, inputs="images", sampler="ddim", steps=None,
-    timestep_spacing=None, seed=None, clip=True, batch_size=None, verbose="auto",
+    process, a=None, b=None, num=8, inputs="images", sampler=samplers.INVERSION_SAMPLER,
+    steps=None, timestep_spacing=None, seed=None, clip=True, batch_size=None, verbose="auto",
     jit_compile="auto", labels=None, guidance_scale=None, **options,
 ):
     """Frames morphing `a` into `b` through slerp of their x_T; the arguments are `DDPM.interpolate`'s.

@@ -15,7 +15,8 @@ signature and a function of the loaded object:
 | `denoise` | `x_t` float32 `[B, H, W, C]`, `t` int32 `[B]` | `prediction`: float32, like `x_t` |
 
 `edit` and `inpaint` (module `export_editing`) use the export-time sampler
-(`inpaint` falls back to `"ddpm"` when that one is multistep) and equal
+(`inpaint` falls back to `samplers.DEFAULT_SAMPLER` when that one is
+multistep) and equal
 `to_uint8` of `DDPM.generate(initial_images=, strength=)` and `DDPM.inpaint`
 with the same seed, on the images `images / 127.5 − 1`.
 
@@ -23,7 +24,8 @@ Design of the sampler input. A SavedModel signature has no optional inputs,
 so the sampler cannot be an input with a default. `generate` therefore takes
 only the three inputs every client needs and uses the sampler (and DDIM η)
 chosen at export time; `generate_with_sampler` takes `sampler` (any name of
-`keras_ddpm.samplers.sampler_names()` at export time) and `eta` at run time.
+`keras_ddpm.samplers.sampler_names()` at export time) and the runtime sampler
+options (`eta`) at run time.
 Both run the same graph: the compiled reverse loops of `DDPM.generate`, one per
 registered sampler, sit behind one `tf.switch_case` on the sampler's index,
 and the number of steps is a tensor of every loop, so no choice needs another
@@ -66,17 +68,16 @@ def export_saved_model(
     model,
     filepath,
     *,
-    sampler="ddpm",
-    eta=0.0,
+    sampler=samplers.DEFAULT_SAMPLER,
     timestep_spacing=None,
-    order=2,
     clip=True,
     use_ema=True,
     jit_compile=False,
     image_shape=None,
-    resample_steps=10,
-    jump_length=10,
+    resample_steps=samplers.RESAMPLE_STEPS,
+    jump_length=samplers.JUMP_LENGTH,
     verbose=True,
+    **sampler_options,
 ):
     """Writes a `DDPM` as a TensorFlow SavedModel with generate, edit, inpaint and denoise endpoints.
 
@@ -91,14 +92,13 @@ def export_saved_model(
             earlier export (replaced whole; a non-empty folder holding no
             SavedModel is refused). It is written beside the target and renamed
             into place, so a kill never leaves half a SavedModel.
-        sampler: the sampler of the `generate` endpoint: `"ddpm"`, `"ddim"` or
-            `"dpm_solver"`. Defaults to `"ddpm"` (as `DDPM.generate`).
-        eta: DDIM's η in [0, 1] for the `generate` endpoint; only with
-            `sampler="ddim"`. Defaults to `0.0`.
+        sampler: the sampler of the `generate`, `edit` and `inpaint`
+            endpoints, a name of `keras_ddpm.samplers.sampler_names()`.
+            Defaults to `keras_ddpm.samplers.DEFAULT_SAMPLER`, as
+            `DDPM.generate`.
         timestep_spacing: spacing of every sampler's steps (see
             `samplers.timestep_sequence`). Defaults to `None`: each sampler's
             default, as in `DDPM.generate`.
-        order: DPM-Solver++ order, 1, 2 or 3. Defaults to `2`.
         clip: clip x̂_0 at every step (the output is always clipped to
             [−1, 1] before becoming uint8). Defaults to `True`.
         use_ema: export the EMA weights when the model keeps them. Defaults
@@ -110,10 +110,17 @@ def export_saved_model(
             shape (a subclassed model that was never built); it is built by
             one call on zeros. Defaults to `None` (the network's own shape).
         resample_steps: RePaint passes of the `inpaint` endpoint (see
-            `DDPM.inpaint`). Defaults to `10`.
+            `DDPM.inpaint`). Defaults to `samplers.RESAMPLE_STEPS`.
         jump_length: steps per RePaint block of the `inpaint` endpoint.
-            Defaults to `10`.
+            Defaults to `samplers.JUMP_LENGTH`.
         verbose: print the path and the endpoints. Defaults to `True`.
+        **sampler_options: any option of a registered sampler
+            (`samplers.resolve_everywhere`). A runtime option, such as DDIM's
+            `eta=`, is the value the `generate` endpoint uses (the sampler must
+            take it); `generate_with_sampler` takes it as an input. An option
+            fixed when a loop is traced, such as DPM-Solver++'s `order=`,
+            applies to every sampler that takes it. Each defaults to its
+            record's value.
 
     Returns:
         `filepath` as a string.
@@ -134,9 +141,10 @@ def export_saved_model(
         raise TypeError(
             f"`model` must be a keras_ddpm.DDPM. Received: model of type {type(model).__name__}."
         )
-    # The generate endpoint's sampler and eta, checked as DDPM.generate checks them.
-    samplers.resolve(sampler, model.schedule.timesteps, timestep_spacing=timestep_spacing, eta=eta)
-    samplers.check_order(order)
+    # Every sampler's options at export time, checked as DDPM.generate checks them.
+    options = samplers.resolve_everywhere(
+        sampler, model.schedule.timesteps, timestep_spacing, **sampler_options
+    )
     resample_steps = checks.positive_int("resample_steps", resample_steps)
     jump_length = checks.positive_int("jump_length", jump_length)
     shape = exported_image_shape(model, image_shape)
@@ -157,17 +165,17 @@ def export_saved_model(
         )
 
     module, signatures = _build_module(
-        model, shape, sampler, eta, timestep_spacing, order, clip, use_ema, jit_compile,
+        model, shape, sampler, options, timestep_spacing, clip, use_ema, jit_compile,
         resample_steps, jump_length,
     )
     # Every graph is traced once, inside `save` (a trace made before it would be redone).
     # Custom-gradient tracing (an inference export needs none) would double the export time.
-    options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
+    save_options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
     # Written beside the target and renamed into place: a kill never leaves half a SavedModel.
     target, replaced = filepath.rstrip(os.sep) or filepath, None
     # The graphs traced for the file are freed with `module` (see `graph_lifetime`).
     with atomic.atomic_write(target) as tmp, graph_lifetime.release_traced_graphs():
-        tf.saved_model.save(module, tmp, signatures=signatures, options=options)
+        tf.saved_model.save(module, tmp, signatures=signatures, options=save_options)
         if os.path.isdir(target):  # an earlier export, or an empty folder: set aside
             replaced = atomic.partial_path(target + "-replaced")
             os.rename(target, replaced)
@@ -186,9 +194,14 @@ def export_saved_model(
 # The exported module
 # ----------------------------------------------------------------------------
 def _build_module(
-    model, image_shape, default_sampler, default_eta, spacing, order, clip, use_ema, jit_compile,
+    model, image_shape, default_sampler, sampler_options, spacing, clip, use_ema, jit_compile,
     resample_steps, jump_length,
 ):
+    """The `tf.Module` of the endpoints and its signatures.
+
+    `sampler_options` maps every registered sampler to its export-time options
+    (`samplers.resolve_everywhere`).
+    """
     # A process of its own, built as `generate`'s: the loops traced for the file go with the
     # module instead of staying cached on the model (89 MB on the digits preset).
     process = model.reverse_process(use_ema)
@@ -204,7 +217,7 @@ def _build_module(
     runs = [
         process.loop(
             record.name, spacing, bool(clip), bool(jit_compile),
-            **{o.name: order if o.name == "order" else o.default for o in record.static_options},
+            **{o.name: sampler_options[record.name][o.name] for o in record.static_options},
         )
         for record in records
     ]
@@ -286,7 +299,9 @@ def _build_module(
         lambda **inputs: module.generate_with_sampler(
             sampler=tf.constant(default_sampler),
             **{
-                o.name: tf.constant(default_eta if o.name == "eta" else o.neutral, tf.float32)
+                o.name: tf.constant(
+                    sampler_options[default_sampler].get(o.name, o.neutral), tf.float32
+                )
                 for o in samplers.all_options(runtime=True)
             },
             **inputs,
@@ -296,19 +311,21 @@ def _build_module(
     )
     module.denoise = named_function(denoise, denoise_specs, "denoise")
     # The editing endpoints: the export-time sampler (a single-step one for inpaint).
-    inpaint_sampler = default_sampler if samplers.get_sampler(default_sampler).step else "ddpm"
+    inpaint_sampler = (
+        default_sampler if samplers.get_sampler(default_sampler).step else samplers.DEFAULT_SAMPLER
+    )
     edit_specs = export_editing.edit_input_signature(image_shape, num_classes)
     inpaint_specs = export_editing.inpaint_input_signature(image_shape, num_classes)
     module.edit = named_function(
         export_editing.edit_function(
-            process, default_sampler, _options(default_sampler, timesteps, default_eta, order),
+            process, default_sampler, sampler_options[default_sampler],
             spacing, num_classes, bool(jit_compile), bool(clip),
         ),
         edit_specs, "edit",
     )
     module.inpaint = named_function(
         export_editing.inpaint_function(
-            process, inpaint_sampler, _options(inpaint_sampler, timesteps, default_eta, order),
+            process, inpaint_sampler, sampler_options[inpaint_sampler],
             spacing, num_classes, bool(jit_compile), bool(clip), resample_steps, jump_length,
         ),
         inpaint_specs, "inpaint",
@@ -339,14 +356,6 @@ def _build_module(
     }
     signatures["serving_default"] = signatures["generate"]
     return module, signatures
-
-
-def _options(sampler, timesteps, eta, order):
-    """Every option of `sampler` at its export-time value (η only for a sampler taking it)."""
-    record = samplers.get_sampler(sampler)
-    given = {"eta": eta if record.option("eta") else None,
-             "order": order if record.option("order") else None}
-    return samplers.resolve(sampler, timesteps, **given)[3]
 
 
 def _tf_variable(weight):

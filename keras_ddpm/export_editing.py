@@ -153,7 +153,7 @@ def inpaint_function(process, sampler, options, spacing, num_classes, jit_compil
         sampler, spacing, clip, jit_compile, None, **_static(record, options)
     )
     schedule = process.schedule
-    default_steps = min(record.steps_for(schedule.timesteps), editing.INPAINT_STEPS)
+    default_steps = min(record.steps_for(schedule.timesteps), samplers.INPAINT_STEPS)
 
     def inpaint(images, mask, steps, seed, **inputs):
         x0 = _as_floats(images)

@@ -324,9 +324,10 @@ class ReverseProcess:
         return x
 
     def generate(
-        self, num_images, sampler="ddpm", steps=None, timestep_spacing=None, seed=None,
-        initial_noise=None, clip=True, batch_size=None, verbose="auto", jit_compile="auto",
-        labels=None, guidance_scale=None, initial_images=None, strength=None, **options,
+        self, num_images, sampler=samplers.DEFAULT_SAMPLER, steps=None, timestep_spacing=None,
+        seed=None, initial_noise=None, clip=True, batch_size=None, verbose="auto",
+        jit_compile="auto", labels=None, guidance_scale=None, initial_images=None, strength=None,
+        **options,
     ):
         """Samples images from pure noise, or edits `initial_images`; the arguments are `DDPM.generate`'s.
 

@@ -9,6 +9,7 @@ the EMA or raw network; it reads `network`, `ema_network`, `schedule`,
 """
 
 from keras_ddpm import editing
+from keras_ddpm import samplers
 from keras_ddpm.generation import ReverseProcess
 
 
@@ -36,15 +37,13 @@ class GenerationMethods:
     def generate(
         self,
         num_images,
-        sampler="ddpm",
+        sampler=samplers.DEFAULT_SAMPLER,
         steps=None,
-        eta=0.0,
         timestep_spacing=None,
         seed=None,
         initial_noise=None,
         clip=True,
         use_ema=True,
-        order=None,
         batch_size=None,
         verbose="auto",
         jit_compile="auto",
@@ -58,8 +57,8 @@ class GenerationMethods:
 
         The reverse loop is one compiled `tf.while_loop` per sampler choice
         (spacing, order, weights, clip, XLA), traced once and cached by
-        `reverse_process()`: steps and η are tensor inputs, so changing them
-        does not retrace.
+        `reverse_process()`: steps and runtime options (DDIM's η) are tensor
+        inputs, so changing them does not retrace.
 
         Args:
             num_images: how many images to generate.
@@ -67,11 +66,9 @@ class GenerationMethods:
                 (ancestral, Ho et al. 2020; respaced when `steps < T`),
                 `"ddim"` (Song et al. 2021), `"dpm_solver"` (DPM-Solver++
                 multistep, Lu et al. 2022) or a registered one. Defaults to
-                `"ddpm"`.
+                `keras_ddpm.samplers.DEFAULT_SAMPLER` (ancestral).
             steps: network evaluations, in [1, T]. Defaults to `None`: the
                 sampler record's `default_steps` (T for `"ddpm"`), capped at T.
-            eta: DDIM's η in [0, 1] (0 deterministic); another sampler refuses
-                a non-zero η. Defaults to `0.0`.
             timestep_spacing: `"leading"`, `"trailing"`, `"linspace"` or
                 `"logsnr"` (see `samplers.timestep_sequence`). Defaults to
                 `None`: the sampler record's `default_spacing`.
@@ -83,8 +80,6 @@ class GenerationMethods:
                 Defaults to `True`.
             use_ema: sample with the EMA weights when the model keeps them.
                 Defaults to `True`.
-            order: DPM-Solver++ order, 1, 2 or 3; only for
-                `sampler="dpm_solver"`. Defaults to `None` (2).
             batch_size: images denoised at once. Defaults to `num_images`.
             verbose: `0` silent, `1` a progress bar, `"auto"` a bar for runs of
                 more than 100 steps (a non-resumable sampler such as
@@ -115,7 +110,12 @@ class GenerationMethods:
                 the images (exactly `generate`'s images for the same seed), 0
                 returns them; in between, higher keeps less of them. Works with
                 every sampler. Defaults to `None`.
-            **sampler_options: options of a registered sampler.
+            **sampler_options: the options of the sampler's record
+                (`keras_ddpm.samplers.get_sampler(sampler).options`), each
+                defaulting to the record's value: `eta=` (DDIM's η in [0, 1],
+                0 deterministic) for `"ddim"`, `order=` (1, 2 or 3) for
+                `"dpm_solver"`, or those of a registered sampler. Another
+                sampler refuses an option unless it is neutral (η = 0).
 
         Returns:
             float32 NumPy array `(num_images, H, W, C)`, in [−1, 1] with
@@ -137,13 +137,12 @@ class GenerationMethods:
             num_images, sampler=sampler, steps=steps, timestep_spacing=timestep_spacing,
             seed=seed, initial_noise=initial_noise, clip=clip, batch_size=batch_size,
             verbose=verbose, jit_compile=jit_compile, labels=labels,
-            guidance_scale=guidance_scale, eta=eta, order=order,
-            initial_images=initial_images, strength=strength, **sampler_options,
+            guidance_scale=guidance_scale, initial_images=initial_images, strength=strength, **sampler_options,
         )
 
     def inpaint(
-        self, images, mask, sampler="ddpm", steps=None, resample_steps=editing.RESAMPLE_STEPS,
-        jump_length=editing.JUMP_LENGTH, timestep_spacing=None, seed=None, clip=True,
+        self, images, mask, sampler=samplers.DEFAULT_SAMPLER, steps=None,
+        resample_steps=samplers.RESAMPLE_STEPS, jump_length=samplers.JUMP_LENGTH, timestep_spacing=None, seed=None, clip=True,
         use_ema=True, batch_size=None, verbose="auto", jit_compile="auto", labels=None,
         guidance_scale=None, variance=None, **sampler_options,
     ):
@@ -168,11 +167,13 @@ class GenerationMethods:
             sampler: a sampler with a single-step update:
                 `keras_ddpm.samplers.single_step_samplers()`, `"ddpm"` or
                 `"ddim"` (a multistep solver cannot jump back). Defaults to
-                `"ddpm"`.
+                `keras_ddpm.samplers.DEFAULT_SAMPLER` (ancestral).
             steps: reverse steps in [1, T]. Defaults to `None`: the sampler's
-                default, at most 250 (RePaint's).
-            resample_steps: passes over each block, ≥ 1. Defaults to `10`.
-            jump_length: steps per block, ≥ 1. Defaults to `10`.
+                default, at most `samplers.INPAINT_STEPS` (RePaint's 250).
+            resample_steps: passes over each block, ≥ 1. Defaults to
+                `samplers.RESAMPLE_STEPS` (RePaint's 10).
+            jump_length: steps per block, ≥ 1. Defaults to
+                `samplers.JUMP_LENGTH` (RePaint's 10).
             timestep_spacing: as in `generate`. Defaults to `None`.
             seed: integer seed; the same seed (and `batch_size`) gives the same
                 images. Defaults to `None` (fresh).
@@ -218,8 +219,8 @@ class GenerationMethods:
         )
 
     def encode(
-        self, images, sampler="ddim", steps=None, timestep_spacing=None, use_ema=True,
-        batch_size=None, verbose="auto", jit_compile="auto", labels=None, guidance_scale=None,
+        self, images, sampler=samplers.INVERSION_SAMPLER, steps=None, timestep_spacing=None,
+        use_ema=True, batch_size=None, verbose="auto", jit_compile="auto", labels=None, guidance_scale=None,
         **sampler_options,
     ):
         """Inverts images into the noise x_T that a deterministic sampler turns back into them.
@@ -236,7 +237,7 @@ class GenerationMethods:
             images: float images in [−1, 1], `(N, H, W, C)`.
             sampler: a sampler with an inverse:
                 `keras_ddpm.samplers.invertible_samplers()`, `"ddim"` (with
-                η = 0). Defaults to `"ddim"`.
+                η = 0). Defaults to `samplers.INVERSION_SAMPLER` (`"ddim"`).
             steps: network evaluations, in [1, T]. Defaults to `None`: the
                 sampler's default (50 for `"ddim"`).
             timestep_spacing: as in `generate`. Defaults to `None`: the
@@ -276,8 +277,8 @@ class GenerationMethods:
         )
 
     def interpolate(
-        self, a=None, b=None, num=8, inputs="images", sampler="ddim", steps=None,
-        timestep_spacing=None, seed=None, clip=True, use_ema=True, batch_size=None,
+        self, a=None, b=None, num=8, inputs="images", sampler=samplers.INVERSION_SAMPLER,
+        steps=None, timestep_spacing=None, seed=None, clip=True, use_ema=True, batch_size=None,
         verbose="auto", jit_compile="auto", labels=None, guidance_scale=None,
         **sampler_options,
     ):

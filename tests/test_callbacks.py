@@ -10,6 +10,7 @@ from PIL import Image
 
 import keras_ddpm
 from keras_ddpm import hardware
+from keras_ddpm import samplers
 from keras_ddpm.callbacks import SampleGrid
 
 
@@ -208,12 +209,14 @@ def test_cosine_decay_gives_the_ddpm_warmup():
     np.testing.assert_allclose(values, [0.0, 1e-4, 2e-4, 2e-4, 2e-4], rtol=1e-6, atol=1e-12)
 
 
-def test_the_command_line_names_the_same_default_grid_sampler():
-    # train_options names it without importing TensorFlow; both must agree.
-    from keras_ddpm.callbacks import DEFAULT_SAMPLER
-    from keras_ddpm.cli.train_options import GRID_SAMPLER
+def test_the_command_line_and_sample_grid_draw_grids_with_the_registry_grid_sampler():
+    from keras_ddpm.cli import build_parser
+    from keras_ddpm.samplers import GRID_SAMPLER
 
-    assert GRID_SAMPLER == DEFAULT_SAMPLER == "dpm_solver"
+    args = build_parser().parse_args(["train", "--dataset", "digits"])
+    grid = SampleGrid("unused", num_images=2)
+    assert args.sampler == grid.generate_kwargs["sampler"] == GRID_SAMPLER
+    assert GRID_SAMPLER in samplers.sampler_names()
 
 
 def test_a_generate_without_samplers_is_told_how_to_pass_none(trained_model, tmp_path,

@@ -120,3 +120,54 @@ def test_sample_grid_accepts_it_and_refuses_unknown_names(toy, tmp_path):
     assert path.endswith("epoch_0001.png")
     with pytest.raises(ValueError, match=r"Unknown sampler='euler'.*'toy'"):
         keras_ddpm.callbacks.SampleGrid(tmp_path, sampler="euler")
+
+
+def test_export_and_its_command_take_any_registered_option(toy, tmp_path, capsys):
+    everywhere = samplers.resolve_everywhere("toy", 10, gain=0.5, order=3)
+    assert everywhere["toy"] == {"gain": 0.5}
+    assert everywhere["dpm_solver"] == {"order": 3}  # a trace-time option serves every taker
+    assert everywhere["ddim"] == {"eta": 0.0}
+    with pytest.raises(ValueError, match="`gain` only applies to sampler='toy'"):
+        samplers.resolve_everywhere("ddim", 10, gain=0.5)
+    with pytest.raises(TypeError, match="Unknown sampler option shift=1"):
+        samplers.resolve_everywhere("toy", 10, shift=1)
+    model = tiny_model()
+    loaded = tf.saved_model.load(
+        model.export(str(tmp_path / "sm"), sampler="toy", gain=0.5, verbose=False)
+    )
+    images = loaded.generate(num_images=tf.constant(2), steps=tf.constant(0), seed=tf.constant(3))
+    expected = model.generate(2, sampler="toy", seed=3, gain=0.5, jit_compile=False, verbose=0)
+    np.testing.assert_array_equal(images.numpy(), utils.to_uint8(expected))
+    assert np.abs(expected).max() > 0  # the gain was applied to real noise, not to zeros
+    parser = cli.build_parser()
+    args = parser.parse_args(["export", "m.keras", str(tmp_path / "out"), "--sampler", "ddpm",
+                              "--gain", "0.5"])
+    assert cli.main(["export", "m.keras", str(tmp_path / "out"), "--sampler", "ddpm",
+                     "--gain", "0.5"]) == 2
+    assert "`gain` only applies to sampler='toy'" in capsys.readouterr().err
+    assert args.gain == 0.5
+
+
+def test_the_sampler_functions_default_to_their_records():
+    ddim = samplers.get_sampler("ddim")
+    schedule = keras_ddpm.NoiseSchedule(timesteps=10)
+    noise = tf.random.stateless_normal((2,) + SHAPE, seed=(1, 2))
+    calls = []
+
+    def denoise(x, t):
+        calls.append(t)
+        return tf.zeros_like(x)
+
+    try:
+        samplers.register_sampler(
+            samplers.Sampler(ddim.name, ddim.run, default_steps=4, options=ddim.options,
+                             inverse=ddim.inverse, step=ddim.step),
+            overwrite=True,
+        )
+        default = samplers.ddim_sample(denoise, noise, schedule, tf.constant([0, 0]))
+        four = samplers.ddim_sample(denoise, noise, schedule, tf.constant([0, 0]), steps=4)
+        np.testing.assert_array_equal(default.numpy(), four.numpy())
+        assert len(calls) == 8  # eager: one call a step, 4 steps twice
+    finally:
+        samplers.register_sampler(ddim, overwrite=True)
+    assert samplers.get_sampler("ddim").steps_for(1000) == 50

@@ -201,7 +201,7 @@ def add_sampler_choice(parser, default=None):
         default=default,
         choices=registry.sampler_names(),
         metavar="SAMPLER",
-        help=f"{sampler_help()} (default: {default or 'ddpm'})",
+        help=f"{sampler_help()} (default: {default or registry.DEFAULT_SAMPLER})",
     )
     for option in registry.all_options():
         parser.add_argument(
@@ -242,12 +242,12 @@ def add_sampler_arguments(parser, default=None):
 def add_resampling_arguments(parser, where=""):
     """`--resample-steps` and `--jump-length` of RePaint (`inpaint`, and `export`'s endpoint)."""
     parser.add_argument(
-        "--resample-steps", type=positive_int, default=10,
+        "--resample-steps", type=positive_int, default=registry.RESAMPLE_STEPS,
         help=f"passes over each block of steps{where}; 1 is plain replacement "
         "(default: %(default)s)",
     )
     parser.add_argument(
-        "--jump-length", type=positive_int, default=10,
+        "--jump-length", type=positive_int, default=registry.JUMP_LENGTH,
         help=f"steps per resampled block{where} (default: %(default)s)",
     )
 
@@ -261,7 +261,7 @@ def check_sampler_arguments(args):
     """The cheap checks of `--sampler` and its options, before TensorFlow loads."""
     with user_errors():
         registry.resolve(
-            args.sampler or "ddpm", 10**9, getattr(args, "steps", None), None,
+            args.sampler or registry.DEFAULT_SAMPLER, 10**9, getattr(args, "steps", None), None,
             **sampler_options(args),
         )
 
@@ -290,7 +290,8 @@ def sampling_kwargs(model, args, num, count=None):
         kwargs["guidance_scale"] = args.guidance
     with user_errors():
         registry.resolve(
-            kwargs.get("sampler", "ddpm"), model.schedule.timesteps, kwargs.get("steps"), None,
+            kwargs.get("sampler", registry.DEFAULT_SAMPLER), model.schedule.timesteps,
+            kwargs.get("steps"), None,
             **sampler_options(args),
         )
         sampling_inputs.check_labels(

@@ -8,6 +8,7 @@ from keras_ddpm.cli.common import add_model_argument
 from keras_ddpm.cli.common import add_resampling_arguments
 from keras_ddpm.cli.common import add_sampler_choice
 from keras_ddpm.cli.common import add_verbose
+from keras_ddpm.cli.common import sampler_options
 from keras_ddpm.cli.common import user_errors
 from keras_ddpm.cli.models import load_model
 from keras_ddpm.cli.models import resolve_model
@@ -17,10 +18,8 @@ from keras_ddpm.samplers import registry
 def check(args):
     """The cheap checks of `export`, before TensorFlow loads."""
     with user_errors():
-        # --order serves the dpm_solver branch of generate_with_sampler whatever --sampler is.
-        registry.resolve(args.sampler, 10**9, eta=args.eta)
-        if args.order is not None:
-            registry.check_order(args.order)
+        # A trace-time option (--order) serves every sampler that takes it, whatever --sampler is.
+        registry.resolve_everywhere(args.sampler, 10**9, **sampler_options(args))
     if os.path.exists(args.outdir) and not os.path.isdir(args.outdir):
         raise UserError(f"OUTDIR {args.outdir!r} is a file; expected a directory")
     resolve_model(args.model)
@@ -35,13 +34,12 @@ def run(args):
             model,
             args.outdir,
             sampler=args.sampler,
-            eta=args.eta or 0.0,
-            order=args.order or 2,
             use_ema=args.ema,
             jit_compile=args.jit_compile == "true",
             resample_steps=args.resample_steps,
             jump_length=args.jump_length,
             verbose=False,
+            **sampler_options(args),
         )
     inputs = "num_images=4;steps=0;seed=0"
     if getattr(model, "num_classes", None):
@@ -61,7 +59,7 @@ def add_parser(subparsers):
         description=(
             "Export a trained DDPM as a TensorFlow SavedModel that needs neither Keras nor "
             "keras_ddpm: endpoints generate(num_images, steps, seed) -> uint8 images "
-            "(= serving_default, using --sampler), generate_with_sampler(..., sampler, eta), "
+            "(= serving_default, using --sampler), generate_with_sampler(..., sampler, runtime sampler options such as eta), "
             "edit(images, strength, steps, seed), inpaint(images, mask, steps, seed) (uint8 "
             "images in and out) and denoise(x_t, t). steps=0 asks for the sampler's default "
             "number of steps."
@@ -69,7 +67,7 @@ def add_parser(subparsers):
     )
     add_model_argument(parser)
     parser.add_argument("outdir", help="the SavedModel directory to write")
-    add_sampler_choice(parser, default="ddpm")
+    add_sampler_choice(parser, default=registry.DEFAULT_SAMPLER)
     parser.add_argument(
         "--no-ema", dest="ema", action="store_false", help="export the raw, not the EMA, weights"
     )

@@ -23,7 +23,7 @@ def check(args):
     images.check_out(args.out, args.image)
     resolve_model(args.model)
     check_sampler_arguments(args)
-    if registry.get_sampler(args.sampler or "ddpm").step is None:
+    if registry.get_sampler(args.sampler or registry.DEFAULT_SAMPLER).step is None:
         raise UserError(
             f"--sampler {args.sampler} cannot inpaint (a multistep solver cannot jump back); "
             f"use one of {', '.join(registry.single_step_samplers())}"

@@ -83,6 +83,6 @@ def add_parser(subparsers):
     )
     add_seed(parser)
     add_batch_size(parser, help="frames decoded at once (default: all)")
-    add_sampler_arguments(parser, default="ddim")
+    add_sampler_arguments(parser, default=registry.INVERSION_SAMPLER)
     add_verbose(parser, verb=True)
     parser.set_defaults(function=run, check=check)

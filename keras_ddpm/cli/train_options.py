@@ -16,9 +16,6 @@ from keras_ddpm.cli.runs import STRATEGIES
 from keras_ddpm.samplers import registry
 from keras_ddpm.schedule_math import KINDS
 
-# SampleGrid's default (keras_ddpm.callbacks.DEFAULT_SAMPLER), named here without importing
-# TensorFlow.
-GRID_SAMPLER = "dpm_solver"
 
 
 def epoch_or_batches(text):
@@ -200,7 +197,7 @@ def add_train_arguments(parser):
     out.add_argument("--num-samples", type=positive_int, default=64, help="(default: %(default)s)")
     out.add_argument(
         "--sampler",
-        default=GRID_SAMPLER,
+        default=registry.GRID_SAMPLER,
         choices=registry.sampler_names(),
         metavar="SAMPLER",
         help=f"the grids' sampler: {sampler_help()} (default: %(default)s: few steps, and "

@@ -38,7 +38,13 @@ sampler by name.
 
 import importlib
 
+from keras_ddpm.samplers.registry import DEFAULT_SAMPLER
+from keras_ddpm.samplers.registry import GRID_SAMPLER
+from keras_ddpm.samplers.registry import INPAINT_STEPS
+from keras_ddpm.samplers.registry import INVERSION_SAMPLER
+from keras_ddpm.samplers.registry import JUMP_LENGTH
 from keras_ddpm.samplers.registry import ORDERS
+from keras_ddpm.samplers.registry import RESAMPLE_STEPS
 from keras_ddpm.samplers.registry import SAMPLERS
 from keras_ddpm.samplers.registry import TIMESTEP_SPACINGS
 from keras_ddpm.samplers.registry import Sampler
@@ -52,6 +58,7 @@ from keras_ddpm.samplers.registry import get_sampler
 from keras_ddpm.samplers.registry import invertible_samplers
 from keras_ddpm.samplers.registry import register_sampler
 from keras_ddpm.samplers.registry import resolve
+from keras_ddpm.samplers.registry import resolve_everywhere
 from keras_ddpm.samplers.registry import resolve_inverse
 from keras_ddpm.samplers.registry import sampler_names
 from keras_ddpm.samplers.registry import single_step_samplers

@@ -13,6 +13,7 @@ from keras_ddpm.samplers.loop import broadcast
 from keras_ddpm.samplers.loop import prepare
 from keras_ddpm.samplers.loop import stochastic_loop
 from keras_ddpm.samplers.loop import x0_estimate
+from keras_ddpm.samplers.registry import resolve
 from keras_ddpm.schedules import check_variance
 
 
@@ -81,7 +82,7 @@ def ddpm_sample(
     start=0,
     stop=None,
     steps=None,
-    timestep_spacing="trailing",
+    timestep_spacing=None,
 ):
     """Ancestral sampling (Ho et al. 2020, Algorithm 2), optionally respaced.
 
@@ -109,8 +110,9 @@ def ddpm_sample(
         start: first step (int or int32 scalar tensor). Defaults to `0`.
         stop: one past the last step. Defaults to `steps`.
         steps: number of steps in [1, T] (int or int32 scalar tensor).
-            Defaults to `schedule.timesteps`.
-        timestep_spacing: see `timestep_sequence`. Defaults to `"trailing"`.
+            Defaults to `None`: the `"ddpm"` record's default (T).
+        timestep_spacing: see `timestep_sequence`. Defaults to `None`: the
+            record's default spacing.
 
     Returns:
         The state after step `stop − 1` (x_0 for a full run), float32.
@@ -126,6 +128,7 @@ def ddpm_sample(
           Models", ICML 2021 (section 4, respacing).
     """
     check_variance(variance)
+    _, steps, timestep_spacing, _ = resolve("ddpm", schedule.timesteps, steps, timestep_spacing)
     x, steps, sequence = prepare(schedule, initial_noise, steps, timestep_spacing, prediction_type)
 
     def step(x, t, prev_t, prediction, noise):

@@ -11,7 +11,7 @@ from keras_ddpm.samplers.loop import broadcast
 from keras_ddpm.samplers.loop import prepare
 from keras_ddpm.samplers.loop import stochastic_loop
 from keras_ddpm.samplers.loop import x0_estimate
-from keras_ddpm.samplers.registry import check_eta
+from keras_ddpm.samplers.registry import resolve
 
 
 def ddim_step(schedule, x_t, t, prev_t, prediction, noise, eta=0.0, prediction_type="epsilon", clip=True):
@@ -60,9 +60,9 @@ def ddim_sample(
     initial_noise,
     schedule,
     seed,
-    steps=50,
-    eta=0.0,
-    timestep_spacing="trailing",
+    steps=None,
+    eta=None,
+    timestep_spacing=None,
     prediction_type="epsilon",
     clip=True,
     start=0,
@@ -86,9 +86,11 @@ def ddim_sample(
         seed: int32 tensor of shape `[2]` (step k uses
             `stateless_fold_in(seed, k)`; unused when η = 0).
         steps: number of steps (= NFE) in [1, T], int or int32 scalar tensor.
-            Defaults to `50`.
-        eta: η in [0, 1], float or float scalar tensor. Defaults to `0.0`.
-        timestep_spacing: see `timestep_sequence`. Defaults to `"trailing"`.
+            Defaults to `None`: the `"ddim"` record's default steps.
+        eta: η in [0, 1], float or float scalar tensor. Defaults to `None`:
+            the record's default (0).
+        timestep_spacing: see `timestep_sequence`. Defaults to `None`: the
+            record's default spacing.
         prediction_type: what `denoise_fn` predicts. Defaults to `"epsilon"`.
         clip: clip x̂_0 to [−1, 1] at every step. Defaults to `True`.
         start: first step. Defaults to `0`.
@@ -105,7 +107,10 @@ def ddim_sample(
         - Song, Meng & Ermon, "Denoising Diffusion Implicit Models", ICLR 2021
           (eqs. 12 and 16).
     """
-    check_eta(eta)
+    _, steps, timestep_spacing, options = resolve(
+        "ddim", schedule.timesteps, steps, timestep_spacing, eta=eta
+    )
+    eta = options["eta"]
     x, steps, sequence = prepare(schedule, initial_noise, steps, timestep_spacing, prediction_type)
 
     def step(x, t, prev_t, prediction, noise):
@@ -115,7 +120,7 @@ def ddim_sample(
 
 
 def run(denoise_fn, x, schedule, *, seed, steps, timestep_spacing, prediction_type, clip,
-        variance, start=0, stop=None, eta=0.0):
+        variance, eta, start=0, stop=None):
     """The registry's entry point (see `keras_ddpm.samplers.Sampler`)."""
     del variance  # DDIM's variance is σ(η).
     return ddim_sample(
@@ -124,7 +129,7 @@ def run(denoise_fn, x, schedule, *, seed, steps, timestep_spacing, prediction_ty
     )
 
 
-def step(schedule, x, t, prev_t, prediction, noise, *, prediction_type, clip, variance, eta=0.0):
+def step(schedule, x, t, prev_t, prediction, noise, *, prediction_type, clip, variance, eta):
     """The registry's single-step entry point (see `keras_ddpm.samplers.Sampler`)."""
     del variance  # DDIM's variance is σ(η).
     return ddim_step(schedule, x, t, prev_t, prediction, noise, eta, prediction_type, clip)

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from keras_ddpm.samplers.loop import prepare
 from keras_ddpm.samplers.loop import x0_estimate
-from keras_ddpm.samplers.registry import check_order
+from keras_ddpm.samplers.registry import resolve
 
 
 def _dpm_solver_coefficients(lam_s, lam_t, alpha_t, sigma_ratio, h0, h1, order):
@@ -58,9 +58,9 @@ def dpm_solver_sample(
     denoise_fn,
     initial_noise,
     schedule,
-    steps=20,
-    order=2,
-    timestep_spacing="logsnr",
+    steps=None,
+    order=None,
+    timestep_spacing=None,
     prediction_type="epsilon",
     clip=True,
     start=0,
@@ -92,9 +92,11 @@ def dpm_solver_sample(
         initial_noise: x at index `start` of the sequence, float32 `[B, ...]`.
         schedule: the `NoiseSchedule`.
         steps: number of steps (= NFE) in [1, T], int or int32 scalar tensor.
-            Defaults to `20`.
-        order: 1, 2 or 3 (Python int). Defaults to `2`.
-        timestep_spacing: see `timestep_sequence`. Defaults to `"logsnr"`.
+            Defaults to `None`: the `"dpm_solver"` record's default steps.
+        order: 1, 2 or 3 (Python int). Defaults to `None`: the record's
+            default (2).
+        timestep_spacing: see `timestep_sequence`. Defaults to `None`: the
+            record's default spacing (`"logsnr"`).
         prediction_type: what `denoise_fn` predicts. Defaults to `"epsilon"`.
         clip: clip every x̂_0 to [−1, 1]. Defaults to `True`.
         start: the first step (int or int32 scalar tensor), for a run that
@@ -114,7 +116,10 @@ def dpm_solver_sample(
         - Lu et al., "DPM-Solver: A Fast ODE Solver for Diffusion Probabilistic
           Model Sampling in Around 10 Steps", NeurIPS 2022 (λ spacing).
     """
-    check_order(order)
+    _, steps, timestep_spacing, options = resolve(
+        "dpm_solver", schedule.timesteps, steps, timestep_spacing, order=order
+    )
+    order = options["order"]
     x, steps, sequence = prepare(schedule, initial_noise, steps, timestep_spacing, prediction_type)
     batch = tf.shape(x)[0]
     ac = schedule.alphas_cumprod
@@ -165,7 +170,7 @@ def dpm_solver_sample(
 
 
 def run(denoise_fn, x, schedule, *, seed, steps, timestep_spacing, prediction_type, clip,
-        variance, start=0, stop=None, order=2):
+        variance, order, start=0, stop=None):
     """The registry's entry point (see `keras_ddpm.samplers.Sampler`); runs from `start` to the end."""
     del seed, variance, stop  # Deterministic; its multistep history lives in the loop.
     return dpm_solver_sample(

@@ -22,6 +22,7 @@ from keras_ddpm import objectives
 from keras_ddpm.samplers.loop import broadcast
 from keras_ddpm.samplers.loop import prepare
 from keras_ddpm.samplers.loop import run_steps
+from keras_ddpm.samplers.registry import resolve_inverse
 
 
 def ddim_invert_step(schedule, x_s, s, t, prediction, prediction_type="epsilon"):
@@ -62,8 +63,8 @@ def ddim_invert(
     denoise_fn,
     images,
     schedule,
-    steps=50,
-    timestep_spacing="trailing",
+    steps=None,
+    timestep_spacing=None,
     prediction_type="epsilon",
     start=0,
     stop=None,
@@ -81,8 +82,9 @@ def ddim_invert(
             `[B, ...]`.
         schedule: the `NoiseSchedule`.
         steps: number of steps (= NFE) in [1, T], int or int32 scalar tensor.
-            Defaults to `50`.
-        timestep_spacing: see `timestep_sequence`. Defaults to `"trailing"`.
+            Defaults to `None`: the `"ddim"` record's default steps.
+        timestep_spacing: see `timestep_sequence`. Defaults to `None`: the
+            `"ddim"` record's default spacing.
         prediction_type: what `denoise_fn` predicts. Defaults to `"epsilon"`.
         start: first step. Defaults to `0`.
         stop: one past the last step. Defaults to `steps`.
@@ -95,6 +97,7 @@ def ddim_invert(
     >>> latents = ddim_invert(denoise, images, schedule, steps=50)
     >>> again = ddim_sample(denoise, latents, schedule, tf.constant([0, 0]), steps=50, clip=False)
     """
+    _, steps, timestep_spacing = resolve_inverse("ddim", schedule.timesteps, steps, timestep_spacing)
     x, steps, sequence = prepare(schedule, images, steps, timestep_spacing, prediction_type)
     batch = tf.shape(x)[0]
 

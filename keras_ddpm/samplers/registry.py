@@ -215,6 +215,14 @@ BUILT_IN = (
 )
 # The built-in samplers' names; `sampler_names()` also lists registered ones.
 SAMPLERS = tuple(record.name for record in BUILT_IN)
+# `generate`'s, `inpaint`'s, the SavedModel's and the command line's sampler when none is named.
+DEFAULT_SAMPLER = "ddpm"
+# `encode`'s and `interpolate`'s: the deterministic sampler with an inverse.
+INVERSION_SAMPLER = "ddim"
+# `SampleGrid`'s and `keras-ddpm train --grid-sampler`'s: few steps, deterministic.
+GRID_SAMPLER = "dpm_solver"
+# RePaint (Lugmayr et al. 2022): `inpaint`'s cap on steps, passes over each block, block length.
+INPAINT_STEPS, RESAMPLE_STEPS, JUMP_LENGTH = 250, 10, 10
 _REGISTRY = {record.name: record for record in BUILT_IN}
 
 
@@ -352,3 +360,41 @@ def resolve(sampler, timesteps, steps=None, timestep_spacing=None, **options):
     for option in record.options:
         resolved.setdefault(option.name, option.validate(option.default))
     return record, steps, spacing, resolved
+
+
+def resolve_everywhere(sampler, timesteps, timestep_spacing=None, **options):
+    """`resolve` for options chosen once for every sampler, as an export chooses them.
+
+    Args:
+        sampler: the sampler that runs when none is named (the SavedModel's
+            `generate` endpoint).
+        timesteps: T, the schedule's number of timesteps.
+        timestep_spacing: a spacing name, or `None` for each sampler's default.
+        **options: any registered sampler option; `None` means "not given".
+            A runtime option (a loop input, such as DDIM's η) sets the value of
+            `sampler`, which must take it unless it is neutral; a static option
+            (fixed when a loop is traced, such as DPM-Solver++'s order) applies
+            to every sampler that takes it.
+
+    Returns:
+        `{name: options}` for every registered sampler, each holding all of that
+        sampler's options, checked.
+    """
+    known = {option.name: option for option in all_options()}
+    for name, value in options.items():
+        if name not in known:
+            raise TypeError(f"Unknown sampler option {name}={value!r}. Known: {list(known)}.")
+    runtime = {name: value for name, value in options.items() if known[name].runtime}
+    static = {
+        name: known[name].validate(value)
+        for name, value in options.items()
+        if not known[name].runtime and value is not None
+    }
+    resolve(sampler, timesteps, timestep_spacing=timestep_spacing, **runtime)
+    resolved = {}
+    for record in _REGISTRY.values():
+        given = {name: value for name, value in static.items() if record.option(name)}
+        if record.name == sampler:
+            given.update(runtime)
+        resolved[record.name] = resolve(record.name, timesteps, **given)[3]
+    return resolved

@@ -30,6 +30,9 @@ import tensorflow as tf
 
 from keras_ddpm.samplers.loop import broadcast
 from keras_ddpm.samplers.loop import prepare
+from keras_ddpm.samplers.registry import INPAINT_STEPS
+from keras_ddpm.samplers.registry import JUMP_LENGTH
+from keras_ddpm.samplers.registry import RESAMPLE_STEPS
 
 # Streams of the noise besides the steps', folded into the seed after the position and the pass.
 _KNOWN, _JUMP = 1, 2
@@ -61,9 +64,9 @@ def repaint_sample(
     mask,
     schedule,
     seed,
-    steps=250,
-    resample_steps=10,
-    jump_length=10,
+    steps=INPAINT_STEPS,
+    resample_steps=RESAMPLE_STEPS,
+    jump_length=JUMP_LENGTH,
     timestep_spacing="trailing",
     prediction_type="epsilon",
     start=0,

@@ -2,6 +2,7 @@
 
 import tensorflow as tf
 
+from keras_ddpm.samplers.registry import DEFAULT_SAMPLER
 from keras_ddpm.samplers.registry import resolve
 
 
@@ -9,7 +10,7 @@ def sample(
     denoise_fn,
     initial_noise,
     schedule,
-    sampler="ddpm",
+    sampler=DEFAULT_SAMPLER,
     steps=None,
     timestep_spacing=None,
     seed=(0, 0),
@@ -24,7 +25,8 @@ def sample(
         denoise_fn: callable `(x_t, t) -> prediction`.
         initial_noise: x_T, float32 `[B, ...]`.
         schedule: the `NoiseSchedule`.
-        sampler: a name of `sampler_names()`. Defaults to `"ddpm"`.
+        sampler: a name of `sampler_names()`. Defaults to `DEFAULT_SAMPLER`
+            (ancestral sampling).
         steps: number of steps (= NFE) in [1, T]. Defaults to `None`, the
             record's `default_steps` (T for `"ddpm"`), capped at T.
         timestep_spacing: see `timestep_sequence`. Defaults to `None`, the
