@@ -29,6 +29,8 @@ References:
 import keras
 import tensorflow as tf
 
+from keras_ddpm.backend import internals
+
 
 def fusable(optimizer, weights):
     """Whether `apply_gradients` fuses the update of `optimizer` on `weights`."""
@@ -42,7 +44,7 @@ def fusable(optimizer, weights):
         or optimizer.loss_scale_factor is not None
     ):
         return False
-    if tf.distribute.has_strategy() or not hasattr(optimizer, "_momentums"):
+    if tf.distribute.has_strategy() or not internals.adam_slots_available(optimizer):
         return False
     return all(
         weight.constraint is None
@@ -64,7 +66,7 @@ def apply_gradients(optimizer, gradients, weights):
     if not fusable(optimizer, weights) or any(g is None for g in gradients):
         optimizer.apply_gradients(zip(gradients, weights))
         return
-    gradients = optimizer._clip_gradients(gradients)
+    gradients = internals.clip_gradients(optimizer, gradients)
     step = tf.cast(optimizer.iterations + 1, "float32")
     learning_rate = tf.cast(optimizer.learning_rate, "float32")
     beta_1 = tf.constant(optimizer.beta_1, "float32")
@@ -83,11 +85,11 @@ def apply_gradients(optimizer, gradients, weights):
         dtype = weight.dtype
         if dtype not in by_dtype:
             by_dtype[dtype] = {name: tf.cast(value, dtype) for name, value in shared.items()}
-        index = optimizer._get_variable_index(weight)
+        m, v = internals.adam_moments(optimizer, weight)
         tf.raw_ops.ResourceApplyAdam(
             var=weight.handle,
-            m=optimizer._momentums[index].handle,
-            v=optimizer._velocities[index].handle,
+            m=m.handle,
+            v=v.handle,
             grad=tf.cast(gradient, dtype),
             use_locking=False,
             **by_dtype[dtype],

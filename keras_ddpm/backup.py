@@ -29,6 +29,7 @@ import keras
 
 from keras_ddpm import atomic
 from keras_ddpm import checks
+from keras_ddpm.backend import internals
 from keras_ddpm.weights_file import WeightsFileWriter
 
 WEIGHTS_FILE = "model.weights.h5"
@@ -83,6 +84,9 @@ class RunBackup(keras.callbacks.BackupAndRestore):
 
     def __init__(self, backup_dir, save_freq="epoch", keep=2, delete_checkpoint=True):
         super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=delete_checkpoint)
+        # Keras' private state used below; a Keras without it is an error here, not a backup
+        # that silently stops being atomic.
+        internals.check_backup_and_restore(self)
         self.keep = checks.positive_int("keep", keep)
         self._serial = 0
         self._batches_done = 0  # batches of the current epoch trained
@@ -128,12 +132,13 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
         self.model.load_weights(os.path.join(folder, WEIGHTS_FILE))
-        self.model._initial_epoch = epoch
-        self._current_epoch = epoch
+        internals.set_initial_epoch(self.model, epoch)
+        internals.set_backup_position(self, epoch)
         if done:
             SkipTrainedBatches.install(self.model, done)
             self._resumed_at = self._batches_done = done
-            self._last_batch_seen = done - 1  # Keras counts batches to the next save from here
+            # Keras counts batches to the next save from here.
+            internals.set_backup_position(self, epoch, last_batch=done - 1)
 
     def _restore_keras_layout(self):
         try:
@@ -146,7 +151,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
 
     # --- save ----------------------------------------------------------------
     def on_epoch_begin(self, epoch, logs=None):
-        self._current_epoch = epoch  # Keras only sets it at the end of an epoch
+        internals.set_backup_position(self, epoch)  # Keras only sets it at an epoch's end
 
     def on_train_batch_end(self, batch, logs=None):
         if batch < self._resumed_at:
@@ -172,12 +177,13 @@ class RunBackup(keras.callbacks.BackupAndRestore):
 
     def _state(self):
         """Where training stands: `epoch` to start from and `batches_done` of it."""
-        epoch, done = self._current_epoch, self._batches_done
+        epoch, last_batch = internals.backup_position(self)
+        done = self._batches_done
         steps = (self.params or {}).get("steps")
         if done and steps and done >= steps:  # the epoch's last batch: resume at the next epoch
             epoch, done = epoch + 1, 0
         # `batch` as Keras' callback writes it, for readers of its layout.
-        return {"epoch": epoch, "batch": self._last_batch_seen, "batches_done": done}
+        return {"epoch": epoch, "batch": last_batch, "batches_done": done}
 
     # --- end -----------------------------------------------------------------
     def on_train_end(self, logs=None):

@@ -29,6 +29,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_ddpm import hardware
+from keras_ddpm.backend import internals
 from keras_ddpm.hardware import accelerator_present as _accelerator_present
 
 # Below these sizes TensorFlow's kernel gradient was as fast or faster (measured).
@@ -95,11 +96,7 @@ def onednn_enabled():
 
     TensorFlow reads the setting once, when it loads; see `keras_ddpm/__init__.py`.
     """
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-    except ImportError:  # not expected; then keep TensorFlow's own gradient
-        return False
-    return bool(_pywrap_util_port.IsMklEnabled())
+    return internals.onednn_enabled()
 
 
 @keras.saving.register_keras_serializable(package="keras_ddpm")

@@ -27,6 +27,7 @@ from keras_ddpm import guidance
 from keras_ddpm import hardware
 from keras_ddpm import objectives
 from keras_ddpm import samplers
+from keras_ddpm.backend import internals
 from keras_ddpm.graph_lifetime import GraphReleasingFunction
 from keras_ddpm.sampling_inputs import check_edit
 from keras_ddpm.sampling_inputs import check_labels
@@ -136,7 +137,7 @@ class ReverseProcess:
 
     def supports_jit(self):
         """Whether every layer of the network can be compiled with XLA."""
-        return all(layer.supports_jit for layer in self.network._flatten_layers())
+        return all(layer.supports_jit for layer in internals.flatten_layers(self.network))
 
     def auto_jit(self, jit_compile, batch_size, image_shape=None, evaluations=None):
         """`jit_compile` with `"auto"` resolved for batches of `batch_size` images.

@@ -28,18 +28,9 @@ References:
 
 import contextlib
 
+from keras_ddpm.backend import internals
+
 _CUSTOM_GRADIENT_PREFIX = "CustomGradient-"  # the names `tf.custom_gradient` registers
-
-
-def _gradient_registry():
-    """TensorFlow's name → gradient-function table, or `None` where it is not where expected."""
-    try:
-        from tensorflow.python.framework import ops
-
-        table = ops._gradient_registry._registry
-    except (ImportError, AttributeError):  # pragma: no cover - a TensorFlow laid out otherwise
-        return None
-    return table if isinstance(table, dict) else None
 
 
 @contextlib.contextmanager
@@ -57,7 +48,7 @@ def release_traced_graphs():
         images = traced_loop(noise)
     ```
     """
-    table = _gradient_registry()
+    table = internals.gradient_registry()
     start = len(table) if table is not None else 0
     try:
         yield

@@ -5,6 +5,7 @@ Data flows one way: a batch of images → `train_step` draws t and ε →
 `network` → images.
 """
 
+import inspect
 
 import keras
 import tensorflow as tf
@@ -37,6 +38,17 @@ _PLAIN_CONFIG = (
 )
 # Where `save_own_variables` keeps the training-noise RNG state.
 _RNG_STATE_KEY = "noise_seed_state"
+
+
+def _fit_arguments(model, *args, **kwargs):
+    """`keras.Model.fit`'s arguments as a dict by name (a `TypeError` as `fit`'s for bad ones)."""
+    signature = inspect.signature(keras.Model.fit)
+    arguments = dict(signature.bind(model, *args, **kwargs).arguments)
+    arguments.pop(next(iter(signature.parameters)))  # self
+    for name, parameter in signature.parameters.items():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:  # a later Keras' **kwargs
+            arguments.update(arguments.pop(name, {}))
+    return arguments
 
 
 def _with_callbacks(callbacks, extra):
@@ -235,9 +247,11 @@ class DDPM(GenerationMethods, FileMethods, step_functions.StepFunctions, keras.M
             check_training_labels(x, y, self.num_classes)
         else:
             check_no_labels(x, y)
-        if isinstance(x, tf.data.Dataset) and len(args) < 7:
+        # keras.Model.fit's arguments by name, however they were passed.
+        arguments = _fit_arguments(self, x, y, *args, **kwargs)
+        if isinstance(x, tf.data.Dataset):
             # A dataset brings its own order; Keras warns about its default shuffle=True.
-            kwargs.setdefault("shuffle", False)
+            arguments.setdefault("shuffle", False)
         added = []
         if self.max_skipped_steps is not None:
             added.append(divergence.DivergenceGuard(self.max_skipped_steps))
@@ -246,12 +260,8 @@ class DDPM(GenerationMethods, FileMethods, step_functions.StepFunctions, keras.M
             # A keras_ddpm loader's order depends on the epoch: start it at the right one.
             added.append(StartEpoch(counter))
         if added:
-            args = list(args)
-            if len(args) > 3:  # callbacks passed by position (batch_size, epochs, verbose, ...)
-                args[3] = _with_callbacks(args[3], added)
-            else:
-                kwargs["callbacks"] = _with_callbacks(kwargs.get("callbacks"), added)
-        return super().fit(x, y, *args, **kwargs)
+            arguments["callbacks"] = _with_callbacks(arguments.get("callbacks"), added)
+        return super().fit(**arguments)
 
     def diffusion_loss(self, images, labels=None, training=True):
         """The loss E_{t, ε} w(t) ‖target − network(x_t, t)‖² for a batch.

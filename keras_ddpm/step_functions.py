@@ -32,13 +32,9 @@ import ctypes
 
 import tensorflow as tf
 
+from keras_ddpm.backend import internals
 from keras_ddpm.graph_lifetime import release_traced_graphs
 from keras_ddpm.graph_lifetime import releasing
-
-try:  # Keras' reduction of a strategy's per-replica outputs (the one its trainer uses)
-    from keras.src.backend.tensorflow.trainer import reduce_per_replica
-except ImportError:  # pragma: no cover - a Keras without it keeps its nested functions
-    reduce_per_replica = None
 
 _ITERATORS = (tf.data.Iterator, tf.distribute.DistributedIterator)
 
@@ -58,8 +54,7 @@ def release_free_heap():
 def applies(model):
     """Whether `model`'s step can be traced as one function (see the module docstring)."""
     return (
-        reduce_per_replica is not None
-        and not model.run_eagerly
+        not model.run_eagerly
         and not model.jit_compile
         and model.steps_per_execution == 1
     )
@@ -82,11 +77,12 @@ class OneFunctionStep:
         self.model = model
         self.fallback = fallback
         strategy = model.distribute_strategy
+        reduce = internals.reduce_per_replica()  # Keras' reduction of per-replica outputs
 
         @tf.function(reduce_retracing=True, autograph=False)
         def step_on_iterator(iterator):
             outputs = strategy.run(step_function, args=(iterator.get_next(),))
-            return reduce_per_replica(outputs, strategy, reduction="auto")
+            return reduce(outputs, strategy, reduction="auto")
 
         self.step_on_iterator = step_on_iterator
         self.traces_released = 0  # traces whose garbage was handed back
@@ -111,7 +107,7 @@ def one_function(model, step_function, keras_function):
     Either way, a trace lives only as long as the function returned
     (`keras_ddpm.graph_lifetime`).
     """
-    if not applies(model):
+    if not applies(model) or internals.reduce_per_replica() is None:
         return releasing(keras_function)
     return OneFunctionStep(model, step_function, keras_function)
 

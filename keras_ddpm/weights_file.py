@@ -14,24 +14,14 @@ same objects to write into the same groups (`save_own_variables`), which is what
 after its walk. The file is the one `save_weights` writes, so `load_weights` (and
 `RunBackup`'s restore) read it unchanged. For the quick-start model a write took 0.20 s
 instead of 0.34-0.52 s. The recording is used only for the same model while
-its variables and its optimizer's are the same objects as when it was made; otherwise, and
-wherever Keras' internals differ from what is expected here, it is `save_weights`.
+its variables and its optimizer's are the same objects as when it was made; otherwise it is
+`save_weights`, as it is (with a warning) wherever Keras' internals differ from what
+`keras_ddpm.backend.internals.saving_lib` checks.
 """
-
-import sys
 
 import keras
 
-
-def _keras_saving_internals():
-    """Keras' saving module, or `None` where it lacks the HDF5 store and walk used here."""
-    try:
-        from keras.src.saving import saving_lib
-    except ImportError:
-        return None
-    if not hasattr(saving_lib, "H5IOStore") or not hasattr(saving_lib, "_save_state"):
-        return None
-    return saving_lib
+from keras_ddpm.backend import internals
 
 
 def _variable_ids(model):
@@ -58,14 +48,14 @@ class WeightsFileWriter:
 
     def __init__(self):
         self._records = None  # [(object, group path, group metadata), ...]
+        self._saving_lib = None  # Keras' saving module the records were made with
         self._model_id = None
         self._variable_ids = None
 
     def write(self, model, filepath):
         """Writes the weights of `model` to `filepath` (ending in `.weights.h5`)."""
         filepath = str(filepath)
-        saving_lib = _keras_saving_internals()
-        if saving_lib is None or not filepath.endswith(".weights.h5") or not model.built:
+        if not filepath.endswith(".weights.h5") or not model.built:
             keras.Model.save_weights(model, filepath)  # and its errors
             return
         variable_ids = _variable_ids(model)
@@ -74,42 +64,13 @@ class WeightsFileWriter:
             and self._model_id == id(model)
             and self._variable_ids == variable_ids
         ):
-            self._replay(saving_lib, filepath)
+            internals.replay_weights_walk(self._saving_lib, self._records, filepath)
             return
-        self._records = self._record(saving_lib, model, filepath)
+        saving_lib = internals.saving_lib()
+        if saving_lib is None:
+            keras.Model.save_weights(model, filepath)
+            return
+        self._saving_lib = saving_lib
+        self._records = internals.record_weights_walk(saving_lib, model, filepath)
         self._model_id = id(model)
         self._variable_ids = variable_ids
-
-    @staticmethod
-    def _record(saving_lib, model, filepath):
-        """Saves as `save_weights` does, noting who wrote where; the records, or `None`."""
-        records = []
-        walk_code = saving_lib._save_state.__code__
-
-        class RecordingStore(saving_lib.H5IOStore):
-            def make(self, path, metadata=None):
-                # Keras' walk calls make(...) and then saveable.save_own_variables(store).
-                caller = sys._getframe(1)
-                saveable = caller.f_locals.get("saveable") if caller.f_code is walk_code else None
-                records.append((saveable, path, metadata))
-                return super().make(path, metadata=metadata)
-
-        store = RecordingStore(filepath, mode="w")
-        try:
-            saving_lib._save_state(
-                model, weights_store=store, assets_store=None, inner_path="",
-                visited_saveables=set(),
-            )
-        finally:
-            store.close()
-        if any(saveable is None for saveable, _, _ in records):
-            return None  # written by something other than the walk expected: not replayable
-        return records
-
-    def _replay(self, saving_lib, filepath):
-        store = saving_lib.H5IOStore(filepath, mode="w")
-        try:
-            for saveable, path, metadata in self._records:
-                saveable.save_own_variables(store.make(path, metadata=metadata))
-        finally:
-            store.close()

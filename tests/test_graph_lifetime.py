@@ -9,6 +9,7 @@ import tensorflow as tf
 
 import keras_ddpm
 from keras_ddpm import graph_lifetime
+from keras_ddpm.backend import internals
 from keras_ddpm import normalization
 from keras_ddpm.step_functions import OneFunctionStep
 
@@ -80,7 +81,7 @@ def test_release_keeps_entries_registered_before_the_block():
     square = _custom_gradient_square()
     outside = tf.function(lambda x: square(x))
     outside.get_concrete_function(tf.TensorSpec([2]))  # registers an entry, kept
-    table = graph_lifetime._gradient_registry()
+    table = internals.gradient_registry()
     before = dict(table)
     with graph_lifetime.release_traced_graphs():
         tf.function(lambda x: square(x) + 1.0)(tf.constant([1.0, 2.0]))

@@ -114,7 +114,8 @@ def apply_optimizer_options(optimizer, args, changed):
     inner = getattr(optimizer, "inner_optimizer", optimizer)  # under a LossScaleOptimizer
     if "learning_rate" in changed or "warmup_steps" in changed:
         rate = learning_rate_of(args)
-        schedule = isinstance(inner._learning_rate, keras.optimizers.schedules.LearningRateSchedule)
+        # A schedule's config is a dict, a constant rate's a number (public, unlike _learning_rate).
+        schedule = isinstance(inner.get_config()["learning_rate"], dict)
         if not schedule and not args.warmup_steps:
             inner.learning_rate = rate
         elif schedule:

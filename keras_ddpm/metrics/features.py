@@ -19,19 +19,12 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ddpm import checks
+from keras_ddpm.backend import internals
 from keras_ddpm.metrics.inception_2015 import Inception2015
 
 FEATURE_EXTRACTORS = ("inception_v3", "inception_2015", "pixels")
 INCEPTION_SIZE = 299
 GRAPH_SUFFIXES = (".pb", ".tgz", ".tar.gz")
-
-
-def _inception_v3_weights_url():
-    try:
-        from keras.src.applications import inception_v3
-    except ImportError:  # pragma: no cover - another Keras layout
-        return "the Keras applications storage"
-    return inception_v3.WEIGHTS_PATH_NO_TOP
 
 
 def inception_v3_extractor(weights="imagenet"):
@@ -64,7 +57,7 @@ def inception_v3_extractor(weights="imagenet"):
         if weights != "imagenet" or not download_failed:
             raise
         raise ValueError(
-            f"Cannot download the InceptionV3 weights from {_inception_v3_weights_url()} "
+            f"Cannot download the InceptionV3 weights from {internals.inception_v3_weights_url()} "
             f"({checks.first_line(error)}). Offline? Download that file elsewhere and pass "
             "feature_extractor=keras_ddpm.metrics.inception_v3_extractor(weights='/path/to/"
             "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5') (or copy it into "
