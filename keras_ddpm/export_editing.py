@@ -18,7 +18,6 @@ both, as to `generate`. `export.py` assembles the module.
 
 import tensorflow as tf
 
-from keras_ddpm import editing
 from keras_ddpm import generation
 from keras_ddpm import samplers
 from keras_ddpm import utils

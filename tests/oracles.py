@@ -45,6 +45,14 @@ def gaussian_oracle(schedule, image_shape, mean, std, prediction_type="epsilon")
     return keras.Model([x_t, t], out, name="gaussian_oracle")
 
 
+def gaussian_oracle_model(schedule, image_shape, mean, std, **ddpm_kwargs):
+    """A `keras_ddpm.DDPM` around `gaussian_oracle` (no EMA: the oracle has no weights)."""
+    import keras_ddpm
+
+    network = gaussian_oracle(schedule, image_shape, mean, std)
+    return keras_ddpm.DDPM(network, schedule=schedule, ema_decay=None, **ddpm_kwargs)
+
+
 def ancestral_output_moments(schedule, mean, std, log_variances, t_offset=0):
     """Exact mean and std of ancestral sampling (unclipped) driven by the ε-oracle.
 

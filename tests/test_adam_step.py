@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import keras_ddpm
 from keras_ddpm import adam_step
+from networks import tiny_unet
 
 SHAPE = (8, 8, 1)
 
@@ -116,10 +117,7 @@ def test_unbuilt_optimizers_constraints_and_strategies_are_not_fused():
 
 def tiny_model(optimizer):
     keras.utils.set_random_seed(0)
-    network = keras_ddpm.UNet(
-        SHAPE, base_channels=8, channel_multipliers=(1,), num_res_blocks=1,
-        attention_resolutions=(), norm_groups=4, dropout=0.0,
-    )
+    network = tiny_unet(SHAPE)
     model = keras_ddpm.DDPM(network, keras_ddpm.NoiseSchedule("linear", 20), seed=0,
                             ema_decay=0.9, ema_warmup=False)
     model.compile(optimizer=optimizer)

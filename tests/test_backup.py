@@ -18,6 +18,7 @@ from keras_ddpm import backup
 from keras_ddpm import cli
 from training_state import assert_same_state
 from training_state import training_state as state
+from networks import conv_network
 
 SHAPE = (8, 8, 1)
 T = 20
@@ -25,11 +26,7 @@ T = 20
 
 def tiny_model():
     keras.utils.set_random_seed(0)  # the same initial weights every time, as in a new process
-    x_t = keras.Input(shape=SHAPE, name="x_t")
-    t = keras.Input(shape=(), dtype="int32", name="t")
-    h = keras.layers.Conv2D(4, 3, padding="same", activation="silu")(x_t)
-    h = h + keras.layers.Reshape((1, 1, 4))(keras.layers.Embedding(T, 4)(t))
-    network = keras.Model([x_t, t], keras.layers.Conv2D(1, 3, padding="same")(h))
+    network = conv_network(SHAPE, T)
     model = keras_ddpm.DDPM(
         network, schedule=keras_ddpm.NoiseSchedule("linear", timesteps=T), seed=0, ema_decay=0.9
     )

@@ -12,21 +12,14 @@ import keras_ddpm
 from keras_ddpm import hardware
 from keras_ddpm import samplers
 from keras_ddpm.callbacks import SampleGrid
+from networks import tiny_unet
 
 
 @pytest.fixture(scope="module")
 def trained_model():
     """One tiny model for the whole file: its training step is traced once."""
     schedule = keras_ddpm.NoiseSchedule("linear", timesteps=20, beta_start=1e-3, beta_end=0.2)
-    network = keras_ddpm.UNet(
-        (8, 8, 1),
-        base_channels=8,
-        channel_multipliers=(1,),
-        num_res_blocks=1,
-        attention_resolutions=(),
-        dropout=0.0,
-        norm_groups=4,
-    )
+    network = tiny_unet()
     model = keras_ddpm.DDPM(network, schedule=schedule, ema_decay=0.9, seed=0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     return model

@@ -12,16 +12,14 @@ import keras_ddpm
 from keras_ddpm import cli
 from keras_ddpm.divergence import TrainingDiverged
 from training_state import training_state
+from networks import tiny_unet
 
 SHAPE = (8, 8, 1)
 
 
 def tiny_model(optimizer, **kwargs):
     keras.utils.set_random_seed(0)
-    network = keras_ddpm.UNet(
-        SHAPE, base_channels=8, channel_multipliers=(1,), num_res_blocks=1,
-        attention_resolutions=(), norm_groups=4, dropout=0.0,
-    )
+    network = tiny_unet(SHAPE)
     model = keras_ddpm.DDPM(
         network, keras_ddpm.NoiseSchedule("linear", 20), seed=0, ema_decay=0.9, **kwargs
     )

@@ -6,6 +6,7 @@ import pytest
 import keras_ddpm
 from keras_ddpm import samplers
 from oracles import gaussian_oracle
+from oracles import gaussian_oracle_model
 
 MEAN, STD = 0.2, 0.3
 SHAPE = (4, 4, 1)
@@ -13,8 +14,7 @@ SHAPE = (4, 4, 1)
 
 def oracle_model(timesteps=50):
     schedule = keras_ddpm.NoiseSchedule("linear", timesteps=timesteps, beta_start=1e-3, beta_end=0.2)
-    network = gaussian_oracle(schedule, SHAPE, MEAN, STD)
-    return keras_ddpm.DDPM(network, schedule=schedule, ema_decay=None)
+    return gaussian_oracle_model(schedule, SHAPE, MEAN, STD)
 
 
 def data(n, seed=0):

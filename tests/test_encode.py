@@ -6,7 +6,7 @@ import pytest
 import keras_ddpm
 from keras_ddpm import samplers
 from oracles import exact_ode_solution
-from oracles import gaussian_oracle
+from oracles import gaussian_oracle_model
 
 MEAN, STD = 0.2, 0.3
 SHAPE = (4, 4, 1)
@@ -15,8 +15,7 @@ SHAPE = (4, 4, 1)
 @pytest.fixture(scope="module")
 def model():
     schedule = keras_ddpm.NoiseSchedule("linear", timesteps=1000)
-    return keras_ddpm.DDPM(gaussian_oracle(schedule, SHAPE, MEAN, STD), schedule=schedule,
-                           ema_decay=None)
+    return gaussian_oracle_model(schedule, SHAPE, MEAN, STD)
 
 
 def data(n, seed=0):

@@ -13,26 +13,14 @@ import tensorflow as tf
 import keras_ddpm
 from keras_ddpm import cli
 from keras_ddpm.utils import to_uint8
+from networks import conv_network
 
 SHAPE = (8, 8, 1)
 T = 20
 
 
-def tiny_unet(**kwargs):
-    return keras_ddpm.UNet(
-        SHAPE, base_channels=8, channel_multipliers=(1,), num_res_blocks=1,
-        attention_resolutions=(), dropout=0.0, norm_groups=4, **kwargs,
-    )
-
-
 def conv_denoiser():
-    """A tiny time-conditioned functional network (cheaper to trace than a UNet)."""
-    x_t = keras.Input(shape=SHAPE, name="x_t")
-    t = keras.Input(shape=(), dtype="int32", name="t")
-    time = keras.layers.Embedding(T, 4)(t)
-    h = keras.layers.Conv2D(4, 3, padding="same", activation="silu")(x_t)
-    h = h + keras.layers.Reshape((1, 1, 4))(time)
-    return keras.Model([x_t, t], keras.layers.Conv2D(SHAPE[-1], 3, padding="same")(h))
+    return conv_network(SHAPE, T)
 
 
 def with_distinct_ema(model):

@@ -12,14 +12,12 @@ from keras_ddpm import graph_lifetime
 from keras_ddpm.backend import internals
 from keras_ddpm import normalization
 from keras_ddpm.step_functions import OneFunctionStep
+from networks import tiny_unet
 
 
 def _unet_model():
     schedule = keras_ddpm.NoiseSchedule("linear", timesteps=20)
-    network = keras_ddpm.UNet(
-        (8, 8, 1), base_channels=8, channel_multipliers=(1,), num_res_blocks=1,
-        attention_resolutions=(), dropout=0.0, norm_groups=4,
-    )
+    network = tiny_unet()
     model = keras_ddpm.DDPM(network, schedule=schedule, ema_decay=0.9, seed=0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     return model

@@ -21,6 +21,7 @@ import keras_ddpm
 from keras_ddpm import cli
 from keras_ddpm import metrics
 from keras_ddpm.cli import evaluate as evaluate_cli
+from networks import conv_network
 
 NO_XLA = ["--jit-compile", "false", "--no-progress"]
 
@@ -367,11 +368,7 @@ def test_the_cli_lists_the_library_extractors():
 @pytest.fixture(scope="module")
 def tiny_model_file(tmp_path_factory):
     """An untrained tiny DDPM for the 8x8 digits, saved as a .keras file."""
-    x_t = keras.Input(shape=(8, 8, 1), name="x_t")
-    t = keras.Input(shape=(), dtype="int32", name="t")
-    h = keras.layers.Conv2D(4, 3, padding="same", activation="silu")(x_t)
-    h = h + keras.layers.Reshape((1, 1, 4))(keras.layers.Embedding(10, 4)(t))
-    network = keras.Model([x_t, t], keras.layers.Conv2D(1, 3, padding="same")(h))
+    network = conv_network((8, 8, 1), 10)
     model = keras_ddpm.DDPM(
         network, schedule=keras_ddpm.NoiseSchedule("linear", timesteps=10), seed=0, ema_decay=None
     )

@@ -12,7 +12,7 @@ import pytest
 import keras_ddpm
 from oracles import correlated_gaussian_oracle
 from oracles import gaussian_conditional
-from oracles import gaussian_oracle
+from oracles import gaussian_oracle_model
 
 SHAPE = (4, 4, 1)
 MEAN, STD = 0.2, 0.3
@@ -21,8 +21,7 @@ MEAN, STD = 0.2, 0.3
 @pytest.fixture(scope="module")
 def model():
     schedule = keras_ddpm.NoiseSchedule("linear", timesteps=50, beta_start=1e-3, beta_end=0.2)
-    return keras_ddpm.DDPM(gaussian_oracle(schedule, SHAPE, MEAN, STD), schedule=schedule,
-                           ema_decay=None)
+    return gaussian_oracle_model(schedule, SHAPE, MEAN, STD)
 
 
 def data(n, seed=0):
@@ -201,8 +200,7 @@ def test_bad_inpaint_arguments_are_one_line(model, call, error, fragment):
 
 def test_steps_strength_and_resampling_never_retrace():
     schedule = keras_ddpm.NoiseSchedule("linear", timesteps=50, beta_start=1e-3, beta_end=0.2)
-    model = keras_ddpm.DDPM(gaussian_oracle(schedule, SHAPE, MEAN, STD), schedule=schedule,
-                            ema_decay=None)
+    model = gaussian_oracle_model(schedule, SHAPE, MEAN, STD)
     x = data(2)
     for steps, passes, jump in ((5, 1, 5), (8, 3, 2), (12, 2, 7)):
         model.inpaint(x, LEFT, steps=steps, resample_steps=passes, jump_length=jump, seed=0,

@@ -11,6 +11,7 @@ import keras_ddpm
 from keras_ddpm import metrics
 from keras_ddpm import samplers
 from oracles import gaussian_oracle
+from oracles import gaussian_oracle_model
 
 
 def flat_images(features):
@@ -176,8 +177,7 @@ def oracle_model(timesteps=20, variance="fixed_small"):
     schedule = keras_ddpm.NoiseSchedule(
         "linear", timesteps=timesteps, beta_start=1e-3, beta_end=0.3
     )
-    network = gaussian_oracle(schedule, (4, 4, 1), MEAN, STD)
-    return keras_ddpm.DDPM(network, schedule=schedule, ema_decay=None, variance=variance)
+    return gaussian_oracle_model(schedule, (4, 4, 1), MEAN, STD, variance=variance)
 
 
 def expected_terms(schedule, variance, x0, rng, draws=64):

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 import keras_ddpm
+from networks import tiny_unet
 
 
 # A batch whose first pixel holds this value gets an infinite loss.
@@ -26,10 +27,7 @@ class PoisonedDDPM(keras_ddpm.DDPM):
 
 def _model():
     keras.mixed_precision.set_global_policy("mixed_float16")
-    network = keras_ddpm.UNet(
-        image_shape=(8, 8, 1), base_channels=8, channel_multipliers=(1, 2),
-        num_res_blocks=1, attention_resolutions=(4,), dropout=0.0, norm_groups=4,
-    )
+    network = tiny_unet(channel_multipliers=(1, 2), attention_resolutions=(4,))
     model = PoisonedDDPM(
         network, schedule=keras_ddpm.NoiseSchedule("linear", timesteps=100),
         ema_decay=0.5, ema_warmup=False, seed=0,
@@ -74,10 +72,7 @@ def test_non_finite_step_is_skipped_including_the_ema():
 
 def test_default_compile_wraps_the_optimizer_and_applies_steps():
     keras.mixed_precision.set_global_policy("mixed_float16")
-    network = keras_ddpm.UNet(
-        image_shape=(8, 8, 1), base_channels=8, channel_multipliers=(1,),
-        num_res_blocks=1, attention_resolutions=(), dropout=0.0, norm_groups=4,
-    )
+    network = tiny_unet()
     model = keras_ddpm.DDPM(network, schedule=keras_ddpm.NoiseSchedule("linear", timesteps=20), seed=0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
@@ -92,10 +87,7 @@ def test_default_compile_wraps_the_optimizer_and_applies_steps():
 
 
 def _tiny_unet():
-    return keras_ddpm.UNet(
-        image_shape=(8, 8, 1), base_channels=8, channel_multipliers=(1, 2),
-        num_res_blocks=1, attention_resolutions=(4,), dropout=0.0, norm_groups=4,
-    )
+    return tiny_unet(channel_multipliers=(1, 2), attention_resolutions=(4,))
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
@@ -131,10 +123,7 @@ def test_schedule_loss_group_norm_and_output_stay_float32(policy):
 def test_mixed_bfloat16_trains_without_loss_scaling(jit_compile):
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     # bfloat16 is emulated on a CPU: the smallest U-Net keeps this quick.
-    network = keras_ddpm.UNet(
-        image_shape=(8, 8, 1), base_channels=8, channel_multipliers=(1,),
-        num_res_blocks=1, attention_resolutions=(), dropout=0.0, norm_groups=4,
-    )
+    network = tiny_unet()
     model = keras_ddpm.DDPM(
         network, schedule=keras_ddpm.NoiseSchedule("linear", timesteps=20), seed=0
     )

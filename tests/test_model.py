@@ -11,21 +11,17 @@ import keras_ddpm
 from keras_ddpm import DDPM
 from keras_ddpm import NoiseSchedule
 from keras_ddpm import samplers
+from networks import conv_network
+from networks import tiny_unet
 from oracles import ancestral_output_moments
 from oracles import gaussian_oracle
+from oracles import gaussian_oracle_model
 
 SHAPE = (4, 4, 1)
 
 
 def conv_denoiser(image_shape=SHAPE):
-    """A tiny time-conditioned network with the UNet calling convention."""
-    x_t = keras.Input(shape=image_shape, name="x_t")
-    t = keras.Input(shape=(), dtype="int32", name="t")
-    time = keras.layers.Embedding(1000, 4)(t)
-    h = keras.layers.Conv2D(4, 3, padding="same", activation="silu")(x_t)
-    h = h + keras.layers.Reshape((1, 1, 4))(time)
-    out = keras.layers.Conv2D(image_shape[-1], 3, padding="same", dtype="float32")(h)
-    return keras.Model([x_t, t], out)
+    return conv_network(image_shape, 1000, output_dtype="float32")
 
 
 def tiny_model(**kwargs):
@@ -45,7 +41,7 @@ def random_images(n=32, shape=SHAPE, seed=0):
 def test_generate_reproduces_gaussian_data_with_the_oracle():
     mean, std = 0.3, 0.05
     schedule = NoiseSchedule("linear", timesteps=1000)
-    model = DDPM(gaussian_oracle(schedule, (8, 8, 1), mean, std), schedule=schedule, ema_decay=None)
+    model = gaussian_oracle_model(schedule, (8, 8, 1), mean, std)
     images = model.generate(2048, seed=0, clip=False, verbose=0)
     assert images.shape == (2048, 8, 8, 1) and images.dtype == np.float32
     exact_mean, exact_std = ancestral_output_moments(
@@ -58,7 +54,7 @@ def test_generate_reproduces_gaussian_data_with_the_oracle():
 
 def test_generate_seeds_chunks_initial_noise_and_clipping():
     schedule = NoiseSchedule("linear", timesteps=50)
-    model = DDPM(gaussian_oracle(schedule, (4, 4, 1), 0.5, 0.6), schedule=schedule, ema_decay=None)
+    model = gaussian_oracle_model(schedule, (4, 4, 1), 0.5, 0.6)
     first = model.generate(10, seed=3, verbose=0)
     np.testing.assert_array_equal(model.generate(10, seed=3, verbose=0), first)
     assert not np.allclose(model.generate(10, seed=4, verbose=0), first)
@@ -97,7 +93,7 @@ def test_generate_with_fixed_large_variance_matches_its_exact_moments():
 def test_step_count_and_eta_do_not_retrace(sampler):
     mean, std = 0.2, 0.5
     schedule = NoiseSchedule("linear", timesteps=1000)
-    model = DDPM(gaussian_oracle(schedule, (4, 4, 1), mean, std), schedule=schedule, ema_decay=None)
+    model = gaussian_oracle_model(schedule, (4, 4, 1), mean, std)
     kwargs = {"eta": 0.5} if sampler == "ddim" else {"order": 3}
     few = model.generate(8, sampler=sampler, steps=10, seed=0, verbose=0, **kwargs)
     many = model.generate(8, sampler=sampler, steps=20, seed=0, verbose=0, **kwargs)
@@ -145,7 +141,7 @@ def test_generate_with_ddim_eta_matches_its_exact_moments():
 
     mean, std = 0.3, 0.05
     schedule = NoiseSchedule("cosine", timesteps=1000)
-    model = DDPM(gaussian_oracle(schedule, (8, 8, 1), mean, std), schedule=schedule, ema_decay=None)
+    model = gaussian_oracle_model(schedule, (8, 8, 1), mean, std)
     images = model.generate(1024, sampler="ddim", steps=30, eta=1.0, seed=2, clip=False, verbose=0)
     sequence = samplers.timestep_sequence(schedule, 30, "trailing").numpy()[:30]
     exact_mean, exact_std = respaced_output_moments(schedule, mean, std, sequence, eta=1.0)
@@ -257,10 +253,7 @@ def test_fit_evaluate_and_generate_with_and_without_xla(jit_compile):
 @pytest.mark.parametrize("prediction_type", ["v", "x0"])
 def test_fit_on_digits_loss_falls_for_v_and_x0(prediction_type):
     keras.utils.set_random_seed(0)
-    network = keras_ddpm.UNet(
-        image_shape=(8, 8, 1), base_channels=8, channel_multipliers=(1, 2),
-        num_res_blocks=1, attention_resolutions=(), dropout=0.0, norm_groups=4,
-    )
+    network = tiny_unet(channel_multipliers=(1, 2))
     model = DDPM(
         network, schedule=NoiseSchedule("linear", timesteps=1000), ema_decay=0.99, seed=0,
         prediction_type=prediction_type, loss_weighting="min_snr",
@@ -274,10 +267,7 @@ def test_fit_on_digits_loss_falls_for_v_and_x0(prediction_type):
 
 def test_fit_on_digits_loss_falls():
     keras.utils.set_random_seed(0)
-    network = keras_ddpm.UNet(
-        image_shape=(8, 8, 1), base_channels=8, channel_multipliers=(1, 2),
-        num_res_blocks=1, attention_resolutions=(), dropout=0.0, norm_groups=4,
-    )
+    network = tiny_unet(channel_multipliers=(1, 2))
     model = DDPM(network, schedule=NoiseSchedule("linear", timesteps=1000), ema_decay=0.99, seed=0)
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
     data = keras_ddpm.data.load_digits(batch_size=64, seed=0)

@@ -17,21 +17,15 @@ import keras_ddpm
 from keras_ddpm import cli
 from training_state import assert_same_state
 from training_state import training_state
+from networks import conv_network
+from networks import tiny_unet
 
 SHAPE = (8, 8, 1)
 T = 20
 
 
 def conv_denoiser(extra_layer=None):
-    """A tiny time-conditioned functional network with the UNet calling convention."""
-    x_t = keras.Input(shape=SHAPE, name="x_t")
-    t = keras.Input(shape=(), dtype="int32", name="t")
-    time = keras.layers.Embedding(T, 4)(t)
-    h = keras.layers.Conv2D(4, 3, padding="same", activation="silu")(x_t)
-    h = h + keras.layers.Reshape((1, 1, 4))(time)
-    if extra_layer is not None:
-        h = extra_layer(h)
-    return keras.Model([x_t, t], keras.layers.Conv2D(SHAPE[-1], 3, padding="same")(h))
+    return conv_network(SHAPE, T, extra_layer=extra_layer)
 
 
 def tiny_model(network=None, **kwargs):
@@ -52,10 +46,7 @@ def images(n=32, seed=0):
 # .keras round trip with the UNet's own layers
 # ----------------------------------------------------------------------------
 def test_keras_file_round_trip_with_a_unet_under_safe_mode(tmp_path):
-    network = keras_ddpm.UNet(
-        SHAPE, base_channels=8, channel_multipliers=(1,), num_res_blocks=1,
-        attention_resolutions=(8,), dropout=0.1, norm_groups=4,
-    )
+    network = tiny_unet(SHAPE, attention_resolutions=(8,), dropout=0.1)
     model = tiny_model(network, prediction_type="v", variance="fixed_large")
     # Some optimizer and RNG state, and EMA weights apart from the raw ones, without a fit.
     model.optimizer.iterations.assign(7)

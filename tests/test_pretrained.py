@@ -21,6 +21,7 @@ from keras_ddpm import cli
 from keras_ddpm import pretrained
 from keras_ddpm.samplers.ancestral import ddpm_step
 from keras_ddpm.samplers.ddim import ddim_step
+from networks import tiny_unet
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "diffusers")
 MODELS = ("cifar10_like", "celebahq_like")
@@ -270,10 +271,7 @@ def test_save_pretrained_writes_what_diffusers_writes(name, tmp_path, layout, re
 
 
 def test_trained_model_round_trip_and_keras_file(tmp_path):
-    network = keras_ddpm.UNet(
-        (8, 8, 1), base_channels=8, channel_multipliers=(1, 2), attention_resolutions=(4,),
-        norm_groups=4, dropout=0.0, num_res_blocks=1,
-    )
+    network = tiny_unet(channel_multipliers=(1, 2), attention_resolutions=(4,))
     model = keras_ddpm.DDPM(
         network, keras_ddpm.NoiseSchedule("cosine", 100), variance="fixed_large",
         prediction_type="v", seed=0, ema_decay=0.9,

@@ -244,9 +244,6 @@ def test_cli_bad_input(name, argv, fragment, files, capsys):
     assert not os.path.exists(files / "new")
 
 
-def test_the_table_has_at_least_forty_cases():
-    assert len(API_CASES) + len(CLI_CASES) >= 40
-
 
 def test_train_skips_unreadable_images_when_asked_and_says_how_many(files, tmp_path, capsys):
     output = tmp_path / "run"

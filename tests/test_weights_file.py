@@ -8,13 +8,11 @@ from keras.src.saving import saving_lib
 
 import keras_ddpm
 from keras_ddpm.weights_file import WeightsFileWriter
+from networks import tiny_unet
 
 
 def tiny_model():
-    network = keras_ddpm.UNet(
-        (8, 8, 1), base_channels=8, channel_multipliers=(1,), num_res_blocks=1,
-        attention_resolutions=(), dropout=0.0, norm_groups=4,
-    )
+    network = tiny_unet()
     schedule = keras_ddpm.NoiseSchedule("linear", timesteps=20, beta_start=1e-3, beta_end=0.2)
     model = keras_ddpm.DDPM(network, schedule=schedule, ema_decay=0.9, seed=0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
