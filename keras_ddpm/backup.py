@@ -58,8 +58,8 @@ class RunBackup(keras.callbacks.BackupAndRestore):
     before it is used with a warning; if none can be read, `fit` stops with one
     `ValueError` naming the folder. Each backup holds the file of
     `keras.Model.save_weights`; after the first, it is written without Keras'
-    walk over the model's objects (`keras_ddpm.weights_file`): 0.20 s instead of
-    0.34-0.52 s a backup for the quick-start model on two CPU cores.
+    walk over the model's objects (`keras_ddpm.weights_file`), which is most of
+    a save's time.
 
     Args:
         backup_dir: str, the folder of the backups (created when needed).

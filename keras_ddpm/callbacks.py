@@ -73,12 +73,9 @@ class SampleGrid(keras.callbacks.Callback):
     The grids are drawn with DPM-Solver++ (Lu et al. 2022) in its default 20
     steps, not with `generate`'s default ancestral sampler: 20 network
     evaluations instead of T = 1000, and a deterministic map from the noise to
-    the image, so the frames of a run differ only by what training changed.
-    On two CPU cores that took a grid of the default `keras-ddpm train` run
-    from 22.1 s to 2.7 s and the whole run from 152 s to 125 s
-    (`benchmarks/benchmark_cli_train.py`, issue 17); for the width-64 32x32
-    U-Net a grid of 64 images took 24-28 s, against about 22 minutes for
-    1000 ancestral steps (1.3 s a step).
+    the image, so the frames of a run differ only by what training changed,
+    and a grid costs a fiftieth of an ancestral one (figures: the README's
+    "Measurements behind the design").
     `sampler="ddpm"` draws the paper's ancestral samples instead.
 
     A run that writes several grids calls the same compiled sampling loop each

@@ -1,25 +1,19 @@
 """3x3 convolutions whose kernel gradient is computed as nine matrix products on CPUs.
 
 Training the DDPM U-Net on a CPU spends most of its time in convolution gradients, and the
-kernel (filter) gradient is the slowest of the three convolution computations: TensorFlow's
-kernel for it (oneDNN's or Eigen's) ran at 64-94 GFLOP/s on the benchmark U-Net's shapes on
-two AMD Zen 3 cores, against 130-180 for the forward convolution. For a 3x3 "same" convolution
-with stride 1 the kernel gradient is nine matrix products,
+kernel (filter) gradient is the slowest of the three convolution computations. For a 3x3
+"same" convolution with stride 1 the kernel gradient is nine matrix products,
 
     dW[i, j] = pad(x)[:, i:i + H, j:j + W, :]^T  dy      ([C_in, B H W] x [B H W, C_out]),
 
-which ran at 86-108 GFLOP/s on the same shapes: about 0.17 s less per float32 training step of
-that U-Net (3.2 s), summed over its layers (`benchmarks/benchmark_speed.py` for the whole
-step). Only with TensorFlow's oneDNN kernels on (see `keras_ddpm/__init__.py`): against the
+which ran faster than TensorFlow's kernel gradient on the U-Net's shapes on AMD Zen 3 cores.
+Only with TensorFlow's oneDNN kernels on (see `keras_ddpm/__init__.py`): against the
 Eigen kernels that TensorFlow uses otherwise, the products were slower. GPUs keep their own
 (cuDNN) gradient, and small maps or narrow layers, where the products are too small to pay
 for the slicing, keep TensorFlow's.
 
 CPUs with AVX-512 keep TensorFlow's too: there oneDNN's kernel gradient is the faster at every
-shape of the U-Nets (issue 17, 2-core AMD EPYC with AVX-512, TensorFlow 2.21, batch 128 at
-4x4 and 8x8, 32 at 16x16 and 32x32: 135-190 GFLOP/s against 97-154 for the products, 0.53-0.93
-of its time), and the whole 32x32 training step ran 8.5 % faster without the products
-(12.6 -> 13.8 img/s; 340 MB less peak memory).
+shape of the U-Nets (figures: the README's "Measurements behind the design").
 """
 
 import functools

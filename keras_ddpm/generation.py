@@ -42,10 +42,8 @@ def compiled(signature, jit_compile):
     """The `tf.function` of a reverse loop: a fixed signature, XLA if asked, no AutoGraph.
 
     The samplers build their `tf.while_loop`s themselves, so AutoGraph's source conversion
-    changed nothing in the graph (the same 315 ops in the quick-start U-Net's DPM-Solver loop)
-    but took 60 % of the tracing time. Without it the first `generate` of 500 quick-start
-    digits in 20 DPM-Solver++ steps took 3.7-3.9 s instead of 6.0-6.2 s (later calls 2.3-2.6 s;
-    2-core AMD EPYC with AVX-512, issue 17).
+    changes nothing in the graph but takes most of the tracing time (figures:
+    the README's "Measurements behind the design").
 
     Returns a decorator; the decorated loop is a `graph_lifetime.GraphReleasingFunction`.
     """

@@ -87,10 +87,9 @@ class GenerationMethods:
             jit_compile: compile the reverse loop with XLA; `"auto"` does so
                 when every layer supports it and XLA pays: on a GPU or TPU,
                 and on a CPU for small steps (parameters x pixels x batch
-                under `hardware.XLA_CPU_WORK_LIMIT`; the quick-start U-Net
-                samples 1.45x faster with it, while larger networks run as
-                fast or faster without it and ~200 MB lighter) in calls of
-                at least `hardware.XLA_CPU_MIN_EVALUATIONS` (250) network
+                under `hardware.XLA_CPU_WORK_LIMIT`, where XLA's removal of
+                per-op dispatch pays; larger networks run as fast without it
+                and lighter) in calls of at least `hardware.XLA_CPU_MIN_EVALUATIONS` (250) network
                 evaluations (steps x batches), which earn back the second
                 or so that compiling takes. To sample many short calls in
                 one process, pass `True`. Defaults to `"auto"`.

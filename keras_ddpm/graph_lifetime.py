@@ -5,9 +5,8 @@ and, on CPUs without AVX-512, its 3x3 convolutions) registers its gradient in Te
 process-wide gradient registry under a fresh name, for the symbolic `tf.gradients` path, and
 never removes it. The registered closure holds tensors of the traced graph, so every graph
 ever traced stays in memory, with the model variables it captured, after its function, or
-the whole model, is gone. Each `compile` + `fit` of the quick-start U-Net kept about 50 MB,
-and a sweep that built, trained, sampled and deleted model after model in one process kept
-75 MB a model; 9 MB now (`benchmarks/benchmark_retrace_memory.py`, 2-core AMD EPYC).
+the whole model, is gone: memory grows with every `compile` + `fit` and with every model
+built and deleted in one process (figures: the README's "Measurements behind the design").
 
 The functions this package traces and calls itself (the training and evaluation steps, the
 reverse loops, the likelihood terms, the SavedModel export, and the step functions Keras

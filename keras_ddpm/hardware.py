@@ -61,8 +61,8 @@ def xla_pays(parameters, pixels, batch_size, evaluations=None):
     Always on a GPU or a TPU. On a CPU only for small steps, `parameters x pixels x batch_size
     < XLA_CPU_WORK_LIMIT`, in calls of at least `XLA_CPU_MIN_EVALUATIONS` network evaluations:
     XLA removes TensorFlow's per-op dispatch, which dominates small steps, but its CPU
-    convolutions are no faster than oneDNN's, compiling takes about a second, and the compiled
-    program holds about 200 MB more for the rest of the process. The choice depends on the
+    convolutions are no faster than oneDNN's, compiling takes time, and the compiled program
+    holds memory for the rest of the process (figures: the README's "Measurements behind the design"). The choice depends on the
     call alone, never on what ran before, so that the same call gives the same images.
 
     Args:

@@ -3,11 +3,8 @@
 `keras.layers.GroupNormalization` differentiates its forward pass operation by operation:
 almost all of it passes over full-size tensors. `group_normalization` computes the same
 function with a gradient written in closed form: per-(example, channel) statistics first, then
-one affine map of the input forward and one of `dy` and `x` backward. Measured on two AMD Zen 3
-cores (oneDNN on) for the normalisations (+ SiLU) of a float32 training step of the benchmark
-U-Net (base width 64, 32x32 images, batch 32), forward plus backward: 0.98-1.17 s with Keras'
-layer, 0.58-0.67 s with this one; the whole step became 10-15 % faster (interleaved runs,
-median CPU time per step 6.99 -> 5.96 s; `benchmarks/benchmark_speed.py` for the whole step).
+one affine map of the input forward and one of `dy` and `x` backward, fewer passes over
+full-size tensors (figures: the README's "Measurements behind the design").
 
 References:
     - [Wu & He, 2018. Group Normalization](https://arxiv.org/abs/1803.08494)
@@ -121,8 +118,8 @@ class GroupNormalization(keras.layers.GroupNormalization):
     """`keras.layers.GroupNormalization` computed by `group_normalization`.
 
     The same weights (`gamma`, `beta`), configuration and results to float rounding; a
-    channels-last layer with both scale and offset runs the hand-written gradient (about 1.7x
-    faster forward plus backward on CPU), any other configuration the parent's code. The
+    channels-last layer with both scale and offset runs the hand-written gradient, any other
+    configuration the parent's code. The
     arithmetic is float32 even under a 16-bit compute dtype.
 
     Args:

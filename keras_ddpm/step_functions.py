@@ -5,21 +5,14 @@ inner one that runs the step on a batch (the one XLA compiles) and an outer one
 that reads the batch from the iterator (`steps_per_execution` of them in a
 loop). With one step per execution and no XLA, the outer function only reads
 one batch, yet the runtime keeps both graphs and their buffers. `one_function`
-reads the batch and runs the step in a single traced function instead.
-
-Measured with `benchmarks/benchmark_memory.py` (2-core AMD EPYC, avx2,
-avx512f, avx512_bf16, float32, 10 steps after the first): the peak resident
-memory of the training step fell by 69 MB on the width-64 32×32 U-Net at batch
-32 (2,005 → 1,936 MB) and by 45 MB on the digits preset at batch 128 (1,131 →
-1,086 MB); the first step of `fit` on the 32×32 U-Net took 14.2 s against
-16.6 s. The step time is unchanged within noise.
+reads the batch and runs the step in a single traced function instead, which
+lowers the step's peak memory and the first step's time.
 
 Each time the function is traced and first run, the heap its tracing and graph
 optimisation freed is handed back to the system (`release_free_heap`, glibc's
-`malloc_trim`; 2-3 ms). Left in the allocator, that garbage was not reused by
-later steps, whose resident memory crept above the first step's: on the 32×32
-U-Net `fit`'s peak over 61 steps was 2,010 MB without it and 1,921 MB (the
-first step's) with it; on the quick-start U-Net 858 and 843 MB.
+`malloc_trim`). Left in the allocator, that garbage was not reused by later
+steps, whose resident memory crept above the first step's. Figures:
+the README's "Measurements behind the design".
 
 Every other case keeps Keras' own function: `run_eagerly`, `jit_compile`
 (XLA cannot compile the iterator read), `steps_per_execution` > 1, and inputs

@@ -3,17 +3,14 @@
 To write `model.weights.h5`, Keras walks the whole object tree of the model (every attribute
 of every layer, both networks of a `DDPM`, the optimizer, the metrics), and then asks each
 object it found to write its variables. For the same model the walk finds the same objects
-every time, and it is most of the cost: 0.34-0.52 s of a save of the quick-start `DDPM` with
-Adam (289 + 290 variables, 11.9 MB) on two AMD EPYC cores, against 0.13 s to write the same
-variables to HDF5 (issue 17). A backup after every epoch of the default `keras-ddpm train` run
-paid that walk in each epoch of 15 training steps.
+every time, and it is most of the cost of a save; a backup after every epoch of the default
+`keras-ddpm train` run paid that walk in each epoch.
 
 `WeightsFileWriter.write` saves with Keras' own code once and records, in order, each object
 that wrote its variables and the group of the file it wrote them to; afterwards it asks the
 same objects to write into the same groups (`save_own_variables`), which is what Keras does
 after its walk. The file is the one `save_weights` writes, so `load_weights` (and
-`RunBackup`'s restore) read it unchanged. For the quick-start model a write took 0.20 s
-instead of 0.34-0.52 s. The recording is used only for the same model while
+`RunBackup`'s restore) read it unchanged (figures: the README's "Measurements behind the design"). The recording is used only for the same model while
 its variables and its optimizer's are the same objects as when it was made; otherwise it is
 `save_weights`, as it is (with a warning) wherever Keras' internals differ from what
 `keras_ddpm.backend.internals.saving_lib` checks.

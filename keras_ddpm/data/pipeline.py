@@ -20,10 +20,8 @@ def disable_autotune(dataset):
 
     tf.data's autotuner runs a background thread that wakes at doubling
     intervals (10 ms, 20 ms, ... ); when Keras drops an epoch's iterator, the
-    iterator is only released at that thread's next wake-up. Measured with
-    TensorFlow 2.21 on 2 CPU cores: `fit` calls and epochs that ended at 6 s
-    waited until 10.24 s after the iterator started, and the README quick start's
-    epochs took 3.1 s instead of 4.3 s without autotuning. With it
+    iterator is only released at that thread's next wake-up, so short epochs
+    wait for it (figures: the README's "Measurements behind the design"). With it
     off, `num_parallel_calls=tf.data.AUTOTUNE` maps run with a fixed degree
     of parallelism and `prefetch(tf.data.AUTOTUNE)` still overlaps input and
     training (tested). Apply it to your own pipelines with short epochs.
