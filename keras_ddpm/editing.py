@@ -3,8 +3,8 @@
 Functions over a `generation.ReverseProcess`, called by `DDPM.inpaint`,
 `DDPM.encode` and `DDPM.interpolate`: each checks its inputs in one place, runs
 compiled loops of the process in chunks with a progress bar, and returns NumPy
-arrays. The SavedModel's `edit` and `inpaint` endpoints (`export_editing`) run
-the same compiled loops.
+arrays. The SavedModel's `edit` and `inpaint` endpoints
+(`keras_ddpm.export.editing`) run the same compiled loops.
 Image-to-image (SDEdit) lives in `ReverseProcess.generate` itself
 (`initial_images=`, `strength=`), since it is generation started part-way.
 """

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import keras
 import numpy as np
@@ -80,6 +81,12 @@ def test_signatures_for_serving(exported):
     np.testing.assert_array_equal(
         outputs["images"], loaded.generate(num_images=2, steps=4, seed=9)
     )
+    # Every record of the endpoint table is a signature with its inputs and output, in order.
+    unconditional = types.SimpleNamespace(num_classes=None, image_shape=SHAPE)
+    for endpoint in keras_ddpm.export.ENDPOINTS:
+        signature = loaded.signatures[endpoint.name]
+        assert list(signature.structured_outputs) == [endpoint.output]
+        assert set(signature.structured_input_signature[1]) == set(endpoint.inputs(unconditional))
     # denoise is the EMA network's prediction, not the raw network's: the export holds the EMA.
     x_t = np.random.default_rng(1).standard_normal((3,) + SHAPE).astype("float32")
     t = np.array([0, 7, T - 1], "int32")
@@ -356,3 +363,12 @@ def test_cli_export_errors_are_one_line(exported, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
     assert not os.path.exists(out)
+
+
+def test_the_readme_shows_the_endpoint_table():
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8")
+    with readme:
+        text = " ".join(line.strip() for line in readme)
+    table = " ".join(line.strip() for line in keras_ddpm.export.markdown_table().splitlines())
+    assert table in text
+    assert [e.name for e in keras_ddpm.export.ENDPOINTS][:1] == [keras_ddpm.export.SERVING_DEFAULT]
