@@ -107,3 +107,21 @@ def test_interpolate_drawn_rows_and_two_images(setup):
     grid = np.asarray(Image.open(out))
     scale = grid.shape[0] // expected.shape[0]
     np.testing.assert_array_equal(grid[::scale, ::scale], expected[..., 0])
+
+
+def test_resize_is_the_training_pipelines_crop_and_resize(tmp_path):
+    from keras_ddpm.cli import images as cli_images
+    from keras_ddpm.data.pipeline import center_crop_and_resize
+
+    pixels = np.random.default_rng(3).integers(0, 256, (12, 20), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "wide.png")
+    read_in = cli_images.read_images([str(tmp_path / "wide.png")], (8, 8, 1), resize=True)[0]
+    trained_on = center_crop_and_resize(pixels[..., None] / 127.5 - 1.0, (8, 8)).numpy()
+    np.testing.assert_allclose(read_in, trained_on, atol=1e-6)
+    assert np.abs(read_in - pixels[2:10, 6:14, None] / 127.5 + 1.0).max() > 0.01  # resized
+    mask = np.where(np.arange(20) < 10, 0, 255).astype(np.uint8)[None].repeat(12, axis=0)
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    fitted = cli_images.read_mask(str(tmp_path / "mask.png"), (6, 6, 1), resize=True)
+    assert set(np.unique(fitted)) == {0.0, 1.0}  # nearest: no blended mask values
+    np.testing.assert_array_equal(fitted[:, :3, 0], 0.0)
+    np.testing.assert_array_equal(fitted[:, 3:, 0], 1.0)

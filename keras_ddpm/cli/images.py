@@ -45,20 +45,22 @@ def check_out(out, inputs):
         raise UserError(f"--out {out!r} is a file; a folder of results needs a folder name")
 
 
-def _fit(picture, size, resize, path, resample):
-    """`picture` at `size` (W, H): as it is, or centre-cropped and resized with `resize`."""
-    if picture.size == size:
-        return picture
+def _fit(array, size, resize, path, method):
+    """`array` `(h, w, C)` at `size` (H, W): as it is, or centre-cropped and resized.
+
+    With `resize`, the training data's own crop and resize
+    (`keras_ddpm.data.pipeline.center_crop_and_resize`; TensorFlow is loaded with the model).
+    """
+    if array.shape[:2] == tuple(size):
+        return array
     if not resize:
         raise UserError(
-            f"{path!r} is {picture.size[0]}x{picture.size[1]} pixels; the model takes "
-            f"{size[0]}x{size[1]} (pass --resize to centre-crop and resize it)"
+            f"{path!r} is {array.shape[1]}x{array.shape[0]} pixels; the model takes "
+            f"{size[1]}x{size[0]} (pass --resize to centre-crop and resize it)"
         )
-    width, height = picture.size
-    scale = min(width / size[0], height / size[1])
-    crop_w, crop_h = round(size[0] * scale), round(size[1] * scale)
-    left, top = (width - crop_w) // 2, (height - crop_h) // 2
-    return picture.crop((left, top, left + crop_w, top + crop_h)).resize(size, resample)
+    from keras_ddpm.data.pipeline import center_crop_and_resize
+
+    return center_crop_and_resize(array, size, method).numpy()
 
 
 def read_images(files, image_shape, resize=False):
@@ -74,9 +76,8 @@ def read_images(files, image_shape, resize=False):
                 picture = opened.convert("L" if channels == 1 else "RGB")
         except OSError as error:
             raise UserError(f"cannot read image {path!r}: {error}") from None
-        picture = _fit(picture, (width, height), resize, path, Image.Resampling.BICUBIC)
-        array = np.asarray(picture, np.float32).reshape(height, width, channels)
-        pictures.append(array / 127.5 - 1.0)
+        array = np.asarray(picture, np.float32).reshape(picture.height, picture.width, channels)
+        pictures.append(_fit(array / 127.5 - 1.0, (height, width), resize, path, "bilinear"))
     return np.stack(pictures).astype(np.float32)
 
 
@@ -114,8 +115,8 @@ def read_mask(spec, image_shape, resize=False):
             picture = opened.convert("L")
     except OSError as error:
         raise UserError(f"cannot read mask {spec!r}: {error}") from None
-    picture = _fit(picture, (width, height), resize, spec, Image.Resampling.NEAREST)
-    return (np.asarray(picture, np.float32) / 255.0)[..., None]
+    mask = (np.asarray(picture, np.float32) / 255.0)[..., None]
+    return _fit(mask, (height, width), resize, spec, "nearest")
 
 
 def save_image(picture, path):

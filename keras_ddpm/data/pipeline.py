@@ -97,11 +97,18 @@ def to_unit_range(images, max_value=255):
     return tf.cast(images, tf.float32) / (max_value / 2.0) - 1.0
 
 
-def center_crop_and_resize(image, size):
+def center_crop_and_resize(image, size, method="bilinear"):
     """Crops the largest centred window with the aspect ratio of `size`, then resizes.
 
-    `image` is a float `(H, W, C)` tensor in [-1, 1]; its size may be dynamic.
-    Resizing is bilinear with antialiasing, so shrinking does not alias.
+    The one crop-and-resize of the package: training data (`load_folder`, `load_tfds`) and
+    the command line's `--resize` of images and masks.
+
+    Args:
+        image: a float `(H, W, C)` tensor or array in [-1, 1] (or a mask in [0, 1]); its
+            size may be dynamic.
+        size: `(height, width)` of the result.
+        method: `"bilinear"` (with antialiasing, so shrinking does not alias) for
+            images, `"nearest"` for masks. Defaults to `"bilinear"`.
     """
     height, width = size
     if tuple(image.shape[:2]) == (height, width):
@@ -113,7 +120,7 @@ def center_crop_and_resize(image, size):
     top = (in_height - crop_height) // 2
     left = (in_width - crop_width) // 2
     image = image[top : top + crop_height, left : left + crop_width]
-    image = tf.image.resize(image, (height, width), method="bilinear", antialias=True)
+    image = tf.image.resize(image, (height, width), method=method, antialias=method != "nearest")
     return tf.clip_by_value(image, -1.0, 1.0)
 
 
