@@ -17,10 +17,10 @@ import tensorflow as tf
 from keras_ddpm import checks
 from keras_ddpm import samplers
 from keras_ddpm import utils
-from keras_ddpm.generation import chunk_seeds
-from keras_ddpm.generation import random_seed
 from keras_ddpm.sampling_inputs import check_images
 from keras_ddpm.sampling_inputs import check_labels
+from keras_ddpm.sampling_inputs import chunk_seeds
+from keras_ddpm.sampling_inputs import random_seed
 
 INTERPOLATION_INPUTS = ("images", "noise")
 
@@ -101,18 +101,16 @@ def inpaint(
     blocks = -(-steps // jump_length)
     show = verbose == 1 or (verbose == "auto" and steps * resample_steps > 100)
     bounds, progress = process.progress(show, True, chunks, 0, blocks)
-    outputs = []
-    for chunk, begin in enumerate(range(0, num_images, batch_size)):
-        end = min(num_images, begin + batch_size)
+
+    def start(chunk, begin, end):
         noise_seed, loop_seed = chunk_seeds(int(seed), chunk)
         x = tf.random.stateless_normal((end - begin,) + images.shape[1:], seed=noise_seed)
-        known = (tf.constant(images[begin:end]), tf.constant(mask[begin:end]), loop_seed)
-        conditioning = process.conditioning(labels, guidance_scale, begin, end)
-        x = process.run_ranges(
-            run, x, bounds, steps, progress, before=known, after=(*repeats, *runtime, *conditioning)
-        )
-        outputs.append(x.numpy())
-    filled = np.concatenate(outputs, axis=0)
+        return x, (tf.constant(images[begin:end]), tf.constant(mask[begin:end]), loop_seed)
+
+    filled = process.run_chunks(
+        run, num_images, batch_size, steps, bounds, progress, start, labels, guidance_scale,
+        after=(*repeats, *runtime),
+    )
     return np.clip(filled, -1.0, 1.0) if clip else filled
 
 
@@ -138,13 +136,10 @@ def encode(
     run = process.inverse_loop(record.name, spacing, jit_compile)
     show = verbose == 1 or (verbose == "auto" and steps > 100)
     bounds, progress = process.progress(show, record.resumable, chunks, 0, steps)
-    outputs = []
-    for begin in range(0, num_images, batch_size):
-        end = min(num_images, begin + batch_size)
-        conditioning = process.conditioning(labels, guidance_scale, begin, end)
-        x = tf.constant(images[begin:end])
-        outputs.append(process.run_ranges(run, x, bounds, steps, progress, after=conditioning).numpy())
-    return np.concatenate(outputs, axis=0)
+    return process.run_chunks(
+        run, num_images, batch_size, steps, bounds, progress,
+        lambda chunk, begin, end: (tf.constant(images[begin:end]), ()), labels, guidance_scale,
+    )
 
 
 def _endpoints(a, b, image_shape):

@@ -30,12 +30,19 @@ from keras_ddpm import samplers
 from keras_ddpm.backend import internals
 from keras_ddpm.graph_lifetime import GraphReleasingFunction
 from keras_ddpm.sampling_inputs import check_edit
+from keras_ddpm.sampling_inputs import check_initial_noise
+from keras_ddpm.sampling_inputs import chunk_seeds
 from keras_ddpm.sampling_inputs import check_labels
+from keras_ddpm.sampling_inputs import random_seed
 from keras_ddpm.sampling_inputs import steps_to_run
 from keras_ddpm.schedules import check_variance
 
 # Progress-bar updates per sampling run when `generate` reports progress.
 PROGRESS_SEGMENTS = 20
+# Loop input specs: a stateless seed, an int32 scalar (steps, step range), a float32 scalar.
+_SEED = tf.TensorSpec((2,), tf.int32)
+_INT = tf.TensorSpec((), tf.int32)
+_FLOAT = tf.TensorSpec((), tf.float32)
 
 
 def compiled(signature, jit_compile):
@@ -53,22 +60,6 @@ def compiled(signature, jit_compile):
     )
     # A loop's graph is freed with the loop (with the model), see `graph_lifetime`.
     return lambda body: GraphReleasingFunction(trace(body))
-
-
-def random_seed():
-    """A fresh seed for a run that was given none."""
-    return int(np.random.default_rng().integers(0, 2**31 - 1))
-
-
-def chunk_seeds(seed, chunk):
-    """`(noise_seed, loop_seed)`, int32 `[2]` tensors of chunk `chunk` of a run seeded `seed`.
-
-    `seed` may be a Python int or an int32/int64 scalar tensor (the SavedModel's input).
-    """
-    seed = tf.cast(tf.math.floormod(tf.cast(seed, tf.int64), 2**31), tf.int32)
-    pair = tf.stack([seed, tf.cast(chunk, tf.int32)])
-    noise_seed, loop_seed = tf.unstack(tf.random.experimental.stateless_split(pair, 2))
-    return tf.cast(noise_seed, tf.int32), tf.cast(loop_seed, tf.int32)
 
 
 class ReverseProcess:
@@ -170,30 +161,26 @@ class ReverseProcess:
             jit_compile: compile with XLA. Defaults to `False`.
             **static_options: the sampler's trace-time options (e.g. `order`).
         """
-        record = samplers.get_sampler(sampler)
-        spacing = samplers.check_spacing(timestep_spacing or record.default_spacing)
+        record, spacing = self._record(sampler, timestep_spacing)
         key = (sampler, spacing, bool(clip), bool(jit_compile), tuple(sorted(static_options.items())))
-        if key in self.loops:
-            return self.loops[key]
-        function = record.function()
         runtime = [option.name for option in record.runtime_options]
-        signature = self._signature(
-            tf.TensorSpec((2,), tf.int32), *[tf.TensorSpec((), tf.int32)] * 3,
-            *[tf.TensorSpec((), tf.float32)] * len(runtime),
-        )
 
-        @compiled(signature, jit_compile)
-        def run(x, seed, start, stop, steps, *extra):
-            options = dict(zip(runtime, extra[: len(runtime)]), **static_options)
-            conditioning = extra[len(runtime):]
-            return function(
-                self.denoiser(*conditioning), x, self.schedule, seed=seed, steps=steps,
-                timestep_spacing=spacing, prediction_type=self.prediction_type, clip=bool(clip),
-                variance=self.variance, start=start, stop=stop, **options,
-            )
+        def body():
+            function = record.function()
 
-        self.loops[key] = run
-        return run
+            def run(x, seed, start, stop, steps, *extra):
+                options = dict(zip(runtime, extra[: len(runtime)]), **static_options)
+                conditioning = extra[len(runtime):]
+                return function(
+                    self.denoiser(*conditioning), x, self.schedule, seed=seed, steps=steps,
+                    timestep_spacing=spacing, prediction_type=self.prediction_type,
+                    clip=bool(clip), variance=self.variance, start=start, stop=stop, **options,
+                )
+
+            return run
+
+        specs = (_SEED, _INT, _INT, _INT, *[_FLOAT] * len(runtime))
+        return self._cached_loop(key, specs, jit_compile, body)
 
     def inverse_loop(self, sampler, timestep_spacing=None, jit_compile=False):
         """The cached compiled inverse (images → x_T) of a deterministic sampler, for `encode`.
@@ -202,24 +189,22 @@ class ReverseProcess:
         three int32 scalars — then, for a conditional network, int32 labels
         `[B]` and the float32 guidance scale.
         """
-        record = samplers.get_sampler(sampler)
-        spacing = samplers.check_spacing(timestep_spacing or record.default_spacing)
+        record, spacing = self._record(sampler, timestep_spacing)
         key = ("inverse", sampler, spacing, bool(jit_compile))
-        if key in self.loops:
-            return self.loops[key]
-        function = record.inverse_function()
-        signature = self._signature(*[tf.TensorSpec((), tf.int32)] * 3)
 
-        @compiled(signature, jit_compile)
-        def run(x, start, stop, steps, *conditioning):
-            return function(
-                self.denoiser(*conditioning), x, self.schedule, steps=steps,
-                timestep_spacing=spacing, prediction_type=self.prediction_type, start=start,
-                stop=stop,
-            )
+        def body():
+            function = record.inverse_function()
 
-        self.loops[key] = run
-        return run
+            def run(x, start, stop, steps, *conditioning):
+                return function(
+                    self.denoiser(*conditioning), x, self.schedule, steps=steps,
+                    timestep_spacing=spacing, prediction_type=self.prediction_type, start=start,
+                    stop=stop,
+                )
+
+            return run
+
+        return self._cached_loop(key, (_INT, _INT, _INT), jit_compile, body)
 
     def inpaint_loop(self, sampler, timestep_spacing=None, clip=True, jit_compile=False,
                      variance=None, **static_options):
@@ -232,44 +217,56 @@ class ReverseProcess:
         conditional network, int32 labels `[B]` and the float32 guidance scale.
         `variance` overrides the process's reverse variance (`None`: its own).
         """
-        record = samplers.get_sampler(sampler)
-        spacing = samplers.check_spacing(timestep_spacing or record.default_spacing)
+        record, spacing = self._record(sampler, timestep_spacing)
         variance = variance or self.variance
         check_variance(variance)
         key = ("inpaint", sampler, spacing, bool(clip), bool(jit_compile), variance,
                tuple(sorted(static_options.items())))
-        if key in self.loops:
-            return self.loops[key]
-        step = record.step_function()
         runtime = [option.name for option in record.runtime_options]
-        image = self._signature()[0]
-        signature = self._signature(
-            image, image, tf.TensorSpec((2,), tf.int32), *[tf.TensorSpec((), tf.int32)] * 5,
-            *[tf.TensorSpec((), tf.float32)] * len(runtime),
-        )
-        repaint_sample = samplers.repaint_sample
 
-        @compiled(signature, jit_compile)
-        def run(x, images, mask, seed, start, stop, steps, resample_steps, jump_length, *extra):
-            options = dict(zip(runtime, extra[: len(runtime)]), **static_options)
-            conditioning = extra[len(runtime):]
+        def body():
+            step, repaint_sample = record.step_function(), samplers.repaint_sample
 
-            def one_step(x, t, prev_t, prediction, noise):
-                return step(
-                    self.schedule, x, t, prev_t, prediction, noise,
-                    prediction_type=self.prediction_type, clip=bool(clip),
-                    variance=variance, **options,
+            def run(x, images, mask, seed, start, stop, steps, resample_steps, jump_length,
+                    *extra):
+                options = dict(zip(runtime, extra[: len(runtime)]), **static_options)
+                conditioning = extra[len(runtime):]
+
+                def one_step(x, t, prev_t, prediction, noise):
+                    return step(
+                        self.schedule, x, t, prev_t, prediction, noise,
+                        prediction_type=self.prediction_type, clip=bool(clip),
+                        variance=variance, **options,
+                    )
+
+                return repaint_sample(
+                    one_step, self.denoiser(*conditioning), x, images, mask, self.schedule,
+                    seed, steps=steps, resample_steps=resample_steps, jump_length=jump_length,
+                    timestep_spacing=spacing, prediction_type=self.prediction_type, start=start,
+                    stop=stop,
                 )
 
-            return repaint_sample(
-                one_step, self.denoiser(*conditioning), x, images, mask, self.schedule, seed,
-                steps=steps, resample_steps=resample_steps, jump_length=jump_length,
-                timestep_spacing=spacing, prediction_type=self.prediction_type, start=start,
-                stop=stop,
-            )
+            return run
 
-        self.loops[key] = run
-        return run
+        image = self._signature()[0]
+        specs = (image, image, _SEED, *[_INT] * 5, *[_FLOAT] * len(runtime))
+        return self._cached_loop(key, specs, jit_compile, body)
+
+    @staticmethod
+    def _record(sampler, timestep_spacing):
+        """`(record, spacing)`: the sampler's record and the spacing with its default filled in."""
+        record = samplers.get_sampler(sampler)
+        return record, samplers.check_spacing(timestep_spacing or record.default_spacing)
+
+    def _cached_loop(self, key, specs, jit_compile, body):
+        """The compiled loop cached under `key`; on a miss, `body()` makes its Python function.
+
+        Its inputs are the images `[B, H, W, C]`, then `specs`, then a
+        conditional network's labels and guidance scale (`_signature`).
+        """
+        if key not in self.loops:
+            self.loops[key] = compiled(self._signature(*specs), jit_compile)(body())
+        return self.loops[key]
 
     def _signature(self, *specs):
         """A loop's input signature: images, then `specs`, then labels and w if conditional."""
@@ -310,6 +307,28 @@ class ReverseProcess:
         bounds = np.linspace(first, steps, min(segments, steps - first) + 1).round().astype(int)
         return bounds, (keras.utils.Progbar(chunks * (steps - first)) if show else None)
 
+    def run_chunks(self, run, num_images, batch_size, steps, bounds, progress, start,
+                   labels=None, guidance_scale=None, after=()):
+        """`run` over `num_images` images in chunks of `batch_size`: the outputs, concatenated.
+
+        The one driver of `generate`, `inpaint` and `encode`. `start(chunk, begin, end)`
+        returns the chunk's first state and the loop inputs between it and the step range;
+        `after` are those between the step range and the chunk's labels and guidance scale.
+
+        Returns:
+            float32 NumPy array `(num_images, H, W, C)`.
+        """
+        outputs = []
+        for chunk, begin in enumerate(range(0, num_images, batch_size)):
+            end = min(num_images, begin + batch_size)
+            x, before = start(chunk, begin, end)
+            conditioning = self.conditioning(labels, guidance_scale, begin, end)
+            x = self.run_ranges(
+                run, x, bounds, steps, progress, before=before, after=(*after, *conditioning)
+            )
+            outputs.append(x.numpy())
+        return np.concatenate(outputs, axis=0)
+
     @staticmethod
     def run_ranges(run, x, bounds, steps, progress, before=(), after=()):
         """`x` through `run(x, *before, start, stop, steps, *after)` for each range of `bounds`."""
@@ -340,21 +359,9 @@ class ReverseProcess:
             sampler, self.schedule.timesteps, steps, timestep_spacing, **options
         )
         labels, guidance_scale = check_labels(labels, guidance_scale, num_images, self.num_classes)
-        if initial_noise is not None:
-            initial_noise = np.asarray(initial_noise, dtype=np.float32)
-            expected = (num_images,) + tuple(self.image_shape or initial_noise.shape[1:])
-            if initial_noise.shape != expected:
-                raise ValueError(
-                    f"`initial_noise` must have shape {expected} (num_images, H, W, C). "
-                    f"Received shape {initial_noise.shape}."
-                )
-            if not np.all(np.isfinite(initial_noise)):
-                raise ValueError(
-                    f"`initial_noise` holds {int((~np.isfinite(initial_noise)).sum())} NaN or "
-                    "infinite values; the samplers need finite noise."
-                )
-        elif self.image_shape is None and initial_images is None:
-            raise ValueError("The network does not declare its input shape; pass `initial_noise`.")
+        initial_noise = check_initial_noise(
+            initial_noise, num_images, self.image_shape, initial_images is not None
+        )
         initial_images, strength = check_edit(
             initial_images, strength, num_images, self.image_shape
         )
@@ -373,9 +380,8 @@ class ReverseProcess:
             sequence = samplers.timestep_sequence(self.schedule, steps, spacing)
         show = verbose == 1 or (verbose == "auto" and steps - first > 100)
         bounds, progress = self.progress(show, record.resumable, chunks, first, steps)
-        outputs = []
-        for chunk in range(chunks):
-            begin, end = chunk * batch_size, min(num_images, (chunk + 1) * batch_size)
+
+        def start(chunk, begin, end):
             noise_seed, loop_seed = chunk_seeds(int(seed), chunk)
             if initial_noise is None:
                 shape = initial_images.shape[1:] if initial_images is not None else self.image_shape
@@ -385,10 +391,10 @@ class ReverseProcess:
             if first > 0:  # x_τ ~ q(x_τ | x_0) at the timestep the first step denoises
                 t = tf.fill([end - begin], sequence[first])
                 x = self.schedule.add_noise(tf.constant(initial_images[begin:end]), x, t)
-            conditioning = self.conditioning(labels, guidance_scale, begin, end)
-            x = self.run_ranges(
-                run, x, bounds, steps, progress, before=(loop_seed,), after=(*runtime, *conditioning)
-            )
-            outputs.append(x.numpy())
-        images = np.concatenate(outputs, axis=0)
+            return x, (loop_seed,)
+
+        images = self.run_chunks(
+            run, num_images, batch_size, steps, bounds, progress, start, labels, guidance_scale,
+            after=runtime,
+        )
         return np.clip(images, -1.0, 1.0) if clip else images

@@ -1,4 +1,4 @@
-"""What `generate`, `inpaint` and the edits accept: image and label checks.
+"""What `generate`, `inpaint` and the edits accept: image and label checks, and a run's seeds.
 
 Every check turns a wrong argument into a `ValueError` or `TypeError` that names the value
 received and what was expected, before anything is compiled or run. `keras_ddpm.generation`
@@ -6,9 +6,51 @@ and `keras_ddpm.editing` call them; `keras_ddpm.inputs` holds the checks of trai
 """
 
 import numpy as np
+import tensorflow as tf
 
 from keras_ddpm import checks
 from keras_ddpm import guidance
+
+
+def random_seed():
+    """A fresh seed for a run that was given none."""
+    return int(np.random.default_rng().integers(0, 2**31 - 1))
+
+
+def chunk_seeds(seed, chunk):
+    """`(noise_seed, loop_seed)`, int32 `[2]` tensors of chunk `chunk` of a run seeded `seed`.
+
+    `seed` may be a Python int or an int32/int64 scalar tensor (the SavedModel's input).
+    """
+    seed = tf.cast(tf.math.floormod(tf.cast(seed, tf.int64), 2**31), tf.int32)
+    pair = tf.stack([seed, tf.cast(chunk, tf.int32)])
+    noise_seed, loop_seed = tf.unstack(tf.random.experimental.stateless_split(pair, 2))
+    return tf.cast(noise_seed, tf.int32), tf.cast(loop_seed, tf.int32)
+
+
+def check_initial_noise(initial_noise, num_images, image_shape, has_images=False):
+    """`initial_noise` as float32 `(num_images, H, W, C)`, checked finite; `None` stays `None`.
+
+    Without noise, the images' shape comes from `image_shape` or from the
+    images to edit (`has_images`); with neither, the noise is required.
+    """
+    if initial_noise is None:
+        if image_shape is None and not has_images:
+            raise ValueError("The network does not declare its input shape; pass `initial_noise`.")
+        return None
+    initial_noise = np.asarray(initial_noise, dtype=np.float32)
+    expected = (num_images,) + tuple(image_shape or initial_noise.shape[1:])
+    if initial_noise.shape != expected:
+        raise ValueError(
+            f"`initial_noise` must have shape {expected} (num_images, H, W, C). "
+            f"Received shape {initial_noise.shape}."
+        )
+    if not np.all(np.isfinite(initial_noise)):
+        raise ValueError(
+            f"`initial_noise` holds {int((~np.isfinite(initial_noise)).sum())} NaN or "
+            "infinite values; the samplers need finite noise."
+        )
+    return initial_noise
 
 
 def steps_to_run(strength, steps):

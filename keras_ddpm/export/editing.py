@@ -10,8 +10,8 @@ return `to_uint8` of the Python methods' images, the inputs being
 
 import tensorflow as tf
 
-from keras_ddpm import generation
 from keras_ddpm import samplers
+from keras_ddpm import sampling_inputs
 from keras_ddpm import utils
 from keras_ddpm.export import inputs
 
@@ -44,7 +44,7 @@ def edit_function(exported):
             taken = tf.cast(tf.round(strength * tf.cast(steps, tf.float32)), tf.int32)
         first = steps - taken
         conditioning = inputs.checked_conditioning(given, tf.shape(x0)[0], num_classes)
-        noise_seed, loop_seed = generation.chunk_seeds(seed, 0)
+        noise_seed, loop_seed = sampling_inputs.chunk_seeds(seed, 0)
 
         def edited():
             noise = tf.random.stateless_normal(tf.shape(x0), seed=noise_seed)
@@ -93,7 +93,7 @@ def inpaint_function(exported):
         ]):
             mask = tf.broadcast_to(mask, tf.shape(x0))
         conditioning = inputs.checked_conditioning(given, tf.shape(x0)[0], num_classes)
-        noise_seed, loop_seed = generation.chunk_seeds(seed, 0)
+        noise_seed, loop_seed = sampling_inputs.chunk_seeds(seed, 0)
         x = tf.random.stateless_normal(tf.shape(x0), seed=noise_seed)
         x = run(x, x0, mask, loop_seed, 0, steps, steps, resample_steps, jump_length,
                 *_runtime(record, options), *conditioning)

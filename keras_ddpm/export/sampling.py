@@ -2,8 +2,8 @@
 
 import tensorflow as tf
 
-from keras_ddpm import generation
 from keras_ddpm import samplers
+from keras_ddpm import sampling_inputs
 from keras_ddpm import utils
 from keras_ddpm.export import inputs
 
@@ -73,7 +73,7 @@ def sample_function(exported):
         with tf.control_dependencies(checks):
             index = tf.identity(index)
         # 2. x_T and the loop's seed, derived from `seed` as DDPM.generate does for one batch.
-        noise_seed, loop_seed = generation.chunk_seeds(seed, 0)
+        noise_seed, loop_seed = sampling_inputs.chunk_seeds(seed, 0)
         shape = tf.concat([[num_images], tf.constant(exported.image_shape, tf.int32)], axis=0)
         x = tf.random.stateless_normal(shape, seed=noise_seed)
         conditioning = inputs.checked_conditioning(given, num_images, exported.num_classes)
