@@ -295,14 +295,16 @@ KILLER = textwrap.dedent(
                 die()
         keras_ddpm.callbacks.SampleGrid.on_train_batch_end = on_train_batch_end
     elif point == "backup_write":  # epoch 2's backup: weights written, not yet renamed
-        original = keras.Model.save_weights
+        # RunBackup writes its weights with WeightsFileWriter (save_weights only the first time).
+        from keras_ddpm.weights_file import WeightsFileWriter
+        original = WeightsFileWriter.write
         calls = []
-        def save_weights(self, *args, **kwargs):
+        def write(self, *args, **kwargs):
             original(self, *args, **kwargs)
             calls.append(1)
             if len(calls) == 2:
                 die()
-        keras.Model.save_weights = save_weights
+        WeightsFileWriter.write = write
     elif point == "final_grid":
         utils.save_image_grid = lambda *args, **kwargs: die()
     elif point == "final_save":
