@@ -6,7 +6,7 @@ look at samples drawn from the same noise after every few epochs.
 
 Everything else comes from Keras:
 
-- Checkpoints that resume: `RunBackup(directory)` (from `keras_ddpm.backup`)
+- Checkpoints that resume: `RunBackup(directory)` (from `keras_ddpm.runs.backup`)
   is `keras.callbacks.BackupAndRestore` with backups that a kill cannot
   damage; both restore the network, the EMA weights, the optimizer and the
   training-noise RNG state of a `DDPM` (all of them are variables of the model).
@@ -45,7 +45,7 @@ import tensorflow as tf
 from keras_ddpm import checks
 from keras_ddpm import samplers
 from keras_ddpm import utils
-from keras_ddpm.backup import RunBackup  # noqa: F401 - public here, beside SampleGrid
+from keras_ddpm.runs.backup import RunBackup  # noqa: F401 - public here, beside SampleGrid
 
 # The grids' sampler (the registry's `GRID_SAMPLER`): few steps, and deterministic.
 DEFAULT_SAMPLER = samplers.GRID_SAMPLER

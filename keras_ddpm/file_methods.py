@@ -8,7 +8,7 @@ temporary name and rename into place (`atomic`), and refuse a diverged model's w
 `network`, `ema_weights` and what those modules read of the model.
 """
 
-from keras_ddpm import atomic
+from keras_ddpm.runs import atomic
 from keras_ddpm import divergence
 
 

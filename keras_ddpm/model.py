@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_ddpm import backup
+from keras_ddpm.runs import backup
 from keras_ddpm import checks
 from keras_ddpm import distribute
 from keras_ddpm import divergence

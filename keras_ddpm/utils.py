@@ -13,7 +13,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from keras_ddpm import atomic
+from keras_ddpm.runs import atomic
 from keras_ddpm import checks
 
 # Automatic upscaling in `save_image_grid` makes grids at least this wide.

@@ -15,8 +15,8 @@ from keras_ddpm import adam_step
 from keras_ddpm import graph_lifetime
 from keras_ddpm import step_functions
 from keras_ddpm.backend import internals
-from keras_ddpm.backup import RunBackup
-from keras_ddpm.weights_file import WeightsFileWriter
+from keras_ddpm.runs.backup import RunBackup
+from keras_ddpm.runs.weights_file import WeightsFileWriter
 
 VERSIONS = rf"TensorFlow {tf.__version__} and Keras {keras.__version__}"
 

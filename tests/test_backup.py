@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import keras_ddpm
-from keras_ddpm import atomic
-from keras_ddpm import backup
+from keras_ddpm.runs import atomic
+from keras_ddpm.runs import backup
 from keras_ddpm import cli
 from training_state import assert_same_state
 from training_state import training_state as state
@@ -296,7 +296,7 @@ KILLER = textwrap.dedent(
         keras_ddpm.callbacks.SampleGrid.on_train_batch_end = on_train_batch_end
     elif point == "backup_write":  # epoch 2's backup: weights written, not yet renamed
         # RunBackup writes its weights with WeightsFileWriter (save_weights only the first time).
-        from keras_ddpm.weights_file import WeightsFileWriter
+        from keras_ddpm.runs.weights_file import WeightsFileWriter
         original = WeightsFileWriter.write
         calls = []
         def write(self, *args, **kwargs):
@@ -365,8 +365,9 @@ def test_train_killed_at_any_point_resumes_to_the_uninterrupted_run(tmp_path):
 # Run folders: one writer at a time, nothing left by a failed start
 # ----------------------------------------------------------------------------
 def test_run_lock_refuses_a_live_holder_and_takes_over_a_stale_one(tmp_path):
-    from keras_ddpm.cli.common import UserError
-    from keras_ddpm.cli.lock import LOCK_FILE, run_lock
+    from keras_ddpm.runs import LOCK_FILE
+    from keras_ddpm.runs.lock import RunLocked
+    from keras_ddpm.runs.lock import run_lock
 
     path = tmp_path / LOCK_FILE
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -374,7 +375,7 @@ def test_run_lock_refuses_a_live_holder_and_takes_over_a_stale_one(tmp_path):
         import socket
 
         path.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname()}))
-        with pytest.raises(UserError) as error:
+        with pytest.raises(RunLocked) as error:  # a RuntimeError a Python fit can catch
             with run_lock(str(tmp_path)):
                 pass
         assert f"PID {holder.pid}" in str(error.value) and "\n" not in str(error.value)

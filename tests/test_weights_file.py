@@ -7,7 +7,7 @@ import pytest
 from keras.src.saving import saving_lib
 
 import keras_ddpm
-from keras_ddpm.weights_file import WeightsFileWriter
+from keras_ddpm.runs.weights_file import WeightsFileWriter
 from networks import tiny_unet
 
 

@@ -11,27 +11,17 @@ from keras_ddpm.cli.common import UserError
 from keras_ddpm.cli.common import import_library
 from keras_ddpm.cli.common import user_errors
 
-CONFIG_FILE = "config.json"
-MODEL_FILE = "model.keras"
+from keras_ddpm import runs
+from keras_ddpm.runs import MODEL_FILE
+from keras_ddpm.runs import write_config  # noqa: F401 - the verbs' one import of run files
 
 
 def read_config(directory):
     """A run folder's config.json as a dict, `None` if there is none; one line if unreadable."""
-    from keras_ddpm.pretrained import files
-
-    path = os.path.join(directory, CONFIG_FILE)
-    if not os.path.exists(path):
-        return None
     try:
-        return files.read_json(path)
+        return runs.read_config(directory)
     except ValueError as error:
         raise UserError(f"{error} Delete it or use another --output.") from None
-
-
-def write_config(directory, config):
-    from keras_ddpm import atomic
-
-    atomic.write_json(os.path.join(directory, CONFIG_FILE), config)
 
 
 def is_pretrained(path):

@@ -18,7 +18,6 @@ from keras_ddpm.cli.common import UserError
 from keras_ddpm.cli.common import import_library
 from keras_ddpm.cli.common import jit_compile
 from keras_ddpm.cli.common import user_errors
-from keras_ddpm.cli.lock import run_lock
 from keras_ddpm.cli.models import MODEL_FILE
 from keras_ddpm.cli.models import read_config
 from keras_ddpm.cli.models import write_config
@@ -30,6 +29,9 @@ from keras_ddpm.cli.runs import build_model
 from keras_ddpm.cli.runs import strategy_named
 from keras_ddpm.cli.train_options import add_train_arguments
 from keras_ddpm.data import specs
+from keras_ddpm import runs
+from keras_ddpm.runs.lock import RunLocked
+from keras_ddpm.runs.lock import run_lock
 
 
 def check(args):
@@ -69,12 +71,15 @@ def run(args):
     created = not os.path.exists(output)
     os.makedirs(output, exist_ok=True)
     try:
-        with run_lock(output):
-            return _train(args, output, strategy)
+        try:
+            with run_lock(output):
+                return _train(args, output, strategy)
+        except RunLocked as error:
+            raise UserError(str(error)) from None
     except BaseException:
         # A run that fails before it has anything to keep leaves no folder behind.
         if created and not os.path.exists(os.path.join(output, MODEL_FILE)) and not os.path.exists(
-            os.path.join(output, "backup")
+            os.path.join(output, runs.BACKUP_DIR)
         ):
             shutil.rmtree(output, ignore_errors=True)
         raise
@@ -85,7 +90,7 @@ def _train(args, output, strategy):
     import keras
 
     import keras_ddpm
-    from keras_ddpm import atomic
+    from keras_ddpm.runs import atomic
     from keras_ddpm import callbacks
     from keras_ddpm import data
     from keras_ddpm import divergence
@@ -180,13 +185,13 @@ def _train(args, output, strategy):
                 }})
                 model = build_model(started, image_shape)
     grids = callbacks.SampleGrid(
-        os.path.join(output, "samples"),
+        os.path.join(output, runs.SAMPLES_DIR),
         every_n_epochs=args.sample_every,
         num_images=args.num_samples,
         seed=args.seed,
         sampler=args.sampler,
         steps=args.sample_steps,
-        tensorboard_dir=os.path.join(output, "logs", "samples"),
+        tensorboard_dir=os.path.join(output, runs.LOGS_DIR, runs.SAMPLES_DIR),
         jit_compile=jit_compile(args.jit_compile),
         **({"guidance_scale": args.guidance} if args.guidance is not None else {}),
     )
@@ -199,7 +204,7 @@ def _train(args, output, strategy):
     # Kept until model.keras is written: a kill at any instant loses at most the batches
     # trained since the last backup.
     backup = callbacks.RunBackup(
-        os.path.join(output, "backup"), save_freq=args.backup_every, delete_checkpoint=False
+        os.path.join(output, runs.BACKUP_DIR), save_freq=args.backup_every, delete_checkpoint=False
     )
     continued = keras.callbacks.LambdaCallback(
         on_train_begin=lambda logs: apply_optimizer_options(model.optimizer, args, changed)
@@ -207,7 +212,7 @@ def _train(args, output, strategy):
     fit_callbacks = [
         backup,
         continued,  # after the restore
-        keras.callbacks.TensorBoard(os.path.join(output, "logs")),
+        keras.callbacks.TensorBoard(os.path.join(output, runs.LOGS_DIR)),
         grids,
     ]
     try:

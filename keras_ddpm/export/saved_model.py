@@ -5,7 +5,7 @@ import shutil
 
 import tensorflow as tf
 
-from keras_ddpm import atomic
+from keras_ddpm.runs import atomic
 from keras_ddpm import checks
 from keras_ddpm import generation
 from keras_ddpm import graph_lifetime

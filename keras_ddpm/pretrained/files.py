@@ -15,7 +15,7 @@ No TensorFlow here. A `source` is
 import json
 import os
 
-from keras_ddpm import atomic
+from keras_ddpm.runs import atomic
 from keras_ddpm import checks
 
 SAFETENSORS_FILE = "diffusion_pytorch_model.safetensors"

@@ -1,6 +1,7 @@
-"""One `train` per run folder: a lock file holding the writer's PID and host.
+"""One writer per run folder: a lock file holding the writer's PID and host.
 
-A second `train` on a locked folder stops in one line naming the holder. A lock
+A second writer (`keras-ddpm train`, or a Python `fit` inside `run_lock`) on a locked folder
+stops with `RunLocked`, one line naming the holder. A lock
 left by a process that no longer runs (killed, or the machine restarted) is
 stale and taken over. No TensorFlow here.
 """
@@ -10,9 +11,11 @@ import json
 import os
 import socket
 
-from keras_ddpm.cli.common import UserError
+from keras_ddpm.runs import LOCK_FILE
 
-LOCK_FILE = ".lock"
+
+class RunLocked(RuntimeError):
+    """Another live process holds the run folder."""
 
 
 def _alive(pid):
@@ -59,8 +62,15 @@ def run_lock(folder):
     """Holds `folder/.lock` while the block runs.
 
     Raises:
-        UserError: another live process on this host holds the folder, or one
+        RunLocked: another live process on this host holds the folder, or one
             on another host does (its liveness cannot be checked from here).
+
+    Example:
+
+    ```python
+    with keras_ddpm.runs.lock.run_lock("runs/mine"):
+        model.fit(dataset, epochs=10, callbacks=[RunBackup("runs/mine/backup")])
+    ```
     """
     path = os.path.join(folder, LOCK_FILE)
     mine = {"pid": os.getpid(), "host": socket.gethostname()}
@@ -74,9 +84,9 @@ def run_lock(folder):
                 same_host = holder.get("host") == mine["host"]
                 if not same_host or _alive(holder["pid"]):
                     where = "" if same_host else f" on {holder.get('host')}"
-                    raise UserError(
-                        f"{folder!r} is being written by another `keras-ddpm train` (PID "
-                        f"{holder['pid']}{where}); wait for it, or pass another --output "
+                    raise RunLocked(
+                        f"{folder!r} is being written by another process (PID "
+                        f"{holder['pid']}{where}); wait for it, or write to another folder "
                         f"(if that process is gone, delete {path!r})"
                     ) from None
             os.replace(tmp, path)  # a stale lock (its process is gone): taken over

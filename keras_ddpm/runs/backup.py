@@ -27,10 +27,10 @@ import warnings
 
 import keras
 
-from keras_ddpm import atomic
+from keras_ddpm.runs import atomic
 from keras_ddpm import checks
 from keras_ddpm.backend import internals
-from keras_ddpm.weights_file import WeightsFileWriter
+from keras_ddpm.runs.weights_file import WeightsFileWriter
 
 WEIGHTS_FILE = "model.weights.h5"
 STATE_FILE = "state.json"
@@ -58,7 +58,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
     before it is used with a warning; if none can be read, `fit` stops with one
     `ValueError` naming the folder. Each backup holds the file of
     `keras.Model.save_weights`; after the first, it is written without Keras'
-    walk over the model's objects (`keras_ddpm.weights_file`), which is most of
+    walk over the model's objects (`keras_ddpm.runs.weights_file`), which is most of
     a save's time.
 
     Args:
