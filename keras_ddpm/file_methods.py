@@ -8,8 +8,8 @@ temporary name and rename into place (`atomic`), and refuse a diverged model's w
 `network`, `ema_weights` and what those modules read of the model.
 """
 
-from keras_ddpm.runs import atomic
 from keras_ddpm import divergence
+from keras_ddpm.runs import atomic
 
 
 class FileMethods:

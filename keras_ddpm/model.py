@@ -11,7 +11,6 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_ddpm.runs import backup
 from keras_ddpm import checks
 from keras_ddpm import distribute
 from keras_ddpm import divergence
@@ -28,6 +27,7 @@ from keras_ddpm.inputs import check_training_data
 from keras_ddpm.inputs import check_training_labels
 from keras_ddpm.inputs import images_from_batch
 from keras_ddpm.inputs import labels_from_batch
+from keras_ddpm.runs import backup
 from keras_ddpm.schedules import NoiseSchedule
 from keras_ddpm.schedules import check_variance
 

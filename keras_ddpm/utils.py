@@ -13,8 +13,8 @@ import os
 import numpy as np
 from PIL import Image
 
-from keras_ddpm.runs import atomic
 from keras_ddpm import checks
+from keras_ddpm.runs import atomic
 
 # Automatic upscaling in `save_image_grid` makes grids at least this wide.
 MIN_GRID_WIDTH = 256

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import keras_ddpm
+from keras_ddpm import cli
 from keras_ddpm.runs import atomic
 from keras_ddpm.runs import backup
-from keras_ddpm import cli
 from training_state import assert_same_state
 from training_state import training_state as state
 from networks import conv_network

@@ -59,7 +59,8 @@ def add_parser(subparsers):
         description=(
             "Export a trained DDPM as a TensorFlow SavedModel that needs neither Keras nor "
             "keras_ddpm: endpoints generate(num_images, steps, seed) -> uint8 images "
-            "(= serving_default, using --sampler), generate_with_sampler(..., sampler, runtime sampler options such as eta), "
+            "(= serving_default, using --sampler), generate_with_sampler(..., sampler, the "
+            "runtime sampler options such as eta), "
             "edit(images, strength, steps, seed), inpaint(images, mask, steps, seed) (uint8 "
             "images in and out) and denoise(x_t, t). steps=0 asks for the sampler's default "
             "number of steps."

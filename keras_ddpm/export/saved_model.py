@@ -5,13 +5,13 @@ import shutil
 
 import tensorflow as tf
 
-from keras_ddpm.runs import atomic
 from keras_ddpm import checks
 from keras_ddpm import generation
 from keras_ddpm import graph_lifetime
 from keras_ddpm import samplers
 from keras_ddpm.export import endpoints
 from keras_ddpm.export import inputs
+from keras_ddpm.runs import atomic
 
 
 def export_saved_model(

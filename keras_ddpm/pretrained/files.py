@@ -15,8 +15,8 @@ No TensorFlow here. A `source` is
 import json
 import os
 
-from keras_ddpm.runs import atomic
 from keras_ddpm import checks
+from keras_ddpm.runs import atomic
 
 SAFETENSORS_FILE = "diffusion_pytorch_model.safetensors"
 PICKLE_FILE = "diffusion_pytorch_model.bin"

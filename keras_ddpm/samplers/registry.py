@@ -219,7 +219,7 @@ SAMPLERS = tuple(record.name for record in BUILT_IN)
 DEFAULT_SAMPLER = "ddpm"
 # `encode`'s and `interpolate`'s: the deterministic sampler with an inverse.
 INVERSION_SAMPLER = "ddim"
-# `SampleGrid`'s and `keras-ddpm train --grid-sampler`'s: few steps, deterministic.
+# The training grids' (`SampleGrid`, `keras-ddpm train --sampler`): few steps, deterministic.
 GRID_SAMPLER = "dpm_solver"
 # RePaint (Lugmayr et al. 2022): `inpaint`'s cap on steps, passes over each block, block length.
 INPAINT_STEPS, RESAMPLE_STEPS, JUMP_LENGTH = 250, 10, 10
