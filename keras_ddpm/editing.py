@@ -87,7 +87,7 @@ def inpaint(
             "solver whose history a jump back would break."
         )
     if steps is None:
-        steps = min(record.steps_for(process.schedule.timesteps), samplers.INPAINT_STEPS)
+        steps = record.inpaint_steps_for(process.schedule.timesteps)
     record, steps, spacing, options = samplers.resolve(
         sampler, process.schedule.timesteps, steps, timestep_spacing, **options
     )

@@ -229,16 +229,17 @@ def check_backup_and_restore(callback):
 
 
 def set_backup_position(callback, epoch, last_batch=None):
-    """Sets where Keras' `BackupAndRestore` stands: the epoch, and the last batch seen."""
-    check_backup_and_restore(callback)
+    """Sets where Keras' `BackupAndRestore` stands: the epoch, and the last batch seen.
+
+    `callback` passed `check_backup_and_restore` when it was made (`RunBackup.__init__`).
+    """
     callback._current_epoch = epoch
     if last_batch is not None:
         callback._last_batch_seen = last_batch
 
 
 def backup_position(callback):
-    """`(epoch, last batch seen)` of Keras' `BackupAndRestore`."""
-    check_backup_and_restore(callback)
+    """`(epoch, last batch seen)` of Keras' `BackupAndRestore` (checked as above)."""
     return callback._current_epoch, callback._last_batch_seen
 
 

@@ -13,7 +13,6 @@ from keras_ddpm.cli.common import user_errors
 
 from keras_ddpm import runs
 from keras_ddpm.runs import MODEL_FILE
-from keras_ddpm.runs import write_config  # noqa: F401 - the verbs' one import of run files
 
 
 def read_config(directory):

@@ -20,7 +20,6 @@ from keras_ddpm.cli.common import jit_compile
 from keras_ddpm.cli.common import user_errors
 from keras_ddpm.cli.models import MODEL_FILE
 from keras_ddpm.cli.models import read_config
-from keras_ddpm.cli.models import write_config
 from keras_ddpm.cli.runs import DEFAULTS
 from keras_ddpm.cli.runs import OPTIMIZER_KEYS
 from keras_ddpm.cli.runs import RUN_KEYS
@@ -31,6 +30,7 @@ from keras_ddpm.cli.train_options import add_train_arguments
 from keras_ddpm.data import specs
 from keras_ddpm import runs
 from keras_ddpm.runs.lock import RunLocked
+from keras_ddpm.runs import write_config
 from keras_ddpm.runs.lock import run_lock
 
 

@@ -79,7 +79,7 @@ def inpaint_function(exported):
         sampler, spacing, exported.clip, exported.jit_compile, None, **_static(record, options)
     )
     schedule = process.schedule
-    default_steps = min(record.steps_for(schedule.timesteps), samplers.INPAINT_STEPS)
+    default_steps = record.inpaint_steps_for(schedule.timesteps)
 
     def inpaint(images, mask, steps, seed, **given):
         x0 = inputs.as_floats(images)

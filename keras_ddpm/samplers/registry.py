@@ -169,6 +169,10 @@ class Sampler:
         """The default number of steps on a schedule of `timesteps` steps."""
         return timesteps if self.default_steps is None else min(self.default_steps, timesteps)
 
+    def inpaint_steps_for(self, timesteps):
+        """`inpaint`'s default steps: `steps_for`, at most RePaint's `INPAINT_STEPS`."""
+        return min(self.steps_for(timesteps), INPAINT_STEPS)
+
     def option(self, name):
         """The `SamplerOption` called `name`, or `None` if this sampler does not take it."""
         return next((option for option in self.options if option.name == name), None)
@@ -366,19 +370,15 @@ def resolve_everywhere(sampler, timesteps, timestep_spacing=None, **options):
     """`resolve` for options chosen once for every sampler, as an export chooses them.
 
     Args:
-        sampler: the sampler that runs when none is named (the SavedModel's
-            `generate` endpoint).
+        sampler: the sampler run when none is named (the SavedModel's `generate`).
         timesteps: T, the schedule's number of timesteps.
         timestep_spacing: a spacing name, or `None` for each sampler's default.
-        **options: any registered sampler option; `None` means "not given".
-            A runtime option (a loop input, such as DDIM's η) sets the value of
-            `sampler`, which must take it unless it is neutral; a static option
-            (fixed when a loop is traced, such as DPM-Solver++'s order) applies
-            to every sampler that takes it.
+        **options: registered options (`None`: not given). A runtime one (DDIM's
+            η) is `sampler`'s, which must take it unless it is neutral; a static
+            one (DPM-Solver++'s order) applies to every sampler that takes it.
 
     Returns:
-        `{name: options}` for every registered sampler, each holding all of that
-        sampler's options, checked.
+        `{name: options}`: every registered sampler's options, all checked.
     """
     known = {option.name: option for option in all_options()}
     for name, value in options.items():
