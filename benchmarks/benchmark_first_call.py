@@ -13,7 +13,7 @@ the medians:
 - compile cost = (first − later) with XLA − (first − later) without: what XLA adds once;
 - saving per network evaluation = (later without − later with XLA) / steps;
 - break-even = compile cost / saving: the network evaluations (steps × chunks) a call needs
-  before XLA pays within it; `keras_ddpm.hardware.XLA_CPU_MIN_EVALUATIONS` is set from these.
+  before XLA pays within it; `keras_ddpm.backend.hardware.XLA_CPU_MIN_EVALUATIONS` is set from these.
 
 Untrained weights (the speed does not depend on them). Results go to
 `benchmarks/results/first_call_<date>.json`.

@@ -158,7 +158,7 @@ def main():
     import keras_ddpm
     from benchmark_speed import _cpu_name
 
-    flags = sorted(f for f in keras_ddpm.hardware.cpu_flags() or () if f.startswith(("avx", "amx")))
+    flags = sorted(f for f in keras_ddpm.backend.hardware.cpu_flags() or () if f.startswith(("avx", "amx")))
     folder = tempfile.mkdtemp(prefix="fixed_time_")
     digits = os.path.join(folder, "digits.npy")
     np.save(digits, keras_ddpm.data.load_digits_arrays()[0])

@@ -176,7 +176,7 @@ def main():
         print(json.dumps(measure(args)))
         return
 
-    from keras_ddpm import hardware
+    from keras_ddpm.backend import hardware
 
     runs = {
         "ours": run_ours(args, args.batch_size, bfc=False),

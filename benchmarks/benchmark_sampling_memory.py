@@ -139,7 +139,7 @@ def main():
         print(json.dumps(measure(args)))
         return
 
-    from keras_ddpm import hardware
+    from keras_ddpm.backend import hardware
 
     runs = {"xla": run_ours(args, jit=True), "no_xla": run_ours(args, jit=False)}
     if args.pytorch:

@@ -78,7 +78,7 @@ def write_results(result, name, output=None):
 
 def machine():
     """`(description, flags)`: "<cpu>, N cores, CPU flags ..." and the speed-relevant CPU flags."""
-    from keras_ddpm import hardware
+    from keras_ddpm.backend import hardware
 
     flags = sorted((hardware.cpu_flags() or set()) & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
     cpu = platform.processor() or platform.machine()

@@ -22,9 +22,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_ddpm import hardware
+from keras_ddpm.backend import hardware
 from keras_ddpm.backend import internals
-from keras_ddpm.hardware import accelerator_present as _accelerator_present
+from keras_ddpm.backend.hardware import accelerator_present as _accelerator_present
 
 # Below these sizes TensorFlow's kernel gradient was as fast or faster (measured).
 _MIN_POSITIONS = 64  # H * W

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_ddpm import adam_step
+from keras_ddpm.backend import adam_step
 
 
 class TrainingDiverged(RuntimeError):

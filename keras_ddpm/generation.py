@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from keras_ddpm import checks
 from keras_ddpm import guidance
-from keras_ddpm import hardware
+from keras_ddpm.backend import hardware
 from keras_ddpm import objectives
 from keras_ddpm import samplers
 from keras_ddpm.backend import internals

@@ -15,7 +15,7 @@ from keras_ddpm import checks
 from keras_ddpm import distribute
 from keras_ddpm import divergence
 from keras_ddpm import ema
-from keras_ddpm import hardware
+from keras_ddpm.backend import hardware
 from keras_ddpm import objectives
 from keras_ddpm import step_functions
 from keras_ddpm.data.pipeline import EPOCH_COUNTER

@@ -1,4 +1,4 @@
-"""keras_ddpm.adam_step: Keras' Adam as one fused kernel a weight, equal to Keras' own update."""
+"""keras_ddpm.backend.adam_step: Keras' Adam as one fused kernel a weight, equal to Keras' own update."""
 
 import keras
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_ddpm
-from keras_ddpm import adam_step
+from keras_ddpm.backend import adam_step
 from networks import tiny_unet
 
 SHAPE = (8, 8, 1)

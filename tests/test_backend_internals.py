@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import keras_ddpm
-from keras_ddpm import adam_step
+from keras_ddpm.backend import adam_step
 from keras_ddpm import graph_lifetime
 from keras_ddpm import step_functions
 from keras_ddpm.backend import internals

@@ -9,7 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 import keras_ddpm
-from keras_ddpm import hardware
+from keras_ddpm.backend import hardware
 from keras_ddpm import samplers
 from keras_ddpm.callbacks import SampleGrid
 from networks import tiny_unet

@@ -9,7 +9,7 @@ import pytest
 
 import keras_ddpm
 from keras_ddpm import cli
-from keras_ddpm import hardware
+from keras_ddpm.backend import hardware
 from networks import conv_network
 
 CPUINFO = """processor\t: 0

@@ -1,1 +1,2 @@
-"""What depends on TensorFlow's and Keras' insides: `internals`, each private name behind a check."""
+"""What depends on one backend or machine: `internals` (each private TensorFlow/Keras name behind a
+check), `hardware` (the CPU's flags, whether XLA pays) and `adam_step` (TensorFlow's fused Adam)."""

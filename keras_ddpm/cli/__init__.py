@@ -1,7 +1,7 @@
 """The `keras-ddpm` command: train, sample, edit, evaluate and export from a shell.
 
-Thin by design: each verb (one module each: `train`, `sample`, `edit`,
-`inpaint`, `interpolate`, `evaluate`, `export`, `convert`) parses its arguments, checks the cheap ones, then calls the library
+Thin by design: each verb (one module each, listed in `VERBS`) parses its
+arguments, checks the cheap ones, then calls the library
 (`UNet`, `DDPM`, `keras_ddpm.data`, `keras_ddpm.callbacks`,
 `keras_ddpm.metrics`, `keras_ddpm.pretrained`). Everything it does can be done from Python.
 
@@ -49,8 +49,9 @@ def build_parser():
     """The argument parser of `keras-ddpm` and its verbs."""
     parser = ArgumentParser(
         prog="keras-ddpm",
-        description="Denoising diffusion probabilistic models for Keras: train, sample, edit, "
-        "inpaint, interpolate, evaluate, export, convert.",
+        description="Denoising diffusion probabilistic models for Keras: "
+        + ", ".join(verb.__name__.rsplit(".", 1)[-1] for verb in VERBS)
+        + ".",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_verbose(parser)

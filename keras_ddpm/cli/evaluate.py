@@ -24,9 +24,9 @@ from keras_ddpm.cli.common import user_errors
 from keras_ddpm.cli.models import load_model
 from keras_ddpm.cli.models import resolve_model
 from keras_ddpm.data import specs
+from keras_ddpm.metrics import FEATURE_EXTRACTORS
+from keras_ddpm.runs import atomic
 
-# The names of keras_ddpm.metrics.FEATURE_EXTRACTORS (that module loads TensorFlow).
-FEATURE_EXTRACTORS = ("inception_v3", "inception_2015", "pixels")
 DEFAULT_EXTRACTOR = "inception_v3"
 
 METRICS = ("kid", "fid", "bpd")
@@ -209,8 +209,7 @@ def run(args):
     print(json.dumps(results, indent=2))
     if args.out:
         make_parent(args.out)
-        with open(args.out, "w", encoding="utf-8") as file:
-            json.dump(results, file, indent=2)
+        atomic.write_json(args.out, results)
     return 0
 
 

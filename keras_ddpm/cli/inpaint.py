@@ -14,6 +14,7 @@ from keras_ddpm.cli.edit import add_image_arguments
 from keras_ddpm.cli.models import load_model
 from keras_ddpm.cli.models import resolve_model
 from keras_ddpm.samplers import registry
+from keras_ddpm.schedule_math import VARIANCES
 
 
 def check(args):
@@ -71,7 +72,7 @@ def add_parser(subparsers):
     )
     add_resampling_arguments(parser)
     parser.add_argument(
-        "--variance", choices=("fixed_small", "fixed_large"), default=None,
+        "--variance", choices=VARIANCES, default=None,
         help="the ddpm steps' variance; fixed_large keeps the filled region's spread under "
         "resampling (default: the model's)",
     )

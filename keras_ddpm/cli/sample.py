@@ -15,6 +15,7 @@ from keras_ddpm.cli.common import positive_int
 from keras_ddpm.cli.images import save_image
 from keras_ddpm.cli.models import load_model
 from keras_ddpm.cli.models import resolve_model
+from keras_ddpm.runs import atomic
 
 
 def check(args):
@@ -42,7 +43,8 @@ def run(args):
         utils.save_image_grid(images, out)
     elif out.endswith(".npy"):
         make_parent(out)
-        np.save(out, images)
+        with atomic.atomic_write(out) as tmp, open(tmp, "wb") as file:
+            np.save(file, images)
     else:
         for index, picture in enumerate(images):
             save_image(picture, os.path.join(out, f"{index:05d}.png"))

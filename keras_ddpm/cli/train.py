@@ -94,7 +94,7 @@ def _train(args, output, strategy):
     from keras_ddpm import callbacks
     from keras_ddpm import data
     from keras_ddpm import divergence
-    from keras_ddpm import hardware
+    from keras_ddpm.backend import hardware
 
     atomic.remove_partials(output)  # what a killed write left behind
     if args.preset is None:

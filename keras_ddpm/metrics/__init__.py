@@ -49,19 +49,39 @@ References:
       NeurIPS 2020 (eq. 5 and appendix: bits/dim).
 """
 
-from keras_ddpm.metrics.features import FEATURE_EXTRACTORS
-from keras_ddpm.metrics.features import INCEPTION_SIZE
-from keras_ddpm.metrics.features import FeatureExtractor
-from keras_ddpm.metrics.features import inception_v3_extractor
-from keras_ddpm.metrics.fid import FID
-from keras_ddpm.metrics.inception_2015 import INCEPTION_2015_URL
-from keras_ddpm.metrics.inception_2015 import Inception2015
-from keras_ddpm.metrics.fid import frechet_distance
-from keras_ddpm.metrics.kid import KID
-from keras_ddpm.metrics.kid import polynomial_mmd2
-from keras_ddpm.metrics.likelihood import bits_per_dim
-from keras_ddpm.metrics.likelihood import discretized_gaussian_log_likelihood
-from keras_ddpm.metrics.likelihood import variational_bound_terms
-from keras_ddpm.metrics.statistics import feature_statistics
-from keras_ddpm.metrics.statistics import load_statistics
-from keras_ddpm.metrics.statistics import save_statistics
+import importlib
+
+# The extractors by name (`FeatureExtractor.from_name`); here, not in `features`, so that the
+# command line reads them before TensorFlow loads.
+FEATURE_EXTRACTORS = ("inception_v3", "inception_2015", "pixels")
+
+# Everything else loads TensorFlow, on first use.
+_LAZY = {
+    "INCEPTION_SIZE": "features",
+    "FeatureExtractor": "features",
+    "inception_v3_extractor": "features",
+    "FID": "fid",
+    "INCEPTION_2015_URL": "inception_2015",
+    "Inception2015": "inception_2015",
+    "frechet_distance": "fid",
+    "KID": "kid",
+    "polynomial_mmd2": "kid",
+    "bits_per_dim": "likelihood",
+    "discretized_gaussian_log_likelihood": "likelihood",
+    "variational_bound_terms": "likelihood",
+    "feature_statistics": "statistics",
+    "load_statistics": "statistics",
+    "save_statistics": "statistics",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"keras_ddpm.metrics.{_LAZY[name]}"), name)
+    if name in _LAZY.values():  # A submodule, `keras_ddpm.metrics.fid` as an attribute.
+        return importlib.import_module(f"keras_ddpm.metrics.{name}")
+    raise AttributeError(f"module 'keras_ddpm.metrics' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

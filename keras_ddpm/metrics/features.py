@@ -20,9 +20,9 @@ import tensorflow as tf
 
 from keras_ddpm import checks
 from keras_ddpm.backend import internals
+from keras_ddpm.metrics import FEATURE_EXTRACTORS
 from keras_ddpm.metrics.inception_2015 import Inception2015
 
-FEATURE_EXTRACTORS = ("inception_v3", "inception_2015", "pixels")
 INCEPTION_SIZE = 299
 GRAPH_SUFFIXES = (".pb", ".tgz", ".tar.gz")
 

@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from keras_ddpm import checks
+from keras_ddpm.runs import atomic
 
 
 def feature_statistics(features):
@@ -90,11 +91,8 @@ def save_statistics(path, mu, sigma):
     if not str(path).endswith(".npz"):
         raise ValueError(f"FID statistics are written to a .npz file; received path={path!r}.")
     mu, sigma = check_statistics(mu, sigma)
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    with open(path, "wb") as file:  # A file object: NumPy appends no second `.npz`.
-        np.savez(file, mu=mu, sigma=sigma)
+    with atomic.atomic_write(path) as tmp, open(tmp, "wb") as file:
+        np.savez(file, mu=mu, sigma=sigma)  # A file object: NumPy appends no second `.npz`.
 
 
 def load_statistics(path):

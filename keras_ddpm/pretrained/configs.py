@@ -191,7 +191,7 @@ def unet_arguments(config):
 # UNet config → UNet2DModel config
 # ----------------------------------------------------------------------------
 def diffusers_unet_config(unet_config):
-    """The `UNet2DModel` `config.json` dict of a `UNet` config (`UNet.get_config()`).
+    """The `UNet2DModel` `config.json` dict of a `UNet` config (`UNet.get_config()`, every key).
 
     Raises:
         ValueError: listing what diffusers' `UNet2DModel` cannot represent
@@ -220,34 +220,20 @@ def diffusers_unet_config(unet_config):
     return {
         "_class_name": "UNet2DModel",
         "_diffusers_version": DIFFUSERS_VERSION,
-        "act_fn": "silu",
-        "add_attention": True,
-        "attention_head_dim": None,
-        "attn_norm_num_groups": None,
+        **_FIXED_UNET_VALUES,
         "block_out_channels": [base * m for m in multipliers],
-        "center_input_sample": False,
-        "class_embed_type": None,
         "down_block_types": down,
-        "downsample_padding": 0,
-        "downsample_type": "conv",
-        "dropout": float(unet_config.get("dropout", 0.0)),
-        "flip_sin_to_cos": bool(unet_config.get("flip_sin_to_cos", False)),
-        "freq_shift": unet_config.get("freq_shift", 1),
+        "dropout": float(unet_config["dropout"]),
+        "flip_sin_to_cos": bool(unet_config["flip_sin_to_cos"]),
+        "freq_shift": unet_config["freq_shift"],
         "in_channels": channels,
         "layers_per_block": int(unet_config["num_res_blocks"]),
-        "mid_block_scale_factor": 1,
-        "mid_block_type": "UNetMidBlock2D",
-        "norm_eps": float(unet_config.get("norm_epsilon", 1e-6)),
+        "norm_eps": float(unet_config["norm_epsilon"]),
         "norm_num_groups": int(unet_config["norm_groups"]),
-        "num_class_embeds": None,
         "num_train_timesteps": None,
         "out_channels": channels,
-        "resnet_time_scale_shift": "default",
         "sample_size": height if height == width else [height, width],
-        "time_embedding_dim": None,
-        "time_embedding_type": "positional",
         "up_block_types": up,
-        "upsample_type": "conv",
     }
 
 

@@ -217,5 +217,5 @@ def write_safetensors(path, tensors):
     """Writes `{name: array}` to `path` atomically, in diffusers' PyTorch (`pt`) format."""
     from safetensors.numpy import save_file
 
-    save_file(tensors, path + ".tmp", metadata={"format": "pt"})
-    os.replace(path + ".tmp", path)
+    with atomic.atomic_write(path) as tmp:
+        save_file(tensors, tmp, metadata={"format": "pt"})
