@@ -2,7 +2,7 @@
 
 - Per-replica randomness: the model's `SeedGenerator` state is a mirrored
   variable, the same on every replica, so each replica folds the generator's
-  seed with its global replica id (`replica_id_in_sync_group`, counting the
+  state with its global replica id (`replica_id_in_sync_group`, counting the
   replicas of every worker) and draws its own t, ε and class dropout.
 - Replica-wide loss-scale skips: the loss-scale optimizer checks each
   replica's own gradients before they are summed, so an overflow on one
@@ -10,50 +10,44 @@
 - Logs Keras can average across workers.
 """
 
-import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_ddpm import rng
 
-def replica_seed(seed_generator):
-    """This replica's stateless seed for one draw, or `None` with a single replica.
+# The streams of an example's key: its timestep and its noise.
+_T, _NOISE = 0, 1
 
-    The generator's next seed, cast to int32 the way `keras.random` casts it,
-    folded with the global replica id.
+
+def example_keys(seed_generator, batch):
+    """One `keras_ddpm.rng` key per example of this step's batch (`[batch, 2]` int32).
+
+    The generator's next state is the step's key; under a strategy with
+    several replicas it is folded with the global replica id first, so that
+    each replica draws its own t, ε and class dropout.
     """
+    key = ops.cast(seed_generator.next(), "int32")  # int64 words, wrapped to their low bits
     replica = tf.distribute.get_replica_context()
-    if replica is None or replica.num_replicas_in_sync == 1:
-        return None
-    seed = tf.math.floormod(seed_generator.next(), tf.int32.max - 1)
-    return tf.random.experimental.stateless_fold_in(
-        tf.cast(seed, tf.int32), replica.replica_id_in_sync_group
-    )
+    if replica is not None and replica.num_replicas_in_sync > 1:
+        key = rng.fold_in(key, replica.replica_id_in_sync_group)
+    return rng.image_keys(key, 0, batch)
 
 
 def draw_training_noise(images, timesteps, seed_generator):
     """`(t, noise)` for a batch: t uniform over `0 … timesteps − 1` (int32 `[B]`), ε ~ N(0, I).
 
-    With one replica the draws are `seed_generator`'s own; with several, each
-    replica draws from its own `replica_seed`.
+    Example b's t and ε are drawn under its key of `example_keys`
+    (counter-based, so the same with or without XLA).
     """
-    batch = ops.shape(images)[0]
-    t_seed = replica_seed(seed_generator)
-    if t_seed is None:
-        t = keras.random.randint((batch,), 0, timesteps, dtype="int32", seed=seed_generator)
-        return t, keras.random.normal(ops.shape(images), seed=seed_generator)
-    noise_seed = replica_seed(seed_generator)
-    t = tf.random.stateless_uniform((batch,), t_seed, minval=0, maxval=timesteps, dtype=tf.int32)
-    return t, tf.random.stateless_normal(ops.shape(images), noise_seed)
+    keys = example_keys(seed_generator, ops.shape(images)[0])
+    t = rng.randint(rng.fold_in(keys, _T), timesteps)
+    return t, rng.normal(rng.fold_in(keys, _NOISE), ops.shape(images)[1:])
 
 
 def drop_labels(labels, rate, null_label, seed_generator):
     """Replaces each label by `null_label` with probability `rate` (class dropout), per replica."""
-    seed = replica_seed(seed_generator)
-    if seed is None:
-        uniform = keras.random.uniform(ops.shape(labels), seed=seed_generator)
-    else:
-        uniform = tf.random.stateless_uniform(ops.shape(labels), seed)
+    uniform = rng.uniform(example_keys(seed_generator, ops.shape(labels)[0]))
     return ops.where(uniform >= rate, labels, null_label)
 
 

@@ -19,7 +19,8 @@ from keras_ddpm import samplers
 from keras_ddpm import utils
 from keras_ddpm.sampling_inputs import check_images
 from keras_ddpm.sampling_inputs import check_labels
-from keras_ddpm.sampling_inputs import chunk_seeds
+from keras_ddpm.sampling_inputs import image_seeds
+from keras_ddpm.sampling_inputs import initial_noise
 from keras_ddpm.sampling_inputs import random_seed
 
 INTERPOLATION_INPUTS = ("images", "noise")
@@ -103,9 +104,9 @@ def inpaint(
     bounds, progress = process.progress(show, True, chunks, 0, blocks)
 
     def start(chunk, begin, end):
-        noise_seed, loop_seed = chunk_seeds(int(seed), chunk)
-        x = tf.random.stateless_normal((end - begin,) + images.shape[1:], seed=noise_seed)
-        return x, (tf.constant(images[begin:end]), tf.constant(mask[begin:end]), loop_seed)
+        noise_keys, loop_keys = image_seeds(int(seed), begin, end)
+        x = initial_noise(noise_keys, images.shape[1:])
+        return x, (tf.constant(images[begin:end]), tf.constant(mask[begin:end]), loop_keys)
 
     filled = process.run_chunks(
         run, num_images, batch_size, steps, bounds, progress, start, labels, guidance_scale,
@@ -186,9 +187,7 @@ def interpolate(
     if a is None:
         if process.image_shape is None:
             raise ValueError("The network does not declare its input shape; pass `a` and `b`.")
-        noise = tf.random.stateless_normal(
-            (2,) + tuple(process.image_shape), seed=chunk_seeds(int(seed), 0)[0]
-        ).numpy()
+        noise = np.asarray(initial_noise(image_seeds(int(seed), 0, 2)[0], process.image_shape))
         a, b, batched, drawn = noise[:1], noise[1:], False, True
     else:
         (a, b, batched), drawn = _endpoints(a, b, process.image_shape), False

@@ -11,9 +11,9 @@ and the progress bar.
 `DDPM.generate` is a thin call into it, and the SavedModel export uses the
 same compiled loops without importing `keras_ddpm.model`.
 
-Same seed, same images: chunk c of a run with seed s starts from x_T drawn
-with the first of `stateless_split([s mod 2³¹, c], 2)` and runs its loop with
-the second (`chunk_seeds`), in Python and in the SavedModel alike.
+Same seed, same images: image i of a run seeded s draws x_T and its loop's noise under
+keys of s and i alone (`sampling_inputs.image_seeds`, counter-based: `keras_ddpm.rng`),
+whatever XLA, the device, the chunking or the SavedModel.
 """
 
 import math
@@ -29,18 +29,17 @@ from keras_ddpm import objectives
 from keras_ddpm import samplers
 from keras_ddpm.backend import internals
 from keras_ddpm.graph_lifetime import GraphReleasingFunction
+from keras_ddpm import sampling_inputs
 from keras_ddpm.sampling_inputs import check_edit
 from keras_ddpm.sampling_inputs import check_initial_noise
-from keras_ddpm.sampling_inputs import chunk_seeds
 from keras_ddpm.sampling_inputs import check_labels
-from keras_ddpm.sampling_inputs import random_seed
 from keras_ddpm.sampling_inputs import steps_to_run
 from keras_ddpm.schedules import check_variance
 
 # Progress-bar updates per sampling run when `generate` reports progress.
 PROGRESS_SEGMENTS = 20
-# Loop input specs: a stateless seed, an int32 scalar (steps, step range), a float32 scalar.
-_SEED = tf.TensorSpec((2,), tf.int32)
+# Loop input specs: keys (one per image, `keras_ddpm.rng`), int32 and float32 scalars.
+_SEED = tf.TensorSpec((None, 2), tf.int32)
 _INT = tf.TensorSpec((), tf.int32)
 _FLOAT = tf.TensorSpec((), tf.float32)
 
@@ -148,7 +147,7 @@ class ReverseProcess:
         """The cached compiled reverse loop of one sampler choice.
 
         Its inputs are `(x, seed, start, stop, steps, *runtime_options)` —
-        float32 `[B, H, W, C]`, int32 `[2]`, three int32 scalars and one
+        float32 `[B, H, W, C]`, int32 keys `[B, 2]` (one per image), three int32 scalars and one
         float32 scalar per runtime option of the sampler (DDIM's η) — then,
         for a conditional network, int32 labels `[B]` and the float32
         guidance scale. Steps, step range, runtime options, labels and the
@@ -212,7 +211,7 @@ class ReverseProcess:
 
         Its inputs are `(x, images, mask, seed, start, stop, steps,
         resample_steps, jump_length, *runtime_options)` — three float32
-        `[B, H, W, C]`, int32 `[2]`, five int32 scalars (`start` and `stop`
+        `[B, H, W, C]`, int32 keys `[B, 2]`, five int32 scalars (`start` and `stop`
         count blocks) and the sampler's runtime options — then, for a
         conditional network, int32 labels `[B]` and the float32 guidance scale.
         `variance` overrides the process's reverse variance (`None`: its own).
@@ -292,7 +291,7 @@ class ReverseProcess:
         evaluations; `options` are the sampler's, as `samplers.resolve`
         returns them.
         """
-        seed = random_seed() if seed is None else seed
+        seed = sampling_inputs.random_seed() if seed is None else seed
         if not checks.is_int(seed):
             raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}.")
         jit_compile = self.auto_jit(jit_compile, batch_size, image_shape, evaluations)
@@ -382,16 +381,16 @@ class ReverseProcess:
         bounds, progress = self.progress(show, record.resumable, chunks, first, steps)
 
         def start(chunk, begin, end):
-            noise_seed, loop_seed = chunk_seeds(int(seed), chunk)
+            noise_keys, loop_keys = sampling_inputs.image_seeds(int(seed), begin, end)
             if initial_noise is None:
                 shape = initial_images.shape[1:] if initial_images is not None else self.image_shape
-                x = tf.random.stateless_normal((end - begin,) + tuple(shape), seed=noise_seed)
+                x = sampling_inputs.initial_noise(noise_keys, shape)
             else:
                 x = tf.constant(initial_noise[begin:end])
             if first > 0:  # x_τ ~ q(x_τ | x_0) at the timestep the first step denoises
                 t = tf.fill([end - begin], sequence[first])
                 x = self.schedule.add_noise(tf.constant(initial_images[begin:end]), x, t)
-            return x, (loop_seed,)
+            return x, (loop_keys,)
 
         images = self.run_chunks(
             run, num_images, batch_size, steps, bounds, progress, start, labels, guidance_scale,

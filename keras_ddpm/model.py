@@ -289,9 +289,10 @@ class DDPM(GenerationMethods, FileMethods, step_functions.StepFunctions, keras.M
         """Draws the timestep indices t `[B]` (int32) and the noise ε for a batch.
 
         Both come from the model's `SeedGenerator`, so they are reproducible
-        from `seed` and travel with saved models and checkpoints. Under a
-        strategy with several replicas each replica draws its own
-        (`distribute.replica_seed`); with one, the draws are the generator's.
+        from `seed` and travel with saved models and checkpoints; they are
+        counter-based (`keras_ddpm.rng`), the same with or without XLA. Under
+        a strategy with several replicas each replica draws its own
+        (`distribute.example_keys`).
 
         Args:
             images: the float32 batch `[B, H, W, C]` (one replica's part of the

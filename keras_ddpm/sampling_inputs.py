@@ -6,10 +6,13 @@ and `keras_ddpm.editing` call them; `keras_ddpm.inputs` holds the checks of trai
 """
 
 import numpy as np
-import tensorflow as tf
 
 from keras_ddpm import checks
 from keras_ddpm import guidance
+from keras_ddpm import rng
+
+# The streams of a run's key: x_T, and the noise of the loop's steps.
+_X_T, _LOOP = 0, 1
 
 
 def random_seed():
@@ -17,15 +20,24 @@ def random_seed():
     return int(np.random.default_rng().integers(0, 2**31 - 1))
 
 
-def chunk_seeds(seed, chunk):
-    """`(noise_seed, loop_seed)`, int32 `[2]` tensors of chunk `chunk` of a run seeded `seed`.
+def image_seeds(seed, begin, end):
+    """`(noise_keys, loop_keys)`, int32 `[end − begin, 2]`: images `begin … end − 1` of a run.
 
-    `seed` may be a Python int or an int32/int64 scalar tensor (the SavedModel's input).
+    Image i's x_T is drawn under the first key (`initial_noise`), its loop's
+    noise under the second, both derived from the run's `seed` and i alone
+    (`keras_ddpm.rng`): how the images are split into chunks changes nothing.
+    `seed` may be a Python int or an int32/int64 scalar tensor (the
+    SavedModel's input); `begin` and `end` ints or int32 scalars.
     """
-    seed = tf.cast(tf.math.floormod(tf.cast(seed, tf.int64), 2**31), tf.int32)
-    pair = tf.stack([seed, tf.cast(chunk, tf.int32)])
-    noise_seed, loop_seed = tf.unstack(tf.random.experimental.stateless_split(pair, 2))
-    return tf.cast(noise_seed, tf.int32), tf.cast(loop_seed, tf.int32)
+    key = rng.seed_key(seed)
+    count = end - begin
+    noise_keys = rng.image_keys(rng.fold_in(key, _X_T), begin, count)
+    return noise_keys, rng.image_keys(rng.fold_in(key, _LOOP), begin, count)
+
+
+def initial_noise(noise_keys, image_shape):
+    """Standard normal x_T `[B, H, W, C]`, image b drawn under `noise_keys[b]` (`image_seeds`)."""
+    return rng.normal(noise_keys, tuple(image_shape))
 
 
 def check_initial_noise(initial_noise, num_images, image_shape, has_images=False):

@@ -33,8 +33,9 @@ def with_distinct_ema(model):
 
 
 def generated(model, num, seed, **kwargs):
-    """What the SavedModel must return: uint8 pixels of model.generate (one batch, no XLA)."""
-    return to_uint8(model.generate(num, seed=seed, verbose=0, jit_compile=False, **kwargs))
+    """What the SavedModel must return: uint8 pixels of model.generate (the default call, in
+    chunks of 2 images: the SavedModel draws all at once, image for image the same noise)."""
+    return to_uint8(model.generate(num, seed=seed, verbose=0, batch_size=2, **kwargs))
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,7 @@ def test_inpaint_endpoint_is_inpaint_in_python(exported):
             seed=tf.constant(2))["images"].numpy()
         expected = to_uint8(model.inpaint(
             as_floats(PIXELS), LEFT[0], sampler="ddim", eta=0.5, steps=6, seed=2, verbose=0,
-            jit_compile=False))  # the CLI's export: resample_steps 10, jump_length 10
+            batch_size=3))  # the CLI's export: resample_steps 10, jump_length 10
         np.testing.assert_array_equal(images, expected)
         np.testing.assert_array_equal(images[:, :, :4], PIXELS[:, :, :4])
 

@@ -2,7 +2,9 @@
 
 The files in tests/legacy/ were written at commit 66f14d3 (see its README):
 a `.keras` model and its SavedModel export, with the images they produced
-then for fixed seeds. Users' trained models are their data.
+then for fixed seeds; `counter_rng_outputs.npz` holds the `.keras` model's
+images for a seed since the noise became counter-based. Users' trained models
+are their data.
 """
 
 import os
@@ -28,15 +30,51 @@ def legacy_model():
     return keras_ddpm.load_model(os.path.join(LEGACY, "unconditional.keras"))
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm_solver"])
-def test_old_keras_file_generates_the_same_images(legacy_model, recorded, sampler):
+@pytest.fixture(scope="module")
+def recorded_counter_rng():
+    with np.load(os.path.join(LEGACY, "counter_rng_outputs.npz")) as archive:
+        return dict(archive)
+
+
+def _x_t_of_66f14d3(seed, shape):
+    """x_T as 66f14d3 drew it: TensorFlow's stateless kernel, eagerly, under split([seed, 0])."""
+    pair = tf.constant([seed % 2**31, 0], tf.int32)
+    noise_seed = tf.random.experimental.stateless_split(pair, 2)[0]
+    return tf.random.stateless_normal(shape, seed=noise_seed).numpy()
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpm_solver"])
+def test_old_keras_file_gives_the_recorded_images_from_the_recorded_noise(
+    legacy_model, recorded, sampler
+):
+    """The deterministic samplers from 66f14d3's x_T: its network and maths are unchanged.
+
+    (Its seeded noise is not: see the README's changelog, "counter-based noise".)
+    """
+    x_t = _x_t_of_66f14d3(3, (4,) + legacy_model.image_shape)
     for use_ema, suffix in ((True, ""), (False, "_raw")):
         images = legacy_model.generate(
-            4, sampler=sampler, seed=3, use_ema=use_ema, jit_compile=False, verbose=0
+            4, sampler=sampler, initial_noise=x_t, use_ema=use_ema, verbose=0
         )
         expected = recorded[f"generate_{sampler}{suffix}"]
         np.testing.assert_array_equal(utils.to_uint8(images), utils.to_uint8(expected))
         np.testing.assert_allclose(images, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm_solver"])
+def test_old_keras_file_gives_the_same_images_for_a_seed_in_every_compile_mode(
+    legacy_model, recorded_counter_rng, sampler
+):
+    """The default call, XLA and plain TensorFlow all give the images recorded when the noise
+    became counter-based; so does the same call split into chunks of 3 and 1."""
+    for use_ema, suffix in ((True, ""), (False, "_raw")):
+        expected = recorded_counter_rng[f"generate_{sampler}{suffix}"]
+        for options in ({}, {"jit_compile": True}, {"jit_compile": False}, {"batch_size": 3}):
+            images = legacy_model.generate(
+                4, sampler=sampler, seed=3, use_ema=use_ema, verbose=0, **options
+            )
+            np.testing.assert_array_equal(utils.to_uint8(images), utils.to_uint8(expected))
+            np.testing.assert_allclose(images, expected, atol=1e-5, err_msg=str(options))
 
 
 def test_old_keras_file_keeps_weights_optimizer_and_rng(legacy_model, recorded):

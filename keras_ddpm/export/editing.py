@@ -9,6 +9,7 @@ return `to_uint8` of the Python methods' images, the inputs being
 """
 
 import tensorflow as tf
+from keras import ops
 
 from keras_ddpm import samplers
 from keras_ddpm import sampling_inputs
@@ -44,14 +45,14 @@ def edit_function(exported):
             taken = tf.cast(tf.round(strength * tf.cast(steps, tf.float32)), tf.int32)
         first = steps - taken
         conditioning = inputs.checked_conditioning(given, tf.shape(x0)[0], num_classes)
-        noise_seed, loop_seed = sampling_inputs.chunk_seeds(seed, 0)
+        noise_keys, loop_keys = sampling_inputs.image_seeds(seed, 0, tf.shape(x0)[0])
 
         def edited():
-            noise = tf.random.stateless_normal(tf.shape(x0), seed=noise_seed)
+            noise = sampling_inputs.initial_noise(noise_keys, ops.shape(x0)[1:])
             sequence = samplers.timestep_sequence(schedule, steps, spacing)
             t = tf.fill(tf.shape(x0)[:1], tf.gather(sequence, tf.minimum(first, steps - 1)))
             x = tf.where(first > 0, schedule.add_noise(x0, noise, t), noise)
-            x = run(x, loop_seed, first, steps, steps, *_runtime(record, options), *conditioning)
+            x = run(x, loop_keys, first, steps, steps, *_runtime(record, options), *conditioning)
             return utils.to_uint8_tensor(x)
 
         return tf.cond(taken > 0, edited, lambda: tf.identity(images))
@@ -93,9 +94,9 @@ def inpaint_function(exported):
         ]):
             mask = tf.broadcast_to(mask, tf.shape(x0))
         conditioning = inputs.checked_conditioning(given, tf.shape(x0)[0], num_classes)
-        noise_seed, loop_seed = sampling_inputs.chunk_seeds(seed, 0)
-        x = tf.random.stateless_normal(tf.shape(x0), seed=noise_seed)
-        x = run(x, x0, mask, loop_seed, 0, steps, steps, resample_steps, jump_length,
+        noise_keys, loop_keys = sampling_inputs.image_seeds(seed, 0, tf.shape(x0)[0])
+        x = sampling_inputs.initial_noise(noise_keys, ops.shape(x0)[1:])
+        x = run(x, x0, mask, loop_keys, 0, steps, steps, resample_steps, jump_length,
                 *_runtime(record, options), *conditioning)
         return utils.to_uint8_tensor(x)
 

@@ -72,16 +72,15 @@ def sample_function(exported):
             )
         with tf.control_dependencies(checks):
             index = tf.identity(index)
-        # 2. x_T and the loop's seed, derived from `seed` as DDPM.generate does for one batch.
-        noise_seed, loop_seed = sampling_inputs.chunk_seeds(seed, 0)
-        shape = tf.concat([[num_images], tf.constant(exported.image_shape, tf.int32)], axis=0)
-        x = tf.random.stateless_normal(shape, seed=noise_seed)
+        # 2. x_T and the loop's keys, derived from `seed` as DDPM.generate derives them.
+        noise_keys, loop_keys = sampling_inputs.image_seeds(seed, 0, num_images)
+        x = sampling_inputs.initial_noise(noise_keys, exported.image_shape)
         conditioning = inputs.checked_conditioning(given, num_images, exported.num_classes)
         # 3. The chosen sampler's whole loop, with the runtime options it takes.
         branches = [
             (
                 lambda run=run, record=record: run(
-                    x, loop_seed, 0, steps, steps,
+                    x, loop_keys, 0, steps, steps,
                     *[options[o.name] for o in record.runtime_options], *conditioning,
                 )
             )

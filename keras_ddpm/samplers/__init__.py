@@ -8,8 +8,8 @@ A sampler takes
 - the starting noise x_T;
 - a `NoiseSchedule`;
 - the number of network evaluations `steps` (an int or an int32 scalar tensor);
-- for the stochastic samplers, a stateless random seed (an int32 tensor of
-  shape `[2]`), so that a sample is a pure function of its inputs.
+- for the stochastic samplers, a key of `keras_ddpm.rng` (int32 `[2]`, or one
+  per image, `[B, 2]`), so that a sample is a pure function of its inputs.
 
 Each sampler is one `tf.while_loop` whose timestep sequence is computed inside
 the graph from `steps` (and whose DDIM η is a tensor too), so one traced (and

@@ -95,7 +95,7 @@ def ddpm_sample(
     below T, where a sample still holds signal that pure noise lacks.
 
     The loop runs steps `start … stop − 1` and step k draws its noise from
-    `stateless_fold_in(seed, k)`; splitting the range lets a caller report
+    `rng.fold_in(keys, k)`; splitting the range lets a caller report
     progress while reusing one traced function.
 
     Args:
@@ -103,7 +103,7 @@ def ddpm_sample(
         initial_noise: the state entering step `start` (x_T when `start == 0`),
             float32 `[B, ...]`.
         schedule: the `NoiseSchedule`.
-        seed: int32 tensor of shape `[2]`.
+        seed: int32 key `[2]`, or one key per image `[B, 2]` (`keras_ddpm.rng`).
         prediction_type: what `denoise_fn` predicts. Defaults to `"epsilon"`.
         variance: `"fixed_small"` or `"fixed_large"`. Defaults to `"fixed_small"`.
         clip: clip x̂_0 to [−1, 1] at every step. Defaults to `True`.

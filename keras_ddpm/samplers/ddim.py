@@ -83,8 +83,8 @@ def ddim_sample(
         denoise_fn: callable `(x_t, t) -> prediction`.
         initial_noise: the state entering step `start`, float32 `[B, ...]`.
         schedule: the `NoiseSchedule`.
-        seed: int32 tensor of shape `[2]` (step k uses
-            `stateless_fold_in(seed, k)`; unused when η = 0).
+        seed: int32 key `[2]`, or one key per image `[B, 2]` (step k
+            draws under `rng.fold_in(keys, k)`; unused when η = 0).
         steps: number of steps (= NFE) in [1, T], int or int32 scalar tensor.
             Defaults to `None`: the `"ddim"` record's default steps.
         eta: η in [0, 1], float or float scalar tensor. Defaults to `None`:

@@ -8,6 +8,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_ddpm import objectives
+from keras_ddpm import rng
 from keras_ddpm.samplers.registry import check_steps
 from keras_ddpm.samplers.spacing import timestep_sequence
 
@@ -58,17 +59,16 @@ def run_steps(body, x, steps, start, stop):
 def stochastic_loop(step, denoise_fn, x, sequence, seed, steps, start, stop):
     """Steps k in [start, stop): x ← step(x, t_k, t_{k+1}, denoise_fn(x, t_k), z_k).
 
-    z_k is standard normal noise from `stateless_fold_in(seed, k)`, so a run
-    split into ranges draws the same noise as a whole one.
+    z_k is standard normal noise, image b's drawn under `fold_in(keys[b], k)`
+    (`keras_ddpm.rng`; `keys` is `seed` as one key per image), so a run split
+    into ranges or chunks draws the same noise as a whole one.
     """
-    seed = tf.cast(seed, tf.int32)
+    keys = rng.as_image_keys(seed, tf.shape(x)[0])
     batch = tf.shape(x)[0]
 
     def body(k, x):
         t, prev_t = tf.fill([batch], sequence[k]), tf.fill([batch], sequence[k + 1])
-        noise = tf.random.stateless_normal(
-            tf.shape(x), seed=tf.random.experimental.stateless_fold_in(seed, k)
-        )
+        noise = rng.normal(rng.fold_in(keys, k), ops.shape(x)[1:])
         return step(x, t, prev_t, denoise_fn(x, t), noise)
 
     return run_steps(body, x, steps, start, stop)

@@ -27,7 +27,9 @@ References:
 """
 
 import tensorflow as tf
+from keras import ops
 
+from keras_ddpm import rng
 from keras_ddpm.samplers.loop import broadcast
 from keras_ddpm.samplers.loop import prepare
 from keras_ddpm.samplers.registry import INPAINT_STEPS
@@ -38,22 +40,20 @@ from keras_ddpm.samplers.registry import RESAMPLE_STEPS
 _KNOWN, _JUMP = 1, 2
 
 
-def _noise(like, seed, position, repeat, stream=None):
-    """Standard normal noise shaped like `like`, a function of the seed and its coordinates.
+def _noise(like, keys, position, repeat, stream=None):
+    """Standard normal noise shaped like `like`, a function of the image keys and its coordinates.
 
     The first pass's step noise (`stream=None`, `repeat` 0) is the noise step
-    `position` of `generate` draws, `stateless_fold_in(seed, position)`: with
+    `position` of `generate` draws, under `fold_in(keys, position)`: with
     nothing kept and one pass, inpainting is exactly generation.
     """
-    key = tf.random.experimental.stateless_fold_in(seed, position)
-    other = tf.random.experimental.stateless_fold_in(
-        tf.random.experimental.stateless_fold_in(key, repeat), 0 if stream is None else stream
-    )
+    step_keys = rng.fold_in(keys, position)
+    other = rng.fold_in(rng.fold_in(step_keys, repeat), 0 if stream is None else stream)
     if stream is None:
-        key = tf.where(tf.equal(repeat, 0), key, other)
+        step_keys = tf.where(tf.equal(repeat, 0), step_keys, other)
     else:
-        key = other
-    return tf.random.stateless_normal(tf.shape(like), seed=key)
+        step_keys = other
+    return rng.normal(step_keys, ops.shape(like)[1:])
 
 
 def repaint_sample(
@@ -84,7 +84,7 @@ def repaint_sample(
         mask: float32 shaped like `images`: 1 where pixels are kept, 0 where
             they are filled (values between blend the two).
         schedule: the `NoiseSchedule`.
-        seed: int32 tensor of shape `[2]`.
+        seed: int32 key `[2]`, or one per image `[B, 2]` (`keras_ddpm.rng`).
         steps: reverse steps S in [1, T] (int or int32 scalar tensor).
             Defaults to `250`.
         resample_steps: passes over each block, r ≥ 1 (1: the replacement
@@ -108,7 +108,7 @@ def repaint_sample(
     x, steps, sequence = prepare(schedule, initial_noise, steps, timestep_spacing, prediction_type)
     images = tf.convert_to_tensor(images, tf.float32)
     mask = tf.convert_to_tensor(mask, tf.float32)
-    seed = tf.cast(seed, tf.int32)
+    seed = rng.as_image_keys(seed, tf.shape(x)[0])
     ndim = len(x.shape)
     batch = tf.shape(x)[0]
     resample_steps = tf.maximum(tf.cast(resample_steps, tf.int32), 1)

@@ -31,7 +31,7 @@ def sample(
             record's `default_steps` (T for `"ddpm"`), capped at T.
         timestep_spacing: see `timestep_sequence`. Defaults to `None`, the
             record's `default_spacing`.
-        seed: int32 seed of shape `[2]` for the stochastic samplers.
+        seed: int32 key `[2]` (or one per image, `[B, 2]`) for the stochastic samplers.
             Defaults to `(0, 0)`.
         prediction_type: what `denoise_fn` predicts. Defaults to `"epsilon"`.
         variance: ancestral sampling's `"fixed_small"` or `"fixed_large"`.
