@@ -35,6 +35,8 @@ setup(
         "tensorflow>=2.21,<2.22",
         "keras>=3.15,<3.16",
         "tensorflow-datasets",
+        # TFDS 4.9's download manager imports it and does not declare it (issue 36).
+        "importlib_resources",
         "numpy",
         "pillow",
         # SampleGrid's image summaries and the CLI's logs use tf.summary.

@@ -46,12 +46,25 @@ def positive_int(name, value):
     return int(value)
 
 
+# Seeds are int64 (a `keras.random.SeedGenerator`'s state, the SavedModel's input).
+SEED_LIMIT = 2**63
+
+
 def optional_seed(name, value):
-    """Returns `value` as an `int` or `None`; raises a `TypeError` for anything else."""
+    """Returns `value` as an `int` or `None`.
+
+    Raises:
+        TypeError: `value` is not an int.
+        ValueError: it does not fit in 64 bits (|seed| < 2⁶³).
+    """
     if value is None:
         return None
     if not is_int(value):
         raise TypeError(f"`{name}` must be an int or None. Received: {name}={value!r}.")
+    if not -SEED_LIMIT <= int(value) < SEED_LIMIT:
+        raise ValueError(
+            f"`{name}` must fit in 64 bits (|{name}| < 2**63). Received: {name}={value}."
+        )
     return int(value)
 
 
@@ -81,6 +94,25 @@ def one_of(name, value, choices):
 def as_numpy(values):
     """A NumPy array of `values` (a tensor is converted first)."""
     return np.asarray(values.numpy() if hasattr(values, "numpy") else values)
+
+
+# How far float images may overshoot [-1, 1] (resizing's rounding); beyond it they are wrong data.
+RANGE_TOLERANCE = 1e-3
+
+
+def image_values(name, images, hint="", tolerance=RANGE_TOLERANCE):
+    """Raises a `ValueError` unless float NumPy `images` are finite and within [−1, 1] ± `tolerance`."""
+    finite = np.isfinite(images)
+    if not finite.all():
+        raise ValueError(
+            f"`{name}` holds {int((~finite).sum())} NaN or infinite values; images must be "
+            f"finite and in [-1, 1].{hint}"
+        )
+    if images.size and np.abs(images).max() > 1.0 + tolerance:
+        raise ValueError(
+            f"`{name}` must be in [-1, 1]; received values in [{images.min():.3g}, "
+            f"{images.max():.3g}].{hint}"
+        )
 
 
 def first_line(error):

@@ -5,12 +5,22 @@ with an `"image"` key. uint8 images are read as [0, 255] and mapped to [−1, 1]
 floating-point images must already be in [−1, 1].
 """
 
+import re
+
 import keras
 import numpy as np
 import tensorflow as tf
 
-# Resizing can overshoot [-1, 1] by rounding error; anything beyond this is wrong data.
-RANGE_TOLERANCE = 1e-3
+from keras_ddpm import checks
+
+RANGE_TOLERANCE = checks.RANGE_TOLERANCE
+# What the training step's check says of a float batch outside [-1, 1] (or holding NaN);
+# `batch_error` finds it in TensorFlow's error and makes it one line.
+BATCH_RANGE_MESSAGE = (
+    "A batch of floating-point training images holds values outside [-1, 1] (or NaN); map "
+    "0..255 data with x / 127.5 - 1 or pass it as uint8"
+)
+LABEL_RANGE_MESSAGE = "A batch holds class labels outside"
 
 
 def _pick_images(x):
@@ -69,12 +79,7 @@ def images_from_batch(data, image_shape=None):
         return tf.cast(images, tf.float32) / 127.5 - 1.0
     images = tf.cast(images, tf.float32)
     check = tf.debugging.assert_less_equal(
-        tf.reduce_max(tf.abs(images)),
-        1.0 + RANGE_TOLERANCE,
-        message=(
-            "Floating-point training images must lie in [-1, 1]; map 0..255 data "
-            "with x / 127.5 - 1 or pass it as uint8"
-        ),
+        tf.reduce_max(tf.abs(images)), 1.0 + RANGE_TOLERANCE, message=BATCH_RANGE_MESSAGE
     )
     with tf.control_dependencies([check]):
         return tf.identity(images)
@@ -103,12 +108,12 @@ def labels_from_batch(data, num_classes):
     if not labels.dtype.is_integer:
         raise TypeError(f"Class labels must be integers. Received dtype {labels.dtype.name}.")
     labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
-    message = f"Class labels must lie in [0, {num_classes})"
-    checks = [
+    message = f"{LABEL_RANGE_MESSAGE} [0, {num_classes})"
+    assertions = [
         tf.debugging.assert_less(labels, tf.constant(num_classes, tf.int32), message=message),
         tf.debugging.assert_non_negative(labels, message=message),
     ]
-    with tf.control_dependencies(checks):
+    with tf.control_dependencies(assertions):
         return tf.identity(labels)
 
 
@@ -191,6 +196,37 @@ def check_training_data(x, image_shape=None):
                     f"values in [{low:g}, {high:g}]; map 0..255 data with "
                     "x / 127.5 - 1 or pass it as uint8."
                 )
+
+
+def batch_error(error):
+    """A one-line `ValueError` for a training step's failed data check, else `None`.
+
+    Args:
+        error: the `tf.errors.InvalidArgumentError` a step raised: the range check of
+            `images_from_batch` or the label check of `labels_from_batch`, found by their
+            messages among TensorFlow's lines.
+    """
+    text = getattr(error, "message", str(error))
+    if BATCH_RANGE_MESSAGE in text:
+        return ValueError(BATCH_RANGE_MESSAGE + ".")
+    labels = re.search(re.escape(LABEL_RANGE_MESSAGE) + r" \[0, \d+\)", text)
+    return None if labels is None else ValueError(labels.group(0) + ".")
+
+
+def check_fit_arguments(x, batch_size):
+    """Refuses empty training arrays and a `batch_size` that is not a positive int."""
+    if batch_size is not None and (not checks.is_int(batch_size) or batch_size < 1):
+        raise ValueError(
+            f"`batch_size` must be a positive int or None. Received: batch_size={batch_size!r}."
+        )
+    if isinstance(x, dict):
+        x = _pick_images(x)
+    if isinstance(x, np.ndarray) and len(x) == 0:
+        raise ValueError(
+            f"The training images are empty (shape {x.shape}); pass at least one image."
+        )
+    if isinstance(x, tf.data.Dataset) and int(x.cardinality()) == 0:
+        raise ValueError("The training dataset is empty (it yields no batch).")
 
 
 def check_no_labels(x, y):

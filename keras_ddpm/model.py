@@ -15,6 +15,7 @@ from keras_ddpm import checks
 from keras_ddpm import distribute
 from keras_ddpm import divergence
 from keras_ddpm import ema
+from keras_ddpm import inputs
 from keras_ddpm.backend import hardware
 from keras_ddpm import objectives
 from keras_ddpm import step_functions
@@ -22,11 +23,6 @@ from keras_ddpm.data.pipeline import EPOCH_COUNTER
 from keras_ddpm.data.pipeline import StartEpoch
 from keras_ddpm.file_methods import FileMethods
 from keras_ddpm.generation_methods import GenerationMethods
-from keras_ddpm.inputs import check_no_labels
-from keras_ddpm.inputs import check_training_data
-from keras_ddpm.inputs import check_training_labels
-from keras_ddpm.inputs import images_from_batch
-from keras_ddpm.inputs import labels_from_batch
 from keras_ddpm.runs import backup
 from keras_ddpm.schedules import NoiseSchedule
 from keras_ddpm.schedules import check_variance
@@ -242,13 +238,14 @@ class DDPM(GenerationMethods, FileMethods, step_functions.StepFunctions, keras.M
 
     def fit(self, x=None, y=None, *args, **kwargs):
         backup.SkipTrainedBatches.remove(self)  # left by a restored fit that was interrupted
-        check_training_data(x, self.image_shape)
-        if self.num_classes is not None:
-            check_training_labels(x, y, self.num_classes)
-        else:
-            check_no_labels(x, y)
         # keras.Model.fit's arguments by name, however they were passed.
         arguments = _fit_arguments(self, x, y, *args, **kwargs)
+        inputs.check_fit_arguments(x, arguments.get("batch_size"))
+        inputs.check_training_data(x, self.image_shape)
+        if self.num_classes is not None:
+            inputs.check_training_labels(x, y, self.num_classes)
+        else:
+            inputs.check_no_labels(x, y)
         if isinstance(x, tf.data.Dataset):
             # A dataset brings its own order; Keras warns about its default shuffle=True.
             arguments.setdefault("shuffle", False)
@@ -261,7 +258,13 @@ class DDPM(GenerationMethods, FileMethods, step_functions.StepFunctions, keras.M
             added.append(StartEpoch(counter))
         if added:
             arguments["callbacks"] = _with_callbacks(arguments.get("callbacks"), added)
-        return super().fit(**arguments)
+        try:
+            return super().fit(**arguments)
+        except tf.errors.InvalidArgumentError as error:  # a batch's data check, in one line
+            one_line = inputs.batch_error(error)
+            if one_line is None:
+                raise
+            raise one_line from None
 
     def diffusion_loss(self, images, labels=None, training=True):
         """The loss E_{t, ε} w(t) ‖target − network(x_t, t)‖² for a batch.
@@ -318,7 +321,7 @@ class DDPM(GenerationMethods, FileMethods, step_functions.StepFunctions, keras.M
         """The batch's labels, with class dropout while training; `None` if unconditional."""
         if self.num_classes is None:
             return None
-        labels = labels_from_batch(data, self.num_classes)
+        labels = inputs.labels_from_batch(data, self.num_classes)
         if training and self.class_dropout > 0:
             labels = distribute.drop_labels(
                 labels, self.class_dropout, self.null_label, self.seed_generator
@@ -326,7 +329,7 @@ class DDPM(GenerationMethods, FileMethods, step_functions.StepFunctions, keras.M
         return labels
 
     def train_step(self, data):
-        images = images_from_batch(data, self.image_shape)
+        images = inputs.images_from_batch(data, self.image_shape)
         labels = self._training_labels(data, training=True)
         weights = self.network.trainable_weights
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -360,7 +363,7 @@ class DDPM(GenerationMethods, FileMethods, step_functions.StepFunctions, keras.M
         )
 
     def test_step(self, data):
-        images = images_from_batch(data, self.image_shape)
+        images = inputs.images_from_batch(data, self.image_shape)
         labels = self._training_labels(data, training=False)
         self.loss_tracker.update_state(self.diffusion_loss(images, labels=labels, training=False))
         return distribute.shape_logs({"loss": self.loss_tracker.result()})

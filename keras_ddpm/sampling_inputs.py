@@ -115,11 +115,7 @@ def check_images(name, images, num_images=None, image_shape=None):
         raise ValueError(
             f"`{name}` must have shape ({expected}) ({what}); received shape {images.shape}."
         )
-    if not np.all(np.isfinite(images)) or images.size and np.abs(images).max() > 1.0 + 1e-3:
-        raise ValueError(
-            f"`{name}` must be finite and in [-1, 1]; received values in "
-            f"[{np.nanmin(images):.3g}, {np.nanmax(images):.3g}]."
-        )
+    checks.image_values(name, images)
     return images
 
 

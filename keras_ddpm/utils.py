@@ -178,7 +178,13 @@ def save_image_grid(images, path, ncols=None, padding=1, scale=None):
     keras_ddpm.utils.save_image_grid(images, "digits.png")
     ```
     """
-    grid = make_image_grid(images, ncols=ncols, padding=padding)
+    values = np.asarray(images.numpy() if hasattr(images, "numpy") else images)
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise ValueError(
+            f"The images hold {int((~np.isfinite(values)).sum())} NaN or infinite values; "
+            f"nothing written to {os.fspath(path)!r}."
+        )
+    grid = make_image_grid(values, ncols=ncols, padding=padding)
     if scale is None:
         scale = max(1, math.ceil(MIN_GRID_WIDTH / grid.shape[1]))
     scale = _check_int("scale", scale, 1)

@@ -529,3 +529,23 @@ def test_load_dataset_spec_errors(image_folder):
         data.load_dataset_spec("mnist")
     with pytest.raises(ValueError, match=r"batch_size=0"):
         data.load_dataset_spec("digits", batch_size=0)
+
+
+def test_tfds_load_offline_is_one_line_naming_the_dataset(tmp_path, monkeypatch):
+    """The real `tfds.load` download path (no mock): a refused connection, not a missing module."""
+    from tensorflow_datasets.core.download import downloader
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # nothing listens: refused at once
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setattr(downloader, "MAX_RETRIES", 0)  # TFDS retries 10 times over ~3 minutes
+    with pytest.raises(ConnectionError) as error:
+        data.load_tfds("mnist", data_dir=str(tmp_path))
+    message = str(error.value)
+    assert "\n" not in message and "'mnist'" in message and "(offline?)" in message
+    assert str(tmp_path) in message
+
+
+def test_tfds_unknown_dataset_is_one_line():
+    with pytest.raises(ValueError, match=r"^Unknown TFDS dataset 'no_such_dataset'; .*catalog") as error:
+        data.load_tfds("no_such_dataset")
+    assert "\n" not in str(error.value)

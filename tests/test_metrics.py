@@ -14,11 +14,6 @@ from oracles import gaussian_oracle
 from oracles import gaussian_oracle_model
 
 
-def flat_images(features):
-    """Feature vectors (N, d) as 'images' (N, 1, d, 1) for the pixels extractor."""
-    return np.asarray(features, np.float32)[:, np.newaxis, :, np.newaxis]
-
-
 def gaussian(n, mean, std, seed):
     rng = np.random.default_rng(seed)
     return mean + std * rng.standard_normal((n, len(std)))
@@ -40,10 +35,10 @@ def test_fid_of_shifted_gaussians_is_the_squared_shift():
     real = gaussian(n, np.zeros(d), np.full(d, 0.3), seed=1)
     generated = gaussian(n, shift, np.full(d, 0.3), seed=2)
     fid = metrics.FID(feature_extractor="pixels", batch_size=5000)
-    # Batches accumulate: two updates equal one.
-    fid.update_state(flat_images(real[: n // 2]), flat_images(generated[: n // 2]))
-    fid.update_state(flat_images(real[n // 2 :]), None)
-    fid.update_state(None, flat_images(generated[n // 2 :]))
+    # Batches of features accumulate: two updates equal one.
+    fid.update_features(real[: n // 2], generated[: n // 2])
+    fid.update_features(real[n // 2 :], None)
+    fid.update_features(None, generated[n // 2 :])
     assert fid.result() == pytest.approx(np.sum(shift**2), abs=0.01)  # 0.5
     fid.reset_state()
     with pytest.raises(ValueError, match="at least 2 real"):
@@ -56,12 +51,11 @@ def test_fid_statistics_are_np_cov_of_all_features_however_batched():
     features = 1000.0 + gaussian(300, np.zeros(4), np.full(4, 1e-3), seed=12)
     fid = metrics.FID(feature_extractor="pixels")
     for begin, end in ((0, 7), (7, 8), (8, 150), (150, 300)):
-        fid.update_state(None, flat_images(features[begin:end]))
+        fid.update_features(None, features[begin:end])
     mean, covariance = fid.statistics("generated")
-    as_float32 = features.astype(np.float32).astype(np.float64)  # What the extractor sees.
-    np.testing.assert_allclose(mean, as_float32.mean(axis=0), rtol=1e-12)
-    np.testing.assert_allclose(covariance, np.cov(as_float32, rowvar=False), rtol=1e-6, atol=1e-15)
-    assert metrics.feature_statistics(as_float32)[1] == pytest.approx(covariance, rel=1e-6)
+    np.testing.assert_allclose(mean, features.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(covariance, np.cov(features, rowvar=False), rtol=1e-6, atol=1e-15)
+    assert metrics.feature_statistics(features)[1] == pytest.approx(covariance, rel=1e-6)
     with pytest.raises(ValueError, match="side='fake'"):
         fid.statistics("fake")
 
@@ -89,9 +83,7 @@ def test_fid_from_samples_with_different_diagonal_covariances():
     d, n = 4, 50_000
     s1, s2 = np.array([0.2, 0.5, 1.0, 0.3]), np.array([0.4, 0.5, 0.6, 0.9])
     fid = metrics.FID(feature_extractor="pixels", batch_size=n)
-    fid.update_state(
-        flat_images(gaussian(n, np.zeros(d), s1, 4)), flat_images(gaussian(n, np.zeros(d), s2, 5))
-    )
+    fid.update_features(gaussian(n, np.zeros(d), s1, 4), gaussian(n, np.zeros(d), s2, 5))
     assert fid.result() == pytest.approx(np.sum((s1 - s2) ** 2), abs=0.01)  # 0.56
 
 
@@ -120,8 +112,8 @@ def test_kid_matches_a_direct_computation_of_the_estimator():
     x = gaussian(60, np.zeros(5), np.ones(5), 6)
     y = gaussian(50, np.full(5, 0.5), np.ones(5), 7)
     kid = metrics.KID(feature_extractor="pixels", num_subsets=3, subset_size=20, seed=11)
-    kid.update_state(flat_images(x), flat_images(y))
-    expected = numpy_kid(x.astype(np.float32), y.astype(np.float32), 3, 20, 11)
+    kid.update_features(x, y)
+    expected = numpy_kid(x, y, 3, 20, 11)
     assert kid.result() == pytest.approx(expected, rel=1e-5)
     assert kid.result_std() >= 0
 

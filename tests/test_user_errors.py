@@ -47,6 +47,11 @@ def files(tmp_path_factory, model):
         Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(images / f"{i}.png")
     (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(folder / "big.png")
+    twins = folder / "twins"
+    twins.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(twins / "x.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(twins / "x.bmp")
+    (folder / "dir.png").mkdir()
     run = folder / "run"
     run.mkdir()
     (run / "config.json").write_text("{ not json")
@@ -142,6 +147,23 @@ API_CASES = [
      ValueError, "ddpm"),
     ("encode out of range", lambda m, f: m.encode(good_images(2) * 3), ValueError, "[-1, 1]"),
     ("interpolate one frame", lambda m, f: m.interpolate(num=1), ValueError, "num=1"),
+    ("fit empty array", lambda m, f: m.fit(np.zeros((0, *SHAPE), np.float32), verbose=0),
+     ValueError, "empty"),
+    ("fit batch_size 0", lambda m, f: m.fit(good_images(), batch_size=0, verbose=0), ValueError,
+     "batch_size=0"),
+    ("fit dataset out of range", lambda m, f: m.fit(
+        tf.data.Dataset.from_tensor_slices(good_images() * 3).batch(4), verbose=0), ValueError,
+     "outside [-1, 1]"),
+    ("fit dataset with NaN", lambda m, f: m.fit(
+        tf.data.Dataset.from_tensor_slices(with_nan()).batch(4), verbose=0), ValueError, "NaN"),
+    ("evaluate wrong shape", lambda m, f: m.evaluate(np.zeros((4, 16, 16, 1), np.float32),
+     verbose=0), ValueError, "(16, 16, 1)"),
+    ("KID of NaN images", lambda m, f: keras_ddpm.metrics.KID(feature_extractor="pixels")
+     .update_state(with_nan(), good_images()), ValueError, "NaN"),
+    ("FID of 0..255 images", lambda m, f: keras_ddpm.metrics.FID(feature_extractor="pixels")
+     .update_state((good_images() + 1) * 127.5, good_images()), ValueError, "x / 127.5 - 1"),
+    ("save_image_grid of NaN", lambda m, f: keras_ddpm.utils.save_image_grid(
+        with_nan(), str(f / "nan.png")), ValueError, "nan.png"),
     ("save_statistics suffix", lambda m, f: keras_ddpm.metrics.save_statistics(
         str(f / "s.txt"), np.zeros(2), np.eye(2)), ValueError, "s.txt"),
 ]
@@ -186,6 +208,14 @@ CLI_CASES = [
     ("train broken image", "train --output {f}/new --dataset folder:{f}/images --image-size 8 "
      "--channels 1", "broken.png"),
     ("train bad epochs", "train --output {f}/new --epochs 0", "0"),
+    ("train guidance without conditional", "train --output {f}/new --guidance 3", "--conditional"),
+    ("train negative guidance", "train --output {f}/new --conditional --guidance -2", "-2"),
+    ("train NaN clipnorm", "train --output {f}/new --clipnorm nan", "--clipnorm"),
+    ("train NaN learning rate", "train --output {f}/new --learning-rate nan", "--learning-rate"),
+    ("train 67-bit seed", "train --output {f}/new --seed 99999999999999999999",
+     "99999999999999999999"),
+    ("sample 67-bit seed", "sample {f}/model.keras --seed -99999999999999999999",
+     "-99999999999999999999"),
     ("sample missing model", "sample {f}/nope.keras", "nope.keras"),
     ("sample truncated model", "sample {f}/truncated.keras --out {f}/g.png", "truncated.keras"),
     ("sample out is a file", "sample {f}/model.keras --out {f}/notes", "notes"),
@@ -226,6 +256,20 @@ CLI_CASES = [
     ("export missing model", "export {f}/nope.keras {f}/out", "nope.keras"),
     ("convert a model onto a file", "convert {f}/model.keras {f}/notes", "notes"),
     ("convert missing source", "convert {f}/nope {f}/x.keras", "nope"),
+    ("edit into its own folder", "edit {f}/model.keras --image {f}/images --strength 0.5 --out "
+     "{f}/images", "overwrite the originals"),
+    ("edit onto its own image", "edit {f}/model.keras --image {f}/images/0.png --strength 0.5 "
+     "--out {f}/images/0.png", "overwrite it"),
+    ("edit two inputs, one result name", "edit {f}/model.keras --image {f}/twins --strength 0.5 "
+     "--out {f}/edited", "'x.png'"),
+    ("sample under a file", "sample {f}/model.keras --out {f}/notes/grid.png", "is a file"),
+    ("sample onto a folder named .png", "sample {f}/model.keras --out {f}/dir.png", "is a folder"),
+    ("interpolate onto a folder named .png", "interpolate {f}/model.keras --out {f}/dir.png",
+     "is a folder"),
+    ("evaluate --out under a file", "evaluate {f}/model.keras --out {f}/notes/r.json", "notes"),
+    ("export under a file", "export {f}/model.keras {f}/notes/savedmodel", "is a file"),
+    ("convert under a file", "convert {f}/model.keras {f}/notes/diffusers", "is a file"),
+    ("train under a file", "train --output {f}/notes/run", "is a file"),
 ]
 
 

@@ -40,6 +40,7 @@ from keras_ddpm.cli.common import UserError
 from keras_ddpm.cli.common import add_verbose
 from keras_ddpm.cli.common import fail
 from keras_ddpm.cli.common import quiet_tensorflow
+from keras_ddpm.cli.common import os_error_line
 from keras_ddpm.version import __version__
 
 VERBS = (train, sample, edit, inpaint, interpolate, evaluate, export, convert)
@@ -72,6 +73,8 @@ def main(argv=None):
         return args.function(args)
     except UserError as error:
         return fail(args.command, error)
+    except OSError as error:  # a full disk, a folder made read-only meanwhile: one line
+        return fail(args.command, os_error_line(error))
 
 
 if __name__ == "__main__":

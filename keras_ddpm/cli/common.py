@@ -152,8 +152,18 @@ def add_model_argument(parser):
     )
 
 
+def seed_int(text):
+    """A `--seed`: an int that fits in 64 bits (`checks.optional_seed`)."""
+    try:
+        return checks.optional_seed("--seed", int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer of at most 64 bits (|seed| < 2**63); received {text!r}"
+        ) from None
+
+
 def add_seed(parser, default=0):
-    parser.add_argument("--seed", type=int, default=default, help="(default: %(default)s)")
+    parser.add_argument("--seed", type=seed_int, default=default, help="(default: %(default)s)")
 
 
 def add_batch_size(parser, help="images generated at once (default: all)", default=None):
@@ -307,6 +317,34 @@ def sampling_kwargs(model, args, num, count=None):
 def generate(model, args, num, **extra):
     """`model.generate` with the verb's seed, batch size, sampler, steps, options and labels."""
     return model.generate(num, **sampling_kwargs(model, args, num, f"--num {num}"), **extra)
+
+
+def check_writable(option, path, kind):
+    """Raises a `UserError` unless `path` can be written as a `kind` (`"file"` or `"folder"`).
+
+    Checked before any work: an existing path of the other kind, a parent that
+    is a file, or a folder this user may not write in.
+    """
+    path = os.path.abspath(path)
+    if os.path.exists(path):
+        if (kind == "folder") != os.path.isdir(path):
+            other = "a folder" if os.path.isdir(path) else "a file"
+            raise UserError(f"{option} {path!r} is {other}; expected a {kind} name")
+        where = path if kind == "folder" else os.path.dirname(path)
+    else:
+        where = os.path.dirname(path)
+        while not os.path.exists(where):
+            where = os.path.dirname(where)
+        if not os.path.isdir(where):
+            raise UserError(f"{option} {path!r} cannot be created: {where!r} is a file, not a folder")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path!r}: no permission to write in {where!r}")
+
+
+def os_error_line(error):
+    """One line for an `OSError` (a full disk, a folder made read-only): the path and the reason."""
+    reason = error.strerror or checks.first_line(error)
+    return f"{error.filename!r}: {reason}" if getattr(error, "filename", None) else reason
 
 
 def make_parent(path):

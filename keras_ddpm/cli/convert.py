@@ -9,6 +9,7 @@ import time
 
 from keras_ddpm.cli.common import UserError
 from keras_ddpm.cli.common import add_verbose
+from keras_ddpm.cli.common import check_writable
 from keras_ddpm.cli.common import import_library
 from keras_ddpm.cli.common import make_parent
 from keras_ddpm.cli.common import user_errors
@@ -24,6 +25,7 @@ def _to_keras(args):
 def check(args):
     """The cheap checks of `convert`, before TensorFlow loads."""
     resolve_model(args.source)
+    check_writable("OUT", args.out, "file" if _to_keras(args) else "folder")
     if _to_keras(args):
         if not args.out.endswith(".keras"):
             raise UserError(

@@ -17,6 +17,7 @@ from keras_ddpm.cli.common import add_sampler_arguments
 from keras_ddpm.cli.common import add_seed
 from keras_ddpm.cli.common import add_verbose
 from keras_ddpm.cli.common import check_sampler_arguments
+from keras_ddpm.cli.common import check_writable
 from keras_ddpm.cli.common import generate
 from keras_ddpm.cli.common import make_parent
 from keras_ddpm.cli.common import positive_int
@@ -76,6 +77,8 @@ def check(args):
     with user_errors():
         specs.parse_dataset_spec(args.dataset or (config or {}).get("dataset", "digits"))
     check_sampler_arguments(args)
+    if args.out:
+        check_writable("--out", args.out, "file")
     if args.inception_graph is not None:
         if args.feature_extractor not in (None, "inception_2015"):
             raise UserError(

@@ -8,6 +8,7 @@ from keras_ddpm.cli.common import add_model_argument
 from keras_ddpm.cli.common import add_resampling_arguments
 from keras_ddpm.cli.common import add_sampler_choice
 from keras_ddpm.cli.common import add_verbose
+from keras_ddpm.cli.common import check_writable
 from keras_ddpm.cli.common import sampler_options
 from keras_ddpm.cli.common import user_errors
 from keras_ddpm.cli.models import load_model
@@ -22,6 +23,7 @@ def check(args):
         registry.resolve_everywhere(args.sampler, 10**9, **sampler_options(args))
     if os.path.exists(args.outdir) and not os.path.isdir(args.outdir):
         raise UserError(f"OUTDIR {args.outdir!r} is a file; expected a directory")
+    check_writable("OUTDIR", args.outdir, "folder")
     resolve_model(args.model)
 
 

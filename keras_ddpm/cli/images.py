@@ -8,6 +8,7 @@ loads; sizes are checked against the model once it is loaded.
 import os
 
 from keras_ddpm.cli.common import UserError
+from keras_ddpm.cli.common import check_writable
 from keras_ddpm.data.image_files import IMAGE_EXTENSIONS
 from keras_ddpm.data.image_files import is_image_name
 
@@ -30,19 +31,41 @@ def image_files(path):
 
 
 def check_out(out, inputs):
-    """Raises unless `--out` fits the input: a .png for one image; a folder or a .png grid for a folder."""
+    """Raises unless `--out` fits the input and loses nothing.
+
+    A .png for one image (not the image itself); for a folder, a folder of
+    results (not the input folder, and no two inputs with one result name) or
+    a .png grid; and a place this user can write.
+    """
     extension = os.path.splitext(out)[1].lower()
     if not os.path.isdir(inputs):
         if extension != ".png":
             raise UserError(f"--out must end in .png for the one image {inputs!r}; received {out!r}")
+        if os.path.exists(out) and os.path.samefile(out, inputs):
+            raise UserError(f"--out {out!r} is the input image; the result would overwrite it")
+        check_writable("--out", out, "file")
         return
     if extension not in ("", ".png"):
         raise UserError(
             f"--out must name a folder (one result per image) or end in .png (a grid); "
             f"received {out!r}"
         )
-    if extension == "" and os.path.isfile(out):
-        raise UserError(f"--out {out!r} is a file; a folder of results needs a folder name")
+    if extension == ".png":
+        check_writable("--out", out, "file")
+        return
+    check_writable("--out", out, "folder")
+    if os.path.isdir(out) and os.path.samefile(out, inputs):
+        raise UserError(
+            f"--out {out!r} is the --image folder; the results would overwrite the originals"
+        )
+    seen = {}
+    for path, name in zip(image_files(inputs), result_names(image_files(inputs))):
+        if name in seen:
+            raise UserError(
+                f"{os.path.basename(seen[name])!r} and {os.path.basename(path)!r} would both be "
+                f"written as {name!r} in --out; rename one of them"
+            )
+        seen[name] = path
 
 
 def _fit(array, size, resize, path, method):

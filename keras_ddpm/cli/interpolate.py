@@ -10,6 +10,7 @@ from keras_ddpm.cli.common import add_sampler_arguments
 from keras_ddpm.cli.common import add_seed
 from keras_ddpm.cli.common import add_verbose
 from keras_ddpm.cli.common import check_sampler_arguments
+from keras_ddpm.cli.common import check_writable
 from keras_ddpm.cli.common import positive_int
 from keras_ddpm.cli.common import sampling_kwargs
 from keras_ddpm.cli.models import load_model
@@ -23,6 +24,7 @@ def check(args):
         raise UserError(f"--frames must be at least 2 (both ends); received {args.frames}")
     if os.path.splitext(args.out)[1].lower() != ".png":
         raise UserError(f"--out must end in .png (a grid, one row per pair); received {args.out!r}")
+    check_writable("--out", args.out, "file")
     if args.images is not None:
         for path in args.images:
             if os.path.isdir(path) or len(images.image_files(path)) != 1:

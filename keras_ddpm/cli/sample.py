@@ -9,6 +9,7 @@ from keras_ddpm.cli.common import add_sampler_arguments
 from keras_ddpm.cli.common import add_seed
 from keras_ddpm.cli.common import add_verbose
 from keras_ddpm.cli.common import check_sampler_arguments
+from keras_ddpm.cli.common import check_writable
 from keras_ddpm.cli.common import generate
 from keras_ddpm.cli.common import make_parent
 from keras_ddpm.cli.common import positive_int
@@ -27,6 +28,7 @@ def check(args):
         )
     if os.path.splitext(args.out)[1] == "" and os.path.isfile(args.out):
         raise UserError(f"--out {args.out!r} is a file; a folder of PNGs needs a folder name")
+    check_writable("--out", args.out, "folder" if os.path.splitext(args.out)[1] == "" else "file")
     resolve_model(args.model)
     check_sampler_arguments(args)
 

@@ -9,12 +9,14 @@ run when `--epochs` grows; arguments in `RUN_KEYS` must match to continue.
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
 import warnings
 
 from keras_ddpm.cli.common import UserError
+from keras_ddpm.cli.common import check_writable
 from keras_ddpm.cli.common import import_library
 from keras_ddpm.cli.common import jit_compile
 from keras_ddpm.cli.common import user_errors
@@ -43,6 +45,7 @@ def check(args):
         )
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise UserError(f"--output {args.output!r} is a file; expected a run folder")
+    check_writable("--output", args.output, "folder")
     try:
         spec = specs.parse_dataset_spec(args.dataset)
     except (TypeError, ValueError):
@@ -53,10 +56,13 @@ def check(args):
         raise UserError("--random-flip does not apply to the digits (a mirrored digit is not a digit)")
     if args.num_classes is not None and not args.conditional:
         raise UserError("--num-classes needs --conditional")
-    for name in ("learning_rate", "clipnorm", "dropout", "ema_decay", "class_dropout"):
+    for name in ("learning_rate", "clipnorm", "dropout", "ema_decay", "class_dropout", "guidance"):
         value = getattr(args, name)
-        if value is not None and value < 0:
-            raise UserError(f"--{name.replace('_', '-')} must be >= 0; received {value}")
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            option = "--" + name.replace("_", "-")
+            raise UserError(f"{option} must be a finite number >= 0; received {value}")
+    if args.guidance is not None and not args.conditional:
+        raise UserError("--guidance needs --conditional (it guides the grids towards their classes)")
 
 
 def run(args):

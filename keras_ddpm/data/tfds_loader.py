@@ -42,6 +42,33 @@ def _check_image_feature(name, spec, with_labels, image_size):
         )
 
 
+def _tfds_load(tfds, name, data_dir, **kwargs):
+    """`tfds.load(name, data_dir=data_dir, **kwargs)`, its failures to find or fetch in one line.
+
+    Raises:
+        ValueError: `name` is no TFDS dataset (TFDS's own message lists
+            every dataset it knows: hundreds of lines).
+        ConnectionError: the dataset is not prepared in `data_dir` and its
+            download failed (offline, a proxy, a server down).
+    """
+    import requests
+
+    try:
+        return tfds.load(name, data_dir=data_dir, **kwargs)
+    except tfds.core.DatasetNotFoundError:
+        raise ValueError(
+            f"Unknown TFDS dataset {name!r}; the names are listed at "
+            "https://www.tensorflow.org/datasets/catalog/overview."
+        ) from None
+    except requests.exceptions.RequestException as error:
+        where = data_dir or "TFDS's default data_dir (~/tensorflow_datasets)"
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConnectionError(
+            f"Cannot download TFDS dataset {name!r} (offline?): {reason[:200]}. Prepare it "
+            f"where the network is reachable and copy it into {where}."
+        ) from None
+
+
 def load_tfds(
     name,
     split="train",
@@ -88,6 +115,12 @@ def load_tfds(
         A `tf.data.Dataset` of float32 batches `(B, H, W, C)` in [-1, 1], or
         `(images, labels)` batches when `with_labels=True`.
 
+    Raises:
+        ValueError: an unknown dataset name, or examples without uint8
+            images (and labels, if asked for).
+        ConnectionError: the dataset is not prepared in `data_dir` and cannot
+            be downloaded (offline?).
+
     Example:
 
     ```python
@@ -98,13 +131,8 @@ def load_tfds(
 
     batch_size = check_batch_size(batch_size)
     image_size = check_image_size(image_size)
-    dataset = tfds.load(
-        name,
-        split=split,
-        data_dir=data_dir,
-        shuffle_files=shuffle,
-        read_config=tfds.ReadConfig(shuffle_seed=seed),
-    )
+    dataset = _tfds_load(tfds, name, split=split, data_dir=data_dir, shuffle_files=shuffle,
+                         read_config=tfds.ReadConfig(shuffle_seed=seed))
     _check_image_feature(name, dataset.element_spec, with_labels, image_size)
 
     if with_labels:

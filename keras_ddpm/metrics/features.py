@@ -105,7 +105,11 @@ def _as_images(name, images):
             f"`{name}` must be a batch of images shaped (N, H, W, 1) or (N, H, W, 3) in "
             f"[-1, 1]. Received shape {images.shape}."
         )
-    return images.astype(np.float32)
+    images = images.astype(np.float32)
+    # The extractors clip to [-1, 1] (unclipped samples overshoot a little); beyond ±2 the
+    # images are on another scale (0..255 pixels), and their features would be meaningless.
+    checks.image_values(name, images, hint=" Map 0..255 pixels with x / 127.5 - 1.", tolerance=1.0)
+    return images
 
 
 class FeatureExtractor:
