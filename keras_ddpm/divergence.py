@@ -7,7 +7,9 @@ conditional update; under mixed precision the `LossScaleOptimizer` already
 does it (and lowers its loss scale). `DivergenceGuard`, which `DDPM.fit` adds,
 stops training with one `TrainingDiverged` error after `max_skipped_steps`
 skipped steps in a row, naming the step, the learning rate and the first
-weight whose gradient was not finite.
+weight whose gradient was not finite, and as soon as the epoch's running mean
+loss, though finite, exceeds `DIVERGED_LOSS` (100: a model that predicts zero
+scores about 1).
 """
 
 import keras
@@ -16,6 +18,12 @@ import tensorflow as tf
 from keras import ops
 
 from keras_ddpm.backend import adam_step
+
+
+# A finite mean training loss above this is divergence. Predicting zero scores E[ε²] = 1 for ε,
+# E[v²] = 1 for v and E[x0²] ≤ 1 for x0 prediction; min-SNR weights are at most max(1, γ).
+# Diverging runs reach 1e7 and more (a learning rate of 1000: 4.9e11, 1.7e7, 1.1e7 by epoch).
+DIVERGED_LOSS = 100.0
 
 
 class TrainingDiverged(RuntimeError):
@@ -139,6 +147,15 @@ class DivergenceGuard(keras.callbacks.Callback):
         self.model.divergence_state.reset()
 
     def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        loss = None if loss is None else float(np.asarray(loss).reshape(-1)[0])
+        if loss is not None and loss > DIVERGED_LOSS:  # finite but far above any sane loss
+            raise TrainingDiverged(
+                f"Training diverged: the mean loss of this epoch is {loss:.3g} after "
+                f"{batch + 1} batches, above {DIVERGED_LOSS:g} (predicting zero scores about 1), "
+                f"with learning rate {_learning_rate(self.model.optimizer):.3g}; lower the "
+                "learning rate (or set a clip norm)."
+            )
         state = self.model.divergence_state
         consecutive = int(state.consecutive.numpy())
         if consecutive < self.max_skipped_steps:

@@ -212,6 +212,9 @@ CLI_CASES = [
     ("train negative guidance", "train --output {f}/new --conditional --guidance -2", "-2"),
     ("train NaN clipnorm", "train --output {f}/new --clipnorm nan", "--clipnorm"),
     ("train NaN learning rate", "train --output {f}/new --learning-rate nan", "--learning-rate"),
+    ("train diverging to a finite loss", "train --output {f}/new --learning-rate 1000 "
+     "--base-channels 8 --channel-multipliers 1 --num-res-blocks 1 --attention-resolutions= "
+     "--norm-groups 4 --timesteps 20 --epochs 1 --verbose 0", "Training diverged"),
     ("train 67-bit seed", "train --output {f}/new --seed 99999999999999999999",
      "99999999999999999999"),
     ("sample 67-bit seed", "sample {f}/model.keras --seed -99999999999999999999",

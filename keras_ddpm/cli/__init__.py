@@ -22,7 +22,8 @@ A training run's output directory holds
 User errors (a missing file, an unknown dataset, a bad value) print one line
 on stderr and exit with status 2. `--help` and such errors come before
 TensorFlow loads; TensorFlow's start-up logs are hidden unless `--verbose`
-(or `TF_CPP_MIN_LOG_LEVEL`) asks for them.
+(or `TF_CPP_MIN_LOG_LEVEL`) asks for them. Ctrl-C prints one line and exits
+with status 130; `train` says where it stopped, and the same command continues.
 """
 
 import sys
@@ -36,12 +37,16 @@ from keras_ddpm.cli import interpolate
 from keras_ddpm.cli import sample
 from keras_ddpm.cli import train
 from keras_ddpm.cli.common import ArgumentParser
+from keras_ddpm.cli.common import Interrupted
 from keras_ddpm.cli.common import UserError
 from keras_ddpm.cli.common import add_verbose
 from keras_ddpm.cli.common import fail
 from keras_ddpm.cli.common import quiet_tensorflow
 from keras_ddpm.cli.common import os_error_line
 from keras_ddpm.version import __version__
+
+# The exit status of a run stopped by Ctrl-C (SIGINT), as shells report it.
+INTERRUPTED = 130
 
 VERBS = (train, sample, edit, inpaint, interpolate, evaluate, export, convert)
 
@@ -73,6 +78,9 @@ def main(argv=None):
         return args.function(args)
     except UserError as error:
         return fail(args.command, error)
+    except (Interrupted, KeyboardInterrupt) as error:  # Ctrl-C: one line, not a traceback
+        print(f"keras-ddpm {args.command}: {error or 'interrupted'}", file=sys.stderr)
+        return INTERRUPTED
     except OSError as error:  # a full disk, a folder made read-only meanwhile: one line
         return fail(args.command, os_error_line(error))
 

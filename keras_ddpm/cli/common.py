@@ -21,6 +21,10 @@ class UserError(Exception):
     """A mistake in the command line: reported in one line, exit status 2."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C, with what was kept: reported in one line, exit status 130 (128 + SIGINT)."""
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse whose errors are one line on stderr (exit status 2), without the usage block."""
 

@@ -15,6 +15,7 @@ import shutil
 import sys
 import warnings
 
+from keras_ddpm.cli.common import Interrupted
 from keras_ddpm.cli.common import UserError
 from keras_ddpm.cli.common import check_writable
 from keras_ddpm.cli.common import import_library
@@ -94,6 +95,7 @@ def run(args):
 def _train(args, output, strategy):
     """`run` inside the locked run folder."""
     import keras
+    import numpy as np
 
     import keras_ddpm
     from keras_ddpm.runs import atomic
@@ -215,12 +217,19 @@ def _train(args, output, strategy):
     continued = keras.callbacks.LambdaCallback(
         on_train_begin=lambda logs: apply_optimizer_options(model.optimizer, args, changed)
     )
+    position = {"epoch": done, "batch": 0}  # where a Ctrl-C lands, for its one line
+    tracker = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: position.update(epoch=epoch, batch=0),
+        on_train_batch_end=lambda batch, logs: position.update(batch=batch + 1),
+    )
     fit_callbacks = [
         backup,
         continued,  # after the restore
+        tracker,
         keras.callbacks.TensorBoard(os.path.join(output, runs.LOGS_DIR)),
         grids,
     ]
+    backup_dir = os.path.join(output, runs.BACKUP_DIR)
     try:
         model.fit(
             dataset,
@@ -230,15 +239,34 @@ def _train(args, output, strategy):
             verbose=args.verbose,
         )
     except divergence.TrainingDiverged as error:
-        # No model.keras from a diverged run; the backup of the last good epoch stays.
-        raise UserError(f"{error} The backup in {os.path.join(output, 'backup')!r} holds the "
-                        "last completed epoch.") from None
+        raise UserError(_diverged(str(error), backup_dir)) from None
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted at epoch {position['epoch'] + 1}, batch {position['batch']}; run the "
+            "same command to continue" + (" from the backup" if _has_backup(backup_dir) else "")
+        ) from None
+    if not all(np.isfinite(w.numpy()).all() for w in model.weights if "float" in str(w.dtype)):
+        raise UserError(_diverged("Training diverged: the weights hold NaN or infinite values.",
+                                  backup_dir))
     model.save(model_path)  # atomic: the previous model.keras stays whole until replaced
     config["epochs_completed"] = args.epochs
     write_config(output, config)
     backup.delete()
     print(f"wrote {model_path} and {grids.last_path}")
     return 0
+
+
+def _has_backup(folder):
+    return os.path.isdir(folder) and any(
+        not name.startswith(".") for name in os.listdir(folder)
+    )
+
+
+def _diverged(message, backup_dir):
+    """The one line of a diverged run: no model.keras; the backup named only if there is one."""
+    if _has_backup(backup_dir):
+        return f"{message} The backup in {backup_dir!r} holds the last completed epoch."
+    return f"{message} Nothing was saved; try a smaller --learning-rate."
 
 
 def add_parser(subparsers):
