@@ -28,7 +28,7 @@ from keras_ddpm.backend import hardware
 from keras_ddpm import objectives
 from keras_ddpm import samplers
 from keras_ddpm.backend import internals
-from keras_ddpm.graph_lifetime import GraphReleasingFunction
+from keras_ddpm import graph_lifetime
 from keras_ddpm import sampling_inputs
 from keras_ddpm.sampling_inputs import check_edit
 from keras_ddpm.sampling_inputs import check_initial_noise
@@ -57,8 +57,9 @@ def compiled(signature, jit_compile):
         input_signature=signature, jit_compile=bool(jit_compile), reduce_retracing=True,
         autograph=False,
     )
-    # A loop's graph is freed with the loop (with the model), see `graph_lifetime`.
-    return lambda body: GraphReleasingFunction(trace(body))
+    graph_lifetime.quiet_cached_loop_retracing()  # one loop per sampler choice, by design;
+    # and a loop's graph is freed with the loop (with the model).
+    return lambda body: graph_lifetime.GraphReleasingFunction(trace(body))
 
 
 class ReverseProcess:

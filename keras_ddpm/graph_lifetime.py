@@ -26,6 +26,7 @@ References:
 """
 
 import contextlib
+import logging
 
 from keras_ddpm.backend import internals
 
@@ -102,3 +103,23 @@ def releasing(function):
     if function is None or isinstance(function, GraphReleasingFunction):
         return function
     return GraphReleasingFunction(function)
+
+
+class _CachedLoopRetracing(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning about the reverse loops.
+
+    Each sampler choice is its own cached loop, traced once, but all are made from one
+    Python function, which TensorFlow's retracing detector counts as one: seven sampler
+    settings in a process would warn twice about a retracing that is by design.
+    """
+
+    def filter(self, record):
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message and "ReverseProcess" in message)
+
+
+def quiet_cached_loop_retracing():
+    """Installs `_CachedLoopRetracing` on TensorFlow's logger (once; other warnings pass)."""
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _CachedLoopRetracing) for f in logger.filters):
+        logger.addFilter(_CachedLoopRetracing())

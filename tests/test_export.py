@@ -150,6 +150,15 @@ def test_bad_editing_inputs_are_clear_errors(exported, endpoint, inputs, message
         getattr(loaded, endpoint)(**arguments)
 
 
+@pytest.mark.parametrize("t", [[0, T], [-7, 3]])
+def test_denoise_refuses_timesteps_outside_the_schedule(exported, t):
+    _, _, loaded = exported
+    x_t = np.zeros((2,) + SHAPE, np.float32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=rf"`t` must hold timestep indices in \[0, {T}\)"):
+        loaded.denoise(x_t=x_t, t=np.array(t, np.int32))
+    assert loaded.denoise(x_t=x_t, t=np.array([0, T - 1], np.int32)).shape == x_t.shape
+
+
 @pytest.mark.parametrize(
     "inputs, message",
     [

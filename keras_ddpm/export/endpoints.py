@@ -74,8 +74,16 @@ class Endpoint:
 
 def _denoise(exported, functions):
     network = exported.process.network
+    timesteps = exported.process.schedule.timesteps
 
     def denoise(x_t, t, **conditions):
+        in_range = tf.debugging.Assert(
+            tf.reduce_all(tf.logical_and(t >= 0, t < timesteps)),
+            [f"`t` must hold timestep indices in [0, {timesteps}). Received values in",
+             tf.reduce_min(t), tf.reduce_max(t)],
+        )
+        with tf.control_dependencies([in_range]):
+            t = tf.identity(t)
         return tf.cast(network([x_t, t, *conditions.values()], training=False), tf.float32)
 
     return denoise
