@@ -230,6 +230,10 @@ class SampleGrid(keras.callbacks.Callback):
         if self._writer is not None:
             self._writer.flush()
 
+    def path_for(self, epoch):
+        """The file of the grid after `epoch` (1-based): `directory/epoch_0001.png`, ..."""
+        return os.path.join(self.directory, f"epoch_{epoch:04d}.png")
+
     def write_grid(self, epoch):
         """Generates the grid for `epoch` (1-based), writes it and returns its path."""
         kwargs = dict(self.generate_kwargs)
@@ -240,7 +244,7 @@ class SampleGrid(keras.callbacks.Callback):
         if jit_compile is not None:
             kwargs["jit_compile"] = jit_compile
         images = self.model.generate(self.num_images, seed=self.seed, verbose=0, **kwargs)
-        path = os.path.join(self.directory, f"epoch_{epoch:04d}.png")
+        path = self.path_for(epoch)
         utils.save_image_grid(images, path)
         if self.tensorboard_dir is not None:
             if self._writer is None:

@@ -501,3 +501,36 @@ def test_tensorflow_logs_are_hidden_unless_verbose(run_dir, tmp_path):
     loud = subprocess.run([*command, "--verbose", *argv], capture_output=True, text=True,
                           timeout=300, env=_clean_env())
     assert loud.returncode == 0 and "I0000" in loud.stderr
+
+
+def test_a_kill_while_the_final_grid_is_written_is_finished_by_the_rerun(tmp_path, capsys):
+    """Killed inside the last grid's write: the partial PNG goes, and the re-run, with no epoch
+    left to train, writes the grid and model.keras."""
+    from keras_ddpm import utils
+    from keras_ddpm.runs import atomic
+
+    output = str(tmp_path / "run")
+    original = utils.save_image_grid
+
+    def killed_mid_write(images, path, **kwargs):
+        if path.endswith("epoch_0002.png"):  # a SIGKILL: the partial file stays, nothing cleans
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(atomic.partial_path(path), "wb") as file:
+                file.write(b"\x89PNG half")
+            raise KeyboardInterrupt
+        return original(images, path, **kwargs)
+
+    utils.save_image_grid = killed_mid_write
+    try:
+        args = ["train", "--output", output, "--epochs", "2", "--sample-every", "5", *TINY]
+        assert cli.main(args) == 130
+    finally:
+        utils.save_image_grid = original
+    samples = os.path.join(output, "samples")
+    assert [n for n in os.listdir(samples) if n.startswith(".partial-")]  # what a kill leaves
+    assert not os.path.exists(os.path.join(output, "model.keras"))
+    capsys.readouterr()
+    assert cli.main(args) == 0
+    assert os.listdir(samples) == ["epoch_0002.png"]
+    assert os.path.exists(os.path.join(output, "model.keras"))
+    assert capsys.readouterr().out.strip().endswith(os.path.join(samples, "epoch_0002.png"))

@@ -104,7 +104,8 @@ def _train(args, output, strategy):
     from keras_ddpm import divergence
     from keras_ddpm.backend import hardware
 
-    atomic.remove_partials(output)  # what a killed write left behind
+    for folder in (output, os.path.join(output, runs.SAMPLES_DIR)):
+        atomic.remove_partials(folder)  # what a killed write left behind
     if args.preset is None:
         for key, value in DEFAULTS.items():
             if getattr(args, key) is None:
@@ -248,6 +249,9 @@ def _train(args, output, strategy):
     if not all(np.isfinite(w.numpy()).all() for w in model.weights if "float" in str(w.dtype)):
         raise UserError(_diverged("Training diverged: the weights hold NaN or infinite values.",
                                   backup_dir))
+    if not os.path.exists(grids.path_for(args.epochs)):
+        # Killed while writing the final grid, the re-run had no epoch left to train.
+        grids.write_grid(args.epochs)
     model.save(model_path)  # atomic: the previous model.keras stays whole until replaced
     config["epochs_completed"] = args.epochs
     write_config(output, config)
