@@ -59,6 +59,23 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     assert os.listdir(tmp_path) == ["notes.txt"]
 
 
+def test_the_next_write_of_a_target_clears_what_a_killed_writer_left(tmp_path):
+    """A killed export or save leaves `.partial-PID-name`; the next write of `name` removes it,
+    but not a live process's partial of it, nor partials of other names."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"{atomic.PARTIAL_PREFIX}{dead.pid}-savedmodel"
+    stale.mkdir()
+    (stale / "saved_model.pb").write_bytes(b"half")
+    live = tmp_path / f"{atomic.PARTIAL_PREFIX}{os.getppid()}-savedmodel"
+    live.mkdir()
+    other = tmp_path / f"{atomic.PARTIAL_PREFIX}{dead.pid}-model.keras"
+    other.write_bytes(b"PK")
+    with atomic.atomic_write(tmp_path / "savedmodel") as tmp:
+        os.makedirs(tmp)
+    assert sorted(os.listdir(tmp_path)) == sorted([live.name, other.name, "savedmodel"])
+
+
 def test_a_save_that_dies_midway_keeps_the_previous_model(tmp_path, monkeypatch):
     model = tiny_model()
     model.fit(images(), batch_size=16, epochs=1, verbose=0)

@@ -2,8 +2,8 @@
 
 `os.replace` within one folder is atomic on POSIX and Windows: a reader (or a
 re-run after SIGKILL) sees either the old file or the complete new one, never a
-mix. A kill leaves at most a `.partial-*` file beside the target, which
-`remove_partials` clears.
+mix. A kill leaves at most a `.partial-PID-*` file beside the target, which
+the next write of that target (`remove_stale_partials`) or `remove_partials` clears.
 """
 
 import contextlib
@@ -32,6 +32,39 @@ def _fsync_file(path):
         os.fsync(file.fileno())
 
 
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # another user's process, or no signals here: assume alive
+        return True
+    return True
+
+
+def remove_stale_partials(path):
+    """Removes the partial writes of `path` left by killed processes (`.partial-PID-name`).
+
+    Called before each atomic write of `path`, so that a re-run clears what its
+    killed predecessor left; a live process's partial (a concurrent write) stays.
+    """
+    folder, name = os.path.split(os.fspath(path))
+    folder = folder or "."
+    if not os.path.isdir(folder):
+        return
+    for entry in os.listdir(folder):
+        pid, _, rest = entry[len(PARTIAL_PREFIX):].partition("-")
+        if entry.startswith(PARTIAL_PREFIX) and rest == name and pid.isdigit() and (
+            int(pid) != os.getpid() and not _process_alive(int(pid))
+        ):
+            stale = os.path.join(folder, entry)
+            if os.path.isdir(stale):
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.remove(stale)
+
+
 def partial_path(path):
     """The temporary name of `path` while it is written: same folder, same extension(s)."""
     folder, name = os.path.split(os.fspath(path))
@@ -56,6 +89,7 @@ def atomic_write(path):
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
+    remove_stale_partials(path)
     tmp = partial_path(path)
     try:
         yield tmp
