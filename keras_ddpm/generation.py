@@ -75,8 +75,7 @@ class ReverseProcess:
             Defaults to `"fixed_small"`.
         num_classes: the number of classes of a class-conditional network
             (its null label is `num_classes`), else `None`. Defaults to `None`.
-        image_shape: `(H, W, C)`, or `None` for the network's declared input
-            shape. Defaults to `None`.
+        image_shape: `(H, W, C)`, or `None` for the network's declared input shape.
 
     Example:
 
@@ -97,7 +96,8 @@ class ReverseProcess:
         self.num_classes = num_classes
         if image_shape is None and getattr(network, "inputs", None):
             image_shape = tuple(network.inputs[0].shape[1:])
-        self.image_shape = None if image_shape is None else tuple(image_shape)
+        known = image_shape is not None and None not in tuple(image_shape)  # (None, None, C): no
+        self.image_shape = tuple(image_shape) if known else None
         self.loops = {}
 
     def denoiser(self, labels=None, guidance_scale=None):

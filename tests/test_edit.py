@@ -129,3 +129,19 @@ def test_ancestral_edit_has_the_law_of_the_affine_gaussian_chain_and_the_exact_p
     exact_var = STD**2 * (1 - a) * (v + a * STD**2) / v**2
     np.testing.assert_allclose(mean, exact_mean, atol=1e-6)
     np.testing.assert_allclose(var, exact_var, rtol=0.04)
+
+
+def test_sdedit_takes_the_shape_of_the_images_when_the_network_declares_none():
+    """A fully convolutional network (input (None, None, 1)): the images give the shape."""
+    import keras
+
+    x_t, t = keras.Input(shape=(None, None, 1)), keras.Input(shape=(), dtype="int32")
+    h = keras.layers.Conv2D(4, 3, padding="same")(x_t)
+    h = h + keras.layers.Reshape((1, 1, 4))(keras.layers.Embedding(20, 4)(t))
+    network = keras.Model([x_t, t], keras.layers.Conv2D(1, 3, padding="same")(h))
+    model = keras_ddpm.DDPM(network, schedule=keras_ddpm.NoiseSchedule("linear", 20), seed=0)
+    images = np.random.default_rng(0).uniform(-1, 1, (3, 8, 8, 1)).astype("float32")
+    edited = model.generate(3, initial_images=images, strength=0.5, sampler="ddpm", seed=1, verbose=0)
+    assert edited.shape == images.shape and np.abs(edited - images).max() > 0.01
+    with pytest.raises(ValueError, match="does not declare its input shape"):
+        model.generate(3)
