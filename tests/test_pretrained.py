@@ -464,3 +464,24 @@ def test_cli_convert_errors(tmp_path, capsys):
             sys.modules["huggingface_hub"] = sys_modules_backup
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "keras-ddpm[hub]" in err
+
+
+def test_a_damaged_pickled_checkpoint_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    """allow_pickle=True on a damaged .bin: a one-line ValueError naming it, not UnpicklingError."""
+    import pickle
+    import sys
+    import types
+
+    from keras_ddpm.pretrained import files
+
+    def load(path, **kwargs):
+        with open(path, "rb") as file:
+            return pickle.load(file)  # what torch.load does first with a damaged file
+
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(load=load))
+    path = tmp_path / "diffusion_pytorch_model.bin"
+    path.write_bytes(b"\x80\x02damaged")
+    with pytest.raises(ValueError) as error:
+        files._read_pickle(str(path))
+    message = str(error.value)
+    assert "\n" not in message and str(path) in message and "not a readable PyTorch checkpoint" in message

@@ -209,7 +209,12 @@ def _read_pickle(path):
             f"allow_pickle=True reads {path!r} with PyTorch, which is not installed "
             "(pip install torch)."
         ) from None
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # noqa: BLE001 - damaged or foreign: name the file, in one line
+        raise ValueError(
+            f"{path!r} is not a readable PyTorch checkpoint ({checks.first_line(error)})."
+        ) from None
     return {name: value.float().numpy() for name, value in state.items()}
 
 
