@@ -144,6 +144,12 @@ def normal(keys, shape, dtype="float32"):
         shape: one image's shape, `(H, W, C)`; ints, or int32 scalars
             where only the running graph knows them.
         dtype: the result's float dtype. Defaults to `"float32"`.
+
+    Example:
+
+    >>> keys = image_keys(seed_key(0), 0, 4)           # images 0..3 of a run seeded 0
+    >>> x_T = normal(keys, (8, 8, 1))                  # [4, 8, 8, 1]
+    >>> step_noise = normal(fold_in(keys, 7), (8, 8, 1))  # step 7's, another stream
     """
     first, second = _words(keys, shape)
     radius = ops.sqrt(-2.0 * ops.log(_unit(first)))
