@@ -44,8 +44,6 @@ def check(args):
             f"--jit-compile true does not work with --strategy {args.strategy} (XLA cannot "
             "compile a step that spans several devices); use --jit-compile auto or false"
         )
-    if os.path.exists(args.output) and not os.path.isdir(args.output):
-        raise UserError(f"--output {args.output!r} is a file; expected a run folder")
     check_writable("--output", args.output, "folder")
     try:
         spec = specs.parse_dataset_spec(args.dataset)

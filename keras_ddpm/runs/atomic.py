@@ -32,6 +32,15 @@ def _fsync_file(path):
         os.fsync(file.fileno())
 
 
+def _remove(path):
+    """Removes a partial file or folder, whatever is left of it."""
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+
 def _process_alive(pid):
     try:
         os.kill(pid, 0)
@@ -57,12 +66,7 @@ def remove_stale_partials(path):
         if entry.startswith(PARTIAL_PREFIX) and rest == name and pid.isdigit() and (
             int(pid) != os.getpid() and not _process_alive(int(pid))
         ):
-            stale = os.path.join(folder, entry)
-            if os.path.isdir(stale):
-                shutil.rmtree(stale, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    os.remove(stale)
+            _remove(os.path.join(folder, entry))
 
 
 def partial_path(path):
@@ -129,12 +133,7 @@ def remove_partials(folder):
         return
     for name in os.listdir(folder):
         if name.startswith(PARTIAL_PREFIX):
-            path = os.path.join(folder, name)
-            if os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    os.remove(path)
+            _remove(os.path.join(folder, name))
 
 
 def write_json(path, value):

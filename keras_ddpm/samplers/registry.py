@@ -116,9 +116,8 @@ class Sampler:
             prediction_type, clip, variance, start, stop, **options)` inside a
             compiled function and returns the state after step `stop − 1`
             (x_0 for a full run): `denoise_fn(x_t, t)` is the only way it
-            reaches the network, `seed` int32 keys `[B, 2]` (one per image,
-            `keras_ddpm.rng`), `steps`, `start`
-            and `stop` int32 scalar tensors, runtime options float32 tensors.
+            reaches the network, `seed` int32 keys `[B, 2]` (one per image, `keras_ddpm.rng`),
+            `steps`, `start` and `stop` int32 scalars, runtime options float32 tensors.
         default_steps: steps when none are given (capped at T), or `None` for
             T (the full chain). Defaults to `None`.
         default_spacing: the timestep spacing when none is given. Defaults to
