@@ -19,8 +19,8 @@ setup(
     name="keras-ddpm",
     version=_version(),
     description=(
-        "Denoising diffusion probabilistic models (DDPM) for Keras 3 and "
-        "TensorFlow: train with model.fit, sample with generate()."
+        "Denoising diffusion probabilistic models (DDPM) for Keras 3 "
+        "(TensorFlow, JAX): train with model.fit, sample with generate()."
     ),
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
@@ -48,7 +48,10 @@ setup(
         "console_scripts": ["keras-ddpm = keras_ddpm.cli:main"],
     },
     extras_require={
-        "test": ["pytest>=7", "pytest-xdist>=3"],
+        # JAX runs the cross-backend tests (tests/test_backends.py) on the CPU.
+        "test": ["pytest>=7", "pytest-xdist>=3", "jax>=0.6"],
+        # Keras' JAX backend (KERAS_BACKEND=jax): training and sampling on JAX's devices.
+        "jax": ["jax>=0.6"],
         # Hub ids such as "google/ddpm-cifar10-32" in DDPM.from_pretrained and the CLI.
         "hub": ["huggingface_hub"],
     },

@@ -2,8 +2,8 @@
 
 Nothing here imports TensorFlow: the command line runs these checks before it
 loads TensorFlow, so that a wrong argument is answered in about a second. A
-value counts as a tensor only when TensorFlow is already loaded and says so
-(without TensorFlow in the process, nothing can be a tensor).
+value counts as a tensor only when Keras (or TensorFlow) is already loaded and says so
+(without them in the process, nothing can be a tensor).
 """
 
 import math
@@ -14,7 +14,10 @@ import numpy as np
 
 
 def is_tensor(value):
-    """True when `value` is a TensorFlow tensor or variable (False without TensorFlow)."""
+    """True for a tensor of the Keras backend (a JAX tracer too) or of TensorFlow, if loaded."""
+    keras_ops = getattr(sys.modules.get("keras"), "ops", None)
+    if keras_ops is not None and keras_ops.is_tensor(value):
+        return True
     tf = sys.modules.get("tensorflow")
     return tf is not None and bool(tf.is_tensor(value))
 

@@ -12,7 +12,7 @@ Image-to-image (SDEdit) lives in `ReverseProcess.generate` itself
 import math
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from keras_ddpm import checks
 from keras_ddpm import samplers
@@ -98,7 +98,7 @@ def inpaint(
         record, options, seed, jit_compile, min(batch_size, num_images), images.shape[1:],
         evaluations=steps * resample_steps * chunks)
     run = process.inpaint_loop(record.name, spacing, clip, jit_compile, variance, **static)
-    repeats = (tf.constant(resample_steps, tf.int32), tf.constant(jump_length, tf.int32))
+    repeats = tuple(ops.convert_to_tensor(v, "int32") for v in (resample_steps, jump_length))
     blocks = -(-steps // jump_length)
     show = verbose == 1 or (verbose == "auto" and steps * resample_steps > 100)
     bounds, progress = process.progress(show, True, chunks, 0, blocks)
@@ -106,7 +106,8 @@ def inpaint(
     def start(chunk, begin, end):
         noise_keys, loop_keys = image_seeds(int(seed), begin, end)
         x = initial_noise(noise_keys, images.shape[1:])
-        return x, (tf.constant(images[begin:end]), tf.constant(mask[begin:end]), loop_keys)
+        part = ops.convert_to_tensor(images[begin:end]), ops.convert_to_tensor(mask[begin:end])
+        return x, (*part, loop_keys)
 
     filled = process.run_chunks(
         run, num_images, batch_size, steps, bounds, progress, start, labels, guidance_scale,
@@ -139,7 +140,7 @@ def encode(
     bounds, progress = process.progress(show, record.resumable, chunks, 0, steps)
     return process.run_chunks(
         run, num_images, batch_size, steps, bounds, progress,
-        lambda chunk, begin, end: (tf.constant(images[begin:end]), ()), labels, guidance_scale,
+        lambda chunk, begin, end: (ops.convert_to_tensor(images[begin:end]), ()), labels, guidance_scale,
     )
 
 

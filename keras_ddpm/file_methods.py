@@ -8,6 +8,7 @@ temporary name and rename into place (`atomic`), and refuse a diverged model's w
 `network`, `ema_weights` and what those modules read of the model.
 """
 
+from keras_ddpm import backend
 from keras_ddpm import divergence
 from keras_ddpm.runs import atomic
 
@@ -70,6 +71,11 @@ class FileMethods:
                 "DDPM.export writes format='tf_saved_model' (a SavedModel with generate and "
                 f"denoise endpoints). Received: format={format!r}."
             )
+        backend.require_tensorflow(
+            "DDPM.export (a TensorFlow SavedModel)",
+            "Export with KERAS_BACKEND=tensorflow keras-ddpm export MODEL OUT (the .keras file "
+            "is the same on every backend).",
+        )
         return export.export_saved_model(self, filepath, verbose=verbose, **kwargs)
 
     @classmethod

@@ -5,7 +5,7 @@ A `ReverseProcess` is built from explicit inputs — a denoising network, its
 classes — and owns everything between "draw N images" and the samplers of
 `keras_ddpm.samplers`: argument checks (through the sampler registry and
 `keras_ddpm.sampling_inputs`), class labels and classifier-free guidance,
-seed → noise, one compiled `tf.while_loop` per sampler choice (cached; also
+seed → noise, one compiled while loop per sampler choice (compiled by the backend's room) (cached; also
 the inverse loop of `encode` and the inpainting loop of `inpaint`), chunking
 and the progress bar.
 `DDPM.generate` is a thin call into it, and the SavedModel export uses the
@@ -20,15 +20,15 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from keras_ddpm import backend
 from keras_ddpm import checks
 from keras_ddpm import guidance
 from keras_ddpm.backend import hardware
 from keras_ddpm import objectives
 from keras_ddpm import samplers
 from keras_ddpm.backend import internals
-from keras_ddpm import graph_lifetime
 from keras_ddpm import sampling_inputs
 from keras_ddpm.sampling_inputs import check_edit
 from keras_ddpm.sampling_inputs import check_initial_noise
@@ -39,27 +39,10 @@ from keras_ddpm.schedules import check_variance
 # Progress-bar updates per sampling run when `generate` reports progress.
 PROGRESS_SEGMENTS = 20
 # Loop input specs: keys (one per image, `keras_ddpm.rng`), int32 and float32 scalars.
-_SEED = tf.TensorSpec((None, 2), tf.int32)
-_INT = tf.TensorSpec((), tf.int32)
-_FLOAT = tf.TensorSpec((), tf.float32)
-
-
-def compiled(signature, jit_compile):
-    """The `tf.function` of a reverse loop: a fixed signature, XLA if asked, no AutoGraph.
-
-    The samplers build their `tf.while_loop`s themselves, so AutoGraph's source conversion
-    changes nothing in the graph but takes most of the tracing time (figures:
-    the README's "Measurements behind the design").
-
-    Returns a decorator; the decorated loop is a `graph_lifetime.GraphReleasingFunction`.
-    """
-    trace = tf.function(
-        input_signature=signature, jit_compile=bool(jit_compile), reduce_retracing=True,
-        autograph=False,
-    )
-    graph_lifetime.quiet_cached_loop_retracing()  # one loop per sampler choice, by design;
-    # and a loop's graph is freed with the loop (with the model).
-    return lambda body: graph_lifetime.GraphReleasingFunction(trace(body))
+# `(shape, dtype)` pairs, as the backend room's `compile_loop` takes them.
+_SEED = ((None, 2), "int32")
+_INT = ((), "int32")
+_FLOAT = ((), "float32")
 
 
 class ReverseProcess:
@@ -116,7 +99,7 @@ class ReverseProcess:
         scale = 1.0 if guidance_scale is None else guidance_scale
         if labels is None:
             return lambda x_t, t: network(
-                [x_t, t, tf.fill(tf.shape(t), tf.constant(self.num_classes, tf.int32))],
+                [x_t, t, ops.full_like(t, self.num_classes)],
                 training=False,
             )
         return guidance.classifier_free_guidance(
@@ -265,22 +248,27 @@ class ReverseProcess:
         conditional network's labels and guidance scale (`_signature`).
         """
         if key not in self.loops:
-            self.loops[key] = compiled(self._signature(*specs), jit_compile)(body())
+            self.loops[key] = backend.room().compile_loop(
+                body(), self._signature(*specs), jit_compile
+            )
         return self.loops[key]
 
     def _signature(self, *specs):
         """A loop's input signature: images, then `specs`, then labels and w if conditional."""
         shape = self.image_shape or (None, None, None)
-        signature = [tf.TensorSpec((None,) + tuple(shape), tf.float32), *specs]
+        signature = [((None,) + tuple(shape), "float32"), *specs]
         if self.num_classes is not None:
-            signature += [tf.TensorSpec((None,), tf.int32), tf.TensorSpec((), tf.float32)]
+            signature += [((None,), "int32"), _FLOAT]
         return signature
 
     def conditioning(self, labels, guidance_scale, begin, end):
         """The loop inputs after the sampler's for images `begin:end`: `()` if unconditional."""
         if labels is None:
             return ()
-        return tf.constant(labels[begin:end]), tf.constant(guidance_scale, tf.float32)
+        return (
+            ops.convert_to_tensor(labels[begin:end], "int32"),
+            ops.convert_to_tensor(guidance_scale, "float32"),
+        )
 
     def run_settings(self, record, options, seed, jit_compile, batch_size, image_shape=None,
                      evaluations=None):
@@ -297,7 +285,9 @@ class ReverseProcess:
             raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}.")
         jit_compile = self.auto_jit(jit_compile, batch_size, image_shape, evaluations)
         static = {o.name: options[o.name] for o in record.static_options}
-        runtime = [tf.constant(options[o.name], tf.float32) for o in record.runtime_options]
+        runtime = [
+            ops.convert_to_tensor(options[o.name], "float32") for o in record.runtime_options
+        ]
         return seed, jit_compile, static, runtime
 
     @staticmethod
@@ -326,7 +316,7 @@ class ReverseProcess:
             x = self.run_ranges(
                 run, x, bounds, steps, progress, before=before, after=(*after, *conditioning)
             )
-            outputs.append(x.numpy())
+            outputs.append(ops.convert_to_numpy(x))
         return np.concatenate(outputs, axis=0)
 
     @staticmethod
@@ -334,8 +324,8 @@ class ReverseProcess:
         """`x` through `run(x, *before, start, stop, steps, *after)` for each range of `bounds`."""
         for start, stop in zip(bounds[:-1], bounds[1:]):
             x = run(
-                x, *before, tf.constant(start, tf.int32), tf.constant(stop, tf.int32),
-                tf.constant(steps, tf.int32), *after,
+                x, *before, *(ops.convert_to_tensor(v, "int32") for v in (start, stop, steps)),
+                *after,
             )
             if progress is not None:
                 progress.add(int(stop - start))
@@ -387,10 +377,10 @@ class ReverseProcess:
                 shape = initial_images.shape[1:] if initial_images is not None else self.image_shape
                 x = sampling_inputs.initial_noise(noise_keys, shape)
             else:
-                x = tf.constant(initial_noise[begin:end])
+                x = ops.convert_to_tensor(initial_noise[begin:end])
             if first > 0:  # x_τ ~ q(x_τ | x_0) at the timestep the first step denoises
-                t = tf.fill([end - begin], sequence[first])
-                x = self.schedule.add_noise(tf.constant(initial_images[begin:end]), x, t)
+                t = ops.full((end - begin,), sequence[first], "int32")
+                x = self.schedule.add_noise(initial_images[begin:end], x, t)
             return x, (loop_keys,)
 
         images = self.run_chunks(

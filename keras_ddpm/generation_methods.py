@@ -55,7 +55,7 @@ class GenerationMethods:
     ):
         """Samples images by running a reverse-process sampler from pure noise (or edits images).
 
-        The reverse loop is one compiled `tf.while_loop` per sampler choice
+        The reverse loop is one compiled while loop per sampler choice
         (spacing, order, weights, clip, XLA), traced once and cached by
         `reverse_process()`: steps and runtime options (DDIM's η) are tensor
         inputs, so changing them does not retrace.

@@ -15,12 +15,12 @@ weights summing to one, so it can be taken in whatever the network predicts
 import math
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 
 def check_guidance_scale(guidance_scale):
     """Raises unless `guidance_scale` is a finite number >= 0 (tensors pass)."""
-    if tf.is_tensor(guidance_scale):
+    if ops.is_tensor(guidance_scale):
         return
     if isinstance(guidance_scale, bool) or not isinstance(
         guidance_scale, (int, float, np.integer, np.floating)
@@ -66,31 +66,31 @@ def classifier_free_guidance(denoise_fn, labels, null_label, guidance_scale):
         - Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022
           (arXiv:2207.12598), eq. 6.
     """
-    labels = tf.cast(labels, tf.int32)
-    scale = tf.cast(guidance_scale, tf.float32)
+    labels = ops.cast(labels, "int32")
+    scale = ops.cast(guidance_scale, "float32")
 
     def guided(x_t, t):
-        null = tf.fill(tf.shape(labels), tf.constant(null_label, tf.int32))
+        null = ops.full_like(labels, null_label)
 
         def conditional():
-            return tf.cast(denoise_fn(x_t, t, labels), tf.float32)
+            return ops.cast(denoise_fn(x_t, t, labels), "float32")
 
         def unconditional():
-            return tf.cast(denoise_fn(x_t, t, null), tf.float32)
+            return ops.cast(denoise_fn(x_t, t, null), "float32")
 
         def mixed():
             both = denoise_fn(
-                tf.concat([x_t, x_t], axis=0),
-                tf.concat([t, t], axis=0),
-                tf.concat([labels, null], axis=0),
+                ops.concatenate([x_t, x_t], axis=0),
+                ops.concatenate([t, t], axis=0),
+                ops.concatenate([labels, null], axis=0),
             )
-            cond, uncond = tf.split(tf.cast(both, tf.float32), 2, axis=0)
+            cond, uncond = ops.split(ops.cast(both, "float32"), 2, axis=0)
             return uncond + scale * (cond - uncond)
 
-        return tf.case(
-            [(tf.equal(scale, 1.0), conditional), (tf.equal(scale, 0.0), unconditional)],
-            default=mixed,
-            exclusive=False,
+        return ops.cond(
+            ops.equal(scale, 1.0),
+            conditional,
+            lambda: ops.cond(ops.equal(scale, 0.0), unconditional, mixed),
         )
 
     return guided

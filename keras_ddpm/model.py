@@ -123,6 +123,8 @@ class DDPM(GenerationMethods, FileMethods, step_functions.StepFunctions, keras.M
           (arXiv:2207.12598).
     """
 
+    steps_need_tensorflow = True  # until the JAX and PyTorch train steps (issue 37)
+
     def __init__(
         self,
         network,

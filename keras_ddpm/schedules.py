@@ -27,6 +27,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_ddpm import backend
 from keras_ddpm.schedule_math import BETA_FUNCTIONS
 from keras_ddpm.schedule_math import COSINE_MAX_BETA  # noqa: F401 - public name
 from keras_ddpm.schedule_math import COSINE_OFFSET  # noqa: F401 - public name
@@ -35,6 +36,15 @@ from keras_ddpm.schedule_math import VARIANCES  # noqa: F401 - public name
 from keras_ddpm.schedule_math import jump_posterior
 from keras_ddpm.schedule_math import rescale_to_zero_terminal_snr
 from keras_ddpm.schedule_math import check_variance
+
+
+def precise_float():
+    """The dtype of the schedule's coefficient arithmetic in tensors: float64 where the backend has it.
+
+    TensorFlow and PyTorch: float64. JAX: float64 inside keras_ddpm's compiled loops and
+    wherever `jax_enable_x64` is on, else float32 (JAX's default has no float64).
+    """
+    return backend.room().precise_float()
 
 
 def _check_arguments(kind, timesteps, beta_start, beta_end):
@@ -193,6 +203,7 @@ class NoiseSchedule:
                 index 0) reads this value. Defaults to `None` (no index −1).
         """
         values = np.asarray(table, dtype=np.float64)
+        dtype = precise_float() if dtype == "float64" else dtype
         t = ops.cast(t, "int32")
         if clean_value is not None:
             values, t = np.append(clean_value, values), t + 1

@@ -10,7 +10,7 @@ import tensorflow as tf
 import keras_ddpm
 from keras_ddpm import graph_lifetime
 from keras_ddpm.backend import internals
-from keras_ddpm import normalization
+from keras_ddpm.backend import tensorflow_room
 from keras_ddpm.step_functions import OneFunctionStep
 from networks import tiny_unet
 
@@ -26,7 +26,7 @@ def _unet_model():
 def _record_traced_graphs(monkeypatch):
     """Weak references to every graph in which the U-Net's group normalisation is traced."""
     graphs = []
-    original = normalization.group_normalization
+    original = tensorflow_room.fused_group_normalization
 
     def recording(*args, **kwargs):
         graph = tf.compat.v1.get_default_graph()
@@ -34,7 +34,7 @@ def _record_traced_graphs(monkeypatch):
             graphs.append(weakref.ref(graph))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(normalization, "group_normalization", recording)
+    monkeypatch.setattr(tensorflow_room, "fused_group_normalization", recording)
     return graphs
 
 

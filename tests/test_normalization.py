@@ -1,6 +1,7 @@
-"""Tests for keras_ddpm.normalization: group normalisation with a hand-written gradient.
+"""Tests for group normalisation: the `keras.ops` maths and TensorFlow's hand-written gradient.
 
-The reference is `keras.layers.GroupNormalization` differentiated by TensorFlow and a float64
+Both `keras_ddpm.normalization.group_normalization` and
+`keras_ddpm.backend.tensorflow_gradients.group_normalization` are checked. The reference is `keras.layers.GroupNormalization` differentiated by TensorFlow and a float64
 NumPy evaluation of the definition; values and all three gradients must agree to rounding.
 """
 
@@ -10,6 +11,14 @@ import pytest
 import tensorflow as tf
 
 from keras_ddpm import normalization
+from keras_ddpm.backend import tensorflow_gradients
+
+# The maths (any backend) and TensorFlow's closed-form gradient: the same function.
+IMPLEMENTATIONS = pytest.mark.parametrize(
+    "group_normalization",
+    [normalization.group_normalization, tensorflow_gradients.group_normalization],
+    ids=["keras_ops", "tensorflow_gradient"],
+)
 
 
 def _float64_reference(x, gamma, beta, groups, epsilon):
@@ -52,7 +61,8 @@ def _keras_norm(groups, epsilon):
     "shape, groups",
     [((3, 5, 4, 16), 4), ((2, 6, 6, 32), 32), ((2, 7, 8), 1), ((4, 2, 2, 8), 2)],
 )
-def test_values_and_gradients_match_keras_group_normalization(shape, groups):
+@IMPLEMENTATIONS
+def test_values_and_gradients_match_keras_group_normalization(shape, groups, group_normalization):
     rng = np.random.default_rng(0)
     channels = shape[-1]
     # An offset and a spread per channel make the statistics non-trivial.
@@ -63,7 +73,7 @@ def test_values_and_gradients_match_keras_group_normalization(shape, groups):
     epsilon = 1e-6
 
     ours = _values_and_gradients(
-        lambda x, g, b: normalization.group_normalization(x, g, b, groups, epsilon),
+        lambda x, g, b: group_normalization(x, g, b, groups, epsilon),
         x, gamma, beta, upstream,
     )
     theirs = _values_and_gradients(_keras_norm(groups, epsilon), x, gamma, beta, upstream)
@@ -75,7 +85,8 @@ def test_values_and_gradients_match_keras_group_normalization(shape, groups):
         assert np.abs(a - b).max() <= 2e-5 * scale, f"{name}: {np.abs(a - b).max()} vs {scale}"
 
 
-def test_unknown_batch_and_spatial_sizes_give_the_same_values_and_gradients():
+@IMPLEMENTATIONS
+def test_unknown_batch_and_spatial_sizes_give_the_same_values_and_gradients(group_normalization):
     # Traced with only the channel count known: the dynamic-shape path of the function.
     rng = np.random.default_rng(1)
     shape, groups, epsilon = (2, 5, 3, 8), 4, 1e-6
@@ -84,13 +95,13 @@ def test_unknown_batch_and_spatial_sizes_give_the_same_values_and_gradients():
     beta = rng.normal(0.0, 0.5, 8).astype("float32")
     upstream = tf.constant(rng.normal(size=shape).astype("float32"))
     norm = tf.function(
-        lambda x, g, b: normalization.group_normalization(x, g, b, groups, epsilon),
+        lambda x, g, b: group_normalization(x, g, b, groups, epsilon),
         input_signature=[tf.TensorSpec([None, None, None, 8]), tf.TensorSpec([8]),
                          tf.TensorSpec([8])],
     )
     dynamic = _values_and_gradients(norm, x, gamma, beta, upstream)
     static = _values_and_gradients(
-        lambda x, g, b: normalization.group_normalization(x, g, b, groups, epsilon),
+        lambda x, g, b: group_normalization(x, g, b, groups, epsilon),
         x, gamma, beta, upstream,
     )
     for a, b in zip(dynamic, static):
@@ -99,7 +110,8 @@ def test_unknown_batch_and_spatial_sizes_give_the_same_values_and_gradients():
                                atol=2e-5)
 
 
-def test_gradient_matches_finite_differences():
+@IMPLEMENTATIONS
+def test_gradient_matches_finite_differences(group_normalization):
     # Central differences in float64 through the NumPy definition, against the float32
     # hand-written gradient of the same objective.
     rng = np.random.default_rng(1)
@@ -107,7 +119,7 @@ def test_gradient_matches_finite_differences():
     gamma, beta = rng.normal(1.0, 0.3, 4), rng.normal(size=4)
     upstream = rng.normal(size=x.shape)
     _, dx, _, _ = _values_and_gradients(
-        lambda x, g, b: normalization.group_normalization(x, g, b, 2, 1e-6),
+        lambda x, g, b: group_normalization(x, g, b, 2, 1e-6),
         x.astype("float32"), gamma.astype("float32"), beta.astype("float32"),
         tf.constant(upstream.astype("float32")),
     )
@@ -160,14 +172,16 @@ def test_half_precision_inputs_are_normalised_in_float32(policy):
     np.testing.assert_allclose(np.asarray(y, "float32"), reference, atol=half_step * 2)
 
 
-def test_plain_arrays_are_accepted():
+@IMPLEMENTATIONS
+def test_plain_arrays_are_accepted(group_normalization):
     # NumPy input with float64 scale and offset, as in the docstring example.
     x = np.random.default_rng(3).normal(size=(2, 4, 4, 8)).astype("float32")
-    y = normalization.group_normalization(x, np.full(8, 2.0), np.ones(8), 4, 1e-6)
+    y = group_normalization(x, np.full(8, 2.0), np.ones(8), 4, 1e-6)
     assert y.dtype == "float32"
     np.testing.assert_allclose(y, _float64_reference(x, 2.0, 1.0, 4, 1e-6), atol=1e-5)
 
 
-def test_indivisible_channels_are_refused():
+@IMPLEMENTATIONS
+def test_indivisible_channels_are_refused(group_normalization):
     with pytest.raises(ValueError, match=r"divisible by groups=3.*\(1, 2, 2, 8\)"):
-        normalization.group_normalization(np.zeros((1, 2, 2, 8), "float32"), 1.0, 0.0, 3, 1e-6)
+        group_normalization(np.zeros((1, 2, 2, 8), "float32"), 1.0, 0.0, 3, 1e-6)

@@ -11,7 +11,7 @@ A sampler takes
 - for the stochastic samplers, a key of `keras_ddpm.rng` (int32 `[2]`, or one
   per image, `[B, 2]`), so that a sample is a pure function of its inputs.
 
-Each sampler is one `tf.while_loop` whose timestep sequence is computed inside
+Each sampler is one while loop (`keras.ops.while_loop`, any backend) whose timestep sequence is computed inside
 the graph from `steps` (and whose DDIM η is a tensor too), so one traced (and
 XLA-compiled) function serves every step count and every η.
 

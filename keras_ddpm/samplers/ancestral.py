@@ -7,7 +7,7 @@ References:
       ICML 2021 (section 4, respacing).
 """
 
-import tensorflow as tf
+from keras import ops
 
 from keras_ddpm.samplers.loop import broadcast
 from keras_ddpm.samplers.loop import prepare
@@ -15,6 +15,7 @@ from keras_ddpm.samplers.loop import stochastic_loop
 from keras_ddpm.samplers.loop import x0_estimate
 from keras_ddpm.samplers.registry import resolve
 from keras_ddpm.schedules import check_variance
+from keras_ddpm.schedules import precise_float
 
 
 def log_variance_table(schedule, variance):
@@ -53,9 +54,9 @@ def ddpm_step(
     Returns:
         x_{prev_t}, float32, shaped like `x_t`.
     """
-    x_t = tf.convert_to_tensor(x_t, tf.float32)
-    t = tf.cast(t, tf.int32)
-    prev_t = t - 1 if prev_t is None else tf.cast(prev_t, tf.int32)
+    x_t = ops.convert_to_tensor(x_t, "float32")
+    t = ops.cast(t, "int32")
+    prev_t = t - 1 if prev_t is None else ops.cast(prev_t, "int32")
     ndim = len(x_t.shape)
     # 1. The (respaced) jump t → prev_t: its posterior q(x_prev | x_t, x_0) (eqs. 6–7).
     _, coef_x0, coef_xt, _ = schedule.posterior(t, prev_t)
@@ -67,8 +68,8 @@ def ddpm_step(
     mean = broadcast(coef_x0, ndim) * x0 + broadcast(coef_xt, ndim) * x_t
     # 4. Add σ·z with σ² = β̃ or β, except on the last step (to the clean data).
     var = schedule.reverse_variance(t, prev_t, variance)
-    var = tf.where(prev_t >= 0, var, tf.constant(0.0, tf.float64))
-    return mean + broadcast(tf.sqrt(var), ndim) * tf.cast(noise, tf.float32)
+    var = ops.where(prev_t >= 0, var, ops.zeros((), precise_float()))
+    return mean + broadcast(ops.sqrt(var), ndim) * ops.cast(noise, "float32")
 
 
 def ddpm_sample(
@@ -120,7 +121,7 @@ def ddpm_sample(
     Example:
 
     >>> x0 = ddpm_sample(lambda x, t: network([x, t]), noise, schedule,
-    ...                  seed=tf.constant([0, 0]), steps=100)
+    ...                  seed=np.array([0, 0]), steps=100)
 
     References:
         - Ho, Jain & Abbeel, "Denoising Diffusion Probabilistic Models", 2020.

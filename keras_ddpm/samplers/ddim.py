@@ -5,13 +5,14 @@ References:
       (eqs. 12 and 16).
 """
 
-import tensorflow as tf
+from keras import ops
 
 from keras_ddpm.samplers.loop import broadcast
 from keras_ddpm.samplers.loop import prepare
 from keras_ddpm.samplers.loop import stochastic_loop
 from keras_ddpm.samplers.loop import x0_estimate
 from keras_ddpm.samplers.registry import resolve
+from keras_ddpm.schedules import precise_float
 
 
 def ddim_step(schedule, x_t, t, prev_t, prediction, noise, eta=0.0, prediction_type="epsilon", clip=True):
@@ -33,7 +34,7 @@ def ddim_step(schedule, x_t, t, prev_t, prediction, noise, eta=0.0, prediction_t
     Returns:
         x_{prev_t}, float32, shaped like `x_t`.
     """
-    x_t = tf.convert_to_tensor(x_t, tf.float32)
+    x_t = ops.convert_to_tensor(x_t, "float32")
     ndim = len(x_t.shape)
     # 1. ᾱ_t and ᾱ_{t−1} of the (respaced) step; ᾱ = 1 past the last index.
     alpha_bar = schedule.alphas_cumprod_at(t)
@@ -41,17 +42,17 @@ def ddim_step(schedule, x_t, t, prev_t, prediction, noise, eta=0.0, prediction_t
     # 2. "Predicted x_0" (eq. 12, first term) and the matching ε̂.
     x0, epsilon = x0_estimate(prediction, x_t, alpha_bar, prediction_type, clip)
     # 3. σ_t(η) = η √((1 − ᾱ_{t−1})/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_{t−1})  (eq. 16).
-    eta = tf.cast(eta, tf.float64)
-    sigma = eta * tf.sqrt(
+    eta = ops.cast(eta, precise_float())
+    sigma = eta * ops.sqrt(
         (1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * (1.0 - alpha_bar / alpha_bar_prev)
     )
     # 4. "Direction pointing to x_t" √(1 − ᾱ_{t−1} − σ_t²) ε̂ and the random
     #    noise σ_t z (eq. 12, second and third terms).
-    direction = tf.sqrt(tf.maximum(1.0 - alpha_bar_prev - sigma**2, tf.constant(0.0, tf.float64)))
+    direction = ops.sqrt(ops.maximum(1.0 - alpha_bar_prev - sigma**2, 0.0))
     return (
-        broadcast(tf.sqrt(alpha_bar_prev), ndim) * x0
+        broadcast(ops.sqrt(alpha_bar_prev), ndim) * x0
         + broadcast(direction, ndim) * epsilon
-        + broadcast(sigma, ndim) * tf.cast(noise, tf.float32)
+        + broadcast(sigma, ndim) * ops.cast(noise, "float32")
     )
 
 
@@ -101,7 +102,7 @@ def ddim_sample(
 
     Example:
 
-    >>> x0 = ddim_sample(denoise, noise, schedule, tf.constant([0, 0]), steps=20)
+    >>> x0 = ddim_sample(denoise, noise, schedule, np.array([0, 0]), steps=20)
 
     References:
         - Song, Meng & Ermon, "Denoising Diffusion Implicit Models", ICLR 2021

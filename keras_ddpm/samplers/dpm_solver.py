@@ -8,11 +8,13 @@ References:
 """
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from keras_ddpm.samplers.loop import per_image
 from keras_ddpm.samplers.loop import prepare
 from keras_ddpm.samplers.loop import x0_estimate
 from keras_ddpm.samplers.registry import resolve
+from keras_ddpm.schedules import precise_float
 
 
 def _dpm_solver_coefficients(lam_s, lam_t, alpha_t, sigma_ratio, h0, h1, order):
@@ -22,12 +24,12 @@ def _dpm_solver_coefficients(lam_s, lam_t, alpha_t, sigma_ratio, h0, h1, order):
     indices, h = λ_t − λ_s, h0 and h1 the two previous steps in λ.
     """
     h = lam_t - lam_s
-    phi1 = tf.math.expm1(-h)  # e^{−h} − 1
-    one = tf.ones_like(h)
-    safe_h = tf.where(tf.math.is_finite(h), h, one)
-    safe_h0 = tf.where(h0 > 0, h0, one)
-    safe_h1 = tf.where(h1 > 0, h1, one)
-    zero = tf.zeros_like(h)
+    phi1 = ops.expm1(-h)  # e^{−h} − 1
+    one = ops.ones_like(h)
+    safe_h = ops.where(ops.isfinite(h), h, one)
+    safe_h0 = ops.where(h0 > 0, h0, one)
+    safe_h1 = ops.where(h1 > 0, h1, one)
+    zero = ops.zeros_like(h)
     # First order (DPM-Solver++ eq. 9 with x̂_0 held constant; equals DDIM).
     first = (-alpha_t * phi1, zero, zero)
     # Second order, Algorithm 2: D = (1 + 1/(2r)) m_0 − 1/(2r) m_1, r = h0/h.
@@ -48,7 +50,7 @@ def _dpm_solver_coefficients(lam_s, lam_t, alpha_t, sigma_ratio, h0, h1, order):
         r / safe_h1,
     )
     coefficients = [
-        tf.where(order >= 3, c3, tf.where(order >= 2, c2, c1))
+        ops.where(order >= 3, c3, ops.where(order >= 2, c2, c1))
         for c1, c2, c3 in zip(first, second, third)
     ]
     return [sigma_ratio] + coefficients
@@ -121,7 +123,7 @@ def dpm_solver_sample(
     )
     order = options["order"]
     x, steps, sequence = prepare(schedule, initial_noise, steps, timestep_spacing, prediction_type)
-    batch = tf.shape(x)[0]
+    batch = ops.shape(x)[0]
     ac = schedule.alphas_cumprod
     with np.errstate(divide="ignore"):
         half_log_snr = 0.5 * (np.log(ac) - np.log1p(-ac))  # λ per index
@@ -131,24 +133,24 @@ def dpm_solver_sample(
         # 1. x̂_0 at the current index (the only network evaluation).
         alpha_bar = schedule.alphas_cumprod_at(t)
         m0, _ = x0_estimate(
-            denoise_fn(x, tf.fill([batch], t)), x, alpha_bar, prediction_type, clip
+            denoise_fn(x, per_image(t, batch)), x, alpha_bar, prediction_type, clip
         )
         # 2. λ_s, λ_t (λ = ∞ for the clean data) and the previous steps h0, h1.
         lam_s = schedule.gather(half_log_snr, t, "float64")
-        lam_prev = schedule.gather(half_log_snr, tf.maximum(prev_t, 0), "float64")
-        lam_t = tf.where(prev_t >= 0, lam_prev, tf.constant(np.inf, tf.float64))
+        lam_prev = schedule.gather(half_log_snr, ops.maximum(prev_t, 0), "float64")
+        lam_t = ops.where(prev_t >= 0, lam_prev, ops.full((), np.inf, precise_float()))
         h0, h1 = lam_s - lam1, lam1 - lam2
         # 3. Order: warm-up (k + 1 predictions known), first order for the last
         #    step and after an infinite jump (zero terminal SNR).
-        usable = tf.where(tf.math.is_finite(h0), tf.where(tf.math.is_finite(h1), 3, 2), 1)
-        step_order = tf.minimum(tf.minimum(order, k + 1), usable)
-        step_order = tf.where(prev_t >= 0, step_order, 1)
+        usable = ops.where(ops.isfinite(h0), ops.where(ops.isfinite(h1), 3, 2), 1)
+        step_order = ops.minimum(ops.minimum(order, k + 1), usable)
+        step_order = ops.where(prev_t >= 0, step_order, 1)
         # 4. Coefficients of the exponential-integrator update.
-        alpha_t = tf.sqrt(schedule.alphas_cumprod_at(prev_t))
-        sigma_s = tf.sqrt(1.0 - alpha_bar)
-        sigma_ratio = tf.sqrt(1.0 - schedule.alphas_cumprod_at(prev_t)) / sigma_s
+        alpha_t = ops.sqrt(schedule.alphas_cumprod_at(prev_t))
+        sigma_s = ops.sqrt(1.0 - alpha_bar)
+        sigma_ratio = ops.sqrt(1.0 - schedule.alphas_cumprod_at(prev_t)) / sigma_s
         cx, c0, c1, c2 = [
-            tf.cast(c, tf.float32)
+            ops.cast(c, "float32")
             for c in _dpm_solver_coefficients(
                 lam_s, lam_t, alpha_t, sigma_ratio, h0, h1, step_order
             )
@@ -156,15 +158,12 @@ def dpm_solver_sample(
         x = cx * x + c0 * m0 + c1 * m1 + c2 * m2
         return k + 1, x, m0, m1, lam_s, lam1
 
-    nan = tf.constant(np.nan, tf.float64)
-    zeros = tf.zeros_like(x)
-    _, x, *_ = tf.while_loop(
+    nan = ops.full((), np.nan, precise_float())
+    zeros = ops.zeros_like(x)
+    _, x, *_ = ops.while_loop(
         lambda k, *_: k < steps,
         body,
-        (tf.cast(start, tf.int32), x, zeros, zeros, nan, nan),
-        shape_invariants=(
-            tf.TensorShape([]), x.shape, x.shape, x.shape, tf.TensorShape([]), tf.TensorShape([])
-        ),
+        (ops.cast(start, "int32"), x, zeros, zeros, nan, nan),
     )
     return x
 

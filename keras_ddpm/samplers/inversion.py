@@ -16,10 +16,11 @@ References:
       NeurIPS 2021 (appendix F: DDIM inversion).
 """
 
-import tensorflow as tf
+from keras import ops
 
 from keras_ddpm import objectives
 from keras_ddpm.samplers.loop import broadcast
+from keras_ddpm.samplers.loop import per_image
 from keras_ddpm.samplers.loop import prepare
 from keras_ddpm.samplers.loop import run_steps
 from keras_ddpm.samplers.registry import resolve_inverse
@@ -40,22 +41,22 @@ def ddim_invert_step(schedule, x_s, s, t, prediction, prediction_type="epsilon")
     Returns:
         x_t, float32, shaped like `x_s`.
     """
-    x_s = tf.convert_to_tensor(x_s, tf.float32)
+    x_s = ops.convert_to_tensor(x_s, "float32")
     ndim = len(x_s.shape)
     # 1. ᾱ of both ends (ᾱ_{−1} = 1).
     alpha_bar_s = schedule.alphas_cumprod_at(s)
     alpha_bar_t = schedule.alphas_cumprod_at(t)
     # 2. ε̂ as the network sees x_s at timestep t, then the x̂_0 it implies at s.
     epsilon = objectives.to_epsilon(
-        tf.cast(prediction, tf.float32), x_s, broadcast(tf.sqrt(alpha_bar_t), ndim),
-        broadcast(tf.sqrt(1.0 - alpha_bar_t), ndim), prediction_type,
+        ops.cast(prediction, "float32"), x_s, broadcast(ops.sqrt(alpha_bar_t), ndim),
+        broadcast(ops.sqrt(1.0 - alpha_bar_t), ndim), prediction_type,
     )
-    x0 = (x_s - broadcast(tf.sqrt(1.0 - alpha_bar_s), ndim) * epsilon) / broadcast(
-        tf.sqrt(alpha_bar_s), ndim
+    x0 = (x_s - broadcast(ops.sqrt(1.0 - alpha_bar_s), ndim) * epsilon) / broadcast(
+        ops.sqrt(alpha_bar_s), ndim
     )
     # 3. The DDIM update (Song et al. 2021, eq. 12 at η = 0) towards t.
-    return broadcast(tf.sqrt(alpha_bar_t), ndim) * x0 + broadcast(
-        tf.sqrt(1.0 - alpha_bar_t), ndim
+    return broadcast(ops.sqrt(alpha_bar_t), ndim) * x0 + broadcast(
+        ops.sqrt(1.0 - alpha_bar_t), ndim
     ) * epsilon
 
 
@@ -95,15 +96,15 @@ def ddim_invert(
     Example:
 
     >>> latents = ddim_invert(denoise, images, schedule, steps=50)
-    >>> again = ddim_sample(denoise, latents, schedule, tf.constant([0, 0]), steps=50, clip=False)
+    >>> again = ddim_sample(denoise, latents, schedule, np.array([0, 0]), steps=50, clip=False)
     """
     _, steps, timestep_spacing = resolve_inverse("ddim", schedule.timesteps, steps, timestep_spacing)
     x, steps, sequence = prepare(schedule, images, steps, timestep_spacing, prediction_type)
-    batch = tf.shape(x)[0]
+    batch = ops.shape(x)[0]
 
     def body(j, x):
-        s = tf.fill([batch], tf.gather(sequence, steps - j))
-        t = tf.fill([batch], tf.gather(sequence, steps - 1 - j))
+        s = per_image(ops.take(sequence, steps - j), batch)
+        t = per_image(ops.take(sequence, steps - 1 - j), batch)
         return ddim_invert_step(schedule, x, s, t, denoise_fn(x, t), prediction_type)
 
     return run_steps(body, x, steps, start, stop)

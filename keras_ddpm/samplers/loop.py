@@ -1,10 +1,10 @@
 """What every sampler shares: x̂_0 from a prediction, broadcasting, and the step loop.
 
 Notation: t is the timestep index (0 … T−1), ᾱ_t its cumulative α, x̂_0 the
-clean-sample estimate. Scalars of the schedule are float64; images float32.
+clean-sample estimate. Scalars of the schedule are float64 (`schedules.precise_float`);
+images float32. Written in `keras.ops`: the same loop runs on every backend.
 """
 
-import tensorflow as tf
 from keras import ops
 
 from keras_ddpm import objectives
@@ -15,16 +15,21 @@ from keras_ddpm.samplers.spacing import timestep_sequence
 
 def broadcast(value, ndim):
     """A float64 scalar or `[B]` value as float32 `[B or 1, 1, …, 1]`."""
-    value = tf.cast(value, tf.float32)
-    return tf.reshape(value, (-1,) + (1,) * (ndim - 1))
+    value = ops.cast(value, "float32")
+    return ops.reshape(value, (-1,) + (1,) * (ndim - 1))
+
+
+def per_image(value, batch):
+    """An int32 scalar as int32 `[batch]` (a timestep index for every image)."""
+    return ops.broadcast_to(ops.cast(value, "int32"), (batch,))
 
 
 def x0_estimate(prediction, x_t, alpha_bar, prediction_type, clip):
     """x̂_0 (and its ε̂) from a prediction at a timestep with cumulative ᾱ (float64)."""
     ndim = len(x_t.shape)
-    signal = broadcast(tf.sqrt(alpha_bar), ndim)
-    noise = broadcast(tf.sqrt(1.0 - alpha_bar), ndim)
-    prediction = tf.cast(prediction, tf.float32)
+    signal = broadcast(ops.sqrt(alpha_bar), ndim)
+    noise = broadcast(ops.sqrt(1.0 - alpha_bar), ndim)
+    prediction = ops.cast(prediction, "float32")
     x0 = objectives.to_x0(prediction, x_t, signal, noise, prediction_type)
     if clip:
         x0 = ops.clip(x0, -1.0, 1.0)
@@ -36,22 +41,21 @@ def x0_estimate(prediction, x_t, alpha_bar, prediction_type, clip):
 def prepare(schedule, initial_noise, steps, timestep_spacing, prediction_type):
     """Checks a run and returns `(x, steps, sequence)`: float32 x, int32 steps, τ_0 … τ_T."""
     objectives.check_prediction_type(prediction_type, schedule)
-    x = tf.convert_to_tensor(initial_noise, tf.float32)
+    x = ops.convert_to_tensor(initial_noise, "float32")
     steps = schedule.timesteps if steps is None else steps
     check_steps(steps, schedule.timesteps)
     sequence = timestep_sequence(schedule, steps, timestep_spacing)
-    steps = tf.clip_by_value(tf.cast(steps, tf.int32), 1, schedule.timesteps)
+    steps = ops.clip(ops.cast(steps, "int32"), 1, schedule.timesteps)
     return x, steps, sequence
 
 
 def run_steps(body, x, steps, start, stop):
-    """Runs `x ← body(k, x)` for k in [start, stop) in one `tf.while_loop` (stop defaults to steps)."""
-    stop = steps if stop is None else tf.minimum(tf.cast(stop, tf.int32), steps)
-    _, x = tf.while_loop(
+    """Runs `x ← body(k, x)` for k in [start, stop) in one while loop (stop defaults to steps)."""
+    stop = steps if stop is None else ops.minimum(ops.cast(stop, "int32"), steps)
+    _, x = ops.while_loop(
         lambda k, _: k < stop,
         lambda k, x: (k + 1, body(k, x)),
-        (tf.convert_to_tensor(start, tf.int32), x),
-        shape_invariants=(tf.TensorShape([]), x.shape),
+        (ops.convert_to_tensor(start, "int32"), x),
     )
     return x
 
@@ -63,11 +67,11 @@ def stochastic_loop(step, denoise_fn, x, sequence, seed, steps, start, stop):
     (`keras_ddpm.rng`; `keys` is `seed` as one key per image), so a run split
     into ranges or chunks draws the same noise as a whole one.
     """
-    keys = rng.as_image_keys(seed, tf.shape(x)[0])
-    batch = tf.shape(x)[0]
+    batch = ops.shape(x)[0]
+    keys = rng.as_image_keys(seed, batch)
 
     def body(k, x):
-        t, prev_t = tf.fill([batch], sequence[k]), tf.fill([batch], sequence[k + 1])
+        t, prev_t = per_image(sequence[k], batch), per_image(sequence[k + 1], batch)
         noise = rng.normal(rng.fold_in(keys, k), ops.shape(x)[1:])
         return step(x, t, prev_t, denoise_fn(x, t), noise)
 

@@ -26,11 +26,11 @@ References:
       (Algorithm 1, section 4.3).
 """
 
-import tensorflow as tf
 from keras import ops
 
 from keras_ddpm import rng
 from keras_ddpm.samplers.loop import broadcast
+from keras_ddpm.samplers.loop import per_image
 from keras_ddpm.samplers.loop import prepare
 from keras_ddpm.samplers.registry import INPAINT_STEPS
 from keras_ddpm.samplers.registry import JUMP_LENGTH
@@ -50,7 +50,7 @@ def _noise(like, keys, position, repeat, stream=None):
     step_keys = rng.fold_in(keys, position)
     other = rng.fold_in(rng.fold_in(step_keys, repeat), 0 if stream is None else stream)
     if stream is None:
-        step_keys = tf.where(tf.equal(repeat, 0), step_keys, other)
+        step_keys = ops.where(ops.equal(repeat, 0), step_keys, other)
     else:
         step_keys = other
     return rng.normal(step_keys, ops.shape(like)[1:])
@@ -103,27 +103,27 @@ def repaint_sample(
     Example:
 
     >>> step = lambda x, t, s, prediction, noise: ddpm_step(schedule, x, t, prediction, noise, prev_t=s)
-    >>> filled = repaint_sample(step, denoise, noise, images, mask, schedule, tf.constant([0, 0]))
+    >>> filled = repaint_sample(step, denoise, noise, images, mask, schedule, np.array([0, 0]))
     """
     x, steps, sequence = prepare(schedule, initial_noise, steps, timestep_spacing, prediction_type)
-    images = tf.convert_to_tensor(images, tf.float32)
-    mask = tf.convert_to_tensor(mask, tf.float32)
-    seed = rng.as_image_keys(seed, tf.shape(x)[0])
+    images = ops.convert_to_tensor(images, "float32")
+    mask = ops.convert_to_tensor(mask, "float32")
     ndim = len(x.shape)
-    batch = tf.shape(x)[0]
-    resample_steps = tf.maximum(tf.cast(resample_steps, tf.int32), 1)
-    jump_length = tf.maximum(tf.cast(jump_length, tf.int32), 1)
+    batch = ops.shape(x)[0]
+    seed = rng.as_image_keys(seed, batch)
+    resample_steps = ops.maximum(ops.cast(resample_steps, "int32"), 1)
+    jump_length = ops.maximum(ops.cast(jump_length, "int32"), 1)
     num_blocks = (steps + jump_length - 1) // jump_length
-    stop = num_blocks if stop is None else tf.minimum(tf.cast(stop, tf.int32), num_blocks)
+    stop = num_blocks if stop is None else ops.minimum(ops.cast(stop, "int32"), num_blocks)
 
     def index(position):
-        return tf.fill([batch], tf.gather(sequence, position))
+        return per_image(ops.take(sequence, position), batch)
 
     def with_known(x, position, repeat):
         """x with the kept pixels replaced by a draw of q(x_{τ_position} | x_0)."""
         alpha_bar = schedule.alphas_cumprod_at(index(position))  # 1 at the clean data
-        known = broadcast(tf.sqrt(alpha_bar), ndim) * images + broadcast(
-            tf.sqrt(1.0 - alpha_bar), ndim
+        known = broadcast(ops.sqrt(alpha_bar), ndim) * images + broadcast(
+            ops.sqrt(1.0 - alpha_bar), ndim
         ) * _noise(x, seed, position, repeat, _KNOWN)
         return mask * known + (1.0 - mask) * x
 
@@ -135,43 +135,40 @@ def repaint_sample(
     def jump_back(first, last, repeat, x):
         """x at τ_last sent back to τ_first by the forward process, in one jump."""
         ratio = schedule.alphas_cumprod_at(index(first)) / schedule.alphas_cumprod_at(index(last))
-        return broadcast(tf.sqrt(ratio), ndim) * x + broadcast(
-            tf.sqrt(1.0 - ratio), ndim
+        return broadcast(ops.sqrt(ratio), ndim) * x + broadcast(
+            ops.sqrt(1.0 - ratio), ndim
         ) * _noise(x, seed, last, repeat, _JUMP)
 
     def block(b, x):
         first = b * jump_length
-        last = tf.minimum(first + jump_length, steps)
+        last = ops.minimum(first + jump_length, steps)
 
         def one_pass(repeat, x):
-            _, x = tf.while_loop(
+            _, x = ops.while_loop(
                 lambda p, _: p < last,
                 lambda p, x: (p + 1, denoise(p, repeat, x)),
                 (first, x),
-                shape_invariants=(tf.TensorShape([]), x.shape),
             )
-            return tf.cond(
+            return ops.cond(
                 repeat + 1 < resample_steps,
                 lambda: jump_back(first, last, repeat, x),
                 lambda: x,
             )
 
-        _, x = tf.while_loop(
+        _, x = ops.while_loop(
             lambda repeat, _: repeat < resample_steps,
             lambda repeat, x: (repeat + 1, one_pass(repeat, x)),
-            (tf.constant(0, tf.int32), x),
-            shape_invariants=(tf.TensorShape([]), x.shape),
+            (ops.zeros((), "int32"), x),
         )
         return x
 
-    start = tf.convert_to_tensor(start, tf.int32)
+    start = ops.convert_to_tensor(start, "int32")
     # The state entering the first block has its kept pixels at τ_0 already.
-    x = tf.cond(start == 0, lambda: with_known(x, 0, -1), lambda: x)
-    _, x = tf.while_loop(
+    x = ops.cond(start == 0, lambda: with_known(x, 0, -1), lambda: x)
+    _, x = ops.while_loop(
         lambda b, _: b < stop,
         lambda b, x: (b + 1, block(b, x)),
         (start, x),
-        shape_invariants=(tf.TensorShape([]), x.shape),
     )
     return x
 

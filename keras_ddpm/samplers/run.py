@@ -1,6 +1,6 @@
 """`sample`: run any registered sampler by name."""
 
-import tensorflow as tf
+from keras import ops
 
 from keras_ddpm.samplers.registry import DEFAULT_SAMPLER
 from keras_ddpm.samplers.registry import resolve
@@ -52,7 +52,7 @@ def sample(
         sampler, schedule.timesteps, steps, timestep_spacing, **options
     )
     return record.function()(
-        denoise_fn, initial_noise, schedule, seed=tf.convert_to_tensor(seed, tf.int32),
+        denoise_fn, initial_noise, schedule, seed=ops.convert_to_tensor(seed, "int32"),
         steps=steps, timestep_spacing=spacing, prediction_type=prediction_type, clip=clip,
         variance=variance, start=0, stop=None, **options,
     )

@@ -7,18 +7,20 @@ sampler serves every step count.
 """
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from keras_ddpm.samplers.registry import check_spacing
 from keras_ddpm.samplers.registry import check_steps
+from keras_ddpm.schedules import precise_float
 
 
 def _prefix_min(values):
-    """Running minimum along a static-length vector, by log-depth doubling."""
+    """Running minimum along a static-length int32 vector, by log-depth doubling."""
     n, shift = int(values.shape[0]), 1
     while shift < n:
-        shifted = tf.concat([tf.fill([shift], values.dtype.max), values[:-shift]], 0)
-        values = tf.minimum(values, shifted)
+        top = ops.full((shift,), np.iinfo(np.int32).max, "int32")
+        shifted = ops.concatenate([top, values[:-shift]], 0)
+        values = ops.minimum(values, shifted)
         shift *= 2
     return values
 
@@ -34,7 +36,7 @@ def _log_snr_table(schedule):
 
 
 def timestep_sequence(schedule, steps, timestep_spacing="trailing"):
-    """The timestep indices a run of `steps` steps visits, computed with TF ops.
+    """The timestep indices a run of `steps` steps visits, computed with `keras.ops`.
 
     With T = `schedule.timesteps`, S = `steps` and j = S − 1 − k counting down,
     the k-th index τ_k (k = 0 … S − 1, τ_0 the noisiest) is
@@ -72,33 +74,31 @@ def timestep_sequence(schedule, steps, timestep_spacing="trailing"):
     check_spacing(timestep_spacing)
     check_steps(steps, schedule.timesteps)
     total = schedule.timesteps
-    steps = tf.clip_by_value(tf.cast(steps, tf.int32), 1, total)
-    s = tf.cast(steps, tf.float64)
-    k = tf.range(total + 1, dtype=tf.int32)
-    kf = tf.cast(k, tf.float64)
+    steps = ops.clip(ops.cast(steps, "int32"), 1, total)
+    precise = precise_float()
+    s = ops.cast(steps, precise)
+    k = ops.arange(total + 1, dtype="int32")
+    kf = ops.cast(k, precise)
     j = s - 1.0 - kf
     if timestep_spacing == "leading":
-        index = tf.floor(j * total / s)
+        index = ops.floor(j * total / s)
     elif timestep_spacing == "trailing":
-        index = tf.round(total - kf * total / s) - 1.0
+        index = ops.round(total - kf * total / s) - 1.0
     elif timestep_spacing == "linspace":
-        index = tf.round(j * (total - 1) / tf.maximum(s - 1.0, 1.0))
-        index = tf.where(steps > 1, index, _f64(total - 1))
+        index = ops.round(j * (total - 1) / ops.maximum(s - 1.0, 1.0))
+        index = ops.where(steps > 1, index, ops.full((), total - 1, precise))
     else:
         table = _log_snr_table(schedule)
         lo, hi = table[-1], table[0]
-        fraction = kf / tf.maximum(s - 1.0, 1.0)
+        fraction = kf / ops.maximum(s - 1.0, 1.0)
         targets = lo + (hi - lo) * fraction  # [T + 1], rising
-        distance = tf.abs(targets[:, None] - tf.constant(table)[None, :])
-        index = tf.cast(tf.argmin(distance, axis=1), tf.float64)
-        index = tf.where(k == 0, _f64(total - 1), index)
-    index = tf.cast(index, tf.int32)
+        table = ops.convert_to_tensor(table.astype(precise))
+        distance = ops.abs(targets[:, None] - table[None, :])
+        index = ops.cast(ops.argmin(distance, axis=1), precise)
+        index = ops.where(k == 0, ops.full((), total - 1, precise), index)
+    index = ops.cast(index, "int32")
     # Strictly decreasing: τ_k ≤ τ_{k−1} − 1 (running minimum of τ_k + k) and
     # τ_k ≥ S − 1 − k, so that the last of the S indices is still ≥ 0.
     index = _prefix_min(index + k) - k
-    index = tf.maximum(index, steps - 1 - k)
-    return tf.where(k < steps, index, -1)
-
-
-def _f64(value):
-    return tf.constant(value, tf.float64)
+    index = ops.maximum(index, steps - 1 - k)
+    return ops.where(k < steps, index, -1)

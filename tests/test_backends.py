@@ -1,0 +1,95 @@
+"""The same model on every Keras backend (issue 37): files cross backends, samples agree.
+
+The suite runs on TensorFlow; each test here saves a model, loads it in a subprocess under
+another backend (`tests/backend_worker.py`) and compares what both sample from the same
+`initial_noise` and the same seed (`backend_worker.outputs`: every sampler, SDEdit, inpainting,
+encoding). Deterministic samplers must agree within 1e-4 (float rounding of two compilers),
+and the seeded ones too: the noise is counter-based (`keras_ddpm.rng`), the same numbers on
+every backend.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import keras_ddpm
+from backend_worker import outputs
+from networks import tiny_unet
+
+WORKER = pathlib.Path(__file__).with_name("backend_worker.py")
+LEGACY = pathlib.Path(__file__).with_name("legacy")
+# JAX is a test dependency (setup.py's "test" extra); PyTorch joins when its backend lands.
+BACKENDS = ["jax"]
+
+
+def _run_on(backend, model_path, inputs, tmp_path):
+    out_path = tmp_path / f"{backend}.npz"
+    inputs_path = "seeded"
+    if inputs is not None:
+        inputs_path = tmp_path / "inputs.npz"
+        np.savez(inputs_path, **inputs)
+    # One thread per process, as conftest sets for TensorFlow: two xdist workers share 2 cores.
+    env = dict(os.environ, KERAS_BACKEND=backend, XLA_FLAGS="--xla_cpu_multi_thread_eigen=false")
+    done = subprocess.run(
+        [sys.executable, str(WORKER), str(model_path), str(inputs_path), str(out_path)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return np.load(out_path)
+
+
+def _model(num_classes=None):
+    network = tiny_unet(num_classes=num_classes, attention_resolutions=(8,))
+    # Weights away from their initial values, so that every layer shapes the samples.
+    rng = np.random.default_rng(0)
+    network.set_weights([w + rng.normal(0, 0.05, w.shape) for w in network.get_weights()])
+    return keras_ddpm.DDPM(network, keras_ddpm.NoiseSchedule("cosine", 50), ema_decay=None)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "num_classes",
+    [None, pytest.param(3, marks=pytest.mark.slow)],  # guided: 75 s more of compiling
+    ids=["unconditional", "conditional"],
+)
+def test_a_tensorflow_model_samples_the_same_images_on_another_backend(
+    backend, num_classes, tmp_path
+):
+    model = _model(num_classes)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    rng = np.random.default_rng(1)
+    inputs = {
+        "initial_noise": rng.normal(size=(3, 8, 8, 1)).astype("float32"),
+        "images": rng.uniform(-1, 1, size=(3, 8, 8, 1)).astype("float32"),
+    }
+    if num_classes:
+        inputs["labels"] = np.array([0, 2, 1])
+    theirs = _run_on(backend, path, inputs, tmp_path)
+    assert str(theirs["backend"]) == backend
+    for name, ours in outputs(model, inputs).items():
+        difference = np.abs(theirs[name] - ours).max()
+        assert difference <= 1e-4, f"{name}: {difference}"
+        assert np.abs(ours).max() > 0.1  # not a trivial agreement (all zeros)
+    # Steps, η and the guidance scale are traced values: three runs, no new trace.
+    assert int(theirs["traces"]) == 0
+    assert f"KERAS_BACKEND='{backend}'" in str(theirs["fit_error"])
+    assert "keras-ddpm export MODEL OUT" in str(theirs["export_error"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_legacy_keras_file_gives_its_recorded_seeded_images_on_another_backend(
+    backend, tmp_path
+):
+    """The file written at 66f14d3 (TensorFlow) loads there and gives the images recorded on
+    TensorFlow for seed 3 (`tests/legacy/counter_rng_outputs.npz`), EMA and raw weights."""
+    theirs = _run_on(backend, LEGACY / "unconditional.keras", None, tmp_path)
+    with np.load(LEGACY / "counter_rng_outputs.npz") as recorded:
+        assert sorted(theirs.files) == sorted(recorded.files)
+        for name in recorded.files:
+            difference = np.abs(theirs[name] - recorded[name]).max()
+            assert difference <= 1e-4, f"{name}: {difference}"
