@@ -2,8 +2,8 @@
 
 A step whose loss or gradients hold a NaN or an infinity changes nothing: the
 weights, the EMA weights and the optimizer state (its moments and its step
-count) stay as they were. In float32 `apply_if_finite` does that with a
-conditional update; under mixed precision the `LossScaleOptimizer` already
+count) stay as they were. In float32 the backend room's `apply_if_finite` does that
+with a conditional update; under mixed precision the `LossScaleOptimizer` already
 does it (and lowers its loss scale). `DivergenceGuard`, which `DDPM.fit` adds,
 stops training with one `TrainingDiverged` error after `max_skipped_steps`
 skipped steps in a row, naming the step, the learning rate and the first
@@ -14,11 +14,7 @@ scores about 1).
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
-
-from keras_ddpm.backend import adam_step
-
 
 # A finite mean training loss above this is divergence. Predicting zero scores E[ε²] = 1 for ε,
 # E[v²] = 1 for v and E[x0²] ≤ 1 for x0 prediction; min-SNR weights are at most max(1, γ).
@@ -71,46 +67,22 @@ def first_non_finite_weight(weights):
     return None
 
 
-def apply_if_finite(optimizer, gradients, weights, finite):
-    """`optimizer.apply_gradients` when `finite`, nothing otherwise (float32 training).
-
-    With several replicas the condition is evaluated in cross-replica context,
-    as Keras' `LossScaleOptimizer` does: a branch that all-reduces gradients
-    cannot sit in a replica-context `cond`.
-    """
-    def apply(gradients):
-        adam_step.apply_gradients(optimizer, gradients, weights)
-
-    if tf.__internal__.distribute.strategy_supports_no_merge_call():
-        tf.cond(finite, lambda: apply(gradients), lambda: None)
-        return
-
-    # Each replica's gradients reach the merge as arguments (a closure would hold only one
-    # replica's), and go back to their replica to be applied.
-    def cross_replica(distribution, finite, gradients):
-        finite = distribution.experimental_local_results(finite)[0]
-
-        def apply_everywhere():
-            distribution.extended.call_for_each_replica(apply, args=(gradients,))
-
-        tf.cond(finite, apply_everywhere, lambda: None)
-
-    tf.distribute.get_replica_context().merge_call(cross_replica, args=(finite, list(gradients)))
-
-
 class DivergenceState:
     """Scalars the training step writes and `DivergenceGuard` reads: consecutive skipped steps,
     skipped steps in all, the step and weight of the last skip. Held outside Keras' tracking
     (they are not part of a saved model)."""
 
     def __init__(self):
-        kwargs = dict(
-            trainable=False,
-            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-        )
-        self.consecutive = tf.Variable(0, dtype="int64", name="consecutive_skipped_steps", **kwargs)
-        self.total = tf.Variable(0, dtype="int64", name="skipped_steps", **kwargs)
-        self.bad_weight = tf.Variable(-1, dtype="int32", name="first_non_finite_weight", **kwargs)
+        kwargs = dict(trainable=False, aggregation="only_first_replica")
+        variable = keras.Variable
+        self.consecutive = variable(0, dtype="int32", name="consecutive_skipped_steps", **kwargs)
+        self.total = variable(0, dtype="int32", name="skipped_steps", **kwargs)
+        self.bad_weight = variable(-1, dtype="int32", name="first_non_finite_weight", **kwargs)
+
+    @property
+    def variables(self):
+        """Its variables (the JAX trainer threads them through a step with the metrics')."""
+        return [self.consecutive, self.total, self.bad_weight]
 
     def record(self, finite, flags):
         """Counts the step; returns the number of skipped steps so far (for the logs).
@@ -119,11 +91,11 @@ class DivergenceState:
             finite: whether the step was applied (a boolean scalar).
             flags: the step's `gradient_flags`.
         """
-        skipped = ops.cast(ops.logical_not(finite), "int64")
-        self.consecutive.assign(ops.where(finite, ops.zeros((), "int64"), self.consecutive + 1))
+        skipped = ops.cast(ops.logical_not(finite), "int32")
+        self.consecutive.assign(ops.where(finite, ops.zeros((), "int32"), self.consecutive + 1))
         self.total.assign_add(skipped)
-        self.bad_weight.assign(ops.where(finite, self.bad_weight, first_non_finite(flags)))
-        return self.total
+        self.bad_weight.assign(ops.where(finite, self.bad_weight.value, first_non_finite(flags)))
+        return self.total.value
 
     def reset(self):
         self.consecutive.assign(0)
@@ -157,11 +129,11 @@ class DivergenceGuard(keras.callbacks.Callback):
                 "learning rate (or set a clip norm)."
             )
         state = self.model.divergence_state
-        consecutive = int(state.consecutive.numpy())
+        consecutive = int(ops.convert_to_numpy(state.consecutive))
         if consecutive < self.max_skipped_steps:
             return
-        step = int(self.model.optimizer.iterations.numpy())
-        index = int(state.bad_weight.numpy())
+        step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        index = int(ops.convert_to_numpy(state.bad_weight))
         weights = self.model.network.trainable_weights
         weight = weights[index].path if 0 <= index < len(weights) else "the loss itself"
         learning_rate = _learning_rate(self.model.optimizer)

@@ -39,9 +39,13 @@ def clone_network(network):
 
 
 def copy_weights(source, target):
-    """Assigns every weight of `source` to the matching weight of `target`."""
+    """Assigns a copy of every weight of `source` to the matching weight of `target`.
+
+    A copy, not the same array: JAX's trainer donates each variable's buffer to the
+    step, and one buffer held by two variables cannot be donated twice.
+    """
     for weight, target_weight in zip(source.weights, target.weights):
-        target_weight.assign(weight)
+        target_weight.assign(ops.copy(weight.value))
 
 
 def decay_at(decay, warmup, iterations, applied=True):

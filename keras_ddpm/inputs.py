@@ -5,12 +5,15 @@ with an `"image"` key. uint8 images are read as [0, 255] and mapped to [−1, 1]
 floating-point images must already be in [−1, 1].
 """
 
+import inspect
 import re
 
 import keras
+from keras import ops
 import numpy as np
 import tensorflow as tf
 
+from keras_ddpm import backend
 from keras_ddpm import checks
 
 RANGE_TOLERANCE = checks.RANGE_TOLERANCE
@@ -72,17 +75,15 @@ def images_from_batch(data, image_shape=None):
         float32 tensor `[B, H, W, C]`.
     """
     x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-    images = tf.convert_to_tensor(_pick_images(x))
+    images = ops.convert_to_tensor(_pick_images(x))
     _check_dtype(images.dtype)
     _check_shape(images.shape, image_shape)
-    if images.dtype == tf.uint8:
-        return tf.cast(images, tf.float32) / 127.5 - 1.0
-    images = tf.cast(images, tf.float32)
-    check = tf.debugging.assert_less_equal(
-        tf.reduce_max(tf.abs(images)), 1.0 + RANGE_TOLERANCE, message=BATCH_RANGE_MESSAGE
+    if keras.backend.standardize_dtype(images.dtype) == "uint8":
+        return ops.cast(images, "float32") / 127.5 - 1.0
+    images = ops.cast(images, "float32")
+    return backend.room().checked_in_step(
+        images, ops.max(ops.abs(images)) <= 1.0 + RANGE_TOLERANCE, BATCH_RANGE_MESSAGE
     )
-    with tf.control_dependencies([check]):
-        return tf.identity(images)
 
 
 def labels_from_batch(data, num_classes):
@@ -104,17 +105,15 @@ def labels_from_batch(data, num_classes):
     labels = x.get("label") if isinstance(x, dict) else y
     if labels is None:
         raise ValueError(_NO_LABELS.format(num_classes=num_classes))
-    labels = tf.convert_to_tensor(labels)
-    if not labels.dtype.is_integer:
-        raise TypeError(f"Class labels must be integers. Received dtype {labels.dtype.name}.")
-    labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
-    message = f"{LABEL_RANGE_MESSAGE} [0, {num_classes})"
-    assertions = [
-        tf.debugging.assert_less(labels, tf.constant(num_classes, tf.int32), message=message),
-        tf.debugging.assert_non_negative(labels, message=message),
-    ]
-    with tf.control_dependencies(assertions):
-        return tf.identity(labels)
+    labels = ops.convert_to_tensor(labels)
+    dtype = keras.backend.standardize_dtype(labels.dtype)
+    if "int" not in dtype:
+        raise TypeError(f"Class labels must be integers. Received dtype {dtype}.")
+    labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
+    in_range = ops.logical_and(ops.all(labels < num_classes), ops.all(labels >= 0))
+    return backend.room().checked_in_step(
+        labels, in_range, f"{LABEL_RANGE_MESSAGE} [0, {num_classes})"
+    )
 
 
 _NO_LABELS = (
@@ -246,3 +245,23 @@ def check_no_labels(x, y):
             "labels, which it would ignore. Pass the images alone, or build a class-conditional "
             "network (UNet(..., num_classes=K))."
         )
+
+
+def fit_arguments(model, *args, **kwargs):
+    """`keras.Model.fit`'s arguments as a dict by name (a `TypeError` as `fit`'s for bad ones)."""
+    signature = inspect.signature(keras.Model.fit)
+    arguments = dict(signature.bind(model, *args, **kwargs).arguments)
+    arguments.pop(next(iter(signature.parameters)))  # self
+    for name, parameter in signature.parameters.items():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:  # a later Keras' **kwargs
+            arguments.update(arguments.pop(name, {}))
+    return arguments
+
+
+def with_callbacks(callbacks, extra):
+    """`callbacks` (None, a list or a `CallbackList`) with the `extra` ones after them."""
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        for callback in extra:
+            callbacks.append(callback)
+        return callbacks
+    return [*(callbacks or []), *extra]

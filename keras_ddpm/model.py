@@ -5,8 +5,6 @@ Data flows one way: a batch of images → `train_step` draws t and ε →
 `network` → images.
 """
 
-import inspect
-
 import keras
 import tensorflow as tf
 from keras import ops
@@ -16,6 +14,7 @@ from keras_ddpm import distribute
 from keras_ddpm import divergence
 from keras_ddpm import ema
 from keras_ddpm import inputs
+from keras_ddpm import backend
 from keras_ddpm.backend import hardware
 from keras_ddpm import objectives
 from keras_ddpm import step_functions
@@ -34,26 +33,6 @@ _PLAIN_CONFIG = (
 )
 # Where `save_own_variables` keeps the training-noise RNG state.
 _RNG_STATE_KEY = "noise_seed_state"
-
-
-def _fit_arguments(model, *args, **kwargs):
-    """`keras.Model.fit`'s arguments as a dict by name (a `TypeError` as `fit`'s for bad ones)."""
-    signature = inspect.signature(keras.Model.fit)
-    arguments = dict(signature.bind(model, *args, **kwargs).arguments)
-    arguments.pop(next(iter(signature.parameters)))  # self
-    for name, parameter in signature.parameters.items():
-        if parameter.kind is inspect.Parameter.VAR_KEYWORD:  # a later Keras' **kwargs
-            arguments.update(arguments.pop(name, {}))
-    return arguments
-
-
-def _with_callbacks(callbacks, extra):
-    """`callbacks` (None, a list or a `CallbackList`) with the `extra` ones after them."""
-    if isinstance(callbacks, keras.callbacks.CallbackList):
-        for callback in extra:
-            callbacks.append(callback)
-        return callbacks
-    return [*(callbacks or []), *extra]
 
 
 @keras.saving.register_keras_serializable(package="keras_ddpm")
@@ -122,8 +101,6 @@ class DDPM(GenerationMethods, FileMethods, step_functions.StepFunctions, keras.M
         - Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022
           (arXiv:2207.12598).
     """
-
-    steps_need_tensorflow = True  # until the JAX and PyTorch train steps (issue 37)
 
     def __init__(
         self,
@@ -241,7 +218,7 @@ class DDPM(GenerationMethods, FileMethods, step_functions.StepFunctions, keras.M
     def fit(self, x=None, y=None, *args, **kwargs):
         backup.SkipTrainedBatches.remove(self)  # left by a restored fit that was interrupted
         # keras.Model.fit's arguments by name, however they were passed.
-        arguments = _fit_arguments(self, x, y, *args, **kwargs)
+        arguments = inputs.fit_arguments(self, x, y, *args, **kwargs)
         inputs.check_fit_arguments(x, arguments.get("batch_size"))
         inputs.check_training_data(x, self.image_shape)
         if self.num_classes is not None:
@@ -259,7 +236,7 @@ class DDPM(GenerationMethods, FileMethods, step_functions.StepFunctions, keras.M
             # A keras_ddpm loader's order depends on the epoch: start it at the right one.
             added.append(StartEpoch(counter))
         if added:
-            arguments["callbacks"] = _with_callbacks(arguments.get("callbacks"), added)
+            arguments["callbacks"] = inputs.with_callbacks(arguments.get("callbacks"), added)
         try:
             return super().fit(**arguments)
         except tf.errors.InvalidArgumentError as error:  # a batch's data check, in one line
@@ -330,26 +307,41 @@ class DDPM(GenerationMethods, FileMethods, step_functions.StepFunctions, keras.M
             )
         return labels
 
-    def train_step(self, data):
+    @property
+    def metrics_variables(self):
+        # Keras' JAX trainer threads these through each step: the divergence counters too.
+        return super().metrics_variables + self.divergence_state.variables
+
+    def train_step(self, *args):
+        # (data) on TensorFlow, (state, data) on JAX: the backend room adapts the one step.
+        return backend.room().train_step(self, *args)
+
+    def test_step(self, *args):
+        return backend.room().test_step(self, *args)
+
+    def stateful_train_step(self, data):
+        """One training step on `data`, assigning to the model's variables (any backend)."""
+        room = backend.room()
         images = inputs.images_from_batch(data, self.image_shape)
         labels = self._training_labels(data, training=True)
         weights = self.network.trainable_weights
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.GradientTape() as tape:
+
+        def losses():
             loss = self.diffusion_loss(images, labels=labels, training=True)
             # The optimizer sums gradients over replicas; scale so they average.
-            scaled_loss = self.optimizer.scale_loss(loss / replicas)
-        gradients = tape.gradient(scaled_loss, weights)
+            return loss, self.optimizer.scale_loss(loss / room.replicas())
+
+        loss, gradients = room.loss_and_gradients(losses, weights)
         # A non-finite step changes nothing, on every replica (divergence.py).
         flags = divergence.gradient_flags(gradients)
         if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
             finite = ops.all(flags)
             applied, poisoned = distribute.skip_on_any_replica(finite, gradients)
-            self.optimizer.apply_gradients(zip(poisoned, weights))  # it skips such steps itself
+            room.apply_gradients(self.optimizer, poisoned, weights)  # it skips such steps itself
         else:
             finite = divergence.all_finite(loss, flags)
             applied, _ = distribute.skip_on_any_replica(finite, gradients)
-            divergence.apply_if_finite(self.optimizer, gradients, weights, applied)
+            room.apply_if_finite(self.optimizer, gradients, weights, applied)
         skipped = self.divergence_state.record(applied, flags)
         if self.ema_network is not None:
             decay = ema.decay_at(self.ema_decay, self.ema_warmup, self.optimizer.iterations, applied)
@@ -364,7 +356,8 @@ class DDPM(GenerationMethods, FileMethods, step_functions.StepFunctions, keras.M
             {"loss": self.loss_tracker.result(), "skipped_steps": ops.cast(skipped, "float32")}
         )
 
-    def test_step(self, data):
+    def stateful_test_step(self, data):
+        """One evaluation step on `data`, assigning to the loss tracker (any backend)."""
         images = inputs.images_from_batch(data, self.image_shape)
         labels = self._training_labels(data, training=False)
         self.loss_tracker.update_state(self.diffusion_loss(images, labels=labels, training=False))

@@ -132,15 +132,9 @@ class StepFunctions:
     def make_predict_function(self, force=False):
         return self._step_function("predict", super().make_predict_function, None, force)
 
-    # A subclass whose train_step and test_step are TensorFlow's only (`DDPM`, so far).
-    steps_need_tensorflow = False
-
     def _step_function(self, kind, make_keras_function, step_function, force):
         attribute = f"{kind}_function"
         if backend.name() != "tensorflow":  # Keras' own step functions there
-            if step_function is not None and self.steps_need_tensorflow:
-                verb = "fit" if kind == "train" else "evaluate"
-                backend.require_tensorflow(f"{type(self).__name__}.{verb}")
             make_keras_function(force=force)
             return getattr(self, attribute)
         if getattr(self, attribute) is None or force:

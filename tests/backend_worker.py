@@ -2,10 +2,11 @@
 
 Usage: `KERAS_BACKEND=jax python tests/backend_worker.py MODEL.keras INPUTS.npz OUT.npz`
 (`seeded` for INPUTS: the images of `tests/legacy/counter_rng_outputs.npz` instead).
-INPUTS holds `initial_noise`, `images` and, for a conditional model, `labels`. OUT gets every array
+INPUTS holds `initial_noise`, `images` and `train_images` and, for a conditional model,
+`labels` and `train_labels`. OUT gets every array
 the test compares, plus `backend`, `traces` (how often the loop's Python function ran while
-the steps, η and guidance scale changed), `tensorflow_loaded` and the errors of `fit` and
-`export` (`fit_error`, `export_error`), which run on TensorFlow only so far.
+the steps, η and guidance scale changed), `tensorflow_loaded`, `training_outputs` and the
+error of `export` (`export_error`), which runs on TensorFlow only.
 """
 
 import sys
@@ -34,6 +35,62 @@ def outputs(model, inputs):
         images, mask, sampler="ddpm", resample_steps=2, jump_length=2, **common
     )
     out["encode"] = model.encode(images, steps=8, verbose=0, **conditional)
+    return out
+
+
+def training_outputs(model_path, inputs):
+    """Two epochs of `fit` from the saved weights (fixed order), `evaluate`, then a divergence.
+
+    Returns the loss history, the evaluation loss, the trained and EMA weights and the
+    `TrainingDiverged` message of a fit at a learning rate of 1e30.
+    """
+    import keras
+    import keras_ddpm
+
+    model = keras_ddpm.load_model(model_path)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    images = inputs["train_images"]
+    fit = dict(batch_size=4, shuffle=False, verbose=0)
+    if "train_labels" in inputs:
+        fit["y"] = inputs["train_labels"]
+    history = model.fit(images, epochs=2, **fit).history
+    out = {
+        "fit_loss": np.array(history["loss"]),
+        "fit_skipped": np.array(history["skipped_steps"]),
+        "evaluate_loss": np.array(model.evaluate(images, y=fit.get("y"), batch_size=4, verbose=0)),
+        "fit_iterations": keras.ops.convert_to_numpy(model.optimizer.iterations),
+    }
+    for i, weight in enumerate(model.network.weights + model.ema_weights):
+        out[f"weight_{i}"] = keras.ops.convert_to_numpy(weight)
+    diverging = keras_ddpm.load_model(model_path)
+    diverging.max_skipped_steps = 2
+    diverging.compile(optimizer=keras.optimizers.SGD(1e30))
+    try:
+        diverging.fit(images, epochs=3, **fit)
+    except keras_ddpm.divergence.TrainingDiverged as error:
+        out["diverged"] = np.array(str(error))
+    return out
+
+
+def mixed_precision_outputs(inputs):
+    """Two epochs of a fresh tiny U-Net under each mixed policy: the losses, and whether
+    `compile` wrapped the optimizer for loss scaling."""
+    import keras
+    import keras_ddpm
+    from networks import tiny_unet
+
+    out = {}
+    for policy in ("mixed_float16", "mixed_bfloat16"):
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            model = keras_ddpm.DDPM(tiny_unet(), keras_ddpm.NoiseSchedule("cosine", 50), seed=0)
+            model.compile(optimizer=keras.optimizers.Adam(3e-3))
+            history = model.fit(inputs["train_images"], batch_size=4, epochs=2, verbose=0)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        out[f"{policy}_loss"] = np.array(history.history["loss"])
+        scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        out[f"{policy}_loss_scaled"] = np.array(scaled)
     return out
 
 
@@ -75,14 +132,13 @@ def main(model_path, inputs_path, out_path):
         model.generate(len(inputs["initial_noise"]), sampler="ddim", steps=steps, eta=eta,
                        initial_noise=inputs["initial_noise"], seed=3, verbose=0, **conditional)
     out["traces"] = np.array(len(traces) - before)
-    # Not ported yet: one-line errors naming the backend and what to do.
-    model.compile(optimizer="adam")
-    for name, call in (("fit", lambda: model.fit(inputs["images"], epochs=1, verbose=0)),
-                       ("export", lambda: model.export(out_path + ".savedmodel"))):
-        try:
-            call()
-        except ValueError as error:
-            out[name + "_error"] = np.array(str(error))
+    out.update(training_outputs(model_path, inputs))
+    out.update(mixed_precision_outputs(inputs))
+    # Not ported yet: a one-line error naming the backend and what to do.
+    try:
+        model.export(out_path + ".savedmodel")
+    except ValueError as error:
+        out["export_error"] = np.array(str(error))
     out["tensorflow_loaded"] = np.array("tensorflow" in sys.modules)
     np.savez(out_path, **out)
 

@@ -1,8 +1,16 @@
-"""The JAX backend's room: `jax.jit` loops that run their schedule arithmetic in float64."""
+"""The JAX backend's room: `jax.jit` loops in float64, and the stateless training step.
+
+Keras' JAX trainer calls `train_step(state, data)` and wants `(logs, state)` back. The model's
+step is written once, statefully (`DDPM.stateful_train_step`); here it runs inside a
+`keras.StatelessScope` that maps every variable to its value in `state`, its gradient comes
+from `jax.value_and_grad`, and the assignments it makes become the new state.
+"""
 
 import functools
 
 import jax
+import keras
+from keras import ops
 
 def _float64_enabled():
     """A context in which JAX traces float64 (`jax.enable_x64`; older releases: experimental)."""
@@ -38,3 +46,113 @@ def compile_loop(function, signature, jit_compile):
             return jitted(*args)
 
     return run
+
+
+def checked_in_step(value, condition, message):
+    """`value` unchecked: a jitted JAX step has no assertions (`fit` checks arrays before)."""
+    del condition, message
+    return value
+
+
+def replicas():
+    """1: under `keras.distribution` the gradient of the global batch is the mean already."""
+    return 1
+
+
+def _state_variables(model, training):
+    """The variables Keras' JAX trainer threads through a step, in its order."""
+    groups = [model.trainable_variables, model.non_trainable_variables]
+    if training:
+        groups.append(model.optimizer.variables)
+    return groups + [model.metrics_variables]
+
+
+# The `keras.StatelessScope` of the step being traced (steps do not nest).
+_STEP_SCOPES = []
+
+
+def _step_scope():
+    if not _STEP_SCOPES:
+        raise RuntimeError("keras_ddpm's JAX gradient step runs only inside its train_step.")
+    return _STEP_SCOPES[-1]
+
+
+def _stateless(model, state, step, data):
+    """Runs the stateful `step(data)` on `state`'s values; returns `(logs, new state)`.
+
+    Every variable reads its value from `state` and every assignment is recorded
+    (`keras.StatelessScope`), so the one step of the model serves TensorFlow's trainer and
+    JAX's, which wants `(logs, state) = train_step(state, data)`.
+    """
+    groups = _state_variables(model, training=len(state) == 4)  # evaluation: no optimizer
+    mapping = [(v, x) for group, values in zip(groups, state) for v, x in zip(group, values)]
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        _STEP_SCOPES.append(scope)
+        try:
+            logs = step(data)
+        finally:
+            _STEP_SCOPES.pop()
+    return logs, tuple([scope.get_current_value(v) for v in group] for group in groups)
+
+
+def train_step(model, state, data):
+    """Keras' JAX trainer calls `train_step(state, data)`: the model's step, made stateless."""
+    return _stateless(model, state, model.stateful_train_step, data)
+
+
+def test_step(model, state, data):
+    """Keras' JAX trainer calls `test_step(state, data)`: the model's step, made stateless."""
+    return _stateless(model, state, model.stateful_test_step, data)
+
+
+def loss_and_gradients(losses, weights):
+    """`(loss, gradients)` by `jax.value_and_grad`, inside the step's `keras.StatelessScope`.
+
+    `losses()` returns `(loss, scaled_loss)` and reads `weights` as traced values; what it
+    assigns meanwhile (the noise generator's state) is kept in the step's scope.
+    """
+    outer = _step_scope()
+    weight_ids = {id(w) for w in weights}
+    changed = []
+
+    def scaled_loss(values):
+        inner = keras.StatelessScope()
+        inner.state_mapping = dict(outer.state_mapping)
+        inner.state_mapping.update((id(w), v) for w, v in zip(weights, values))
+        with inner:
+            loss, scaled = losses()
+        changed[:] = [
+            key for key, value in inner.state_mapping.items()
+            if key not in weight_ids and outer.state_mapping.get(key) is not value
+        ]
+        return scaled, (loss, [inner.state_mapping[key] for key in changed])
+
+    values = [outer.get_current_value(w) for w in weights]
+    (_, (loss, updates)), gradients = jax.value_and_grad(scaled_loss, has_aux=True)(values)
+    outer.state_mapping.update(zip(changed, updates))
+    return loss, gradients
+
+
+def apply_gradients(optimizer, gradients, weights):
+    """`optimizer.stateless_apply` on the step's values of `weights` and of its own variables,
+    assigned back in the step's scope (a `LossScaleOptimizer` skips non-finite steps itself)."""
+    scope = _step_scope()
+    variables = list(optimizer.variables)
+    new_weights, new_variables = optimizer.stateless_apply(
+        [scope.get_current_value(v) for v in variables],
+        gradients,
+        [scope.get_current_value(w) for w in weights],
+    )
+    for variable, value in zip(list(weights) + variables, list(new_weights) + list(new_variables)):
+        variable.assign(value)
+
+
+def apply_if_finite(optimizer, gradients, weights, finite):
+    """`apply_gradients` when `finite`; else weights and optimizer state keep their values
+    (both are computed; `where` picks one)."""
+    scope = _step_scope()
+    touched = list(weights) + list(optimizer.variables)
+    before = [scope.get_current_value(v) for v in touched]
+    apply_gradients(optimizer, gradients, weights)
+    for variable, old in zip(touched, before):
+        variable.assign(ops.where(finite, scope.get_current_value(variable), old))

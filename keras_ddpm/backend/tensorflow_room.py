@@ -34,3 +34,70 @@ def compile_loop(function, signature, jit_compile):
     )
     graph_lifetime.quiet_cached_loop_retracing()  # one loop per sampler choice, by design
     return graph_lifetime.GraphReleasingFunction(trace(function))
+
+
+def checked_in_step(value, condition, message):
+    """`value`, once the boolean scalar `condition` holds: else the step stops with `message`.
+
+    An in-graph assertion; `inputs.batch_error` turns its error into one line.
+    """
+    check = tf.debugging.Assert(condition, [message])
+    with tf.control_dependencies([check]):
+        return tf.identity(value)
+
+
+def replicas():
+    """The number of replicas the gradients are summed over (a `tf.distribute` strategy's)."""
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def loss_and_gradients(losses, weights):
+    """`(loss, gradients)`: `losses()` returns `(loss, scaled_loss)`; the gradients are the
+    scaled loss's with respect to `weights`, by `tf.GradientTape`."""
+    with tf.GradientTape() as tape:
+        loss, scaled_loss = losses()
+    return loss, tape.gradient(scaled_loss, weights)
+
+
+def train_step(model, data):
+    """Keras' TensorFlow trainer calls `train_step(data)`: the model's step as it is."""
+    return model.stateful_train_step(data)
+
+
+def test_step(model, data):
+    """Keras' TensorFlow trainer calls `test_step(data)`: the model's step as it is."""
+    return model.stateful_test_step(data)
+
+
+def apply_gradients(optimizer, gradients, weights):
+    """`optimizer.apply_gradients` (a `LossScaleOptimizer` skips non-finite steps itself)."""
+    optimizer.apply_gradients(zip(gradients, weights))
+
+
+def apply_if_finite(optimizer, gradients, weights, finite):
+    """`optimizer.apply_gradients` when `finite`, nothing otherwise (float32 training).
+
+    Keras' Adam runs as one fused kernel a weight (`adam_step`). With several replicas the
+    condition is evaluated in cross-replica context, as Keras' `LossScaleOptimizer` does: a
+    branch that all-reduces gradients cannot sit in a replica-context `cond`.
+    """
+    from keras_ddpm.backend import adam_step
+
+    def apply(gradients):
+        adam_step.apply_gradients(optimizer, gradients, weights)
+
+    if tf.__internal__.distribute.strategy_supports_no_merge_call():
+        tf.cond(finite, lambda: apply(gradients), lambda: None)
+        return
+
+    # Each replica's gradients reach the merge as arguments (a closure would hold only one
+    # replica's), and go back to their replica to be applied.
+    def cross_replica(distribution, finite, gradients):
+        finite = distribution.experimental_local_results(finite)[0]
+
+        def apply_everywhere():
+            distribution.extended.call_for_each_replica(apply, args=(gradients,))
+
+        tf.cond(finite, apply_everywhere, lambda: None)
+
+    tf.distribute.get_replica_context().merge_call(cross_replica, args=(finite, list(gradients)))
