@@ -201,9 +201,9 @@ def batch_error(error):
     """A one-line `ValueError` for a training step's failed data check, else `None`.
 
     Args:
-        error: the `tf.errors.InvalidArgumentError` a step raised: the range check of
-            `images_from_batch` or the label check of `labels_from_batch`, found by their
-            messages among TensorFlow's lines.
+        error: what a step raised (the backend room's `STEP_CHECK_ERRORS`): the range
+            check of `images_from_batch` or the label check of `labels_from_batch`, found
+            by their messages among the backend's lines.
     """
     text = getattr(error, "message", str(error))
     if BATCH_RANGE_MESSAGE in text:

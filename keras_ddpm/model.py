@@ -239,7 +239,7 @@ class DDPM(GenerationMethods, FileMethods, step_functions.StepFunctions, keras.M
             arguments["callbacks"] = inputs.with_callbacks(arguments.get("callbacks"), added)
         try:
             return super().fit(**arguments)
-        except tf.errors.InvalidArgumentError as error:  # a batch's data check, in one line
+        except backend.room().STEP_CHECK_ERRORS as error:  # a batch's data check, in one line
             one_line = inputs.batch_error(error)
             if one_line is None:
                 raise

@@ -11,6 +11,7 @@ A network that returns them is what a perfectly trained model would be.
 """
 
 import keras
+from keras import ops
 
 
 class GaussianOracleLayer(keras.layers.Layer):
@@ -177,11 +178,11 @@ class CorrelatedGaussianOracleLayer(keras.layers.Layer):
         import tensorflow as tf
 
         x_t, t = inputs
-        flat = tf.reshape(x_t, [tf.shape(x_t)[0], -1])
-        a = tf.cast(tf.sqrt(self.schedule.alphas_cumprod_at(t)), tf.float32)[:, None]
-        matrices = tf.gather(tf.constant(self.matrices), t)
-        epsilon = tf.einsum("bij,bj->bi", matrices, flat - a * self.mean)
-        return tf.reshape(epsilon, tf.shape(x_t))
+        flat = ops.reshape(x_t, (ops.shape(x_t)[0], -1))
+        a = ops.cast(ops.sqrt(self.schedule.alphas_cumprod_at(t)), "float32")[:, None]
+        matrices = ops.take(ops.convert_to_tensor(self.matrices), t, axis=0)
+        epsilon = ops.einsum("bij,bj->bi", matrices, flat - a * self.mean)
+        return ops.reshape(epsilon, ops.shape(x_t))
 
 
 def correlated_gaussian_oracle(schedule, image_shape, mean, cov):

@@ -119,3 +119,24 @@ def test_the_legacy_keras_file_gives_its_recorded_seeded_images_on_another_backe
         for name in recorded.files:
             difference = np.abs(theirs[name] - recorded[name]).max()
             assert difference <= 1e-4, f"{name}: {difference}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_command_line_trains_there_and_its_model_samples_here(backend, tmp_path):
+    """`KERAS_BACKEND=jax keras-ddpm train`: the run folder (model, sample grids) as on
+    TensorFlow, and its `.keras` file loads and samples on TensorFlow."""
+    run = tmp_path / "run"
+    env = dict(os.environ, KERAS_BACKEND=backend, XLA_FLAGS="--xla_cpu_multi_thread_eigen=false")
+    done = subprocess.run(
+        [sys.executable, "-m", "keras_ddpm", "train", "--output", str(run), "--epochs", "2",
+         "--base-channels", "8", "--channel-multipliers", "1", "--attention-resolutions", "",
+         "--norm-groups", "4", "--timesteps", "50", "--sample-every", "1", "--num-samples", "4",
+         "--sample-steps", "5", "--verbose", "0"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(os.listdir(run / "samples")) == ["epoch_0001.png", "epoch_0002.png"]
+    model = keras_ddpm.load_model(run / "model.keras")
+    assert int(np.asarray(model.optimizer.iterations)) > 0
+    images = model.generate(2, sampler="ddim", steps=5, seed=0, verbose=0)
+    assert images.shape == (2, 8, 8, 1) and np.all(np.isfinite(images))

@@ -20,6 +20,8 @@ from training_state import assert_same_state
 from training_state import training_state as state
 from networks import conv_network
 
+pytestmark = pytest.mark.backends
+
 SHAPE = (8, 8, 1)
 T = 20
 
@@ -216,8 +218,9 @@ def test_a_batch_level_backup_resumes_at_its_batch(tmp_path, crash_after):
 
     resumed = tiny_model()
     trained = []
-    steps = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: trained.append(
-        (batch, int(resumed.optimizer.iterations.numpy()))))
+    steps = keras.callbacks.LambdaCallback()  # its `model` holds the step's state on every backend
+    steps.on_train_batch_end = lambda batch, logs: trained.append(
+        (batch, int(steps.model.optimizer.iterations.numpy())))
     resumed.fit(make(), epochs=2, verbose=0, callbacks=[backup.RunBackup(folder, save_freq=3), steps])
     saved_at = 3 if crash_after == 4 else 6  # optimizer steps in the backup
     # Callbacks see every batch index of the resumed epoch; the passed-over ones train nothing.

@@ -12,15 +12,17 @@ by the Gaussian oracle of mean wμ_c.
 """
 
 import keras
+from keras import ops
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras_ddpm
 from keras_ddpm import NoiseSchedule
 from keras_ddpm import samplers
 from keras_ddpm.guidance import classifier_free_guidance
 from oracles import respaced_output_moments
+
+pytestmark = pytest.mark.backends
 
 MEANS = (-0.6, -0.2, 0.3, 0.7)  # μ_c of the oracle's four classes
 STD = 0.1
@@ -39,7 +41,8 @@ class ConditionalOracleLayer(keras.layers.Layer):
     def call(self, inputs):
         x_t, t, labels = inputs
         a, sigma = self.schedule.signal_and_noise_rates(t, len(x_t.shape))
-        mean = tf.reshape(tf.gather(tf.constant(self.means, tf.float32), labels), [-1, 1, 1, 1])
+        means = ops.convert_to_tensor(self.means, "float32")
+        mean = ops.reshape(ops.take(means, labels), (-1, 1, 1, 1))
         return sigma * (x_t - a * mean) / (a * a * self.std**2 + sigma * sigma)
 
 
@@ -75,11 +78,11 @@ def test_unet_class_embedding_reaches_the_output_and_round_trips():
     # output convolution); give those weights values.
     rng = np.random.default_rng(0)
     for weight in network.weights:
-        if not np.any(weight.numpy()):
+        if not np.any(np.asarray(weight)):
             weight.assign(rng.normal(size=weight.shape) * 0.1)
     x = np.random.default_rng(1).normal(size=(3, 8, 8, 1)).astype("float32")
     t = np.full((3,), 5, "int32")
-    outputs = [network([x, t, np.full((3,), c, "int32")]).numpy() for c in (0, 1, 10)]
+    outputs = [np.asarray(network([x, t, np.full((3,), c, "int32")])) for c in (0, 1, 10)]
     assert np.abs(outputs[0] - outputs[1]).max() > 1e-4
     assert np.abs(outputs[0] - outputs[2]).max() > 1e-4
     clone = keras_ddpm.UNet.from_config(network.get_config())
@@ -96,20 +99,21 @@ def test_unet_rejects_a_bad_num_classes():
 # ----------------------------------------------------------------------------
 # Guidance
 # ----------------------------------------------------------------------------
+@pytest.mark.tensorflow_only  # counts Python calls: JAX traces every branch of a cond (runs one)
 def test_guidance_mixes_predictions_in_one_network_call():
     calls = []
 
     def denoise(x, t, labels):
         calls.append(int(x.shape[0]))
-        return x * 0.0 + tf.reshape(tf.cast(labels, tf.float32), [-1, 1])
+        return x * 0.0 + ops.reshape(ops.cast(labels, "float32"), (-1, 1))
 
-    x = tf.zeros((3, 1))
-    t = tf.zeros((3,), tf.int32)
-    labels = tf.constant([1, 2, 4])
+    x = ops.zeros((3, 1))
+    t = ops.zeros((3,), "int32")
+    labels = ops.convert_to_tensor([1, 2, 4])
     for scale, expected_calls in ((3.0, [6]), (1.0, [3]), (0.0, [3])):
         calls.clear()
         guided = classifier_free_guidance(denoise, labels, 9, scale)
-        out = guided(x, t).numpy()[:, 0]
+        out = np.asarray(guided(x, t))[:, 0]
         # The null label (9) stands for the unconditional prediction.
         np.testing.assert_allclose(out, 9.0 + scale * (np.array([1, 2, 4]) - 9.0))
         assert calls == expected_calls
@@ -124,7 +128,7 @@ def test_guided_ddim_has_the_exact_distribution_of_the_shifted_gaussian(scale):
         4096, sampler="ddim", steps=20, seed=0, labels=labels, guidance_scale=scale,
         clip=False, verbose=0, jit_compile=False,
     )
-    sequence = samplers.timestep_sequence(schedule, 20, "trailing").numpy()[:20]
+    sequence = np.asarray(samplers.timestep_sequence(schedule, 20, "trailing"))[:20]
     for label, mean in enumerate(MEANS):
         values = images[labels == label].ravel()  # 16,384 values per class
         expected_mean, expected_std = respaced_output_moments(
@@ -147,7 +151,7 @@ def test_guided_ancestral_sampling_has_the_exact_distribution():
         4096, sampler="ddpm", steps=25, seed=1, labels=labels, guidance_scale=2.0,
         clip=False, verbose=0, jit_compile=False,
     )
-    sequence = samplers.timestep_sequence(schedule, 25, "trailing").numpy()[:25]
+    sequence = np.asarray(samplers.timestep_sequence(schedule, 25, "trailing"))[:25]
     for label, mean in enumerate(MEANS):
         values = images[labels == label].ravel()
         expected_mean, expected_std = respaced_output_moments(schedule, 2.0 * mean, STD, sequence)
@@ -176,12 +180,12 @@ def test_class_dropout_replaces_labels_at_the_requested_rate():
     model = keras_ddpm.DDPM(tiny_conditional_unet(), seed=0, class_dropout=0.25)
     labels = np.arange(20000) % 10
     images = np.zeros((20000, 8, 8, 1), "float32")
-    dropped = model._training_labels((images, labels), training=True).numpy()
+    dropped = np.asarray(model._training_labels((images, labels), training=True))
     null = dropped == 10
     # Binomial(20000, 0.25): standard deviation 61 labels.
     assert abs(null.sum() - 5000) < 4 * 61
     np.testing.assert_array_equal(dropped[~null], labels[~null])
-    kept = model._training_labels((images, labels), training=False).numpy()
+    kept = np.asarray(model._training_labels((images, labels), training=False))
     np.testing.assert_array_equal(kept, labels)
 
 
@@ -270,7 +274,7 @@ def test_encode_and_interpolate_follow_each_images_label():
     labels = np.arange(8) % NUM_CLASSES
     z = np.random.default_rng(0).standard_normal((8, 4, 4, 1))
     images = (np.array(MEANS)[labels].reshape(-1, 1, 1, 1) + STD * z).astype("float32")
-    first = samplers.timestep_sequence(schedule, 50, "trailing").numpy()[0]
+    first = np.asarray(samplers.timestep_sequence(schedule, 50, "trailing"))[0]
     alpha_bar = schedule.alphas_cumprod[first]
     exact = np.sqrt(alpha_bar) * np.array(MEANS)[labels].reshape(-1, 1, 1, 1) + np.sqrt(
         alpha_bar * STD**2 + 1 - alpha_bar) * z

@@ -17,6 +17,8 @@ from oracles import ancestral_output_moments
 from oracles import gaussian_oracle
 from oracles import gaussian_oracle_model
 
+pytestmark = pytest.mark.backends
+
 SHAPE = (4, 4, 1)
 
 
@@ -89,6 +91,7 @@ def test_generate_with_fixed_large_variance_matches_its_exact_moments():
     assert abs(images.mean() - exact_mean) < 4 * exact_std / math.sqrt(images.size)
 
 
+@pytest.mark.tensorflow_only  # tf.function traces; tests/test_backends.py counts JAX's
 @pytest.mark.parametrize("sampler", ["ddim", "dpm_solver"])
 def test_step_count_and_eta_do_not_retrace(sampler):
     mean, std = 0.2, 0.5
@@ -125,7 +128,7 @@ def test_fast_samplers_in_generate_reach_the_exact_ode_solution(sampler, predict
     if sampler == "ddpm":  # stochastic: only the distribution is right
         from oracles import respaced_output_moments
 
-        sequence = samplers.timestep_sequence(schedule, 50, "trailing").numpy()[:50]
+        sequence = np.asarray(samplers.timestep_sequence(schedule, 50, "trailing"))[:50]
         exact_mean, exact_std = respaced_output_moments(schedule, mean, std, sequence)
         images = model.generate(512, sampler=sampler, steps=50, seed=0, clip=False, verbose=0)
         assert abs(images.mean() - exact_mean) < 4 * exact_std / math.sqrt(images.size)
@@ -143,7 +146,7 @@ def test_generate_with_ddim_eta_matches_its_exact_moments():
     schedule = NoiseSchedule("cosine", timesteps=1000)
     model = gaussian_oracle_model(schedule, (8, 8, 1), mean, std)
     images = model.generate(1024, sampler="ddim", steps=30, eta=1.0, seed=2, clip=False, verbose=0)
-    sequence = samplers.timestep_sequence(schedule, 30, "trailing").numpy()[:30]
+    sequence = np.asarray(samplers.timestep_sequence(schedule, 30, "trailing"))[:30]
     exact_mean, exact_std = respaced_output_moments(schedule, mean, std, sequence, eta=1.0)
     assert abs(images.std() - exact_std) < 4 * exact_std / math.sqrt(2 * images.size)
     assert abs(images.mean() - exact_mean) < 4 * exact_std / math.sqrt(images.size)
@@ -155,10 +158,10 @@ def test_generate_with_ddim_eta_matches_its_exact_moments():
 def test_train_step_loss_is_the_noise_mse_and_weights_move():
     model = tiny_model(ema_decay=None)
     images = random_images()
-    before = [w.numpy() for w in model.network.trainable_weights]
+    before = [np.asarray(w) for w in model.network.trainable_weights]
     history = model.fit(images, batch_size=32, epochs=1, verbose=0, shuffle=False)
     assert np.isfinite(history.history["loss"][0])
-    after = [w.numpy() for w in model.network.trainable_weights]
+    after = [np.asarray(w) for w in model.network.trainable_weights]
     assert any(not np.allclose(a, b) for a, b in zip(before, after))
 
 
@@ -166,12 +169,12 @@ def test_diffusion_loss_formula():
     """diffusion_loss equals the MSE recomputed from the same t and ε."""
     model = tiny_model(ema_decay=None)
     images = tf.constant(random_images(8))
-    state = model.seed_generator.state.numpy()
+    state = np.asarray(model.seed_generator.state)
     loss = float(model.diffusion_loss(images, training=False))
     model.seed_generator.state.assign(state)
     t, noise = model.draw_training_noise(images)
     x_t = model.schedule.add_noise(images, noise, t)
-    expected = np.mean((model.network([x_t, t]).numpy() - noise.numpy()) ** 2)
+    expected = np.mean((np.asarray(model.network([x_t, t])) - np.asarray(noise)) ** 2)
     assert loss == pytest.approx(expected, rel=1e-5)
 
 
@@ -180,15 +183,15 @@ def test_min_snr_loss_formula(prediction_type):
     """diffusion_loss with min_snr is the per-example weighted MSE of the target."""
     model = tiny_model(ema_decay=None, prediction_type=prediction_type, loss_weighting="min_snr", min_snr_gamma=3.0)
     images = tf.constant(random_images(8))
-    state = model.seed_generator.state.numpy()
+    state = np.asarray(model.seed_generator.state)
     loss = float(model.diffusion_loss(images, training=False))
     model.seed_generator.state.assign(state)
     t, noise = model.draw_training_noise(images)
-    noise = noise.numpy()
+    noise = np.asarray(noise)
     x_t = model.schedule.add_noise(images, noise, t)
-    ac = model.schedule.alphas_cumprod[t.numpy()]
+    ac = model.schedule.alphas_cumprod[np.asarray(t)]
     a, sigma = np.sqrt(ac).reshape(8, 1, 1, 1), np.sqrt(1 - ac).reshape(8, 1, 1, 1)
-    x0 = images.numpy()
+    x0 = np.asarray(images)
     target = {"epsilon": noise, "x0": x0, "v": a * noise - sigma * x0}[prediction_type]
     snr = ac / (1 - ac)
     weight = {
@@ -196,7 +199,7 @@ def test_min_snr_loss_formula(prediction_type):
         "x0": np.minimum(snr, 3.0),
         "v": np.minimum(snr, 3.0) / (snr + 1),
     }[prediction_type]
-    per_example = np.mean((model.network([x_t, t]).numpy() - target) ** 2, axis=(1, 2, 3))
+    per_example = np.mean((np.asarray(model.network([x_t, t])) - target) ** 2, axis=(1, 2, 3))
     assert loss == pytest.approx(np.mean(weight * per_example), rel=1e-4)
 
 
@@ -215,23 +218,23 @@ def test_zero_terminal_snr_needs_v_or_x0():
 
 def test_ema_update_follows_its_formula():
     model = tiny_model(ema_decay=0.9, ema_warmup=False)
-    start = [w.numpy() for w in model.network.weights]
-    np.testing.assert_array_equal(model.ema_weights[0].numpy(), start[0])
+    start = [np.asarray(w) for w in model.network.weights]
+    np.testing.assert_array_equal(np.asarray(model.ema_weights[0]), start[0])
     model.fit(random_images(16), batch_size=16, epochs=1, verbose=0)
     for w0, w, ema in zip(start, model.network.weights, model.ema_weights):
-        np.testing.assert_allclose(ema.numpy(), 0.9 * w0 + 0.1 * w.numpy(), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(np.asarray(ema), 0.9 * w0 + 0.1 * np.asarray(w), rtol=1e-5, atol=1e-7)
     assert not model.ema_network.trainable
     assert len(model.trainable_weights) == len(model.network.trainable_weights)
 
 
 def test_ema_warmup_decay():
     model = tiny_model(ema_decay=0.999)
-    start = [w.numpy() for w in model.network.weights]
+    start = [np.asarray(w) for w in model.network.weights]
     model.fit(random_images(16), batch_size=16, epochs=1, verbose=0)
     # After n = 1 applied step the warm-up decay is min(0.999, 2 / 11).
     d = 2 / 11
     for w0, w, ema in zip(start, model.network.weights, model.ema_weights):
-        np.testing.assert_allclose(ema.numpy(), d * w0 + (1 - d) * w.numpy(), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(np.asarray(ema), d * w0 + (1 - d) * np.asarray(w), rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
@@ -394,7 +397,7 @@ def test_config_round_trip_and_keras_file(tmp_path):
     restored = keras.models.load_model(path)
     assert isinstance(restored, DDPM)
     for a, b in zip(model.ema_weights, restored.ema_weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     np.testing.assert_array_equal(
         restored.generate(4, seed=7, verbose=0), model.generate(4, seed=7, verbose=0)
     )
@@ -405,4 +408,4 @@ def test_config_round_trip_and_keras_file(tmp_path):
     model.fit(more, batch_size=8, epochs=1, verbose=0, shuffle=False)
     restored.fit(more, batch_size=8, epochs=1, verbose=0, shuffle=False)
     for a, b in zip(model.weights, restored.weights):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)

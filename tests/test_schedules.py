@@ -9,6 +9,8 @@ import pytest
 from keras_ddpm import NoiseSchedule
 from keras_ddpm import schedules
 
+pytestmark = pytest.mark.backends
+
 
 @pytest.mark.parametrize("kind", schedules.KINDS)
 def test_tables_are_float64_of_length_timesteps_and_consistent(kind):

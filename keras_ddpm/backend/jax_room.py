@@ -48,9 +48,22 @@ def compile_loop(function, signature, jit_compile):
     return run
 
 
+# What a failed `checked_in_step` raises out of a jitted step (its message inside).
+STEP_CHECK_ERRORS = (jax.errors.JaxRuntimeError,)
+
+
 def checked_in_step(value, condition, message):
-    """`value` unchecked: a jitted JAX step has no assertions (`fit` checks arrays before)."""
-    del condition, message
+    """`value`, checked on the host: a false `condition` stops the step with `message`.
+
+    A `jax.debug.callback` (JAX's jitted code has no assertions); the error reaches `fit`
+    as a `JaxRuntimeError` whose text holds `message`, which `inputs.batch_error` finds.
+    """
+
+    def check(holds):
+        if not bool(holds):
+            raise ValueError(message)
+
+    jax.debug.callback(check, condition)
     return value
 
 
@@ -103,6 +116,14 @@ def train_step(model, state, data):
 def test_step(model, state, data):
     """Keras' JAX trainer calls `test_step(state, data)`: the model's step, made stateless."""
     return _stateless(model, state, model.stateful_test_step, data)
+
+
+def untrained_step(model, state):
+    """What a train function returns for a batch passed over untrained: `(metrics so far,
+    state)`, the metrics read from `state` (the variables themselves hold none mid-epoch)."""
+    with keras.StatelessScope(state_mapping=list(zip(model.metrics_variables, state[-1]))):
+        logs = model.get_metrics_result()
+    return logs, state
 
 
 def loss_and_gradients(losses, weights):

@@ -36,6 +36,10 @@ def compile_loop(function, signature, jit_compile):
     return graph_lifetime.GraphReleasingFunction(trace(function))
 
 
+# What a failed `checked_in_step` raises out of a traced step (its message inside).
+STEP_CHECK_ERRORS = (tf.errors.InvalidArgumentError,)
+
+
 def checked_in_step(value, condition, message):
     """`value`, once the boolean scalar `condition` holds: else the step stops with `message`.
 
@@ -67,6 +71,11 @@ def train_step(model, data):
 def test_step(model, data):
     """Keras' TensorFlow trainer calls `test_step(data)`: the model's step as it is."""
     return model.stateful_test_step(data)
+
+
+def untrained_step(model):
+    """What a train function returns for a batch passed over untrained: the metrics so far."""
+    return model.get_metrics_result()
 
 
 def apply_gradients(optimizer, gradients, weights):

@@ -27,6 +27,7 @@ import warnings
 
 import keras
 
+from keras_ddpm import backend
 from keras_ddpm.runs import atomic
 from keras_ddpm import checks
 from keras_ddpm.backend import internals
@@ -217,6 +218,9 @@ class SkipTrainedBatches:
     @classmethod
     def install(cls, model, batches):
         cls.remove(model)
+        if not callable(getattr(model, "train_function", None)):
+            # Keras builds it before `on_train_begin`, where RunBackup restores.
+            internals.changed("keras.Model.train_function being built before on_train_begin")
         model.train_function = cls(model, batches)
 
     @staticmethod
@@ -226,12 +230,13 @@ class SkipTrainedBatches:
         if isinstance(function, SkipTrainedBatches):
             model.train_function = function.train_function
 
-    def __call__(self, iterator):
+    def __call__(self, *args):
+        # (iterator) on TensorFlow, (state, iterator) on JAX: the backend room answers.
         if self.remaining <= 0:
-            return self.train_function(iterator)
+            return self.train_function(*args)
         for _ in range(self.model.steps_per_execution):
-            next(iterator)  # StopIteration at the input's end reaches fit, as Keras expects
+            next(args[-1])  # StopIteration at the input's end reaches fit, as Keras expects
         self.remaining -= self.model.steps_per_execution
         if self.remaining <= 0:
             self.remove(self.model)
-        return self.model.get_metrics_result()
+        return backend.room().untrained_step(self.model, *args[:-1])
