@@ -12,6 +12,7 @@ import jax
 import keras
 from keras import ops
 
+
 def _float64_enabled():
     """A context in which JAX traces float64 (`jax.enable_x64`; older releases: experimental)."""
     if hasattr(jax, "enable_x64"):
@@ -26,7 +27,7 @@ conv2d_3x3 = None
 
 
 def precise_float():
-    """float64 where JAX has it (inside `compile_loop`'s loops, or `jax_enable_x64` on), else float32."""
+    """float64 where JAX has it (in `compile_loop`'s loops, or `jax_enable_x64` on), else float32."""
     return "float64" if jax.config.jax_enable_x64 else "float32"
 
 
@@ -80,11 +81,12 @@ def _state_variables(model, training):
     return groups + [model.metrics_variables]
 
 
-# The `keras.StatelessScope` of the step being traced (steps do not nest).
+# `(keras.StatelessScope, its variables)` of the step being traced (steps do not nest).
 _STEP_SCOPES = []
 
 
 def _step_scope():
+    """The step's scope and the variables it maps."""
     if not _STEP_SCOPES:
         raise RuntimeError("keras_ddpm's JAX gradient step runs only inside its train_step.")
     return _STEP_SCOPES[-1]
@@ -100,7 +102,7 @@ def _stateless(model, state, step, data):
     groups = _state_variables(model, training=len(state) == 4)  # evaluation: no optimizer
     mapping = [(v, x) for group, values in zip(groups, state) for v, x in zip(group, values)]
     with keras.StatelessScope(state_mapping=mapping) as scope:
-        _STEP_SCOPES.append(scope)
+        _STEP_SCOPES.append((scope, [v for v, _ in mapping]))
         try:
             logs = step(data)
         finally:
@@ -130,34 +132,34 @@ def loss_and_gradients(losses, weights):
     """`(loss, gradients)` by `jax.value_and_grad`, inside the step's `keras.StatelessScope`.
 
     `losses()` returns `(loss, scaled_loss)` and reads `weights` as traced values; what it
-    assigns meanwhile (the noise generator's state) is kept in the step's scope.
+    assigns meanwhile (the noise generator's state) is assigned in the step's scope.
     """
-    outer = _step_scope()
+    outer, variables = _step_scope()
     weight_ids = {id(w) for w in weights}
+    others = [v for v in variables if id(v) not in weight_ids]
     changed = []
 
     def scaled_loss(values):
-        inner = keras.StatelessScope()
-        inner.state_mapping = dict(outer.state_mapping)
-        inner.state_mapping.update((id(w), v) for w, v in zip(weights, values))
-        with inner:
+        mapping = [(v, outer.get_current_value(v)) for v in others] + list(zip(weights, values))
+        with keras.StatelessScope(state_mapping=mapping) as inner:
+            before = [inner.get_current_value(v) for v in others]
             loss, scaled = losses()
         changed[:] = [
-            key for key, value in inner.state_mapping.items()
-            if key not in weight_ids and outer.state_mapping.get(key) is not value
+            v for v, old in zip(others, before) if inner.get_current_value(v) is not old
         ]
-        return scaled, (loss, [inner.state_mapping[key] for key in changed])
+        return scaled, (loss, [inner.get_current_value(v) for v in changed])
 
     values = [outer.get_current_value(w) for w in weights]
     (_, (loss, updates)), gradients = jax.value_and_grad(scaled_loss, has_aux=True)(values)
-    outer.state_mapping.update(zip(changed, updates))
+    for variable, value in zip(changed, updates):
+        variable.assign(value)
     return loss, gradients
 
 
 def apply_gradients(optimizer, gradients, weights):
     """`optimizer.stateless_apply` on the step's values of `weights` and of its own variables,
     assigned back in the step's scope (a `LossScaleOptimizer` skips non-finite steps itself)."""
-    scope = _step_scope()
+    scope, _ = _step_scope()
     variables = list(optimizer.variables)
     new_weights, new_variables = optimizer.stateless_apply(
         [scope.get_current_value(v) for v in variables],
@@ -171,7 +173,7 @@ def apply_gradients(optimizer, gradients, weights):
 def apply_if_finite(optimizer, gradients, weights, finite):
     """`apply_gradients` when `finite`; else weights and optimizer state keep their values
     (both are computed; `where` picks one)."""
-    scope = _step_scope()
+    scope, _ = _step_scope()
     touched = list(weights) + list(optimizer.variables)
     before = [scope.get_current_value(v) for v in touched]
     apply_gradients(optimizer, gradients, weights)
