@@ -9,8 +9,8 @@ difference. Each measurement runs in a process of its own (peak RSS is per proce
 
 1. `stages`: resident memory (RSS) after importing keras_ddpm, after building the model with
    its EMA copy and Adam's moments, after tracing the function `fit` calls for each batch
-   (keras_ddpm's single `tf.function`, `keras_ddpm.step_functions`; the op count of its graph
-   is printed), after the first step (TensorFlow optimises and instantiates the graph, then
+   (keras_ddpm's single `tf.function`, `keras_ddpm.backend.step_functions`; the op count of its
+   graph is printed), after the first step (TensorFlow optimises and instantiates the graph, then
    runs it; the step function then hands the freed heap back, `release_free_heap`), after
    handing it back once more (what is left), and after `--steps` more steps; the peak is
    the process's, with the peak of the first step beside it.
@@ -49,7 +49,7 @@ def measure(args):
     import tensorflow as tf
 
     import keras_ddpm
-    from keras_ddpm.step_functions import OneFunctionStep, release_free_heap
+    from keras_ddpm.backend.step_functions import OneFunctionStep, release_free_heap
 
     stages = {"imported": rss_mb()}
     config, _ = MODELS[args.model]

@@ -13,7 +13,7 @@ Two patterns users run in one process (a notebook, a hyperparameter sweep):
 After each round the garbage collector runs and the C heap's free pages go back to the
 system; the resident memory then is what the process holds on to. Each case runs in a fresh
 process twice: as the package runs today, and with the traced graphs kept as TensorFlow keeps
-them (`keras_ddpm.graph_lifetime` turned off). The growth per round is the slope from the
+them (`keras_ddpm.backend.graph_lifetime` turned off). The growth per round is the slope from the
 first round to the last. Results go to `benchmarks/results/retrace_memory_<date>.json`.
 """
 
@@ -42,8 +42,8 @@ def measure(args):
     import numpy as np
 
     import keras_ddpm
-    from keras_ddpm import graph_lifetime
-    from keras_ddpm.step_functions import release_free_heap
+    from keras_ddpm.backend import graph_lifetime
+    from keras_ddpm.backend.step_functions import release_free_heap
 
     if args.keep_graphs:  # TensorFlow's own behaviour: every traced graph stays registered
         graph_lifetime._gradient_registry = lambda: None

@@ -52,7 +52,7 @@ def measure(args):
     """Builds the model and samples twice, recording resident memory at every stage."""
     anon_peak = AnonPeak()
     import keras_ddpm
-    from keras_ddpm.step_functions import release_free_heap
+    from keras_ddpm.backend.step_functions import release_free_heap
 
     stages = {"imported": resident_mb()}
     config, _ = MODELS[args.model]

@@ -1,9 +1,11 @@
-"""keras_ddpm: denoising diffusion probabilistic models for Keras 3 / TensorFlow.
+"""keras_ddpm: denoising diffusion probabilistic models for Keras 3 (TensorFlow, JAX).
 
 Public names only; each lives in the module named after what it holds.
 
-`import keras_ddpm` loads the whole package (and TensorFlow), so that every
-class a saved model names is registered with Keras. The one exception is the
+`import keras_ddpm` loads the whole package (and Keras' backend), so that
+every class a saved model names is registered with Keras; what needs
+TensorFlow on any backend (`data` loaders, `export`, the `metrics`) loads on
+first use. The one exception is the
 `keras-ddpm` command (and `python -m keras_ddpm`): it loads the package on
 demand, after its arguments are parsed, so that `--help` and a wrong argument
 are answered before TensorFlow's import time. The names below then load on
@@ -15,7 +17,7 @@ import os as _os
 import platform as _platform
 import sys as _sys
 
-# The package is built on TensorFlow (tf.GradientTape, tf.function, SavedModel).
+# TensorFlow stays the default backend (Keras' own default too); KERAS_BACKEND=jax picks JAX.
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 if "tensorflow" not in _sys.modules and _platform.machine().lower() in ("x86_64", "amd64"):
     # TensorFlow enables its oneDNN kernels by default only on x86 CPUs with AVX-512-class

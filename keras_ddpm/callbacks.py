@@ -40,8 +40,8 @@ import os
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from keras_ddpm import backend
 from keras_ddpm import checks
 from keras_ddpm import samplers
 from keras_ddpm import utils
@@ -142,6 +142,8 @@ class SampleGrid(keras.callbacks.Callback):
         if sampler is not None:
             samplers.get_sampler(sampler)  # A ValueError listing the samplers, before training.
         self.tensorboard_dir = None if tensorboard_dir is None else os.fspath(tensorboard_dir)
+        if self.tensorboard_dir is not None:
+            backend.require_installed("tensorflow", "SampleGrid(tensorboard_dir=...)")
         self.generate_kwargs = dict(generate_kwargs)
         if sampler is not None:
             self.generate_kwargs["sampler"] = sampler
@@ -247,6 +249,8 @@ class SampleGrid(keras.callbacks.Callback):
         path = self.path_for(epoch)
         utils.save_image_grid(images, path)
         if self.tensorboard_dir is not None:
+            import tensorflow as tf  # TensorBoard's writer, on every backend (as Keras' own)
+
             if self._writer is None:
                 self._writer = tf.summary.create_file_writer(self.tensorboard_dir)
             grid = utils.make_image_grid(images)

@@ -5,15 +5,16 @@ A `ReverseProcess` is built from explicit inputs — a denoising network, its
 classes — and owns everything between "draw N images" and the samplers of
 `keras_ddpm.samplers`: argument checks (through the sampler registry and
 `keras_ddpm.sampling_inputs`), class labels and classifier-free guidance,
-seed → noise, one compiled while loop per sampler choice (compiled by the backend's room) (cached; also
-the inverse loop of `encode` and the inpainting loop of `inpaint`), chunking
-and the progress bar.
+seed → noise, one compiled while loop per sampler choice, cached and compiled
+by the backend's room (also the inverse loop of `encode` and the inpainting
+loop of `inpaint`), chunking and the progress bar.
 `DDPM.generate` is a thin call into it, and the SavedModel export uses the
 same compiled loops without importing `keras_ddpm.model`.
 
-Same seed, same images: image i of a run seeded s draws x_T and its loop's noise under
-keys of s and i alone (`sampling_inputs.image_seeds`, counter-based: `keras_ddpm.rng`),
-whatever XLA, the device, the chunking or the SavedModel.
+Same seed, same images: image i of a run seeded s draws x_T and its loop's
+noise under keys of s and i alone (`sampling_inputs.image_seeds`,
+counter-based: `keras_ddpm.rng`), whatever XLA, the device, the chunking or
+the SavedModel.
 """
 
 import math

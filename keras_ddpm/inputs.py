@@ -7,11 +7,11 @@ floating-point images must already be in [−1, 1].
 
 import inspect
 import re
+import sys
 
 import keras
 from keras import ops
 import numpy as np
-import tensorflow as tf
 
 from keras_ddpm import backend
 from keras_ddpm import checks
@@ -56,12 +56,22 @@ def _check_shape(shape, image_shape):
 
 
 def _check_dtype(dtype):
-    dtype = tf.as_dtype(dtype)
-    if dtype != tf.uint8 and not dtype.is_floating:
+    name = getattr(dtype, "name", str(dtype))
+    try:
+        name = keras.backend.standardize_dtype(dtype)
+    except ValueError:  # not a numeric dtype (NumPy strings)
+        pass
+    if name != "uint8" and not keras.backend.is_float_dtype(name):
         raise TypeError(
             f"Images must be uint8 in [0, 255] or floating point in [-1, 1]. "
-            f"Received dtype {dtype.name}."
+            f"Received dtype {name}."
         )
+
+
+def is_dataset(x):
+    """Whether `x` is a `tf.data.Dataset`, without importing TensorFlow to ask."""
+    tf = sys.modules.get("tensorflow")  # a dataset exists only once TensorFlow is loaded
+    return tf is not None and isinstance(x, tf.data.Dataset)
 
 
 def images_from_batch(data, image_shape=None):
@@ -125,7 +135,7 @@ _NO_LABELS = (
 
 def _labels_of(x, y):
     """The labels of what `fit` received (array, spec or None)."""
-    if isinstance(x, tf.data.Dataset):
+    if is_dataset(x):
         spec = x.element_spec
         if isinstance(spec, tuple):
             return spec[1] if len(spec) > 1 else None
@@ -165,12 +175,12 @@ def check_training_data(x, image_shape=None):
     Raises:
         ValueError / TypeError naming what was received and what was expected.
     """
-    if isinstance(x, tf.data.Dataset):
+    if is_dataset(x):
         spec = x.element_spec
         if isinstance(spec, tuple):
             spec = spec[0]
         spec = _pick_images(spec)
-        if isinstance(spec, tf.TensorSpec):
+        if isinstance(spec, sys.modules["tensorflow"].TensorSpec):
             _check_dtype(spec.dtype)
             _check_shape(spec.shape, image_shape)
         return
@@ -224,7 +234,7 @@ def check_fit_arguments(x, batch_size):
         raise ValueError(
             f"The training images are empty (shape {x.shape}); pass at least one image."
         )
-    if isinstance(x, tf.data.Dataset) and int(x.cardinality()) == 0:
+    if is_dataset(x) and int(x.cardinality()) == 0:
         raise ValueError("The training dataset is empty (it yields no batch).")
 
 
@@ -237,7 +247,7 @@ def check_no_labels(x, y):
         ValueError: labels as `y` or as the second part of `(images, labels)` batches.
     """
     labels = y
-    if isinstance(x, tf.data.Dataset) and isinstance(x.element_spec, tuple):
+    if is_dataset(x) and isinstance(x.element_spec, tuple):
         labels = x.element_spec[1] if len(x.element_spec) > 1 else None
     if labels is not None:
         raise ValueError(

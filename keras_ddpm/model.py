@@ -6,7 +6,6 @@ Data flows one way: a batch of images → `train_step` draws t and ε →
 """
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from keras_ddpm import checks
@@ -17,9 +16,6 @@ from keras_ddpm import inputs
 from keras_ddpm import backend
 from keras_ddpm.backend import hardware
 from keras_ddpm import objectives
-from keras_ddpm import step_functions
-from keras_ddpm.data.pipeline import EPOCH_COUNTER
-from keras_ddpm.data.pipeline import StartEpoch
 from keras_ddpm.file_methods import FileMethods
 from keras_ddpm.generation_methods import GenerationMethods
 from keras_ddpm.runs import backup
@@ -36,7 +32,7 @@ _RNG_STATE_KEY = "noise_seed_state"
 
 
 @keras.saving.register_keras_serializable(package="keras_ddpm")
-class DDPM(GenerationMethods, FileMethods, step_functions.StepFunctions, keras.Model):
+class DDPM(GenerationMethods, FileMethods, backend.StepFunctions, keras.Model):
     """Denoising diffusion probabilistic model around a denoising network.
 
     Training draws, for every example, a timestep index t uniformly from
@@ -225,16 +221,18 @@ class DDPM(GenerationMethods, FileMethods, step_functions.StepFunctions, keras.M
             inputs.check_training_labels(x, y, self.num_classes)
         else:
             inputs.check_no_labels(x, y)
-        if isinstance(x, tf.data.Dataset):
-            # A dataset brings its own order; Keras warns about its default shuffle=True.
-            arguments.setdefault("shuffle", False)
         added = []
         if self.max_skipped_steps is not None:
             added.append(divergence.DivergenceGuard(self.max_skipped_steps))
-        counter = getattr(x, EPOCH_COUNTER, None)
-        if isinstance(counter, tf.Variable):
-            # A keras_ddpm loader's order depends on the epoch: start it at the right one.
-            added.append(StartEpoch(counter))
+        if inputs.is_dataset(x):
+            from keras_ddpm.data import pipeline  # TensorFlow's, loaded with the dataset
+
+            # A dataset brings its own order; Keras warns about its default shuffle=True.
+            arguments.setdefault("shuffle", False)
+            counter = getattr(x, pipeline.EPOCH_COUNTER, None)
+            if counter is not None:
+                # A keras_ddpm loader's order depends on the epoch: start it at the right one.
+                added.append(pipeline.StartEpoch(counter))
         if added:
             arguments["callbacks"] = inputs.with_callbacks(arguments.get("callbacks"), added)
         try:
@@ -336,11 +334,11 @@ class DDPM(GenerationMethods, FileMethods, step_functions.StepFunctions, keras.M
         flags = divergence.gradient_flags(gradients)
         if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
             finite = ops.all(flags)
-            applied, poisoned = distribute.skip_on_any_replica(finite, gradients)
+            applied, poisoned = room.skip_on_any_replica(finite, gradients)
             room.apply_gradients(self.optimizer, poisoned, weights)  # it skips such steps itself
         else:
             finite = divergence.all_finite(loss, flags)
-            applied, _ = distribute.skip_on_any_replica(finite, gradients)
+            applied, _ = room.skip_on_any_replica(finite, gradients)
             room.apply_if_finite(self.optimizer, gradients, weights, applied)
         skipped = self.divergence_state.record(applied, flags)
         if self.ema_network is not None:
@@ -352,7 +350,7 @@ class DDPM(GenerationMethods, FileMethods, step_functions.StepFunctions, keras.M
             ops.where(finite_loss, loss, ops.zeros_like(loss)),
             sample_weight=ops.cast(finite_loss, loss.dtype),
         )
-        return distribute.shape_logs(
+        return backend.room().shape_logs(
             {"loss": self.loss_tracker.result(), "skipped_steps": ops.cast(skipped, "float32")}
         )
 
@@ -361,7 +359,7 @@ class DDPM(GenerationMethods, FileMethods, step_functions.StepFunctions, keras.M
         images = inputs.images_from_batch(data, self.image_shape)
         labels = self._training_labels(data, training=False)
         self.loss_tracker.update_state(self.diffusion_loss(images, labels=labels, training=False))
-        return distribute.shape_logs({"loss": self.loss_tracker.result()})
+        return backend.room().shape_logs({"loss": self.loss_tracker.result()})
 
     def get_config(self):
         config = super().get_config()

@@ -10,7 +10,7 @@ from keras_ddpm.layers import ResidualBlock
 from keras_ddpm.layers import TimestepEmbedding
 from keras_ddpm.resampling import Downsample
 from keras_ddpm.resampling import Upsample
-from keras_ddpm.step_functions import StepFunctions
+from keras_ddpm.backend import StepFunctions
 from keras_ddpm.unet_config import PRESETS
 from keras_ddpm.unet_config import check_unet_arguments
 

@@ -215,7 +215,7 @@ def run_mirrored(out_path):
         ),
         replica_weight_spread=replica_spread(strategy, mirrored.network.weights),
         replica_ema_spread=replica_spread(strategy, mirrored.ema_weights),
-        # The step function fit ran under the strategy (keras_ddpm.step_functions).
+        # The step function fit ran under the strategy (keras_ddpm.backend.step_functions).
         train_function_mirrored=type(mirrored.train_function).__name__,
         iterations_single=int(single.optimizer.iterations.numpy()),
         iterations_mirrored=int(mirrored.optimizer.iterations.numpy()),

@@ -12,8 +12,8 @@ import tensorflow as tf
 
 import keras_ddpm
 from keras_ddpm.backend import adam_step
-from keras_ddpm import graph_lifetime
-from keras_ddpm import step_functions
+from keras_ddpm.backend import graph_lifetime
+from keras_ddpm.backend import step_functions
 from keras_ddpm.backend import internals
 from keras_ddpm.runs.backup import RunBackup
 from keras_ddpm.runs.weights_file import WeightsFileWriter

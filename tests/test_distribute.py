@@ -90,7 +90,7 @@ def mirrored(tmp_path_factory):
 def test_mirrored_steps_match_one_device_on_the_same_noise(mirrored):
     assert mirrored["replicas"] == 2
     assert mirrored["iterations_single"] == mirrored["iterations_mirrored"] == 3
-    # fit traced the steps as one function per step (keras_ddpm.step_functions), and Keras'
+    # fit traced the steps as one function per step (keras_ddpm.backend.step_functions), and Keras'
     # reduction of per-replica outputs gave the same weights as one device.
     assert mirrored["train_function_mirrored"] == "OneFunctionStep"
     # The comparison can see a scaling error: the steps moved the weights.

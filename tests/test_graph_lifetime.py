@@ -1,4 +1,4 @@
-"""Graphs this package traces are freed with their function (keras_ddpm.graph_lifetime)."""
+"""Graphs this package traces are freed with their function (keras_ddpm.backend.graph_lifetime)."""
 
 import gc
 import weakref
@@ -8,10 +8,10 @@ import numpy as np
 import tensorflow as tf
 
 import keras_ddpm
-from keras_ddpm import graph_lifetime
+from keras_ddpm.backend import graph_lifetime
 from keras_ddpm.backend import internals
 from keras_ddpm.backend import tensorflow_room
-from keras_ddpm.step_functions import OneFunctionStep
+from keras_ddpm.backend.step_functions import OneFunctionStep
 from networks import tiny_unet
 
 

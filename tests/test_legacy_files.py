@@ -99,11 +99,11 @@ def test_old_savedmodel_loads_and_gives_the_same_images(recorded):
 
 
 def test_old_keras_file_trains_on_with_one_step_function():
-    """Resuming an old model goes through today's step function (keras_ddpm.step_functions)
+    """Resuming an old model goes through today's step function (keras_ddpm.backend.step_functions)
     and gives the weights Keras' own nested functions give from the same file."""
     import keras
 
-    from keras_ddpm.step_functions import OneFunctionStep
+    from keras_ddpm.backend.step_functions import OneFunctionStep
 
     path = os.path.join(LEGACY, "unconditional.keras")
     ours, theirs = keras_ddpm.load_model(path), keras_ddpm.load_model(path)

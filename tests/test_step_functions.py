@@ -1,4 +1,6 @@
-"""fit and evaluate trace each step as one function (keras_ddpm.step_functions) with Keras' results."""
+"""fit and evaluate trace each step as one function (keras_ddpm.backend.step_functions).
+
+The results are Keras' own."""
 
 import keras
 import numpy as np
@@ -6,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 import keras_ddpm
-from keras_ddpm.graph_lifetime import GraphReleasingFunction
-from keras_ddpm.step_functions import OneFunctionStep
+from keras_ddpm.backend.graph_lifetime import GraphReleasingFunction
+from keras_ddpm.backend.step_functions import OneFunctionStep
 from networks import conv_network
 from networks import tiny_unet
 
@@ -77,7 +79,7 @@ def test_keras_own_function_where_one_function_does_not_apply(compile_kwargs):
     model.make_test_function()
     assert not isinstance(model.train_function, OneFunctionStep)
     assert not isinstance(model.test_function, OneFunctionStep)
-    # Keras' function, whose traces are freed with it (keras_ddpm.graph_lifetime).
+    # Keras' function, whose traces are freed with it (keras_ddpm.backend.graph_lifetime).
     assert isinstance(model.train_function, GraphReleasingFunction)
     assert isinstance(model.test_function, GraphReleasingFunction)
 
@@ -110,7 +112,7 @@ def test_other_iterators_go_to_keras_function():
 
 
 def test_the_heap_is_handed_back_once_per_trace(monkeypatch):
-    import keras_ddpm.step_functions as step_functions
+    import keras_ddpm.backend.step_functions as step_functions
 
     releases = []
     monkeypatch.setattr(step_functions, "release_free_heap", lambda: releases.append(1))
@@ -128,7 +130,7 @@ def test_release_free_heap_hands_back_freed_heap_and_says_false_without_glibc(mo
     import ctypes
     import platform
 
-    from keras_ddpm.step_functions import release_free_heap
+    from keras_ddpm.backend.step_functions import release_free_heap
 
     if platform.libc_ver()[0] == "glibc":  # CI's Linux: freed blocks below the mmap threshold
         libc = ctypes.CDLL("libc.so.6")

@@ -5,12 +5,18 @@ loop is compiled), `precise_float` (the dtype of the schedule's coefficient arit
 the backend's own faster kernels, `None` where it has none (`fused_group_normalization`,
 `conv2d_3x3`). The maths (`keras.ops`) asks `room()` and never which backend runs.
 
+Rooms also hold the training step (`train_step`, `loss_and_gradients`, `apply_if_finite`, ...),
+what several replicas need (`replica_key`, `skip_on_any_replica`, `shape_logs`) and the step
+functions of `fit` (`make_step_function`, asked by the `StepFunctions` mixin here).
+
 The other modules here are TensorFlow's: `internals` (each private TensorFlow/Keras name
-behind a check), `adam_step` (the fused Adam) and `tensorflow_gradients` (hand-written
-gradients); `hardware` reads the CPU's flags and says whether XLA pays.
+behind a check), `adam_step` (the fused Adam), `tensorflow_gradients` (hand-written
+gradients), `step_functions` and `graph_lifetime` (one traced function a step, traces freed
+with their function); `hardware` reads the CPU's flags and says whether XLA pays.
 """
 
 import importlib
+import importlib.util
 
 import keras
 
@@ -49,4 +55,54 @@ def require_tensorflow(feature, instead=None):
         raise ValueError(
             f"{feature} runs on the TensorFlow backend only, so far. Received: "
             f"KERAS_BACKEND={name()!r}. {instead}"
+        )
+
+
+def require_installed(package, feature):
+    """A `ValueError` unless `package` can be imported: `feature` needs it on every backend.
+
+    Args:
+        package: the module's import name, e.g. `"tensorflow"`.
+        feature: what the user asked for, e.g. `"SampleGrid(tensorboard_dir=...)"`.
+    """
+    try:
+        found = importlib.util.find_spec(package) is not None
+    except ImportError:  # an import hook that refuses it
+        found = False
+    if not found:
+        raise ValueError(
+            f"{feature} needs the package {package!r}, which is not installed here "
+            f"(KERAS_BACKEND={name()!r}). Install it (pip install {package}) or leave it out."
+        )
+
+
+class StepFunctions:
+    """`keras.Model` mixin: the step functions of `fit`, `evaluate` and `predict` from the room.
+
+    Each function Keras builds goes through the room's `make_step_function` once: TensorFlow's
+    reads a batch and runs the step in one traced function and frees its traces with it
+    (`keras_ddpm.backend.step_functions`); JAX's keeps Keras' own. Put it before
+    `keras.Model` among the bases.
+
+    Example:
+
+    ```python
+    class Network(StepFunctions, keras.Model):
+        ...
+    ```
+    """
+
+    def make_train_function(self, force=False):
+        return room().make_step_function(
+            self, "train", super().make_train_function, self.train_step, force
+        )
+
+    def make_test_function(self, force=False):
+        return room().make_step_function(
+            self, "test", super().make_test_function, self.test_step, force
+        )
+
+    def make_predict_function(self, force=False):
+        return room().make_step_function(
+            self, "predict", super().make_predict_function, None, force
         )

@@ -32,10 +32,10 @@ def cpu_flags(path="/proc/cpuinfo"):
 
 @functools.lru_cache(maxsize=None)
 def accelerator_present():
-    """Whether TensorFlow sees a GPU or a TPU."""
-    import tensorflow as tf
+    """Whether the running backend sees a GPU or a TPU."""
+    from keras_ddpm import backend
 
-    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+    return backend.room().accelerator_present()
 
 
 # Below this many parameter-pixels a batch (parameters x H x W x batch size), an XLA-compiled
@@ -62,8 +62,9 @@ def xla_pays(parameters, pixels, batch_size, evaluations=None):
     < XLA_CPU_WORK_LIMIT`, in calls of at least `XLA_CPU_MIN_EVALUATIONS` network evaluations:
     XLA removes TensorFlow's per-op dispatch, which dominates small steps, but its CPU
     convolutions are no faster than oneDNN's, compiling takes time, and the compiled program
-    holds memory for the rest of the process (figures: the README's "Measurements behind the design"). The choice depends on the
-    call alone, never on what ran before, so that the same call gives the same images.
+    holds memory for the rest of the process (figures: the README's "Measurements behind the
+    design"). The choice depends on the call alone, never on what ran before, so that the same
+    call gives the same images.
 
     Args:
         parameters: the network's parameter count.

@@ -31,6 +31,11 @@ def precise_float():
     return "float64" if jax.config.jax_enable_x64 else "float32"
 
 
+def accelerator_present():
+    """Whether JAX's default device is a GPU or a TPU."""
+    return jax.default_backend() != "cpu"
+
+
 def compile_loop(function, signature, jit_compile):
     """`function` under `jax.jit`, traced with float64 enabled, whatever `jit_compile`.
 
@@ -71,6 +76,29 @@ def checked_in_step(value, condition, message):
 def replicas():
     """1: under `keras.distribution` the gradient of the global batch is the mean already."""
     return 1
+
+
+# Under `keras.distribution` (JAX) one program sees the global batch and its global
+# gradients, so the replica questions of `tf.distribute` have nothing to do here.
+def replica_key(key):
+    """The step's key as it is: every example of the global batch has its own already."""
+    return key
+
+
+def skip_on_any_replica(applied, gradients):
+    """`(applied, gradients)` as they are: the finiteness check sees the global gradients."""
+    return applied, gradients
+
+
+def shape_logs(logs):
+    """The logs as they are (Keras averages nothing across workers on JAX)."""
+    return logs
+
+
+def make_step_function(model, kind, make_keras_function, step_function, force):
+    """Keras' own `{kind}_function` (its JAX trainer jits the stateless step)."""
+    make_keras_function(force=force)
+    return getattr(model, f"{kind}_function")
 
 
 def _state_variables(model, training):

@@ -95,15 +95,7 @@ def group_normalization(x, gamma, beta, groups, epsilon):
     `dy * scale + x * a + b`, whose `a` and `b` come from two position sums, `Σ dy` and
     `Σ dy x`.
 
-    Args:
-        x: float tensor `[B, ..., C]`, channels last, at least 2-D.
-        gamma: float tensor `[C]`, the scale (cast to the dtype of `x`).
-        beta: float tensor `[C]`, the offset (cast to the dtype of `x`).
-        groups: int, a divisor of `C`.
-        epsilon: float added to the variance.
-
-    Returns:
-        A tensor shaped like `x`.
+    Arguments and result as `keras_ddpm.normalization.group_normalization`.
 
     Example:
 

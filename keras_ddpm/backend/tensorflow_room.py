@@ -1,8 +1,12 @@
 """The TensorFlow backend's room: `tf.function` loops, float64 coefficients, own gradients."""
 
+import numpy as np
 import tensorflow as tf
+from keras import ops
 
-from keras_ddpm import graph_lifetime
+from keras_ddpm.backend import graph_lifetime
+from keras_ddpm import rng
+from keras_ddpm.backend.step_functions import make_step_function  # noqa: F401 - offered
 from keras_ddpm.backend.tensorflow_gradients import conv2d_3x3  # noqa: F401 - offered kernel
 from keras_ddpm.backend.tensorflow_gradients import group_normalization
 
@@ -12,6 +16,11 @@ fused_group_normalization = group_normalization
 def precise_float():
     """The dtype of the schedule's coefficient arithmetic: float64."""
     return "float64"
+
+
+def accelerator_present():
+    """Whether TensorFlow sees a GPU or a TPU."""
+    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
 
 
 def compile_loop(function, signature, jit_compile):
@@ -53,6 +62,49 @@ def checked_in_step(value, condition, message):
 def replicas():
     """The number of replicas the gradients are summed over (a `tf.distribute` strategy's)."""
     return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def replica_key(key):
+    """`key` folded with the global replica id under a strategy with several replicas.
+
+    The model's `SeedGenerator` state is mirrored, the same on every replica; the id
+    (`replica_id_in_sync_group`) counts the replicas of every worker.
+    """
+    replica = tf.distribute.get_replica_context()
+    if replica is None or replica.num_replicas_in_sync == 1:
+        return key
+    return rng.fold_in(key, replica.replica_id_in_sync_group)
+
+
+def skip_on_any_replica(applied, gradients):
+    """`(applied, gradients)` such that a step skipped on one replica is skipped on all.
+
+    The loss-scale optimizer checks each replica's own gradients before they are summed.
+    With one replica they come back unchanged; otherwise the replicas sum their skips, and
+    where any replica skipped, every replica's gradients are poisoned with NaN so that the
+    loss-scale optimizer skips them (and halves the scale) too.
+    """
+    replica = tf.distribute.get_replica_context()
+    if replica is None or replica.num_replicas_in_sync == 1:
+        return applied, gradients
+    overflows = replica.all_reduce("sum", ops.cast(ops.logical_not(applied), "float32"))
+    applied = ops.equal(overflows, 0.0)
+    poison = ops.where(applied, 0.0, np.nan)
+    return applied, [g if g is None else g + ops.cast(poison, g.dtype) for g in gradients]
+
+
+def shape_logs(logs):
+    """The step's logs shaped for Keras' cross-worker averaging.
+
+    With several workers Keras averages the logs with `strategy.reduce("MEAN", value,
+    axis=0)`, which needs an axis (tensorflow/tensorflow#72388): scalars become `[1]`.
+    """
+    strategy = tf.distribute.get_strategy()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
+        strategy.num_replicas_in_sync > len(strategy.extended.worker_devices)
+    ):
+        return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+    return logs
 
 
 def loss_and_gradients(losses, weights):

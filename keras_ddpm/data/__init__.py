@@ -53,6 +53,9 @@ _LAZY = {
 
 def __getattr__(name):
     if name in _LAZY:
+        from keras_ddpm import backend  # on first use: the command line parses before Keras loads
+
+        backend.require_installed("tensorflow", f"keras_ddpm.data.{name}")
         return getattr(importlib.import_module(f"keras_ddpm.data.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'keras_ddpm.data' has no attribute {name!r}")
 

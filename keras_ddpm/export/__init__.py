@@ -42,7 +42,25 @@ inputs and their checks in graph form), `sampling` and `editing` (the bodies),
 `saved_model` (`export_saved_model`: checks, the module, the atomic write).
 """
 
-from keras_ddpm.export.endpoints import ENDPOINTS
-from keras_ddpm.export.endpoints import SERVING_DEFAULT
-from keras_ddpm.export.endpoints import markdown_table
-from keras_ddpm.export.saved_model import export_saved_model
+import importlib
+
+# Everything here loads TensorFlow, on first use (the package imports on any backend).
+_LAZY = {
+    "ENDPOINTS": "endpoints",
+    "SERVING_DEFAULT": "endpoints",
+    "markdown_table": "endpoints",
+    "export_saved_model": "saved_model",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        from keras_ddpm import backend  # on first use: the command line parses before Keras loads
+
+        backend.require_installed("tensorflow", f"keras_ddpm.export.{name}")
+        return getattr(importlib.import_module(f"keras_ddpm.export.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'keras_ddpm.export' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

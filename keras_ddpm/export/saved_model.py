@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from keras_ddpm import checks
 from keras_ddpm import generation
-from keras_ddpm import graph_lifetime
+from keras_ddpm.backend import graph_lifetime
 from keras_ddpm import samplers
 from keras_ddpm.export import endpoints
 from keras_ddpm.export import inputs

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from keras_ddpm import checks
 from keras_ddpm import objectives
-from keras_ddpm.graph_lifetime import GraphReleasingFunction
+from keras_ddpm.backend.graph_lifetime import GraphReleasingFunction
 from keras_ddpm.metrics.features import _as_images
 
 

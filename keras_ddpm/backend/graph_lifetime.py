@@ -44,7 +44,7 @@ def release_traced_graphs():
     Example:
 
     ```python
-    with keras_ddpm.graph_lifetime.release_traced_graphs():
+    with keras_ddpm.backend.graph_lifetime.release_traced_graphs():
         images = traced_loop(noise)
     ```
     """

@@ -18,17 +18,17 @@ Every other case keeps Keras' own function: `run_eagerly`, `jit_compile`
 (XLA cannot compile the iterator read), `steps_per_execution` > 1, and inputs
 that are not TensorFlow iterators.
 
-`DDPM` and `UNet` get these functions from the `StepFunctions` mixin.
+`DDPM` and `UNet` get these functions through the `keras_ddpm.backend.StepFunctions`
+mixin, which asks the TensorFlow room for them (`make_step_function`).
 """
 
 import ctypes
 
 import tensorflow as tf
 
-from keras_ddpm import backend
 from keras_ddpm.backend import internals
-from keras_ddpm.graph_lifetime import release_traced_graphs
-from keras_ddpm.graph_lifetime import releasing
+from keras_ddpm.backend.graph_lifetime import release_traced_graphs
+from keras_ddpm.backend.graph_lifetime import releasing
 
 _ITERATORS = (tf.data.Iterator, tf.distribute.DistributedIterator)
 
@@ -99,49 +99,26 @@ def one_function(model, step_function, keras_function):
     """`OneFunctionStep` for `step_function` if it `applies` to `model`, else `keras_function`.
 
     Either way, a trace lives only as long as the function returned
-    (`keras_ddpm.graph_lifetime`).
+    (`keras_ddpm.backend.graph_lifetime`).
     """
     if not applies(model) or internals.reduce_per_replica() is None:
         return releasing(keras_function)
     return OneFunctionStep(model, step_function, keras_function)
 
 
-class StepFunctions:
-    """`keras.Model` mixin: `fit` and `evaluate` run `one_function`, `predict` a releasing one.
+def make_step_function(model, kind, make_keras_function, step_function, force):
+    """`model`'s `{kind}_function`, replaced once when Keras builds it (see `StepFunctions`).
 
-    Each function Keras builds is replaced once, when built: the training and
-    evaluation steps by `one_function` (one traced function per step where
-    that applies, Keras' own otherwise), the prediction step by Keras' own;
-    every one of them frees its traces with it (`keras_ddpm.graph_lifetime`).
-    Put it before `keras.Model` among the bases.
-
-    Example:
-
-    ```python
-    class Network(StepFunctions, keras.Model):
-        ...
-    ```
+    The training and evaluation steps get `one_function` (one traced function per step where
+    that applies, Keras' own otherwise), the prediction step Keras' own; every one of them
+    frees its traces with it (`keras_ddpm.backend.graph_lifetime`).
     """
-
-    def make_train_function(self, force=False):
-        return self._step_function("train", super().make_train_function, self.train_step, force)
-
-    def make_test_function(self, force=False):
-        return self._step_function("test", super().make_test_function, self.test_step, force)
-
-    def make_predict_function(self, force=False):
-        return self._step_function("predict", super().make_predict_function, None, force)
-
-    def _step_function(self, kind, make_keras_function, step_function, force):
-        attribute = f"{kind}_function"
-        if backend.name() != "tensorflow":  # Keras' own step functions there
-            make_keras_function(force=force)
-            return getattr(self, attribute)
-        if getattr(self, attribute) is None or force:
-            make_keras_function(force=force)
-            function = getattr(self, attribute)
-            if step_function is None:
-                setattr(self, attribute, releasing(function))
-            else:
-                setattr(self, attribute, one_function(self, step_function, function))
-        return getattr(self, attribute)
+    attribute = f"{kind}_function"
+    if getattr(model, attribute) is None or force:
+        make_keras_function(force=force)
+        function = getattr(model, attribute)
+        if step_function is None:
+            setattr(model, attribute, releasing(function))
+        else:
+            setattr(model, attribute, one_function(model, step_function, function))
+    return getattr(model, attribute)

@@ -1,0 +1,67 @@
+"""Run by `tests/test_backends.py` as on a machine without TensorFlow (the GPU machines).
+
+Usage: `KERAS_BACKEND=jax python tests/no_tensorflow_worker.py OUT_DIR`
+
+TensorFlow is made unimportable first (an import hook refuses it, as a missing package would),
+then the package is imported, a tiny model fits NumPy arrays, samples, inpaints, is saved and
+loaded back. OUT_DIR gets `model.keras` and `outputs.npz`: the losses, the images before and
+after the round trip, the errors of what needs TensorFlow (export, a `tf.data` loader, a
+TensorBoard grid) and whether TensorFlow got loaded at all (`tensorflow_loaded`).
+"""
+
+import os
+import sys
+
+import numpy as np
+
+
+class NoTensorFlow:
+    """A `sys.meta_path` finder that refuses `tensorflow` as an absent package would."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "tensorflow":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+def main(out_dir):
+    sys.meta_path.insert(0, NoTensorFlow())
+    import keras
+    import keras_ddpm
+    from networks import tiny_unet
+
+    model = keras_ddpm.DDPM(tiny_unet(), keras_ddpm.NoiseSchedule("cosine", 50), seed=0,
+                            ema_decay=0.9)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    ramp = np.linspace(-1, 1, 64, dtype="float32").reshape(1, 8, 8, 1)
+    images = ramp * np.array([1.0, -1.0] * 8, "float32").reshape(16, 1, 1, 1)
+    history = model.fit(images, batch_size=4, epochs=3, verbose=0).history
+    out = {"loss": np.array(history["loss"])}
+    common = dict(steps=5, seed=0, verbose=0)
+    out["generate"] = model.generate(2, sampler="dpm_solver", **common)
+    mask = np.zeros((2, 8, 8, 1), "float32")
+    mask[:, :, :4] = 1.0
+    out["inpaint"] = model.inpaint(images[:2], mask, **common)
+    path = os.path.join(out_dir, "model.keras")
+    model.save(path)
+    loaded = keras_ddpm.load_model(path)
+    out["generate_loaded"] = loaded.generate(2, sampler="dpm_solver", **common)
+    # What needs TensorFlow says so in one line.
+    attempts = {
+        "export_error": lambda: loaded.export(os.path.join(out_dir, "exported")),
+        "loader_error": lambda: keras_ddpm.data.load_digits(batch_size=4),
+        "tensorboard_error": lambda: keras_ddpm.callbacks.SampleGrid(
+            os.path.join(out_dir, "grids"), tensorboard_dir=os.path.join(out_dir, "logs")
+        ),
+    }
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+        except ValueError as error:
+            out[name] = np.array(str(error))
+    out["tensorflow_loaded"] = np.array("tensorflow" in sys.modules)
+    np.savez(os.path.join(out_dir, "outputs.npz"), **out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
