@@ -24,6 +24,7 @@ from networks import tiny_unet
 
 WORKER = pathlib.Path(__file__).with_name("backend_worker.py")
 NO_TENSORFLOW_WORKER = pathlib.Path(__file__).with_name("no_tensorflow_worker.py")
+DATA_PARALLEL_WORKER = pathlib.Path(__file__).with_name("data_parallel_worker.py")
 LEGACY = pathlib.Path(__file__).with_name("legacy")
 # JAX is a test dependency (setup.py's "test" extra); PyTorch joins when its backend lands.
 BACKENDS = ["jax"]
@@ -129,6 +130,7 @@ def test_the_legacy_keras_file_gives_its_recorded_seeded_images_on_another_backe
             assert difference <= 1e-4, f"{name}: {difference}"
 
 
+@pytest.mark.slow  # 40 s of two processes; CI's slow step runs it
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_command_line_trains_there_and_its_model_samples_here(backend, tmp_path):
     """`KERAS_BACKEND=jax keras-ddpm train`: the run folder (model, sample grids) as on
@@ -186,3 +188,28 @@ def test_importing_the_package_on_jax_leaves_tensorflow_unloaded():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split()[-1] == "False"
+
+
+def test_a_data_parallel_step_on_two_devices_equals_the_one_device_step(tmp_path):
+    """`keras.distribution.DataParallel` on JAX over two host devices: one SGD step on the same
+    global batch updates every weight as the single-device step does (the t and ε of each
+    example are keyed by its place in the global batch, whichever device holds it)."""
+    env = _environment("jax")
+    env["XLA_FLAGS"] += " --xla_force_host_platform_device_count=2"
+    out_path = tmp_path / "steps.npz"
+    done = subprocess.run(
+        [sys.executable, str(DATA_PARALLEL_WORKER), str(out_path)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = np.load(out_path)
+    assert int(steps["devices"]) == 2
+    assert int(steps["one_devices"]) == 1 and int(steps["two_devices"]) == 2  # replicated
+    np.testing.assert_allclose(steps["two_loss"], steps["one_loss"], rtol=1e-5)
+    updates = sorted(name[4:] for name in steps.files if name[4:].isdigit())
+    assert len(updates) > 10
+    for i in updates:
+        one, two = steps[f"one_{i}"], steps[f"two_{i}"]
+        # Measured: 3e-8 at most, the largest update being 0.38.
+        np.testing.assert_allclose(two, one, atol=1e-6, err_msg=f"weight {i}")
+    assert max(np.abs(steps[f"one_{i}"]).max() for i in updates) > 0.01  # a real step
