@@ -8,6 +8,7 @@ and the seeded ones too: the noise is counter-based (`keras_ddpm.rng`), the same
 every backend.
 """
 
+import json
 import os
 import pathlib
 import subprocess
@@ -213,3 +214,32 @@ def test_a_data_parallel_step_on_two_devices_equals_the_one_device_step(tmp_path
         # Measured: 3e-8 at most, the largest update being 0.38.
         np.testing.assert_allclose(two, one, atol=1e-6, err_msg=f"weight {i}")
     assert max(np.abs(steps[f"one_{i}"]).max() for i in updates) > 0.01  # a real step
+
+
+@pytest.mark.slow  # 60 s: three processes compiling on the CPU
+def test_the_gpu_benchmark_script_runs_its_jax_parts_without_tensorflow(tmp_path):
+    """`benchmarks/gpu/benchmark_gpu.py --quick` (tiny sizes) runs on JAX, as on the GPU
+    machine (no TensorFlow: `sitecustomize` of `no_tensorflow_worker` refuses its import)."""
+    script = pathlib.Path(__file__).parents[1] / "benchmarks" / "gpu" / "benchmark_gpu.py"
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import sys\nfrom no_tensorflow_worker import NoTensorFlow\n"
+        "sys.meta_path.insert(0, NoTensorFlow())\n"
+    )
+    env = _environment("jax")
+    env["PYTHONPATH"] = os.pathsep.join([str(hook), str(pathlib.Path(__file__).parent)])
+    output = tmp_path / "gpu.json"
+    done = subprocess.run(
+        [sys.executable, str(script), "--quick", "--parts", "jax float32,jax sample",
+         "--output", str(output)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = {result["part"]: result for result in json.loads(output.read_text())["results"]}
+    assert "error" not in results["jax float32"], results["jax float32"]["error"]
+    assert results["jax float32"]["images_per_second"] > 0
+    assert np.isfinite(results["jax float32"]["loss"])
+    assert results["jax float32"]["tensorflow_loaded"] is False
+    assert results["jax sample"]["finite"] and results["jax sample"]["seconds"] > 0
+    assert "| jax float32 | cpu" in done.stdout
