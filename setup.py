@@ -48,10 +48,14 @@ setup(
         "console_scripts": ["keras-ddpm = keras_ddpm.cli:main"],
     },
     extras_require={
-        # JAX runs the cross-backend tests (tests/test_backends.py) on the CPU.
-        "test": ["pytest>=7", "pytest-xdist>=3", "jax>=0.6"],
+        # JAX and PyTorch run the cross-backend tests (tests/test_backends.py) on the CPU.
+        # torch is pinned to the release whose CPU-only wheel the CI machines hold (a newer
+        # one from PyPI is a CUDA build of several GB).
+        "test": ["pytest>=7", "pytest-xdist>=3", "jax>=0.6", "torch==2.13.0"],
         # Keras' JAX backend (KERAS_BACKEND=jax): training and sampling on JAX's devices.
         "jax": ["jax>=0.6"],
+        # Keras' PyTorch backend (KERAS_BACKEND=torch).
+        "torch": ["torch>=2.4"],
         # Hub ids such as "google/ddpm-cifar10-32" in DDPM.from_pretrained and the CLI.
         "hub": ["huggingface_hub"],
     },

@@ -2,7 +2,7 @@
 
 Usage: `KERAS_BACKEND=jax python tests/no_tensorflow_worker.py OUT_DIR`
 
-TensorFlow is made unimportable first (an import hook refuses it, as a missing package would),
+TensorFlow is made unimportable first (`refuse_tensorflow`, as a missing package would be),
 then the package is imported, a tiny model fits NumPy arrays, samples, inpaints, is saved and
 loaded back. OUT_DIR gets `model.keras` and `outputs.npz`: the losses, the images before and
 after the round trip, the errors of what needs TensorFlow (export, a `tf.data` loader, a
@@ -15,17 +15,18 @@ import sys
 import numpy as np
 
 
-class NoTensorFlow:
-    """A `sys.meta_path` finder that refuses `tensorflow` as an absent package would."""
+def refuse_tensorflow():
+    """Makes `import tensorflow` fail and `importlib.util.find_spec` answer `None`, as for a
+    package that is not installed (`None` in `sys.modules` does both)."""
+    sys.modules["tensorflow"] = None
 
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "tensorflow":
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
+
+def tensorflow_loaded():
+    return sys.modules.get("tensorflow") is not None
 
 
 def main(out_dir):
-    sys.meta_path.insert(0, NoTensorFlow())
+    refuse_tensorflow()
     import keras
     import keras_ddpm
     from networks import tiny_unet
@@ -59,7 +60,7 @@ def main(out_dir):
             attempt()
         except ValueError as error:
             out[name] = np.array(str(error))
-    out["tensorflow_loaded"] = np.array("tensorflow" in sys.modules)
+    out["tensorflow_loaded"] = np.array(tensorflow_loaded())
     np.savez(os.path.join(out_dir, "outputs.npz"), **out)
 
 

@@ -168,13 +168,14 @@ def test_train_step_loss_is_the_noise_mse_and_weights_move():
 def test_diffusion_loss_formula():
     """diffusion_loss equals the MSE recomputed from the same t and ε."""
     model = tiny_model(ema_decay=None)
-    images = tf.constant(random_images(8))
+    images = keras.ops.convert_to_tensor(random_images(8))
     state = np.asarray(model.seed_generator.state)
-    loss = float(model.diffusion_loss(images, training=False))
+    loss = float(keras.ops.convert_to_numpy(model.diffusion_loss(images, training=False)))
     model.seed_generator.state.assign(state)
     t, noise = model.draw_training_noise(images)
     x_t = model.schedule.add_noise(images, noise, t)
-    expected = np.mean((np.asarray(model.network([x_t, t])) - np.asarray(noise)) ** 2)
+    prediction = keras.ops.convert_to_numpy(model.network([x_t, t]))
+    expected = np.mean((prediction - keras.ops.convert_to_numpy(noise)) ** 2)
     assert loss == pytest.approx(expected, rel=1e-5)
 
 
@@ -182,9 +183,9 @@ def test_diffusion_loss_formula():
 def test_min_snr_loss_formula(prediction_type):
     """diffusion_loss with min_snr is the per-example weighted MSE of the target."""
     model = tiny_model(ema_decay=None, prediction_type=prediction_type, loss_weighting="min_snr", min_snr_gamma=3.0)
-    images = tf.constant(random_images(8))
+    images = keras.ops.convert_to_tensor(random_images(8))
     state = np.asarray(model.seed_generator.state)
-    loss = float(model.diffusion_loss(images, training=False))
+    loss = float(keras.ops.convert_to_numpy(model.diffusion_loss(images, training=False)))
     model.seed_generator.state.assign(state)
     t, noise = model.draw_training_noise(images)
     noise = np.asarray(noise)
@@ -199,7 +200,8 @@ def test_min_snr_loss_formula(prediction_type):
         "x0": np.minimum(snr, 3.0),
         "v": np.minimum(snr, 3.0) / (snr + 1),
     }[prediction_type]
-    per_example = np.mean((np.asarray(model.network([x_t, t])) - target) ** 2, axis=(1, 2, 3))
+    prediction = keras.ops.convert_to_numpy(model.network([x_t, t]))
+    per_example = np.mean((prediction - target) ** 2, axis=(1, 2, 3))
     assert loss == pytest.approx(np.mean(weight * per_example), rel=1e-4)
 
 

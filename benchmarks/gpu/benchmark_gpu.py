@@ -87,7 +87,8 @@ def jax_train(args, policy):
         "parameters": model.network.count_params(), "batch_size": args.batch_size,
         "steps": args.steps, "seconds": seconds, "images_per_second":
         args.steps * args.batch_size / seconds, "warmup_seconds": warmup,
-        "loss": history.history["loss"][-1], "tensorflow_loaded": "tensorflow" in sys.modules,
+        "loss": history.history["loss"][-1],
+        "tensorflow_loaded": sys.modules.get("tensorflow") is not None,
     }
 
 

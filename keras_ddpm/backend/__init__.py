@@ -20,9 +20,8 @@ import importlib.util
 
 import keras
 
-# Keras backend name -> its room in this package (the backends keras_ddpm runs on; PyTorch's
-# room comes with its port, issue 37).
-ROOMS = {"tensorflow": "tensorflow_room", "jax": "jax_room"}
+# Keras backend name -> its room in this package (the backends keras_ddpm runs on).
+ROOMS = {"tensorflow": "tensorflow_room", "jax": "jax_room", "torch": "torch_room"}
 
 
 def name():

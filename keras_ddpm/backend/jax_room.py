@@ -148,6 +148,12 @@ def test_step(model, state, data):
     return _stateless(model, state, model.stateful_test_step, data)
 
 
+def skip_batches(model, iterator):
+    """Reads one call's batches from `iterator` without training on them."""
+    for _ in range(model.steps_per_execution):
+        next(iterator)  # StopIteration at the input's end reaches fit, as Keras expects
+
+
 def untrained_step(model, state):
     """What a train function returns for a batch passed over untrained: `(metrics so far,
     state)`, the metrics read from `state` (the variables themselves hold none mid-epoch)."""

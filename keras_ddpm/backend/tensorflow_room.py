@@ -125,6 +125,12 @@ def test_step(model, data):
     return model.stateful_test_step(data)
 
 
+def skip_batches(model, iterator):
+    """Reads one call's batches from `iterator` without training on them."""
+    for _ in range(model.steps_per_execution):
+        next(iterator)  # StopIteration at the input's end reaches fit, as Keras expects
+
+
 def untrained_step(model):
     """What a train function returns for a batch passed over untrained: the metrics so far."""
     return model.get_metrics_result()

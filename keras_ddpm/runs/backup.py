@@ -231,12 +231,13 @@ class SkipTrainedBatches:
             model.train_function = function.train_function
 
     def __call__(self, *args):
-        # (iterator) on TensorFlow, (state, iterator) on JAX: the backend room answers.
+        # (iterator) on TensorFlow, (state, iterator) on JAX, (batches) on PyTorch: the
+        # backend room answers.
         if self.remaining <= 0:
             return self.train_function(*args)
-        for _ in range(self.model.steps_per_execution):
-            next(args[-1])  # StopIteration at the input's end reaches fit, as Keras expects
+        room = backend.room()
+        room.skip_batches(self.model, args[-1])
         self.remaining -= self.model.steps_per_execution
         if self.remaining <= 0:
             self.remove(self.model)
-        return backend.room().untrained_step(self.model, *args[:-1])
+        return room.untrained_step(self.model, *args[:-1])

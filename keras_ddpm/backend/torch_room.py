@@ -1,0 +1,104 @@
+"""The PyTorch backend's room: eager loops, float64 coefficients, Keras' stateful step."""
+
+import torch
+
+fused_group_normalization = None
+conv2d_3x3 = None
+
+# What a failed `checked_in_step` raises out of a step (its message inside).
+STEP_CHECK_ERRORS = (ValueError,)
+
+
+def precise_float():
+    """The dtype of the schedule's coefficient arithmetic: float64."""
+    return "float64"
+
+
+def accelerator_present():
+    """Whether PyTorch sees a CUDA (or ROCm) GPU."""
+    return torch.cuda.is_available()
+
+
+def compile_loop(function, signature, jit_compile):
+    """`function` as it is: Keras runs PyTorch eagerly, and the loop with it."""
+    del signature, jit_compile
+
+    def run(*args):
+        with torch.no_grad():
+            return function(*args)
+
+    return run
+
+
+def checked_in_step(value, condition, message):
+    """`value`, once the boolean scalar `condition` holds: else a `ValueError(message)`."""
+    if not bool(condition):
+        raise ValueError(message)
+    return value
+
+
+def replicas():
+    """1: Keras' PyTorch trainer runs one replica a process."""
+    return 1
+
+
+def replica_key(key):
+    """The step's key as it is (one replica)."""
+    return key
+
+
+def skip_on_any_replica(applied, gradients):
+    """`(applied, gradients)` as they are (one replica)."""
+    return applied, gradients
+
+
+def shape_logs(logs):
+    """The logs as they are."""
+    return logs
+
+
+def make_step_function(model, kind, make_keras_function, step_function, force):
+    """Keras' own `{kind}_function`."""
+    make_keras_function(force=force)
+    return getattr(model, f"{kind}_function")
+
+
+def train_step(model, data):
+    """Keras' PyTorch trainer calls `train_step(data)`: the model's step as it is."""
+    return model.stateful_train_step(data)
+
+
+def test_step(model, data):
+    """Keras' PyTorch trainer calls `test_step(data)`: the model's step as it is."""
+    with torch.no_grad():
+        return model.stateful_test_step(data)
+
+
+def skip_batches(model, data):
+    """Nothing to read: Keras' PyTorch trainer hands the train function its batches."""
+    del model, data
+
+
+def untrained_step(model):
+    """What a train function returns for a batch passed over untrained: the metrics so far."""
+    return model.get_metrics_result()
+
+
+def loss_and_gradients(losses, weights):
+    """`(loss, gradients)`: `losses()` returns `(loss, scaled_loss)`; the gradients are the
+    scaled loss's with respect to `weights`, by `torch.autograd.grad`."""
+    loss, scaled_loss = losses()
+    values = [weight.value for weight in weights]
+    gradients = torch.autograd.grad(scaled_loss, values, allow_unused=True)
+    return loss, list(gradients)
+
+
+def apply_gradients(optimizer, gradients, weights):
+    """`optimizer.apply_gradients` (a `LossScaleOptimizer` skips non-finite steps itself)."""
+    optimizer.apply_gradients(zip(gradients, weights))
+
+
+def apply_if_finite(optimizer, gradients, weights, finite):
+    """`optimizer.apply_gradients` when `finite`, nothing otherwise (eager: a Python branch)."""
+    if bool(finite):
+        optimizer.apply_gradients(zip(gradients, weights))
