@@ -31,6 +31,8 @@ References:
 
 from keras import ops
 
+from keras_ddpm import precise_ops
+
 PREDICTION_TYPES = ("epsilon", "v", "x0")
 LOSS_WEIGHTINGS = ("simple", "min_snr")
 
@@ -132,12 +134,10 @@ def loss_weight(snr, prediction_type, loss_weighting="simple", min_snr_gamma=5.0
     if loss_weighting == "simple":
         return ops.ones_like(snr)
     gamma = ops.cast(min_snr_gamma, snr.dtype)
-    # `where`, not `minimum`/`maximum`: Keras 3.15 on PyTorch returns those in float32 for
-    # two float64 inputs, and the weights keep the SNR's dtype on every backend.
-    clipped = ops.where(snr < gamma, snr, gamma)
+    clipped = precise_ops.minimum(snr, gamma)  # the SNR's dtype on every backend
     if prediction_type == "epsilon":
         # min(SNR, γ)/SNR written as γ/max(SNR, γ): no 0/0 when SNR = 0.
-        return gamma / ops.where(snr > gamma, snr, gamma)
+        return gamma / precise_ops.maximum(snr, gamma)
     if prediction_type == "x0":
         return clipped
     return clipped / (snr + 1.0)

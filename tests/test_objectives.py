@@ -1,10 +1,12 @@
 """Prediction targets, their conversions and the loss weights."""
 
+import keras
 import numpy as np
 import pytest
 
 from keras_ddpm import NoiseSchedule
 from keras_ddpm import objectives
+from keras_ddpm import precise_ops
 from keras_ddpm import schedules
 
 pytestmark = pytest.mark.backends
@@ -89,3 +91,19 @@ def test_bad_weighting_arguments(kwargs, message):
         objectives.loss_weight(np.ones(3), "v", **kwargs)
     with pytest.raises(ValueError, match=r"prediction_type='score'"):
         objectives.loss_weight(np.ones(3), "score")
+
+
+def test_the_precise_maximum_and_minimum_keep_the_precise_dtype_on_every_backend():
+    # Keras 3.15's ops.maximum/minimum answer float32 for float64 inputs on PyTorch.
+    precise = schedules.precise_float()  # float64 (float32 on JAX outside its loops)
+    x = keras.ops.convert_to_tensor(np.array([0.25, 1.0 + 2.0**-40, -3.0]), precise)
+    y = keras.ops.convert_to_tensor(np.array([0.5, 1.0, -4.0]), precise)
+    for value, expected in (
+        (precise_ops.maximum(x, y), [0.5, 1.0 + 2.0**-40, -3.0]),
+        (precise_ops.minimum(x, y), [0.25, 1.0, -4.0]),
+        (precise_ops.maximum(x, 0.0), [0.25, 1.0 + 2.0**-40, 0.0]),
+    ):
+        assert keras.backend.standardize_dtype(value.dtype) == precise
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(value), np.array(expected).astype(precise)
+        )

@@ -7,7 +7,8 @@ the backend's own faster kernels, `None` where it has none (`fused_group_normali
 
 Rooms also hold the training step (`train_step`, `loss_and_gradients`, `apply_if_finite`, ...),
 what several replicas need (`replica_key`, `skip_on_any_replica`, `shape_logs`) and the step
-functions of `fit` (`make_step_function`, asked by the `StepFunctions` mixin here).
+functions of `fit` (`make_step_function`, asked by the `StepFunctions` mixin here). Where a
+backend needs nothing of its own, its room takes the answer from `room_defaults`.
 
 The other modules here are TensorFlow's: `internals` (each private TensorFlow/Keras name
 behind a check), `adam_step` (the fused Adam), `tensorflow_gradients` (hand-written
@@ -64,11 +65,7 @@ def require_installed(package, feature):
         package: the module's import name, e.g. `"tensorflow"`.
         feature: what the user asked for, e.g. `"SampleGrid(tensorboard_dir=...)"`.
     """
-    try:
-        found = importlib.util.find_spec(package) is not None
-    except ImportError:  # an import hook that refuses it
-        found = False
-    if not found:
+    if importlib.util.find_spec(package) is None:
         raise ValueError(
             f"{feature} needs the package {package!r}, which is not installed here "
             f"(KERAS_BACKEND={name()!r}). Install it (pip install {package}) or leave it out."

@@ -12,6 +12,8 @@ import jax
 import keras
 from keras import ops
 
+from keras_ddpm.backend import room_defaults
+
 
 def _float64_enabled():
     """A context in which JAX traces float64 (`jax.enable_x64`; older releases: experimental)."""
@@ -73,32 +75,14 @@ def checked_in_step(value, condition, message):
     return value
 
 
-def replicas():
-    """1: under `keras.distribution` the gradient of the global batch is the mean already."""
-    return 1
-
-
 # Under `keras.distribution` (JAX) one program sees the global batch and its global
 # gradients, so the replica questions of `tf.distribute` have nothing to do here.
-def replica_key(key):
-    """The step's key as it is: every example of the global batch has its own already."""
-    return key
-
-
-def skip_on_any_replica(applied, gradients):
-    """`(applied, gradients)` as they are: the finiteness check sees the global gradients."""
-    return applied, gradients
-
-
-def shape_logs(logs):
-    """The logs as they are (Keras averages nothing across workers on JAX)."""
-    return logs
-
-
-def make_step_function(model, kind, make_keras_function, step_function, force):
-    """Keras' own `{kind}_function` (its JAX trainer jits the stateless step)."""
-    make_keras_function(force=force)
-    return getattr(model, f"{kind}_function")
+replicas = room_defaults.replicas
+replica_key = room_defaults.replica_key
+skip_on_any_replica = room_defaults.skip_on_any_replica
+shape_logs = room_defaults.shape_logs
+make_step_function = room_defaults.make_step_function
+skip_batches = room_defaults.skip_batches
 
 
 def _state_variables(model, training):
@@ -146,12 +130,6 @@ def train_step(model, state, data):
 def test_step(model, state, data):
     """Keras' JAX trainer calls `test_step(state, data)`: the model's step, made stateless."""
     return _stateless(model, state, model.stateful_test_step, data)
-
-
-def skip_batches(model, iterator):
-    """Reads one call's batches from `iterator` without training on them."""
-    for _ in range(model.steps_per_execution):
-        next(iterator)  # StopIteration at the input's end reaches fit, as Keras expects
 
 
 def untrained_step(model, state):

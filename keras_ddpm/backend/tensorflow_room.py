@@ -5,6 +5,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_ddpm.backend import graph_lifetime
+from keras_ddpm.backend import room_defaults
 from keras_ddpm import rng
 from keras_ddpm.backend.step_functions import make_step_function  # noqa: F401 - offered
 from keras_ddpm.backend.tensorflow_gradients import conv2d_3x3  # noqa: F401 - offered kernel
@@ -125,15 +126,8 @@ def test_step(model, data):
     return model.stateful_test_step(data)
 
 
-def skip_batches(model, iterator):
-    """Reads one call's batches from `iterator` without training on them."""
-    for _ in range(model.steps_per_execution):
-        next(iterator)  # StopIteration at the input's end reaches fit, as Keras expects
-
-
-def untrained_step(model):
-    """What a train function returns for a batch passed over untrained: the metrics so far."""
-    return model.get_metrics_result()
+skip_batches = room_defaults.skip_batches
+untrained_step = room_defaults.untrained_step
 
 
 def apply_gradients(optimizer, gradients, weights):

@@ -2,6 +2,8 @@
 
 import torch
 
+from keras_ddpm.backend import room_defaults
+
 fused_group_normalization = None
 conv2d_3x3 = None
 
@@ -37,30 +39,13 @@ def checked_in_step(value, condition, message):
     return value
 
 
-def replicas():
-    """1: Keras' PyTorch trainer runs one replica a process."""
-    return 1
-
-
-def replica_key(key):
-    """The step's key as it is (one replica)."""
-    return key
-
-
-def skip_on_any_replica(applied, gradients):
-    """`(applied, gradients)` as they are (one replica)."""
-    return applied, gradients
-
-
-def shape_logs(logs):
-    """The logs as they are."""
-    return logs
-
-
-def make_step_function(model, kind, make_keras_function, step_function, force):
-    """Keras' own `{kind}_function`."""
-    make_keras_function(force=force)
-    return getattr(model, f"{kind}_function")
+# Keras' PyTorch trainer runs one replica a process.
+replicas = room_defaults.replicas
+replica_key = room_defaults.replica_key
+skip_on_any_replica = room_defaults.skip_on_any_replica
+shape_logs = room_defaults.shape_logs
+make_step_function = room_defaults.make_step_function
+untrained_step = room_defaults.untrained_step
 
 
 def train_step(model, data):
@@ -77,11 +62,6 @@ def test_step(model, data):
 def skip_batches(model, data):
     """Nothing to read: Keras' PyTorch trainer hands the train function its batches."""
     del model, data
-
-
-def untrained_step(model):
-    """What a train function returns for a batch passed over untrained: the metrics so far."""
-    return model.get_metrics_result()
 
 
 def loss_and_gradients(losses, weights):

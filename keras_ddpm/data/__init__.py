@@ -27,13 +27,12 @@ References:
       https://arxiv.org/abs/2006.11239)
 """
 
-import importlib
-
 from keras_ddpm.data.specs import DATASET_SPECS
 from keras_ddpm.data.specs import DatasetSpec
 from keras_ddpm.data.specs import load_dataset_spec
 from keras_ddpm.data.specs import parse_dataset_spec
 from keras_ddpm.data.specs import spec_num_classes
+from keras_ddpm.lazy import lazy_names
 
 # The TensorFlow parts load on first use, so that the command line can parse a
 # dataset spec before TensorFlow loads.
@@ -51,14 +50,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        from keras_ddpm import backend  # on first use: the command line parses before Keras loads
-
-        backend.require_installed("tensorflow", f"keras_ddpm.data.{name}")
-        return getattr(importlib.import_module(f"keras_ddpm.data.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'keras_ddpm.data' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, requires="tensorflow")

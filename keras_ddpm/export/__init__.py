@@ -42,7 +42,7 @@ inputs and their checks in graph form), `sampling` and `editing` (the bodies),
 `saved_model` (`export_saved_model`: checks, the module, the atomic write).
 """
 
-import importlib
+from keras_ddpm.lazy import lazy_names
 
 # Everything here loads TensorFlow, on first use (the package imports on any backend).
 _LAZY = {
@@ -53,14 +53,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        from keras_ddpm import backend  # on first use: the command line parses before Keras loads
-
-        backend.require_installed("tensorflow", f"keras_ddpm.export.{name}")
-        return getattr(importlib.import_module(f"keras_ddpm.export.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'keras_ddpm.export' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, requires="tensorflow")

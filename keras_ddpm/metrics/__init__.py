@@ -30,6 +30,9 @@ FID can compare with precomputed real statistics (`reference_statistics`,
 e.g. the TTUR `fid_stats_cifar10_train.npz`); `save_statistics` and
 `load_statistics` read and write that `.npz` format (keys `mu`, `sigma`).
 
+KID and FID run on every Keras backend (the 2015 graph needs TensorFlow installed);
+`bits_per_dim` runs on the TensorFlow backend.
+
 Both metrics run eagerly on NumPy state (call them outside compiled
 functions), and accept either side alone in `update_state`, so real-image
 statistics can be gathered once and generated ones batch by batch.
@@ -49,13 +52,13 @@ References:
       NeurIPS 2020 (eq. 5 and appendix: bits/dim).
 """
 
-import importlib
+from keras_ddpm.lazy import lazy_names
 
 # The extractors by name (`FeatureExtractor.from_name`); here, not in `features`, so that the
 # command line reads them before TensorFlow loads.
 FEATURE_EXTRACTORS = ("inception_v3", "inception_2015", "pixels")
 
-# Everything else loads TensorFlow, on first use.
+# Everything else loads on first use (Keras; TensorFlow for `_REQUIRES`).
 _LAZY = {
     "INCEPTION_SIZE": "features",
     "FeatureExtractor": "features",
@@ -75,13 +78,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"keras_ddpm.metrics.{_LAZY[name]}"), name)
-    if name in _LAZY.values():  # A submodule, `keras_ddpm.metrics.fid` as an attribute.
-        return importlib.import_module(f"keras_ddpm.metrics.{name}")
-    raise AttributeError(f"module 'keras_ddpm.metrics' has no attribute {name!r}")
+# TensorFlow's graphs: the 2015 Inception graph and the bound's evaluation.
+_REQUIRES = {"inception_2015": "tensorflow", "likelihood": "tensorflow"}
 
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, requires=_REQUIRES)

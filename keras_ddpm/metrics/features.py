@@ -10,18 +10,22 @@ The extractors by name (`FEATURE_EXTRACTORS`):
 - `"inception_2015"`: the reference graph of the TTUR FID code
   (`Inception2015`), the one published FIDs use.
 - `"pixels"`: the flattened pixels.
+
+Everything but `"inception_2015"` (a TensorFlow graph, TensorFlow installed) runs on every
+Keras backend: the images are prepared with `keras.ops`.
 """
 
 import os
+import sys
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from keras_ddpm import backend
 from keras_ddpm import checks
 from keras_ddpm.backend import internals
 from keras_ddpm.metrics import FEATURE_EXTRACTORS
-from keras_ddpm.metrics.inception_2015 import Inception2015
 
 INCEPTION_SIZE = 299
 GRAPH_SUFFIXES = (".pb", ".tgz", ".tar.gz")
@@ -72,18 +76,32 @@ def _is_graph_path(value):
     return isinstance(value, str) and (value.endswith(GRAPH_SUFFIXES) or os.path.exists(value))
 
 
+def _inception_2015(*args):
+    """`Inception2015(*args)`, TensorFlow's graph: a `ValueError` where TensorFlow is missing."""
+    backend.require_installed("tensorflow", "feature_extractor='inception_2015'")
+    from keras_ddpm.metrics.inception_2015 import Inception2015
+
+    return Inception2015(*args)
+
+
+def _is_inception_2015(extractor):
+    """Whether `extractor` is an `Inception2015` (none exists before its module loads)."""
+    module = sys.modules.get("keras_ddpm.metrics.inception_2015")
+    return module is not None and isinstance(extractor, module.Inception2015)
+
+
 def _resolve_extractor(feature_extractor):
     """(the extractor, its name) for a `feature_extractor` argument."""
     if feature_extractor is None or feature_extractor == "inception_v3":
         return inception_v3_extractor(), "inception_v3"
     if feature_extractor == "inception_2015":
-        return Inception2015(), "inception_2015"
+        return _inception_2015(), "inception_2015"
     if feature_extractor == "pixels":
         return None, "pixels"
-    if isinstance(feature_extractor, Inception2015):
+    if _is_inception_2015(feature_extractor):
         return feature_extractor, "inception_2015"
     if _is_graph_path(feature_extractor):
-        return Inception2015(feature_extractor), "inception_2015"
+        return _inception_2015(feature_extractor), "inception_2015"
     if isinstance(feature_extractor, str):
         raise ValueError(
             f"Unknown feature_extractor={feature_extractor!r}. Expected None, one of "
@@ -137,7 +155,7 @@ class FeatureExtractor:
 
     def __init__(self, feature_extractor=None, input_range=None, batch_size=64):
         self.extractor, self.name = _resolve_extractor(feature_extractor)
-        if isinstance(self.extractor, Inception2015) and input_range is not None:
+        if _is_inception_2015(self.extractor) and input_range is not None:
             raise ValueError(
                 "`input_range` does not apply to inception_2015, which takes [-1, 1] images and "
                 f"quantises them to 0..255 pixels itself. Received: input_range={input_range!r}."
@@ -153,17 +171,19 @@ class FeatureExtractor:
 
     def _prepare(self, images):
         """[-1, 1] images → the extractor's size, channels and range."""
-        if isinstance(self.extractor, Inception2015):
+        if _is_inception_2015(self.extractor):
             return images  # It quantises, repeats channels and resizes (in the graph) itself.
         inputs = getattr(self.extractor, "inputs", None)
         if inputs:
             height, width, channels = tuple(inputs[0].shape[1:4])
             if height is not None and width is not None and images.shape[1:3] != (height, width):
-                images = tf.image.resize(images, (height, width), method="bilinear", antialias=True)
+                images = ops.image.resize(
+                    images, (height, width), interpolation="bilinear", antialias=True
+                )
             if channels == 3 and images.shape[-1] == 1:
-                images = tf.repeat(images, 3, axis=-1)
+                images = ops.repeat(images, 3, axis=-1)
         low, high = self.input_range
-        return (tf.convert_to_tensor(images) + 1.0) * ((high - low) / 2.0) + low
+        return (ops.convert_to_tensor(images) + 1.0) * ((high - low) / 2.0) + low
 
     def features(self, images):
         """float64 NumPy features `(N, d)` of [-1, 1] images `(N, H, W, C)`."""
@@ -172,7 +192,7 @@ class FeatureExtractor:
         for begin in range(0, len(images), self.batch_size):
             batch = self._prepare(images[begin : begin + self.batch_size])
             if self.extractor is None:
-                feats = tf.reshape(batch, (tf.shape(batch)[0], -1))
+                feats = ops.reshape(batch, (batch.shape[0], -1))
             else:
                 feats = self.extractor(batch, training=False)
             feats = np.asarray(keras.ops.convert_to_numpy(feats), dtype=np.float64)

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_ddpm import backend
 from keras_ddpm import checks
 from keras_ddpm import objectives
 from keras_ddpm.backend.graph_lifetime import GraphReleasingFunction
@@ -108,6 +109,7 @@ def variational_bound_terms(model, images, seed=0, use_ema=True, labels=None):
         the decoder term L_0 = −log p_θ(x_0 | x_1) and column i ≥ 1 is the KL
         term of timestep index i (the paper's L_i); `"total"` `(B,)`, their sum.
     """
+    backend.require_tensorflow("keras_ddpm.metrics.variational_bound_terms (and bits_per_dim)")
     x0 = tf.convert_to_tensor(_as_images("images", images))
     process = model.reverse_process(use_ema)
     schedule = process.schedule

@@ -7,6 +7,7 @@ References:
 
 from keras import ops
 
+from keras_ddpm import precise_ops
 from keras_ddpm.samplers.loop import broadcast
 from keras_ddpm.samplers.loop import prepare
 from keras_ddpm.samplers.loop import stochastic_loop
@@ -48,7 +49,7 @@ def ddim_step(schedule, x_t, t, prev_t, prediction, noise, eta=0.0, prediction_t
     )
     # 4. "Direction pointing to x_t" √(1 − ᾱ_{t−1} − σ_t²) ε̂ and the random
     #    noise σ_t z (eq. 12, second and third terms).
-    direction = ops.sqrt(ops.maximum(1.0 - alpha_bar_prev - sigma**2, 0.0))
+    direction = ops.sqrt(precise_ops.maximum(1.0 - alpha_bar_prev - sigma**2, 0.0))
     return (
         broadcast(ops.sqrt(alpha_bar_prev), ndim) * x0
         + broadcast(direction, ndim) * epsilon

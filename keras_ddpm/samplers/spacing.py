@@ -9,6 +9,7 @@ sampler serves every step count.
 import numpy as np
 from keras import ops
 
+from keras_ddpm import precise_ops
 from keras_ddpm.samplers.registry import check_spacing
 from keras_ddpm.samplers.registry import check_steps
 from keras_ddpm.schedules import precise_float
@@ -85,12 +86,12 @@ def timestep_sequence(schedule, steps, timestep_spacing="trailing"):
     elif timestep_spacing == "trailing":
         index = ops.round(total - kf * total / s) - 1.0
     elif timestep_spacing == "linspace":
-        index = ops.round(j * (total - 1) / ops.maximum(s - 1.0, 1.0))
+        index = ops.round(j * (total - 1) / precise_ops.maximum(s - 1.0, 1.0))
         index = ops.where(steps > 1, index, ops.full((), total - 1, precise))
     else:
         table = _log_snr_table(schedule)
         lo, hi = table[-1], table[0]
-        fraction = kf / ops.maximum(s - 1.0, 1.0)
+        fraction = kf / precise_ops.maximum(s - 1.0, 1.0)
         targets = lo + (hi - lo) * fraction  # [T + 1], rising
         table = ops.convert_to_tensor(table.astype(precise))
         distance = ops.abs(targets[:, None] - table[None, :])
