@@ -35,6 +35,8 @@ def outputs(model, inputs):
         images, mask, sampler="ddpm", resample_steps=2, jump_length=2, **common
     )
     out["encode"] = model.encode(images, steps=8, verbose=0, **conditional)
+    pair = {name: value[:1] if name == "labels" else value for name, value in conditional.items()}
+    out["interpolate"] = model.interpolate(images[0], images[1], num=3, steps=8, verbose=0, **pair)
     return out
 
 

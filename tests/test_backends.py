@@ -3,7 +3,7 @@
 The suite runs on TensorFlow; each test here saves a model, loads it in a subprocess under
 another backend (`tests/backend_worker.py`) and compares what both sample from the same
 `initial_noise` and the same seed (`backend_worker.outputs`: every sampler, SDEdit, inpainting,
-encoding). Deterministic samplers must agree within 1e-4 (float rounding of two compilers),
+encoding, interpolation). Deterministic samplers must agree within 1e-4 (float rounding of two compilers),
 and the seeded ones too: the noise is counter-based (`keras_ddpm.rng`), the same numbers on
 every backend.
 """

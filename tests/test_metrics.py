@@ -1,17 +1,22 @@
-"""KID, FID and bits/dim against closed forms and direct NumPy computations (no downloads)."""
+"""KID, FID and bits/dim against closed forms and direct NumPy computations (no downloads).
+
+KID and FID run on every backend (the module is `backends`-marked); the bound runs on
+TensorFlow only, and says so elsewhere.
+"""
 
 import math
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras_ddpm
 from keras_ddpm import metrics
 from keras_ddpm import samplers
 from oracles import gaussian_oracle
 from oracles import gaussian_oracle_model
+
+pytestmark = pytest.mark.backends
 
 
 def gaussian(n, mean, std, seed):
@@ -138,6 +143,26 @@ def test_custom_extractor_gets_resized_three_channel_inputs_in_its_range():
     np.testing.assert_allclose(fid.features(images), [[0, 0, 0], [255, 255, 255]], atol=1e-3)
 
 
+def test_a_custom_extractor_sees_images_shrunk_through_an_antialiasing_filter():
+    # Halving the size, bilinear with antialiasing averages each pixel's neighbourhood with the
+    # weights (1, 3, 3, 1)/8 along each axis (renormalised at the border), on every backend.
+    inputs = keras.Input((8, 8, 1))
+    extractor = keras.Model(inputs, keras.layers.Flatten()(inputs))
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 1)).astype(np.float32)
+
+    def halve(array, axis):
+        array = np.moveaxis(array, axis, 0)
+        rows = []
+        for i in range(len(array) // 2):
+            taps = {k: w for k, w in zip(range(2 * i - 1, 2 * i + 3), (1, 3, 3, 1))}
+            taps = {k: w for k, w in taps.items() if 0 <= k < len(array)}
+            rows.append(sum(w * array[k] for k, w in taps.items()) / sum(taps.values()))
+        return np.moveaxis(np.stack(rows), 0, axis)
+
+    expected = halve(halve(images, 1), 2).reshape(2, -1)
+    np.testing.assert_allclose(metrics.FID(extractor).features(images), expected, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "build, error, message",
     [
@@ -215,6 +240,7 @@ def expected_terms(schedule, variance, x0, rng, draws=64):
     return np.stack(columns, axis=1)  # (N·pixels, T)
 
 
+@pytest.mark.tensorflow_only
 @pytest.mark.parametrize("variance", ["fixed_small", "fixed_large"])
 def test_bound_of_the_oracle_matches_a_numpy_computation_of_eq5(variance):
     model = oracle_model(variance=variance)
@@ -249,6 +275,7 @@ def test_bound_of_the_oracle_matches_a_numpy_computation_of_eq5(variance):
     )
 
 
+@pytest.mark.tensorflow_only
 def test_a_better_model_has_a_lower_bound():
     rng = np.random.default_rng(12)
     images = np.clip(MEAN + STD * rng.standard_normal((64, 4, 4, 1)), -1, 1).astype(np.float32)
@@ -276,6 +303,7 @@ class _ClassOracle(keras.layers.Layer):
         return sigma * (x_t - a * mean) / (a * a * STD**2 + sigma * sigma)
 
 
+@pytest.mark.tensorflow_only
 def test_the_bound_of_a_conditional_model_uses_its_labels():
     schedule = oracle_model().schedule
     x_t = keras.Input((4, 4, 1))
@@ -303,12 +331,25 @@ def test_the_bound_of_a_conditional_model_uses_its_labels():
     )
 
 
+@pytest.mark.tensorflow_only
 def test_the_bound_traces_one_function_for_every_timestep():
     from keras_ddpm.metrics import likelihood
 
     model = oracle_model()
     term = likelihood._bound_function(model.reverse_process())
+    import tensorflow as tf
+
     x0 = tf.zeros((2, 4, 4, 1))
     for t in range(model.schedule.timesteps):
         term(x0, tf.constant(t), tf.zeros((2, 4, 4, 1)))
     assert term.experimental_get_tracing_count() == 1
+
+
+
+@pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="the bound runs there")
+def test_the_bound_on_another_backend_is_one_line_naming_tensorflow():
+    model = gaussian_oracle_model(
+        keras_ddpm.NoiseSchedule("linear", 20), (4, 4, 1), MEAN, STD
+    )
+    with pytest.raises(ValueError, match="KERAS_BACKEND=tensorflow"):
+        metrics.bits_per_dim(model, np.zeros((2, 4, 4, 1), "float32"), verbose=0)

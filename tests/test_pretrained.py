@@ -17,11 +17,16 @@ import numpy as np
 import pytest
 
 import keras_ddpm
+from keras_ddpm import backend
 from keras_ddpm import cli
 from keras_ddpm import pretrained
 from keras_ddpm.samplers.ancestral import ddpm_step
 from keras_ddpm.samplers.ddim import ddim_step
 from networks import tiny_unet
+
+numpy = keras.ops.convert_to_numpy
+
+pytestmark = pytest.mark.backends  # diffusers' checkpoints in and out on every backend
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "diffusers")
 MODELS = ("cifar10_like", "celebahq_like")
@@ -41,7 +46,7 @@ def layout():
 
 def _outputs(network, reference, name):
     x, t = reference[f"{name}/x"], reference[f"{name}/t"].astype("int32")
-    return np.asarray(network([x, t])), reference[f"{name}/out"]
+    return numpy(network([x, t])), reference[f"{name}/out"]
 
 
 # ----------------------------------------------------------------------------
@@ -56,7 +61,7 @@ def test_converted_network_gives_the_reference_outputs(name, reference):
     assert np.abs(ours - theirs).max() <= 1e-5 * scale
     # The EMA copy starts equal to the loaded weights.
     for raw, ema in zip(model.network.weights, model.ema_weights):
-        np.testing.assert_array_equal(raw.numpy(), ema.numpy())
+        np.testing.assert_array_equal(numpy(raw), numpy(ema))
 
 
 def test_architecture_mapping_of_both_layouts():
@@ -177,6 +182,14 @@ def test_ancestral_step_matches_ddpm_scheduler(variance, reference):
     schedule = keras_ddpm.NoiseSchedule("linear", 1000)
     alpha_bar = np.cumprod(1.0 - np.linspace(1e-4, 0.02, 1000))
     key = "scheduler/ddpm_step"
+    shape = reference[f"{key}/sample"][0].shape
+    # Compiled as the samplers' loops are: the schedule's maths is float64 there on every
+    # backend (JAX's float64 is on inside them only).
+    step = backend.room().compile_loop(
+        lambda x, t, prediction, noise: ddpm_step(schedule, x, t, prediction, noise, variance=variance),
+        [(shape, "float32"), (shape[:1], "int32"), (shape, "float32"), (shape, "float32")],
+        jit_compile=False,
+    )
     for i, t in enumerate(reference[f"{key}/timesteps"]):
         x, prediction = reference[f"{key}/sample"][i], reference[f"{key}/model_output"][i]
         noise = reference[f"{key}/noise"][i]
@@ -189,10 +202,10 @@ def test_ancestral_step_matches_ddpm_scheduler(variance, reference):
         exact_var = 0.0 if t == 0 else beta * (1 - a_prev) / (1 - a_t) if (
             variance == "fixed_small") else beta
         t = np.full(len(x), t, "int32")
-        mean = np.asarray(ddpm_step(schedule, x, t, prediction, np.zeros_like(x), variance=variance))
+        mean = numpy(step(x, t, prediction, np.zeros_like(x)))
         np.testing.assert_allclose(mean, exact_mean, atol=1e-6)
         np.testing.assert_allclose(mean, reference[f"{key}/{variance}/prev_mean"][i], atol=1e-4)
-        sample = np.asarray(ddpm_step(schedule, x, t, prediction, noise, variance=variance))
+        sample = numpy(step(x, t, prediction, noise))
         np.testing.assert_allclose(sample, exact_mean + np.sqrt(exact_var) * noise, atol=1e-6)
         np.testing.assert_allclose(sample, reference[f"{key}/{variance}/prev_sample"][i], atol=1e-4)
 
@@ -209,14 +222,14 @@ def test_ddim_trajectory_matches_ddim_scheduler(name, clip, trajectory, referenc
     key = f"{name}/ddim"
     timesteps = list(reference[f"{key}/timesteps"])
     sequence = keras_ddpm.samplers.timestep_sequence(model.schedule, 10, "leading")
-    assert list(np.asarray(sequence)[:11]) == timesteps + [-1]
+    assert list(numpy(sequence)[:11]) == timesteps + [-1]
     x = reference[f"{key}/x_T"]
     for i, t in enumerate(timesteps):
         t_vector = np.full(len(x), t, "int32")
         prev = np.full(len(x), timesteps[i + 1] if i + 1 < len(timesteps) else -1, "int32")
-        prediction = np.asarray(model.network([x, t_vector]))
+        prediction = numpy(model.network([x, t_vector]))
         step = ddim_step(model.schedule, x, t_vector, prev, prediction, np.zeros_like(x), clip=clip)
-        np.testing.assert_allclose(np.asarray(step), reference[f"{key}/{trajectory}"][i], atol=1e-4)
+        np.testing.assert_allclose(numpy(step), reference[f"{key}/{trajectory}"][i], atol=1e-4)
         x = reference[f"{key}/{trajectory}"][i]
     # The whole compiled sampler, from the same x_T: tracing it costs 10-20 s, so once, on the
     # smaller model with clipping (the steps above cover both models and both settings).
@@ -265,7 +278,7 @@ def test_save_pretrained_writes_what_diffusers_writes(name, tmp_path, layout, re
     loaded = keras_ddpm.DDPM.from_pretrained(folder)
     x, t = reference[f"{name}/x"], reference[f"{name}/t"].astype("int32")
     np.testing.assert_array_equal(
-        np.asarray(loaded.network([x, t])), np.asarray(model.network([x, t]))
+        numpy(loaded.network([x, t])), numpy(model.network([x, t]))
     )
     assert loaded.schedule == model.schedule and loaded.variance == model.variance
 
@@ -291,13 +304,13 @@ def test_trained_model_round_trip_and_keras_file(tmp_path):
     t = np.array([3, 90], "int32")
     # save_pretrained writes the EMA weights, the ones generate uses.
     np.testing.assert_array_equal(
-        np.asarray(loaded.network([x, t])), np.asarray(model.ema_network([x, t]))
+        numpy(loaded.network([x, t])), numpy(model.ema_network([x, t]))
     )
     # A converted model is an ordinary DDPM: .keras round trip, fine-tuning.
     loaded.save(str(tmp_path / "converted.keras"))
     again = keras_ddpm.load_model(str(tmp_path / "converted.keras"))
     np.testing.assert_array_equal(
-        np.asarray(again.network([x, t])), np.asarray(loaded.network([x, t]))
+        numpy(again.network([x, t])), numpy(loaded.network([x, t]))
     )
     loaded.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = loaded.fit(images, batch_size=16, epochs=1, verbose=0)
