@@ -120,6 +120,7 @@ def test_a_tensorflow_model_samples_the_same_images_on_another_backend(
     assert str(theirs["diverged"]) == str(ours["diverged"])
 
 
+@pytest.mark.slow  # 40 s a backend (six loops compiled); CI's slow step runs it
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_legacy_keras_file_gives_its_recorded_seeded_images_on_another_backend(
     backend, tmp_path
@@ -194,6 +195,7 @@ def test_importing_the_package_on_jax_leaves_tensorflow_unloaded():
     assert done.stdout.split()[-1] == "False"
 
 
+@pytest.mark.slow  # 30 s; CI's slow step runs it
 def test_a_data_parallel_step_on_two_devices_equals_the_one_device_step(tmp_path):
     """`keras.distribution.DataParallel` on JAX over two host devices: one SGD step on the same
     global batch updates every weight as the single-device step does (the t and ε of each
