@@ -76,13 +76,9 @@ def checked_in_step(value, condition, message):
 
 
 # Under `keras.distribution` (JAX) one program sees the global batch and its global
-# gradients, so the replica questions of `tf.distribute` have nothing to do here.
-replicas = room_defaults.replicas
-replica_key = room_defaults.replica_key
-skip_on_any_replica = room_defaults.skip_on_any_replica
-shape_logs = room_defaults.shape_logs
-make_step_function = room_defaults.make_step_function
-skip_batches = room_defaults.skip_batches
+# gradients, so the replica questions of `tf.distribute` have nothing to do here:
+# `room_defaults` answers them (`__getattr__` below), and `make_step_function` and
+# `skip_batches` too.
 
 
 def _state_variables(model, training):
@@ -191,3 +187,8 @@ def apply_if_finite(optimizer, gradients, weights, finite):
     apply_gradients(optimizer, gradients, weights)
     for variable, old in zip(touched, before):
         variable.assign(ops.where(finite, scope.get_current_value(variable), old))
+
+
+def __getattr__(name):
+    """What this room does not define, `room_defaults` answers."""
+    return getattr(room_defaults, name)

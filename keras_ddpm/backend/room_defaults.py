@@ -1,6 +1,6 @@
 """What a room offers where its backend needs nothing of its own.
 
-A room takes a name from here by assignment (`replica_key = room_defaults.replica_key`), so
+A room's module-level `__getattr__` hands every name it does not define to this module, so
 that each answer is written once. The replica names suit a backend whose one program sees the
 global batch: under `keras.distribution` on JAX the batch's gradient is the mean already and
 every example draws its own noise; Keras' PyTorch trainer runs one replica a process.

@@ -126,10 +126,6 @@ def test_step(model, data):
     return model.stateful_test_step(data)
 
 
-skip_batches = room_defaults.skip_batches
-untrained_step = room_defaults.untrained_step
-
-
 def apply_gradients(optimizer, gradients, weights):
     """`optimizer.apply_gradients` (a `LossScaleOptimizer` skips non-finite steps itself)."""
     optimizer.apply_gradients(zip(gradients, weights))
@@ -162,3 +158,8 @@ def apply_if_finite(optimizer, gradients, weights, finite):
         tf.cond(finite, apply_everywhere, lambda: None)
 
     tf.distribute.get_replica_context().merge_call(cross_replica, args=(finite, list(gradients)))
+
+
+def __getattr__(name):
+    """What this room does not define, `room_defaults` answers."""
+    return getattr(room_defaults, name)

@@ -39,15 +39,8 @@ def checked_in_step(value, condition, message):
     return value
 
 
-# Keras' PyTorch trainer runs one replica a process.
-replicas = room_defaults.replicas
-replica_key = room_defaults.replica_key
-skip_on_any_replica = room_defaults.skip_on_any_replica
-shape_logs = room_defaults.shape_logs
-make_step_function = room_defaults.make_step_function
-untrained_step = room_defaults.untrained_step
-
-
+# Keras' PyTorch trainer runs one replica a process: `room_defaults` answers the replica
+# questions (`__getattr__` below), and `make_step_function` and `untrained_step` too.
 def train_step(model, data):
     """Keras' PyTorch trainer calls `train_step(data)`: the model's step as it is."""
     return model.stateful_train_step(data)
@@ -82,3 +75,8 @@ def apply_if_finite(optimizer, gradients, weights, finite):
     """`optimizer.apply_gradients` when `finite`, nothing otherwise (eager: a Python branch)."""
     if bool(finite):
         optimizer.apply_gradients(zip(gradients, weights))
+
+
+def __getattr__(name):
+    """What this room does not define, `room_defaults` answers."""
+    return getattr(room_defaults, name)
