@@ -1,8 +1,8 @@
 """Names of a package that load from its submodules on first use.
 
-`keras_ddpm.data`, `keras_ddpm.export` and `keras_ddpm.metrics` hold TensorFlow code; the
-package imports on every backend, and the command line reads their light parts before Keras
-loads, so those names load when first asked for.
+`keras_ddpm.data` and `keras_ddpm.export` hold TensorFlow code, and `keras_ddpm.metrics` some
+(the 2015 Inception graph, the bound); the package imports on every backend, and the command
+line reads their light parts before Keras loads, so those names load when first asked for.
 """
 
 import importlib

@@ -333,23 +333,20 @@ def test_the_bound_of_a_conditional_model_uses_its_labels():
 
 @pytest.mark.tensorflow_only
 def test_the_bound_traces_one_function_for_every_timestep():
+    import tensorflow as tf
+
     from keras_ddpm.metrics import likelihood
 
     model = oracle_model()
     term = likelihood._bound_function(model.reverse_process())
-    import tensorflow as tf
-
     x0 = tf.zeros((2, 4, 4, 1))
     for t in range(model.schedule.timesteps):
         term(x0, tf.constant(t), tf.zeros((2, 4, 4, 1)))
     assert term.experimental_get_tracing_count() == 1
 
 
-
 @pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="the bound runs there")
 def test_the_bound_on_another_backend_is_one_line_naming_tensorflow():
-    model = gaussian_oracle_model(
-        keras_ddpm.NoiseSchedule("linear", 20), (4, 4, 1), MEAN, STD
-    )
+    model = gaussian_oracle_model(keras_ddpm.NoiseSchedule("linear", 20), (4, 4, 1), MEAN, STD)
     with pytest.raises(ValueError, match="KERAS_BACKEND=tensorflow"):
         metrics.bits_per_dim(model, np.zeros((2, 4, 4, 1), "float32"), verbose=0)
