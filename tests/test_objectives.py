@@ -107,3 +107,15 @@ def test_the_precise_maximum_and_minimum_keep_the_precise_dtype_on_every_backend
         np.testing.assert_array_equal(
             keras.ops.convert_to_numpy(value), np.array(expected).astype(precise)
         )
+
+
+def test_the_precise_maximum_and_minimum_propagate_nan_as_ops_maximum_does():
+    x = keras.ops.convert_to_tensor(np.array([np.nan, 1.0, np.nan]), "float32")
+    y = keras.ops.convert_to_tensor(np.array([2.0, np.nan, np.nan]), "float32")
+    for precise, plain in (
+        (precise_ops.maximum, keras.ops.maximum),
+        (precise_ops.minimum, keras.ops.minimum),
+    ):
+        got = keras.ops.convert_to_numpy(precise(x, y))
+        np.testing.assert_array_equal(got, keras.ops.convert_to_numpy(plain(x, y)))
+        assert np.isnan(got).all()

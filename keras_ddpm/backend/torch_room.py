@@ -74,7 +74,7 @@ def apply_gradients(optimizer, gradients, weights):
 def apply_if_finite(optimizer, gradients, weights, finite):
     """`optimizer.apply_gradients` when `finite`, nothing otherwise (eager: a Python branch)."""
     if bool(finite):
-        optimizer.apply_gradients(zip(gradients, weights))
+        apply_gradients(optimizer, gradients, weights)
 
 
 def __getattr__(name):
