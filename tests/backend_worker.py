@@ -1,12 +1,14 @@
 """Run under another Keras backend by `tests/test_backends.py`: load a model, sample, count traces.
 
-Usage: `KERAS_BACKEND=jax python tests/backend_worker.py MODEL.keras INPUTS.npz OUT.npz`
-(`seeded` for INPUTS: the images of `tests/legacy/counter_rng_outputs.npz` instead).
+Usage: `KERAS_BACKEND=jax python tests/backend_worker.py MODEL.keras INPUTS.npz OUT.npz [PARTS]`
+(`seeded` for INPUTS: the images of `tests/legacy/counter_rng_outputs.npz` instead; PARTS a
+comma-separated choice of `PARTS`, all by default).
 INPUTS holds `initial_noise`, `images` and `train_images` and, for a conditional model,
 `labels` and `train_labels`. OUT gets every array
 the test compares, plus `backend`, `traces` (how often the loop's Python function ran while
-the steps, η and guidance scale changed), `tensorflow_loaded`, `training_outputs` and the
-error of `export` (`export_error`), which runs on TensorFlow only.
+the steps, η and guidance scale changed), `tensorflow_loaded`, the error of `export`
+(`export_error`), which runs on TensorFlow only, `training_outputs`, `divergence_outputs` and
+`mixed_precision_outputs`.
 """
 
 import sys
@@ -41,10 +43,9 @@ def outputs(model, inputs):
 
 
 def training_outputs(model_path, inputs):
-    """Two epochs of `fit` from the saved weights (fixed order), `evaluate`, then a divergence.
+    """Two epochs of `fit` from the saved weights (fixed order), then `evaluate`.
 
-    Returns the loss history, the evaluation loss, the trained and EMA weights and the
-    `TrainingDiverged` message of a fit at a learning rate of 1e30.
+    Returns the loss history, the evaluation loss and the trained and EMA weights.
     """
     import keras
     import keras_ddpm
@@ -64,6 +65,19 @@ def training_outputs(model_path, inputs):
     }
     for i, weight in enumerate(model.network.weights + model.ema_weights):
         out[f"weight_{i}"] = keras.ops.convert_to_numpy(weight)
+    return out
+
+
+def divergence_outputs(model_path, inputs):
+    """The `TrainingDiverged` message of a fit at a learning rate of 1e30 (`diverged`)."""
+    import keras
+    import keras_ddpm
+
+    out = {}
+    fit = dict(batch_size=4, shuffle=False, verbose=0)
+    if "train_labels" in inputs:
+        fit["y"] = inputs["train_labels"]
+    images = inputs["train_images"]
     diverging = keras_ddpm.load_model(model_path)
     diverging.max_skipped_steps = 2
     diverging.compile(optimizer=keras.optimizers.SGD(1e30))
@@ -107,7 +121,13 @@ def seeded_outputs(model):
     return out
 
 
-def main(model_path, inputs_path, out_path):
+# What `main` can run: `sampling` (every sampler and editing method, trace counts, export's
+# refusal), `training` (fit and evaluate from the saved weights), `robustness` (divergence
+# and the mixed-precision policies).
+PARTS = ("sampling", "training", "robustness")
+
+
+def main(model_path, inputs_path, out_path, parts=",".join(PARTS)):
     import keras
     import keras_ddpm
     from keras_ddpm import generation
@@ -125,22 +145,28 @@ def main(model_path, inputs_path, out_path):
         np.savez(out_path, **seeded_outputs(model))
         return
     inputs = dict(np.load(inputs_path))
-    out = dict(outputs(model, inputs), backend=np.array(keras.backend.backend()))
-    before = len(traces)
-    conditional = {"labels": inputs["labels"]} if "labels" in inputs else {}
-    for steps, eta in ((5, 0.0), (9, 0.5), (12, 1.0)):
-        if conditional:
-            conditional["guidance_scale"] = steps / 4
-        model.generate(len(inputs["initial_noise"]), sampler="ddim", steps=steps, eta=eta,
-                       initial_noise=inputs["initial_noise"], seed=3, verbose=0, **conditional)
-    out["traces"] = np.array(len(traces) - before)
-    out.update(training_outputs(model_path, inputs))
-    out.update(mixed_precision_outputs(inputs))
-    # Not ported yet: a one-line error naming the backend and what to do.
-    try:
-        model.export(out_path + ".savedmodel")
-    except ValueError as error:
-        out["export_error"] = np.array(str(error))
+    parts = parts.split(",")
+    out = {"backend": np.array(keras.backend.backend())}
+    if "sampling" in parts:
+        out.update(outputs(model, inputs))
+        before = len(traces)
+        conditional = {"labels": inputs["labels"]} if "labels" in inputs else {}
+        for steps, eta in ((5, 0.0), (9, 0.5), (12, 1.0)):
+            if conditional:
+                conditional["guidance_scale"] = steps / 4
+            model.generate(len(inputs["initial_noise"]), sampler="ddim", steps=steps, eta=eta,
+                           initial_noise=inputs["initial_noise"], seed=3, verbose=0, **conditional)
+        out["traces"] = np.array(len(traces) - before)
+        # Not ported: a one-line error naming the backend and what to do.
+        try:
+            model.export(out_path + ".savedmodel")
+        except ValueError as error:
+            out["export_error"] = np.array(str(error))
+    if "training" in parts:
+        out.update(training_outputs(model_path, inputs))
+    if "robustness" in parts:
+        out.update(divergence_outputs(model_path, inputs))
+        out.update(mixed_precision_outputs(inputs))
     out["tensorflow_loaded"] = np.array("tensorflow" in sys.modules)
     np.savez(out_path, **out)
 

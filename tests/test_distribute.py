@@ -179,6 +179,7 @@ def _assert_identical_weights(first, second, prefixes):
         np.testing.assert_array_equal(first[name], second[name], err_msg=name)
 
 
+@pytest.mark.slow  # 25 s of two processes; the mirrored tests above cover tf.distribute
 def test_two_workers_train_to_identical_weights(tmp_path):
     reports, (first, second) = _run_cluster(tmp_path)
     assert [r["task_id"] for r in reports] == [0, 1]
