@@ -31,8 +31,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from oracles import GaussianOracleLayer  # noqa: E402
 
 MEAN, STD = 0.2, 0.5
-NFES = (10, 20, 50)
-CONFIGS = [("ddim", 1), ("dpm_solver", 1), ("dpm_solver", 2), ("dpm_solver", 3)]
+NFES = (5, 10, 20, 50)
+CONFIGS = [
+    ("ddim", 1), ("dpm_solver", 1), ("dpm_solver", 2), ("dpm_solver", 3),
+    ("ipndm", 2), ("ipndm", 3), ("ipndm", 4),
+]
 
 
 def ode_errors(kind, sampler, order, spacing, z):
@@ -41,7 +44,7 @@ def ode_errors(kind, sampler, order, spacing, z):
     run = tf.function(
         lambda x, steps: samplers.sample(
             lambda x_t, t: oracle([x_t, t]), x, schedule, sampler=sampler, steps=steps,
-            timestep_spacing=spacing, order=order if sampler == "dpm_solver" else None, clip=False,
+            timestep_spacing=spacing, order=None if sampler == "ddim" else order, clip=False,
         )
     )
     errors = []
@@ -66,14 +69,17 @@ def accuracy_table(samples):
     best = {}
     for kind in ("linear", "cosine"):
         for sampler, order in CONFIGS:
-            name = sampler if sampler == "ddim" else f"dpm_solver({order}M)"
+            name = {"ddim": "ddim", "dpm_solver": f"dpm_solver({order}M)"}.get(
+                sampler, f"{sampler}({order})"
+            )
             for spacing in samplers.TIMESTEP_SPACINGS:
                 errors = ode_errors(kind, sampler, order, spacing, z)
                 print(f"| {kind:8} | {name:14} | {spacing:8} |"
                       + "".join(f" {e:9.2e} |" for e in errors))
-                key = (kind, 20)
-                if errors[1] < best.get(key, (np.inf,))[0]:
-                    best[key] = (errors[1], name, spacing)
+                for nfe, error in zip(NFES, errors):
+                    key = (kind, nfe)
+                    if error < best.get(key, (np.inf,))[0]:
+                        best[key] = (error, name, spacing)
     for (kind, nfe), (error, name, spacing) in best.items():
         print(f"best at {nfe} NFE on {kind}: {name}, {spacing}: {error:.2e}")
 
@@ -91,6 +97,7 @@ def speed_table():
     print("|------------------|" + "---------------|" * len(NFES))
     for sampler, kwargs in (
         ("ddpm", {}), ("ddim", {}), ("ddim", {"eta": 1.0}), ("dpm_solver", {"order": 2}),
+        ("ipndm", {"order": 3}),
     ):
         name = sampler + ("(eta=1)" if kwargs.get("eta") else "")
         model.generate(batch, sampler=sampler, steps=NFES[0], seed=0, verbose=0, **kwargs)

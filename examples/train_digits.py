@@ -28,7 +28,7 @@ def main(argv=None):
     parser.add_argument("--num-res-blocks", type=int, default=1)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sampler", default="dpm_solver", help="ddpm, ddim or dpm_solver")
+    parser.add_argument("--sampler", default="dpm_solver", help="a name of keras_ddpm.samplers.sampler_names()")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps; the sampler's default if omitted")
     args = parser.parse_args(argv)
     os.makedirs(args.output, exist_ok=True)

@@ -65,12 +65,13 @@ class GenerationMethods:
             sampler: a name of `keras_ddpm.samplers.sampler_names()`: `"ddpm"`
                 (ancestral, Ho et al. 2020; respaced when `steps < T`),
                 `"ddim"` (Song et al. 2021), `"dpm_solver"` (DPM-Solver++
-                multistep, Lu et al. 2022) or a registered one. Defaults to
+                multistep, Lu et al. 2022), `"ipndm"` (Adams–Bashforth in σ,
+                Zhang & Chen 2023) or a registered one. Defaults to
                 `keras_ddpm.samplers.DEFAULT_SAMPLER` (ancestral).
             steps: network evaluations, in [1, T]. Defaults to `None`: the
                 sampler record's `default_steps` (T for `"ddpm"`), capped at T.
-            timestep_spacing: `"leading"`, `"trailing"`, `"linspace"` or
-                `"logsnr"` (see `samplers.timestep_sequence`). Defaults to
+            timestep_spacing: one of `samplers.TIMESTEP_SPACINGS` (see
+                `samplers.timestep_sequence`). Defaults to
                 `None`: the sampler record's `default_spacing`.
             seed: integer seed; the same seed (and `batch_size`) gives the same
                 images. Defaults to `None` (a fresh random seed).
@@ -112,8 +113,8 @@ class GenerationMethods:
             **sampler_options: the options of the sampler's record
                 (`keras_ddpm.samplers.get_sampler(sampler).options`), each
                 defaulting to the record's value: `eta=` (DDIM's η in [0, 1],
-                0 deterministic) for `"ddim"`, `order=` (1, 2 or 3) for
-                `"dpm_solver"`, or those of a registered sampler. Another
+                0 deterministic) for `"ddim"`, `order=` (1–3) for
+                `"dpm_solver"` and (1–4) for `"ipndm"`, or those of a registered sampler. Another
                 sampler refuses an option unless it is neutral (η = 0).
 
         Returns:

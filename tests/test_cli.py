@@ -293,6 +293,18 @@ def test_sample_passes_sampler_and_steps_only_when_given(run_dir, tmp_path, monk
         cli.main(["sample", run_dir, "--sampler", "nope", "--out", grid])
     err = capsys.readouterr().err
     assert info.value.code == 2 and "'nope'" in err and err.count("\n") == 1
+    # A sampler's options and the spacing reach generate.
+    array = str(tmp_path / "ipndm.npy")
+    argv = ["sample", run_dir, "--num", "2", "--out", array, "--sampler", "ipndm", "--steps", "4",
+            "--order", "4", "--timestep-spacing", "logsnr", "--seed", "5"]
+    assert cli.main([*argv, *NO_XLA]) == 0
+    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+    expected = model.generate(
+        2, sampler="ipndm", steps=4, order=4, timestep_spacing="logsnr", seed=5, verbose=0
+    )
+    np.testing.assert_allclose(np.load(array), expected, atol=1e-5)
+    karras = model.generate(2, sampler="ipndm", steps=4, order=4, seed=5, verbose=0)
+    assert np.abs(karras - expected).max() > 1e-3  # the spacing was not ignored
 
     def generate(self, num_images, sampler=None, steps=None, **kwargs):
         calls.append((sampler, steps))

@@ -96,6 +96,10 @@ API_CASES = [
     ("generate sampler", lambda m, f: m.generate(2, sampler="euler"), ValueError, "euler"),
     ("generate steps", lambda m, f: m.generate(2, steps=0), ValueError, "steps"),
     ("generate eta for ddpm", lambda m, f: m.generate(2, eta=0.5), ValueError, "eta"),
+    ("generate spacing", lambda m, f: m.generate(2, timestep_spacing="edm"), ValueError,
+     "timestep_spacing='edm'"),
+    ("generate ipndm order", lambda m, f: m.generate(2, sampler="ipndm", order=5), ValueError,
+     "order=5"),
     ("DDPM max_skipped_steps", lambda m, f: keras_ddpm.DDPM(conv_network(), max_skipped_steps=0),
      ValueError, "max_skipped_steps"),
     ("DDPM ema_decay", lambda m, f: keras_ddpm.DDPM(conv_network(), ema_decay=1.5), ValueError,
@@ -225,6 +229,8 @@ CLI_CASES = [
     ("sample bad extension", "sample {f}/model.keras --out {f}/grid.jpg", "grid.jpg"),
     ("sample unknown sampler", "sample {f}/model.keras --sampler euler", "euler"),
     ("sample eta with ddpm", "sample {f}/model.keras --sampler ddpm --eta 0.5", "eta"),
+    ("sample unknown spacing", "sample {f}/model.keras --timestep-spacing edm", "'edm'"),
+    ("sample ipndm order 5", "sample {f}/model.keras --sampler ipndm --order 5", "order=5"),
     ("evaluate missing stats", "evaluate {f}/model.keras --metrics fid --reference-stats "
      "{f}/nope.npz", "nope.npz"),
     ("evaluate stats without fid", "evaluate {f}/model.keras --metrics kid --reference-stats "

@@ -222,9 +222,22 @@ def add_sampler_choice(parser, default=None):
             "--" + option.name.replace("_", "-"),
             type=float if option.runtime else int,
             default=None,
-            help=f"{option.help} (only for {', '.join(registry.takers(option.name))}; "
-            f"default: {option.default})",
+            help=_option_help(option.name),
         )
+
+
+def _option_help(name):
+    """The help of a sampler option, per sampler where several take it (`--order`)."""
+    records = [registry.get_sampler(taker) for taker in registry.takers(name)]
+    options = [record.option(name) for record in records]
+    if all(option == options[0] for option in options):
+        return (
+            f"{options[0].help} (only for {', '.join(r.name for r in records)}; "
+            f"default: {options[0].default})"
+        )
+    return "; ".join(
+        f"{option.help} (default: {option.default})" for option in options
+    )
 
 
 def add_sampler_arguments(parser, default=None):
@@ -232,6 +245,11 @@ def add_sampler_arguments(parser, default=None):
     add_sampler_choice(parser, default)
     parser.add_argument(
         "--steps", type=positive_int, default=None, help="sampling steps (default: the sampler's)"
+    )
+    parser.add_argument(
+        "--timestep-spacing", default=None, choices=registry.TIMESTEP_SPACINGS, metavar="SPACING",
+        help=f"which timesteps the steps visit: {', '.join(registry.TIMESTEP_SPACINGS)} "
+        "(default: the sampler's)",
     )
     add_jit_compile(parser)
     parser.add_argument(
@@ -275,7 +293,8 @@ def check_sampler_arguments(args):
     """The cheap checks of `--sampler` and its options, before TensorFlow loads."""
     with user_errors():
         registry.resolve(
-            args.sampler or registry.DEFAULT_SAMPLER, 10**9, getattr(args, "steps", None), None,
+            args.sampler or registry.DEFAULT_SAMPLER, 10**9, getattr(args, "steps", None),
+            getattr(args, "timestep_spacing", None),
             **sampler_options(args),
         )
 
@@ -288,7 +307,11 @@ def sampling_kwargs(model, args, num, count=None):
     """
     from keras_ddpm import sampling_inputs
 
-    kwargs = {k: getattr(args, k) for k in ("sampler", "steps") if getattr(args, k, None) is not None}
+    kwargs = {
+        k: getattr(args, k)
+        for k in ("sampler", "steps", "timestep_spacing")
+        if getattr(args, k, None) is not None
+    }
     kwargs.update({k: v for k, v in sampler_options(args).items() if v is not None})
     if getattr(args, "label", None) is not None:
         labels = list(args.label)
@@ -305,7 +328,7 @@ def sampling_kwargs(model, args, num, count=None):
     with user_errors():
         registry.resolve(
             kwargs.get("sampler", registry.DEFAULT_SAMPLER), model.schedule.timesteps,
-            kwargs.get("steps"), None,
+            kwargs.get("steps"), kwargs.get("timestep_spacing"),
             **sampler_options(args),
         )
         sampling_inputs.check_labels(

@@ -30,7 +30,7 @@ x̂_0 the clean-sample estimate.
 
 Layout: `registry` (the records and option checks, no TensorFlow), `spacing`
 (timestep sequences), `loop` (what every sampler shares), and one module per
-sampler: `ancestral`, `ddim`, `dpm_solver`, and `inversion` (DDIM run
+sampler: `ancestral`, `ddim`, `dpm_solver`, `ipndm`, and `inversion` (DDIM run
 backwards, for `encode`) and `repaint` (inpainting with any single-step
 sampler). `sample` runs any registered
 sampler by name.
@@ -42,6 +42,8 @@ from keras_ddpm.samplers.registry import DEFAULT_SAMPLER
 from keras_ddpm.samplers.registry import GRID_SAMPLER
 from keras_ddpm.samplers.registry import INPAINT_STEPS
 from keras_ddpm.samplers.registry import INVERSION_SAMPLER
+from keras_ddpm.samplers.registry import IPNDM_ORDERS
+from keras_ddpm.samplers.registry import KARRAS_RHO
 from keras_ddpm.samplers.registry import JUMP_LENGTH
 from keras_ddpm.samplers.registry import ORDERS
 from keras_ddpm.samplers.registry import RESAMPLE_STEPS
@@ -79,6 +81,7 @@ _LAZY = {
     "ddim_invert_step": "inversion",
     "repaint_sample": "repaint",
     "dpm_solver_sample": "dpm_solver",
+    "ipndm_sample": "ipndm",
     "timestep_sequence": "spacing",
     "sample": "run",
 }

@@ -28,7 +28,9 @@ from typing import Optional
 
 from keras_ddpm import checks
 
-TIMESTEP_SPACINGS = ("leading", "trailing", "linspace", "logsnr")
+TIMESTEP_SPACINGS = ("leading", "trailing", "linspace", "logsnr", "karras")
+# ρ of the `"karras"` spacing: EDM's choice (Karras et al. 2022, eq. 5 and section 3).
+KARRAS_RHO = 7.0
 
 
 def check_spacing(timestep_spacing):
@@ -50,13 +52,15 @@ def check_steps(steps, timesteps):
     return int(steps)
 
 
+# The orders of DPM-Solver++ and of iPNDM (Adams–Bashforth).
 ORDERS = (1, 2, 3)
+IPNDM_ORDERS = (1, 2, 3, 4)
 
 
-def check_order(order):
-    """Raises a `ValueError` unless `order` is 1, 2 or 3."""
-    if not checks.is_int(order) or order not in ORDERS:
-        raise ValueError(f"`order` must be one of {list(ORDERS)}. Received: order={order!r}.")
+def check_order(order, orders=ORDERS):
+    """Raises a `ValueError` unless `order` is one of `orders` (DPM-Solver++'s by default)."""
+    if not checks.is_int(order) or order not in orders:
+        raise ValueError(f"`order` must be one of {list(orders)}. Received: order={order!r}.")
     return int(order)
 
 
@@ -191,6 +195,12 @@ _ETA = SamplerOption(
     help="DDIM's eta in [0, 1]: 0 deterministic, 1 ancestral-like",
 )
 _ORDER = SamplerOption("order", 2, check_order, help="DPM-Solver++ order: 1, 2 or 3")
+# Order 3 by default: on the Gaussian oracle at 5–15 steps it was the most even (order 4's
+# error jumped between 0.05 and 0.27 across data widths; benchmarks/benchmark_samplers.py).
+_IPNDM_ORDER = SamplerOption(
+    "order", 3, lambda order: check_order(order, IPNDM_ORDERS),
+    help="iPNDM's highest Adams-Bashforth order: 1 to 4",
+)
 
 
 def check_eta(eta):
@@ -215,6 +225,11 @@ BUILT_IN = (
         "dpm_solver", "keras_ddpm.samplers.dpm_solver:run", default_steps=20,
         default_spacing="logsnr", options=(_ORDER,), resumable=False,
         description="DPM-Solver++ multistep (Lu et al. 2022)",
+    ),
+    Sampler(
+        "ipndm", "keras_ddpm.samplers.ipndm:run", default_steps=10,
+        default_spacing="karras", options=(_IPNDM_ORDER,), resumable=False,
+        description="iPNDM, Adams-Bashforth in sigma (Zhang & Chen 2023)",
     ),
 )
 # The built-in samplers' names; `sampler_names()` also lists registered ones.

@@ -4,12 +4,21 @@ A run of S steps visits the decreasing indices τ_0 > τ_1 > … > τ_{S−1} an
 then the clean data (written τ_S = −1, ᾱ_{−1} = 1). The sequence is computed
 with TensorFlow ops from a runtime `steps`, so one traced (and XLA-compiled)
 sampler serves every step count.
+
+References:
+    - Lin, Liu, Li & Yang, "Common Diffusion Noise Schedules and Sample Steps
+      are Flawed", WACV 2024 (table 2: leading, trailing, linspace).
+    - Lu et al., "DPM-Solver: A Fast ODE Solver for Diffusion Probabilistic
+      Model Sampling in Around 10 Steps", NeurIPS 2022 (uniform log-SNR).
+    - Karras, Aittala, Aila & Laine, "Elucidating the Design Space of
+      Diffusion-Based Generative Models", NeurIPS 2022 (eq. 5, ρ = 7).
 """
 
 import numpy as np
 from keras import ops
 
 from keras_ddpm import precise_ops
+from keras_ddpm.samplers.registry import KARRAS_RHO
 from keras_ddpm.samplers.registry import check_spacing
 from keras_ddpm.samplers.registry import check_steps
 from keras_ddpm.schedules import precise_float
@@ -52,15 +61,19 @@ def timestep_sequence(schedule, steps, timestep_spacing="trailing"):
       fall on one index, later indices are pushed down so that the sequence
       stays strictly decreasing. An infinite λ(T − 1) (zero terminal SNR) is
       replaced by λ(T − 2) − 1 when placing the targets.
+    - `"karras"`: as `"logsnr"`, with the targets uniform in σ^{1/ρ} instead
+      of λ, σ = √((1 − ᾱ)/ᾱ) = e^{−λ/2} the noise level of the variance-exploding
+      form and ρ = `KARRAS_RHO` (EDM's polynomial, Karras et al. 2022, eq. 5):
+      steps crowd near the clean data, where the ODE curves most.
 
-    The first three are the conventions compared by Lin et al. 2023 (table 2).
+    The first three are the conventions compared by Lin et al. 2023 (table 2);
+    `"linspace"` and `"trailing"` are the time-uniform ones.
     With S = T every spacing gives T − 1, T − 2, …, 0.
 
     Args:
         schedule: the `NoiseSchedule`.
         steps: number of steps S in [1, T], an int or int32 scalar tensor.
-        timestep_spacing: one of `"leading"`, `"trailing"`, `"linspace"`,
-            `"logsnr"`. Defaults to `"trailing"`.
+        timestep_spacing: one of `TIMESTEP_SPACINGS`. Defaults to `"trailing"`.
 
     Returns:
         int32 tensor of static shape `[T + 1]`: τ_0 … τ_{S−1}, then −1 (the
@@ -92,7 +105,11 @@ def timestep_sequence(schedule, steps, timestep_spacing="trailing"):
         table = _log_snr_table(schedule)
         lo, hi = table[-1], table[0]
         fraction = kf / precise_ops.maximum(s - 1.0, 1.0)
-        targets = lo + (hi - lo) * fraction  # [T + 1], rising
+        if timestep_spacing == "logsnr":
+            targets = lo + (hi - lo) * fraction  # [T + 1], rising
+        else:  # "karras": σ = e^{−λ/2} uniform in σ^{1/ρ}
+            top, bottom = np.exp(-lo / (2 * KARRAS_RHO)), np.exp(-hi / (2 * KARRAS_RHO))
+            targets = -2.0 * KARRAS_RHO * ops.log(top + (bottom - top) * fraction)
         table = ops.convert_to_tensor(table.astype(precise))
         distance = ops.abs(targets[:, None] - table[None, :])
         index = ops.cast(ops.argmin(distance, axis=1), precise)
