@@ -17,6 +17,7 @@ from keras import ops
 from keras_ddpm import checks
 from keras_ddpm import samplers
 from keras_ddpm import utils
+from keras_ddpm.samplers.spacing import resolve_optimized
 from keras_ddpm.sampling_inputs import check_images
 from keras_ddpm.sampling_inputs import check_labels
 from keras_ddpm.sampling_inputs import image_seeds
@@ -87,6 +88,7 @@ def inpaint(
             f"{samplers.single_step_samplers()}; received sampler={sampler!r}, a multistep "
             "solver whose history a jump back would break."
         )
+    steps, timestep_spacing = resolve_optimized(process.schedule, steps, timestep_spacing)
     if steps is None:
         steps = record.inpaint_steps_for(process.schedule.timesteps)
     record, steps, spacing, options = samplers.resolve(
@@ -128,6 +130,7 @@ def encode(
     images = _image_batch(images, process)
     num_images = len(images)
     batch_size = num_images if batch_size is None else checks.positive_int("batch_size", batch_size)
+    steps, timestep_spacing = resolve_optimized(process.schedule, steps, timestep_spacing)
     record, steps, spacing = samplers.resolve_inverse(
         sampler, process.schedule.timesteps, steps, timestep_spacing, **options
     )

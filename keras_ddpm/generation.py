@@ -35,6 +35,7 @@ from keras_ddpm.sampling_inputs import check_edit
 from keras_ddpm.sampling_inputs import check_initial_noise
 from keras_ddpm.sampling_inputs import check_labels
 from keras_ddpm.sampling_inputs import steps_to_run
+from keras_ddpm.samplers.spacing import resolve_optimized
 from keras_ddpm.schedules import check_variance
 
 # Progress-bar updates per sampling run when `generate` reports progress.
@@ -346,6 +347,7 @@ class ReverseProcess:
         """
         num_images = checks.positive_int("num_images", num_images)
         batch_size = num_images if batch_size is None else checks.positive_int("batch_size", batch_size)
+        steps, timestep_spacing = resolve_optimized(self.schedule, steps, timestep_spacing)
         record, steps, spacing, options = samplers.resolve(
             sampler, self.schedule.timesteps, steps, timestep_spacing, **options
         )

@@ -336,3 +336,62 @@ class GenerationMethods:
             batch_size=batch_size, verbose=verbose, jit_compile=jit_compile, labels=labels,
             guidance_scale=guidance_scale, **sampler_options,
         )
+
+    def optimize_steps(self, num_steps=10, num_samples=256, grid_size=100, seed=0,
+                       use_ema=True, clip=True):
+        """Searches the `num_steps` timesteps that sample this model best, and keeps them.
+
+        Runs `num_samples` accurate trajectories of the model from seeded noise
+        (iPNDM on a fine grid of `grid_size` `"karras"` indices) and picks, by
+        dynamic programming over that grid, the steps whose one-step DDIM errors
+        against those trajectories sum least (GITS, Chen et al. 2024; see
+        `keras_ddpm.samplers.step_search`). The result becomes the schedule's
+        `optimized_timesteps`, saved with the model and run by
+        `generate(steps="optimized")` (or `timestep_spacing="optimized"`) with
+        any sampler; best with `"ipndm"`, as in the paper.
+
+        Args:
+            num_steps: the number of steps (network evaluations) to optimize
+                for, in [1, grid_size]. Defaults to `10`.
+            num_samples: trajectories searched over. Defaults to `256`.
+            grid_size: the fine grid's size (capped at T). Defaults to `100`.
+            seed: the seed of the trajectories' x_T. Defaults to `0`.
+            use_ema: search with the EMA weights when the model keeps them.
+                Defaults to `True`.
+            clip: clip x̂_0 to [−1, 1] on the trajectories, as `generate` does
+                by default. Defaults to `True`.
+
+        Returns:
+            The indices found (a tuple of ints, the noisiest first).
+
+        Example:
+
+        >>> model.optimize_steps(num_steps=10)
+        >>> images = model.generate(64, sampler="ipndm", steps="optimized", seed=0)
+
+        References:
+            - Chen, Zhou, Ye, Zhou, Chen & Lyu, "On the Trajectory Regularity of
+              ODE-based Diffusion Sampling", ICML 2024.
+        """
+        from keras_ddpm import checks
+        from keras_ddpm import sampling_inputs
+        from keras_ddpm.samplers.step_search import search_timesteps
+
+        num_steps = checks.positive_int("num_steps", num_steps)
+        num_samples = checks.positive_int("num_samples", num_samples)
+        grid_size = checks.positive_int("grid_size", grid_size)
+        process = self.reverse_process(use_ema)
+        if process.image_shape is None:
+            raise ValueError(
+                "`optimize_steps` needs the network's image shape; this network does not "
+                "declare one (build it on an input of known height, width and channels)."
+            )
+        noise_keys, _ = sampling_inputs.image_seeds(int(seed), 0, num_samples)
+        noise = sampling_inputs.initial_noise(noise_keys, process.image_shape)
+        indices, _ = search_timesteps(
+            process.denoiser(), noise, self.schedule, num_steps, grid_size=grid_size,
+            prediction_type=self.prediction_type, clip=clip,
+        )
+        self.schedule = self.schedule.with_optimized_timesteps(indices)
+        self._reverse_processes = {}  # their loops read the schedule they were built with
+        return indices

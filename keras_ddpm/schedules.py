@@ -47,6 +47,25 @@ def precise_float():
     return backend.room().precise_float()
 
 
+def _check_optimized_timesteps(indices, timesteps):
+    """`indices` as a tuple of ints, strictly decreasing from T − 1 and ≥ 0 (or `None`)."""
+    if indices is None:
+        return None
+    try:
+        values = tuple(int(i) for i in indices)
+        exact = all(int(i) == i for i in indices)
+    except (TypeError, ValueError):
+        values, exact = (), False
+    decreasing = all(a > b for a, b in zip(values, values[1:]))
+    if not (exact and values and values[0] == timesteps - 1 and values[-1] >= 0 and decreasing):
+        raise ValueError(
+            "`optimized_timesteps` must be strictly decreasing integer indices from "
+            f"{timesteps - 1} (the schedule's last) down to 0 or more. Received: "
+            f"optimized_timesteps={indices!r}."
+        )
+    return values
+
+
 def _check_arguments(kind, timesteps, beta_start, beta_end):
     if kind not in BETA_FUNCTIONS:
         raise ValueError(
@@ -96,6 +115,10 @@ class NoiseSchedule:
             `DDPM` refuse `prediction_type="epsilon"` with such a schedule;
             use `"v"` (as Lin et al. do) or `"x0"`. Needs `timesteps >= 2`.
             Defaults to `False`.
+        optimized_timesteps: the indices τ_0 = T − 1 > … > τ_{S−1} ≥ 0 that
+            `DDPM.optimize_steps` found for one model, run by
+            `timestep_spacing="optimized"` (`generate(steps="optimized")`).
+            Defaults to `None`.
 
     Attributes (float64 NumPy arrays of length `timesteps`, index `i` holding
     timestep `i + 1`): `betas`, `alphas`, `alphas_cumprod`,
@@ -130,8 +153,10 @@ class NoiseSchedule:
         beta_start=1e-4,
         beta_end=0.02,
         rescale_zero_terminal_snr=False,
+        optimized_timesteps=None,
     ):
         _check_arguments(kind, timesteps, beta_start, beta_end)
+        self.optimized_timesteps = _check_optimized_timesteps(optimized_timesteps, timesteps)
         if not isinstance(rescale_zero_terminal_snr, (bool, np.bool_)):
             raise TypeError(
                 "`rescale_zero_terminal_snr` must be True or False. Received: "
@@ -311,14 +336,21 @@ class NoiseSchedule:
     # ------------------------------------------------------------------
     # Serialization
     # ------------------------------------------------------------------
+    def with_optimized_timesteps(self, timesteps):
+        """This schedule with `optimized_timesteps` set (a new object; see `DDPM.optimize_steps`)."""
+        return NoiseSchedule(**{**self.get_config(), "optimized_timesteps": timesteps})
+
     def get_config(self):
-        return {
+        config = {
             "kind": self.kind,
             "timesteps": self.timesteps,
             "beta_start": self.beta_start,
             "beta_end": self.beta_end,
             "rescale_zero_terminal_snr": self.rescale_zero_terminal_snr,
         }
+        if self.optimized_timesteps is not None:  # absent otherwise, as in earlier files
+            config["optimized_timesteps"] = list(self.optimized_timesteps)
+        return config
 
     @classmethod
     def from_config(cls, config):
@@ -328,7 +360,10 @@ class NoiseSchedule:
         return isinstance(other, NoiseSchedule) and other.get_config() == self.get_config()
 
     def __hash__(self):
-        return hash(tuple(sorted(self.get_config().items())))
+        return hash(tuple(sorted(
+            (key, tuple(value) if isinstance(value, list) else value)
+            for key, value in self.get_config().items()
+        )))
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())

@@ -317,6 +317,25 @@ def test_sample_passes_sampler_and_steps_only_when_given(run_dir, tmp_path, monk
     assert calls == [(None, None), (None, 5)]
 
 
+def test_optimize_steps_writes_a_model_that_samples_its_steps(run_dir, tmp_path):
+    tuned = str(tmp_path / "tuned.keras")
+    argv = ["optimize-steps", run_dir, "--out", tuned, "--num-steps", "3", "--samples", "8",
+            "--grid-size", "10"]
+    assert cli.main(argv) == 0
+    model = keras.saving.load_model(tuned)
+    indices = model.schedule.optimized_timesteps
+    assert len(indices) == 3 and indices[0] == model.schedule.timesteps - 1
+    array = str(tmp_path / "x.npy")
+    argv = ["sample", tuned, "--num", "2", "--out", array, "--sampler", "ipndm", "--steps",
+            "optimized", "--seed", "1"]
+    assert cli.main([*argv, *NO_XLA]) == 0
+    expected = model.generate(2, sampler="ipndm", steps="optimized", seed=1, verbose=0)
+    np.testing.assert_allclose(np.load(array), expected, atol=1e-5)
+    # The run folder's own model is untouched.
+    original = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+    assert original.schedule.optimized_timesteps is None
+
+
 def test_evaluate_with_the_pixel_extractor(run_dir, tmp_path, capsys):
     out = tmp_path / "results.json"
     args = [

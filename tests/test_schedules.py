@@ -195,3 +195,17 @@ def test_zero_terminal_snr_config_round_trip_and_arguments():
         NoiseSchedule(rescale_zero_terminal_snr="yes")
     with pytest.raises(ValueError, match=r"timesteps >= 2.*timesteps=1"):
         NoiseSchedule(timesteps=1, beta_start=0.5, beta_end=0.5, rescale_zero_terminal_snr=True)
+
+
+def test_optimized_timesteps_round_trip_and_stay_out_of_plain_configs():
+    plain = NoiseSchedule("linear", timesteps=50)
+    # The key earlier files lack stays absent, so their configs compare equal.
+    assert "optimized_timesteps" not in plain.get_config()
+    tuned = plain.with_optimized_timesteps([49, 30, 12, 3])
+    assert tuned.optimized_timesteps == (49, 30, 12, 3) and plain.optimized_timesteps is None
+    clone = NoiseSchedule.from_config(tuned.get_config())
+    assert clone == tuned and hash(clone) == hash(tuned) and clone != plain
+    np.testing.assert_array_equal(clone.alphas_cumprod, plain.alphas_cumprod)
+    for bad in ([49, 49, 3], [48, 3], [49, -1], [49, 2.5], "49"):
+        with pytest.raises(ValueError, match="optimized_timesteps="):
+            NoiseSchedule("linear", timesteps=50, optimized_timesteps=bad)

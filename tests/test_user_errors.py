@@ -231,6 +231,11 @@ CLI_CASES = [
     ("sample eta with ddpm", "sample {f}/model.keras --sampler ddpm --eta 0.5", "eta"),
     ("sample unknown spacing", "sample {f}/model.keras --timestep-spacing edm", "'edm'"),
     ("sample ipndm order 5", "sample {f}/model.keras --sampler ipndm --order 5", "order=5"),
+    ("sample optimized steps of a plain model", "sample {f}/model.keras --steps optimized",
+     "optimize_steps()"),
+    ("optimize-steps to a .h5", "optimize-steps {f}/model.keras --out {f}/tuned.h5", "tuned.h5"),
+    ("optimize-steps more steps than the grid", "optimize-steps {f}/model.keras --out "
+     "{f}/tuned.keras --num-steps 30 --grid-size 10", "num_steps=30"),
     ("evaluate missing stats", "evaluate {f}/model.keras --metrics fid --reference-stats "
      "{f}/nope.npz", "nope.npz"),
     ("evaluate stats without fid", "evaluate {f}/model.keras --metrics kid --reference-stats "

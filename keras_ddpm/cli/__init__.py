@@ -34,6 +34,7 @@ from keras_ddpm.cli import evaluate
 from keras_ddpm.cli import export
 from keras_ddpm.cli import inpaint
 from keras_ddpm.cli import interpolate
+from keras_ddpm.cli import optimize_steps
 from keras_ddpm.cli import sample
 from keras_ddpm.cli import train
 from keras_ddpm.cli.common import ArgumentParser
@@ -48,7 +49,7 @@ from keras_ddpm.version import __version__
 # The exit status of a run stopped by Ctrl-C (SIGINT), as shells report it.
 INTERRUPTED = 130
 
-VERBS = (train, sample, edit, inpaint, interpolate, evaluate, export, convert)
+VERBS = (train, sample, edit, inpaint, interpolate, evaluate, export, convert, optimize_steps)
 
 
 def build_parser():

@@ -120,6 +120,11 @@ def int_list(text):
         ) from None
 
 
+def steps_or_optimized(text):
+    """`--steps`: a positive integer, or `"optimized"` (the model's own steps)."""
+    return text if text == registry.OPTIMIZED else positive_int(text)
+
+
 def positive_int(text):
     try:
         value = int(text)
@@ -244,7 +249,9 @@ def add_sampler_arguments(parser, default=None):
     """What `sample` and `evaluate` pass to `generate`: sampler, steps, options, labels, XLA."""
     add_sampler_choice(parser, default)
     parser.add_argument(
-        "--steps", type=positive_int, default=None, help="sampling steps (default: the sampler's)"
+        "--steps", type=steps_or_optimized, default=None,
+        help="sampling steps, or 'optimized': those `optimize-steps` stored in the model "
+        "(default: the sampler's)",
     )
     parser.add_argument(
         "--timestep-spacing", default=None, choices=registry.TIMESTEP_SPACINGS, metavar="SPACING",
@@ -289,11 +296,17 @@ def sampler_options(args):
     return {option.name: getattr(args, option.name, None) for option in registry.all_options()}
 
 
+def _counted_steps(args):
+    """`--steps` as a number for the registry's checks (`None` for "optimized")."""
+    steps = getattr(args, "steps", None)
+    return None if steps == registry.OPTIMIZED else steps
+
+
 def check_sampler_arguments(args):
     """The cheap checks of `--sampler` and its options, before TensorFlow loads."""
     with user_errors():
         registry.resolve(
-            args.sampler or registry.DEFAULT_SAMPLER, 10**9, getattr(args, "steps", None),
+            args.sampler or registry.DEFAULT_SAMPLER, 10**9, _counted_steps(args),
             getattr(args, "timestep_spacing", None),
             **sampler_options(args),
         )
@@ -326,10 +339,14 @@ def sampling_kwargs(model, args, num, count=None):
     if getattr(args, "guidance", None) is not None:
         kwargs["guidance_scale"] = args.guidance
     with user_errors():
+        from keras_ddpm.samplers.spacing import resolve_optimized
+
+        steps, spacing = resolve_optimized(
+            model.schedule, kwargs.get("steps"), kwargs.get("timestep_spacing")
+        )
         registry.resolve(
             kwargs.get("sampler", registry.DEFAULT_SAMPLER), model.schedule.timesteps,
-            kwargs.get("steps"), kwargs.get("timestep_spacing"),
-            **sampler_options(args),
+            steps, spacing, **sampler_options(args),
         )
         sampling_inputs.check_labels(
             kwargs.get("labels"), kwargs.get("guidance_scale"), num, model.num_classes

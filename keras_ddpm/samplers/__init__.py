@@ -32,8 +32,8 @@ Layout: `registry` (the records and option checks, no TensorFlow), `spacing`
 (timestep sequences), `loop` (what every sampler shares), and one module per
 sampler: `ancestral`, `ddim`, `dpm_solver`, `ipndm`, and `inversion` (DDIM run
 backwards, for `encode`) and `repaint` (inpainting with any single-step
-sampler). `sample` runs any registered
-sampler by name.
+sampler); `step_search` finds a model's own steps (`DDPM.optimize_steps`). `sample` runs
+any registered sampler by name.
 """
 
 import importlib
@@ -44,6 +44,7 @@ from keras_ddpm.samplers.registry import INPAINT_STEPS
 from keras_ddpm.samplers.registry import INVERSION_SAMPLER
 from keras_ddpm.samplers.registry import IPNDM_ORDERS
 from keras_ddpm.samplers.registry import KARRAS_RHO
+from keras_ddpm.samplers.registry import OPTIMIZED
 from keras_ddpm.samplers.registry import JUMP_LENGTH
 from keras_ddpm.samplers.registry import ORDERS
 from keras_ddpm.samplers.registry import RESAMPLE_STEPS
@@ -83,6 +84,7 @@ _LAZY = {
     "dpm_solver_sample": "dpm_solver",
     "ipndm_sample": "ipndm",
     "timestep_sequence": "spacing",
+    "search_timesteps": "step_search",
     "sample": "run",
 }
 

@@ -43,6 +43,34 @@ def _weights(order):
     return [table[order - 1, j] for j in range(4)]
 
 
+def ipndm_step(schedule, t, prev_t, x0, epsilons, order):
+    """One iPNDM step from index `t` to `prev_t` (−1: the clean data), float32 images.
+
+    Args:
+        schedule: the `NoiseSchedule`.
+        t: the current index (int32 scalar); `prev_t` the next.
+        x0: x̂_0 at `t`; `epsilons` the four latest ε̂, newest (at `t`) first (zeros
+            where the history is shorter than `order`).
+        order: the Adams–Bashforth order of this step, 1–4 (int32 scalar).
+    """
+    e0, e1, e2, e3 = epsilons
+    alpha_bar_s, alpha_bar_t = schedule.alphas_cumprod_at(t), schedule.alphas_cumprod_at(prev_t)
+    # σ̃ = √((1 − ᾱ)/ᾱ): infinite at ᾱ = 0, 0 for the clean data.
+    sigma_s = ops.sqrt((1.0 - alpha_bar_s) / alpha_bar_s)
+    sigma_t = ops.sqrt((1.0 - alpha_bar_t) / alpha_bar_t)
+    alpha_t = ops.sqrt(alpha_bar_t)
+    jump = alpha_t * (sigma_t - sigma_s)
+    finite = ops.isfinite(jump)
+    w0, w1, w2, w3 = _weights(ops.where(finite, order, 1))
+    jump = ops.cast(ops.where(finite, jump, ops.zeros_like(jump)), "float32")
+    correction = (w0 - 1.0) * e0 + w1 * e1 + w2 * e2 + w3 * e3
+    return (
+        ops.cast(alpha_t, "float32") * x0
+        + ops.cast(ops.sqrt(1.0 - alpha_bar_t), "float32") * e0
+        + jump * correction
+    )
+
+
 def ipndm_sample(
     denoise_fn,
     initial_noise,
@@ -101,28 +129,12 @@ def ipndm_sample(
 
     def body(k, x, e1, e2, e3):
         t, prev_t = sequence[k], sequence[k + 1]
-        alpha_bar_s = schedule.alphas_cumprod_at(t)
-        alpha_bar_t = schedule.alphas_cumprod_at(prev_t)
         x0, e0 = x0_estimate(
-            denoise_fn(x, per_image(t, batch)), x, alpha_bar_s, prediction_type, clip
+            denoise_fn(x, per_image(t, batch)), x, schedule.alphas_cumprod_at(t),
+            prediction_type, clip,
         )
-        # σ̃ = √((1 − ᾱ)/ᾱ): infinite at ᾱ = 0, 0 for the clean data.
-        sigma_s = ops.sqrt((1.0 - alpha_bar_s) / alpha_bar_s)
-        sigma_t = ops.sqrt((1.0 - alpha_bar_t) / alpha_bar_t)
-        alpha_t = ops.sqrt(alpha_bar_t)
-        jump = alpha_t * (sigma_t - sigma_s)
-        finite = ops.isfinite(jump)
-        step_order = ops.minimum(options["order"], k - start + 1)
-        step_order = ops.where(finite, step_order, 1)
-        w0, w1, w2, w3 = _weights(step_order)
-        jump = ops.cast(ops.where(finite, jump, ops.zeros_like(jump)), "float32")
-        correction = (w0 - 1.0) * e0 + w1 * e1 + w2 * e2 + w3 * e3
-        x = (
-            ops.cast(alpha_t, "float32") * x0
-            + ops.cast(ops.sqrt(1.0 - alpha_bar_t), "float32") * e0
-            + jump * correction
-        )
-        return k + 1, x, e0, e1, e2
+        order = ops.minimum(options["order"], k - start + 1)
+        return k + 1, ipndm_step(schedule, t, prev_t, x0, (e0, e1, e2, e3), order), e0, e1, e2
 
     zeros = ops.zeros_like(x)
     _, x, *_ = ops.while_loop(

@@ -28,7 +28,9 @@ from typing import Optional
 
 from keras_ddpm import checks
 
-TIMESTEP_SPACINGS = ("leading", "trailing", "linspace", "logsnr", "karras")
+TIMESTEP_SPACINGS = ("leading", "trailing", "linspace", "logsnr", "karras", "optimized")
+# The spacing whose indices a model's schedule stores (`DDPM.optimize_steps`).
+OPTIMIZED = "optimized"
 # ρ of the `"karras"` spacing: EDM's choice (Karras et al. 2022, eq. 5 and section 3).
 KARRAS_RHO = 7.0
 

@@ -17,8 +17,10 @@ References:
 import numpy as np
 from keras import ops
 
+from keras_ddpm import checks
 from keras_ddpm import precise_ops
 from keras_ddpm.samplers.registry import KARRAS_RHO
+from keras_ddpm.samplers.registry import OPTIMIZED
 from keras_ddpm.samplers.registry import check_spacing
 from keras_ddpm.samplers.registry import check_steps
 from keras_ddpm.schedules import precise_float
@@ -45,6 +47,40 @@ def _log_snr_table(schedule):
     return table
 
 
+def optimized_indices(schedule, steps=None):
+    """The schedule's `optimized_timesteps`; a `ValueError` when it has none, or when a
+    Python `steps` is not their number."""
+    indices = schedule.optimized_timesteps
+    if indices is None:
+        raise ValueError(
+            f"timestep_spacing={OPTIMIZED!r} runs the steps that `model.optimize_steps()` "
+            "found, and this model has none; call it first, or pick another spacing."
+        )
+    if not checks.is_tensor(steps) and steps is not None and steps != len(indices):
+        raise ValueError(
+            f"The model's optimized steps are {len(indices)}; received steps={steps}. Pass "
+            f"steps={len(indices)} (or steps=\"optimized\"), or run model.optimize_steps("
+            f"num_steps={steps})."
+        )
+    return indices
+
+
+def resolve_optimized(schedule, steps, timestep_spacing):
+    """`(steps, timestep_spacing)` with `steps="optimized"` as the stored steps' number and
+    spacing; other values are returned as they are, checked against the stored steps."""
+    if isinstance(steps, str):
+        if steps != OPTIMIZED or timestep_spacing not in (None, OPTIMIZED):
+            raise ValueError(
+                f"`steps` must be an integer or {OPTIMIZED!r} (with no other spacing). "
+                f"Received: steps={steps!r}, timestep_spacing={timestep_spacing!r}."
+            )
+        return len(optimized_indices(schedule)), OPTIMIZED
+    if timestep_spacing == OPTIMIZED:
+        indices = optimized_indices(schedule, steps)
+        return len(indices) if steps is None else steps, OPTIMIZED
+    return steps, timestep_spacing
+
+
 def timestep_sequence(schedule, steps, timestep_spacing="trailing"):
     """The timestep indices a run of `steps` steps visits, computed with `keras.ops`.
 
@@ -65,6 +101,8 @@ def timestep_sequence(schedule, steps, timestep_spacing="trailing"):
       of λ, σ = √((1 − ᾱ)/ᾱ) = e^{−λ/2} the noise level of the variance-exploding
       form and ρ = `KARRAS_RHO` (EDM's polynomial, Karras et al. 2022, eq. 5):
       steps crowd near the clean data, where the ODE curves most.
+    - `"optimized"`: the schedule's `optimized_timesteps` (`DDPM.optimize_steps`);
+      `steps` must be their number.
 
     The first three are the conventions compared by Lin et al. 2023 (table 2);
     `"linspace"` and `"trailing"` are the time-uniform ones.
@@ -88,6 +126,10 @@ def timestep_sequence(schedule, steps, timestep_spacing="trailing"):
     check_spacing(timestep_spacing)
     check_steps(steps, schedule.timesteps)
     total = schedule.timesteps
+    if timestep_spacing == OPTIMIZED:
+        indices = optimized_indices(schedule, steps)
+        padded = list(indices) + [-1] * (total + 1 - len(indices))
+        return ops.convert_to_tensor(np.array(padded, "int32"))
     steps = ops.clip(ops.cast(steps, "int32"), 1, total)
     precise = precise_float()
     s = ops.cast(steps, precise)
