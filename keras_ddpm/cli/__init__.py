@@ -57,7 +57,7 @@ def build_parser():
     parser = ArgumentParser(
         prog="keras-ddpm",
         description="Denoising diffusion probabilistic models for Keras: "
-        + ", ".join(verb.__name__.rsplit(".", 1)[-1] for verb in VERBS)
+        + ", ".join(verb.__name__.rsplit(".", 1)[-1].replace("_", "-") for verb in VERBS)
         + ".",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

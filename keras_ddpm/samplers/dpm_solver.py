@@ -10,6 +10,7 @@ References:
 import numpy as np
 from keras import ops
 
+from keras_ddpm.samplers.loop import multistep_run
 from keras_ddpm.samplers.loop import per_image
 from keras_ddpm.samplers.loop import prepare
 from keras_ddpm.samplers.loop import x0_estimate
@@ -168,11 +169,5 @@ def dpm_solver_sample(
     return x
 
 
-def run(denoise_fn, x, schedule, *, seed, steps, timestep_spacing, prediction_type, clip,
-        variance, order, start=0, stop=None):
-    """The registry's entry point (see `keras_ddpm.samplers.Sampler`); runs from `start` to the end."""
-    del seed, variance, stop  # Deterministic; its multistep history lives in the loop.
-    return dpm_solver_sample(
-        denoise_fn, x, schedule, steps=steps, order=order, timestep_spacing=timestep_spacing,
-        prediction_type=prediction_type, clip=clip, start=start,
-    )
+# The registry's entry point.
+run = multistep_run(dpm_solver_sample)

@@ -23,6 +23,7 @@ References:
 import numpy as np
 from keras import ops
 
+from keras_ddpm.samplers.loop import multistep_run
 from keras_ddpm.samplers.loop import per_image
 from keras_ddpm.samplers.loop import prepare
 from keras_ddpm.samplers.loop import x0_estimate
@@ -143,11 +144,5 @@ def ipndm_sample(
     return x
 
 
-def run(denoise_fn, x, schedule, *, seed, steps, timestep_spacing, prediction_type, clip,
-        variance, order, start=0, stop=None):
-    """The registry's entry point (see `keras_ddpm.samplers.Sampler`); runs from `start` to the end."""
-    del seed, variance, stop  # Deterministic; its multistep history lives in the loop.
-    return ipndm_sample(
-        denoise_fn, x, schedule, steps=steps, order=order, timestep_spacing=timestep_spacing,
-        prediction_type=prediction_type, clip=clip, start=start,
-    )
+# The registry's entry point.
+run = multistep_run(ipndm_sample)

@@ -76,3 +76,20 @@ def stochastic_loop(step, denoise_fn, x, sequence, seed, steps, start, stop):
         return step(x, t, prev_t, denoise_fn(x, t), noise)
 
     return run_steps(body, x, steps, start, stop)
+
+
+def multistep_run(sample):
+    """The registry entry point (see `keras_ddpm.samplers.Sampler`) of a deterministic
+    multistep `sample(denoise_fn, x, schedule, *, steps, order, timestep_spacing,
+    prediction_type, clip, start)`: it runs from `start` to the end (its history lives in
+    the loop, so a run cannot stop part-way), and draws no noise."""
+
+    def run(denoise_fn, x, schedule, *, seed, steps, timestep_spacing, prediction_type, clip,
+            variance, order, start=0, stop=None):
+        del seed, variance, stop
+        return sample(
+            denoise_fn, x, schedule, steps=steps, order=order, timestep_spacing=timestep_spacing,
+            prediction_type=prediction_type, clip=clip, start=start,
+        )
+
+    return run
