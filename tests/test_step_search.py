@@ -51,7 +51,7 @@ def _error(model, x_start, exact, **kwargs):
 
 def test_optimized_steps_beat_every_fixed_spacing_on_the_exact_ode(oracle):
     model, x_start, exact = oracle
-    fixed_10 = _error(model, x_start, exact, sampler="ipndm", steps=10)  # "karras"
+    fixed_10 = _error(model, x_start, exact, sampler="ipndm", steps=10, timestep_spacing="karras")
     dpm_2m_20 = _error(model, x_start, exact, sampler="dpm_solver", steps=20)
     dpm_3m_5 = _error(model, x_start, exact, sampler="dpm_solver", steps=5, order=3)
     indices = model.optimize_steps(num_steps=10, num_samples=128)
