@@ -369,13 +369,13 @@ def test_bad_generate_arguments():
         model.generate(2, seed="a")
     bad = [
         ({"sampler": "plms"}, r"sampler='plms'.*'ddpm', 'ddim', 'dpm_solver'"),
-        ({"sampler": "ddim", "timestep_spacing": "karras"}, r"timestep_spacing='karras'.*'logsnr'"),
+        ({"sampler": "ddim", "timestep_spacing": "edm"}, r"timestep_spacing='edm'.*'logsnr'"),
         ({"sampler": "ddim", "steps": 0}, r"\[1, 1000\].*steps=0"),
         ({"sampler": "ddim", "steps": 1001}, r"\[1, 1000\].*steps=1001"),
         ({"sampler": "ddim", "eta": 2.0}, r"\[0, 1\].*eta=2.0"),
         ({"sampler": "dpm_solver", "eta": 0.3}, r"eta.*only applies to sampler='ddim'"),
         ({"sampler": "dpm_solver", "order": 4}, r"\[1, 2, 3\].*order=4"),
-        ({"sampler": "ddim", "order": 2}, r"order.*only applies to sampler='dpm_solver'"),
+        ({"sampler": "ddim", "order": 2}, r"order.*only applies to the samplers \['dpm_solver', 'ipndm'\]"),
     ]
     for kwargs, message in bad:
         with pytest.raises(ValueError, match=message):
