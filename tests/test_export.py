@@ -162,7 +162,7 @@ def test_denoise_refuses_timesteps_outside_the_schedule(exported, t):
 @pytest.mark.parametrize(
     "inputs, message",
     [
-        ({"sampler": "plms"}, r"Unknown sampler. Expected one of ddpm, ddim, dpm_solver, ipndm. Received:\] \[plms\]"),
+        ({"sampler": "plms"}, r"Unknown sampler. Expected one of ddpm, ddim, dpm_solver, ipndm, unipc. Received:\] \[plms\]"),
         ({"sampler": "ddpm", "eta": 0.5}, r"eta only applies to sampler ddim. Received: eta =\] \[0.5\]"),
         ({"steps": T + 1}, rf"`steps` must be in \[1, {T}\]"),
         ({"num_images": 0}, r"`num_images` must be a positive integer"),

@@ -54,7 +54,7 @@ def tiny_model():
 
 
 def test_the_registry_holds_the_built_in_records_and_refuses_clashes(toy):
-    assert samplers.sampler_names() == ("ddpm", "ddim", "dpm_solver", "ipndm", "toy")
+    assert samplers.sampler_names() == ("ddpm", "ddim", "dpm_solver", "ipndm", "unipc", "toy")
     assert samplers.get_sampler("ddim").steps_for(1000) == 50
     assert samplers.get_sampler("ddpm").steps_for(1000) == 1000
     assert samplers.get_sampler("dpm_solver").steps_for(10) == 10  # capped at T

@@ -30,7 +30,7 @@ x̂_0 the clean-sample estimate.
 
 Layout: `registry` (the records and option checks, no TensorFlow), `spacing`
 (timestep sequences), `loop` (what every sampler shares), and one module per
-sampler: `ancestral`, `ddim`, `dpm_solver`, `ipndm`, and `inversion` (DDIM run
+sampler: `ancestral`, `ddim`, `dpm_solver`, `ipndm`, `unipc`, and `inversion` (DDIM run
 backwards, for `encode`) and `repaint` (inpainting with any single-step
 sampler); `step_search` finds a model's own steps (`DDPM.optimize_steps`). `sample` runs
 any registered sampler by name.
@@ -83,6 +83,7 @@ _LAZY = {
     "repaint_sample": "repaint",
     "dpm_solver_sample": "dpm_solver",
     "ipndm_sample": "ipndm",
+    "unipc_sample": "unipc",
     "timestep_sequence": "spacing",
     "search_timesteps": "step_search",
     "sample": "run",

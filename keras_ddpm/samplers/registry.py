@@ -204,6 +204,10 @@ _IPNDM_ORDER = SamplerOption(
     help="iPNDM's highest Adams-Bashforth order: 1 to 4",
 )
 
+_UNIPC_ORDER = SamplerOption(
+    "order", 3, check_order, help="UniPC's predictor order: 1, 2 or 3 (the corrector's is one higher)",
+)
+
 
 def check_eta(eta):
     """Raises unless a Python `eta` is a number in [0, 1] (tensors pass)."""
@@ -235,6 +239,11 @@ BUILT_IN = (
         "ipndm", "keras_ddpm.samplers.ipndm:run", default_steps=10,
         default_spacing="trailing", options=(_IPNDM_ORDER,), resumable=False,
         description="iPNDM, Adams-Bashforth in sigma (Zhang & Chen 2023)",
+    ),
+    Sampler(
+        "unipc", "keras_ddpm.samplers.unipc:run", default_steps=10,
+        default_spacing="logsnr", options=(_UNIPC_ORDER,), resumable=False,
+        description="UniPC, DPM-Solver++ with the UniC corrector (Zhao et al. 2023)",
     ),
 )
 # The built-in samplers' names; `sampler_names()` also lists registered ones.
