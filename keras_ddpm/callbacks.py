@@ -96,8 +96,9 @@ class SampleGrid(keras.callbacks.Callback):
             `generate(sampler=...)`, or `None` to pass none (`generate`'s
             own default, `"ddpm"`). Defaults to `"dpm_solver"`.
         steps: optional number of sampling steps passed to
-            `generate(steps=...)`. Defaults to `None` (not passed: the
-            sampler's default, 20 for `"dpm_solver"`).
+            `generate(steps=...)`, or `"optimized"` for the model's own steps
+            (`DDPM.optimize_steps`, checked when training begins). Defaults to
+            `None` (not passed: the sampler's default, 20 for `"dpm_solver"`).
         tensorboard_dir: optional str, a folder where each grid is also
             written as a TensorBoard image summary named `"samples"` at step
             = epoch (for example the `log_dir` of `keras.callbacks.TensorBoard`
@@ -137,7 +138,7 @@ class SampleGrid(keras.callbacks.Callback):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"`seed` must be an int. Received: seed={seed!r}.")
         self.seed = int(seed)
-        if steps is not None:
+        if steps is not None and steps != samplers.OPTIMIZED:
             steps = checks.positive_int("steps", steps)
         if sampler is not None:
             samplers.get_sampler(sampler)  # A ValueError listing the samplers, before training.
@@ -195,8 +196,11 @@ class SampleGrid(keras.callbacks.Callback):
         schedule = getattr(self.model, "schedule", None)
         if schedule is not None and isinstance(sampler, str):
             options = {o.name: kwargs[o.name] for o in samplers.all_options() if o.name in kwargs}
-            samplers.resolve(sampler, schedule.timesteps, kwargs.get("steps"),
-                             kwargs.get("timestep_spacing"), **options)
+            # steps="optimized" (or that spacing) needs the model's optimized steps.
+            steps, spacing = samplers.resolve_optimized(
+                schedule, kwargs.get("steps"), kwargs.get("timestep_spacing")
+            )
+            samplers.resolve(sampler, schedule.timesteps, steps, spacing, **options)
 
     def on_train_begin(self, logs=None):
         self.check_model()

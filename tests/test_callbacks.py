@@ -232,6 +232,8 @@ def test_a_generate_without_samplers_is_told_how_to_pass_none(trained_model, tmp
         ({"sampler": "dpm_solver", "eta": 0.5}, "`eta` only applies to sampler='ddim'"),
         # No sampler passed: checked as generate's own default ("ddpm", whose steps <= T).
         ({"sampler": None, "steps": 50}, r"`steps` must be in \[1, 20\].*steps=50"),
+        ({"steps": "optimized"}, r"optimize_steps\(\)` found, and this model has none"),
+        ({"timestep_spacing": "optimized"}, r"optimize_steps\(\)` found, and this model has none"),
     ],
 )
 def test_sampler_settings_that_do_not_fit_the_model_stop_before_training(
@@ -244,3 +246,18 @@ def test_sampler_settings_that_do_not_fit_the_model_stop_before_training(
                   callbacks=[SampleGrid(tmp_path, num_images=2, **kwargs)])
     assert int(model.optimizer.iterations.numpy()) == steps_before  # not one batch trained
     assert not os.path.exists(tmp_path) or os.listdir(tmp_path) == []
+
+
+def test_grids_can_draw_with_the_models_optimized_steps(tmp_path):
+    schedule = keras_ddpm.NoiseSchedule("linear", timesteps=20, beta_start=1e-3, beta_end=0.2)
+    model = keras_ddpm.DDPM(tiny_unet(), schedule=schedule, seed=0)
+    model.optimize_steps(num_steps=3, num_samples=8, grid_size=10)
+    grids = SampleGrid(tmp_path, num_images=4, sampler="ipndm", steps="optimized", jit_compile=False)
+    grids.set_model(model)
+    grids.check_model()
+    grids.write_grid(1)
+    images = model.generate(4, sampler="ipndm", steps="optimized", seed=0, verbose=0)
+    keras_ddpm.utils.save_image_grid(images, tmp_path / "expected.png")
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(grids.last_path)), np.asarray(Image.open(tmp_path / "expected.png"))
+    )

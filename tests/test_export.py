@@ -175,6 +175,33 @@ def test_bad_runtime_inputs_are_clear_errors(exported, inputs, message):
         loaded.generate_with_sampler(**arguments)
 
 
+def test_the_optimized_spacing_exports_the_models_own_steps(tmp_path):
+    schedule = keras_ddpm.NoiseSchedule("linear", timesteps=T)
+    model = keras_ddpm.DDPM(conv_denoiser(), schedule=schedule, seed=0)
+    path = str(tmp_path / "savedmodel")
+    with pytest.raises(ValueError, match=r"optimize_steps\(\)` found, and this model has none"):
+        keras_ddpm.export.export_saved_model(
+            model, path, sampler="ipndm", timestep_spacing="optimized", verbose=False
+        )
+    model.optimize_steps(num_steps=4, num_samples=8, grid_size=10)
+    model.save(tmp_path / "tuned.keras")
+    argv = ["export", str(tmp_path / "tuned.keras"), path, "--sampler", "ipndm",
+            "--timestep-spacing", "optimized"]
+    assert cli.main(argv) == 0
+    loaded = tf.saved_model.load(path)
+    # steps=0 is the optimized steps' number, for every sampler behind the switch.
+    np.testing.assert_array_equal(
+        loaded.generate(num_images=3, steps=0, seed=2).numpy(),
+        generated(model, 3, 2, sampler="ipndm", steps="optimized"),
+    )
+    np.testing.assert_array_equal(
+        loaded.generate_with_sampler(num_images=3, steps=4, seed=2, sampler="ddim", eta=0.0),
+        generated(model, 3, 2, sampler="ddim", steps="optimized"),
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`steps` must be 4 \(0: the default\)"):
+        loaded.generate(num_images=3, steps=5, seed=2)
+
+
 SCRIPT = """
 import json, sys
 import numpy as np

@@ -245,6 +245,14 @@ def _option_help(name):
     )
 
 
+def add_spacing_argument(parser):
+    parser.add_argument(
+        "--timestep-spacing", default=None, choices=registry.TIMESTEP_SPACINGS, metavar="SPACING",
+        help=f"which timesteps the steps visit: {', '.join(registry.TIMESTEP_SPACINGS)}; "
+        "'optimized' for those `optimize-steps` stored in the model (default: the sampler's)",
+    )
+
+
 def add_sampler_arguments(parser, default=None):
     """What `sample` and `evaluate` pass to `generate`: sampler, steps, options, labels, XLA."""
     add_sampler_choice(parser, default)
@@ -253,11 +261,7 @@ def add_sampler_arguments(parser, default=None):
         help="sampling steps, or 'optimized': those `optimize-steps` stored in the model "
         "(default: the sampler's)",
     )
-    parser.add_argument(
-        "--timestep-spacing", default=None, choices=registry.TIMESTEP_SPACINGS, metavar="SPACING",
-        help=f"which timesteps the steps visit: {', '.join(registry.TIMESTEP_SPACINGS)} "
-        "(default: the sampler's)",
-    )
+    add_spacing_argument(parser)
     add_jit_compile(parser)
     parser.add_argument(
         "--label",

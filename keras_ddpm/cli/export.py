@@ -7,6 +7,7 @@ from keras_ddpm.cli.common import add_jit_compile
 from keras_ddpm.cli.common import add_model_argument
 from keras_ddpm.cli.common import add_resampling_arguments
 from keras_ddpm.cli.common import add_sampler_choice
+from keras_ddpm.cli.common import add_spacing_argument
 from keras_ddpm.cli.common import add_verbose
 from keras_ddpm.cli.common import check_writable
 from keras_ddpm.cli.common import sampler_options
@@ -36,6 +37,7 @@ def run(args):
             model,
             args.outdir,
             sampler=args.sampler,
+            timestep_spacing=args.timestep_spacing,
             use_ema=args.ema,
             jit_compile=args.jit_compile == "true",
             resample_steps=args.resample_steps,
@@ -65,12 +67,14 @@ def add_parser(subparsers):
             "runtime sampler options such as eta), "
             "edit(images, strength, steps, seed), inpaint(images, mask, steps, seed) (uint8 "
             "images in and out) and denoise(x_t, t). steps=0 asks for the sampler's default "
-            "number of steps."
+            "number of steps (with --timestep-spacing optimized: the model's optimized steps, "
+            "the only number then accepted)."
         ),
     )
     add_model_argument(parser)
     parser.add_argument("outdir", help="the SavedModel directory to write")
     add_sampler_choice(parser, default=registry.DEFAULT_SAMPLER)
+    add_spacing_argument(parser)
     parser.add_argument(
         "--no-ema", dest="ema", action="store_false", help="export the raw, not the EMA, weights"
     )

@@ -34,7 +34,7 @@ def edit_function(exported):
 
     def edit(images, strength, steps, seed, **given):
         x0 = inputs.as_floats(images)
-        steps = inputs.steps_or_default(steps, default_steps, schedule.timesteps)
+        steps = inputs.steps_or_default(steps, default_steps, schedule, spacing)
         with tf.control_dependencies([
             tf.debugging.Assert(
                 tf.logical_and(strength >= 0.0, strength <= 1.0),
@@ -84,7 +84,7 @@ def inpaint_function(exported):
 
     def inpaint(images, mask, steps, seed, **given):
         x0 = inputs.as_floats(images)
-        steps = inputs.steps_or_default(steps, default_steps, schedule.timesteps)
+        steps = inputs.steps_or_default(steps, default_steps, schedule, spacing)
         with tf.control_dependencies([
             tf.debugging.Assert(
                 tf.reduce_all(tf.logical_and(mask >= 0.0, mask <= 1.0)),

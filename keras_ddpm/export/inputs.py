@@ -11,6 +11,7 @@ import inspect
 import tensorflow as tf
 
 from keras_ddpm import samplers
+from keras_ddpm.samplers.spacing import optimized_indices
 
 
 def scalar(name, dtype=tf.int32):
@@ -138,8 +139,20 @@ def checked_conditioning(inputs, num_images, num_classes):
         return [tf.identity(labels), tf.identity(guidance_scale)]
 
 
-def steps_or_default(steps, default, timesteps):
-    """`steps` (0: `default`) after the range check `generate` makes in Python (all endpoints)."""
+def steps_or_default(steps, default, schedule, spacing=None):
+    """`steps` (0: `default`) after the checks `generate` makes in Python (all endpoints).
+
+    With the `"optimized"` spacing the only steps are the model's optimized ones
+    (`DDPM.optimize_steps`): `default` is their number, and any other is refused.
+    """
+    timesteps = schedule.timesteps
+    if spacing == samplers.OPTIMIZED:
+        default = len(optimized_indices(schedule))
+        steps = tf.where(steps == 0, default, steps)
+        message = (f"`steps` must be {default} (0: the default), the number of the model's "
+                   "optimized steps (the SavedModel was written with timestep_spacing='optimized').")
+        with tf.control_dependencies([tf.debugging.assert_equal(steps, default, message=message)]):
+            return tf.identity(steps)
     steps = tf.where(steps == 0, default, steps)
     message = f"`steps` must be in [1, {timesteps}] (0: the default)."
     with tf.control_dependencies([

@@ -45,7 +45,9 @@ def sample_function(exported):
             ),
         ]
         index = tf.argmax(tf.cast(matches, tf.int32), output_type=tf.int32)
-        steps = inputs.steps_or_default(steps, tf.gather(default_steps, index), timesteps)
+        steps = inputs.steps_or_default(
+            steps, tf.gather(default_steps, index), process.schedule, exported.spacing
+        )
         for option in runtime_options:
             value = options[option.name]
             if option.bounds is not None:

@@ -12,6 +12,7 @@ from keras_ddpm import samplers
 from keras_ddpm.export import endpoints
 from keras_ddpm.export import inputs
 from keras_ddpm.runs import atomic
+from keras_ddpm.samplers.spacing import optimized_indices
 
 
 def export_saved_model(
@@ -48,7 +49,9 @@ def export_saved_model(
             `DDPM.generate`.
         timestep_spacing: spacing of every sampler's steps (see
             `samplers.timestep_sequence`). Defaults to `None`: each sampler's
-            default, as in `DDPM.generate`.
+            default, as in `DDPM.generate`. `"optimized"` exports the steps of
+            `model.optimize_steps()`: every endpoint then runs those, and its
+            `steps` input must be their number (or 0).
         clip: clip x̂_0 at every step (the output is always clipped to
             [−1, 1] before becoming uint8). Defaults to `True`.
         use_ema: export the EMA weights when the model keeps them. Defaults
@@ -95,6 +98,8 @@ def export_saved_model(
     options = samplers.resolve_everywhere(
         sampler, model.schedule.timesteps, timestep_spacing, **sampler_options
     )
+    if timestep_spacing == samplers.OPTIMIZED:
+        optimized_indices(model.schedule)  # a ValueError now for a model that has none
     resample_steps = checks.positive_int("resample_steps", resample_steps)
     jump_length = checks.positive_int("jump_length", jump_length)
     shape = inputs.exported_image_shape(model, image_shape)

@@ -85,6 +85,7 @@ _LAZY = {
     "ipndm_sample": "ipndm",
     "unipc_sample": "unipc",
     "timestep_sequence": "spacing",
+    "resolve_optimized": "spacing",
     "search_timesteps": "step_search",
     "sample": "run",
 }
