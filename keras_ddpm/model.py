@@ -18,6 +18,9 @@ from keras_ddpm.backend import hardware
 from keras_ddpm import objectives
 from keras_ddpm.file_methods import FileMethods
 from keras_ddpm.generation_methods import GenerationMethods
+from keras_ddpm.noise_assignment import DEFAULT_NOISE_ASSIGNMENT
+from keras_ddpm.noise_assignment import assign as assign_noise
+from keras_ddpm.noise_assignment import check_noise_assignment
 from keras_ddpm.runs import backup
 from keras_ddpm.schedules import NoiseSchedule
 from keras_ddpm.schedules import check_variance
@@ -76,6 +79,11 @@ class DDPM(GenerationMethods, FileMethods, backend.StepFunctions, keras.Model):
             `keras_ddpm.divergence.TrainingDiverged`, naming the step, the
             learning rate and the first weight with a non-finite gradient.
             `None` never stops. Defaults to `20`.
+        noise_assignment: which drawn noise goes with which image of a
+            batch: `"independent"` (its own, Ho et al. 2020) or `"immiscible"`
+            (the batch's noises permuted so that each image gets a near one,
+            Li et al. 2024; `keras_ddpm.noise_assignment`). Defaults to
+            `"independent"`.
 
     Example:
 
@@ -111,6 +119,7 @@ class DDPM(GenerationMethods, FileMethods, backend.StepFunctions, keras.Model):
         min_snr_gamma=5.0,
         class_dropout=0.1,
         max_skipped_steps=20,
+        noise_assignment=DEFAULT_NOISE_ASSIGNMENT,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -140,6 +149,7 @@ class DDPM(GenerationMethods, FileMethods, backend.StepFunctions, keras.Model):
             )
         if max_skipped_steps is not None:
             checks.positive_int("max_skipped_steps", max_skipped_steps)
+        check_noise_assignment(noise_assignment)
         num_classes = getattr(network, "num_classes", None)
         if num_classes is not None and (not checks.is_int(num_classes) or num_classes < 1):
             raise TypeError(
@@ -159,6 +169,7 @@ class DDPM(GenerationMethods, FileMethods, backend.StepFunctions, keras.Model):
         self.class_dropout = float(class_dropout)
         self.num_classes = None if num_classes is None else int(num_classes)
         self.max_skipped_steps = max_skipped_steps
+        self.noise_assignment = noise_assignment
 
         self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -280,9 +291,12 @@ class DDPM(GenerationMethods, FileMethods, backend.StepFunctions, keras.Model):
 
         Returns:
             `(t, noise)`: t uniform over `0 … T − 1`, noise ~ N(0, I) shaped like
-            `images`.
+            `images` (its examples permuted by `noise_assignment`).
         """
-        return distribute.draw_training_noise(images, self.schedule.timesteps, self.seed_generator)
+        t, noise = distribute.draw_training_noise(
+            images, self.schedule.timesteps, self.seed_generator
+        )
+        return t, assign_noise(images, noise, self.noise_assignment)
 
     def _network_inputs(self, x_t, t, labels):
         if self.num_classes is None:
@@ -364,6 +378,9 @@ class DDPM(GenerationMethods, FileMethods, backend.StepFunctions, keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update({key: getattr(self, key) for key in _PLAIN_CONFIG})
+        if self.noise_assignment != DEFAULT_NOISE_ASSIGNMENT:
+            # Only when set: configs stay as earlier versions wrote them.
+            config["noise_assignment"] = self.noise_assignment
         for key in ("network", "schedule"):
             config[key] = keras.saving.serialize_keras_object(getattr(self, key))
         return config
