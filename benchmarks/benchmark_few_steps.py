@@ -40,10 +40,15 @@ CONFIGS = [
     ("ipndm", {"order": 3}, "trailing"),
     ("ipndm", {"order": 4}, "karras"),
     ("ipndm", {"order": 4}, "logsnr"),
+    ("unipc", {"order": 2}, "logsnr"),
+    ("unipc", {"order": 3}, "logsnr"),
+    ("unipc", {"order": 3}, "karras"),
+    ("unipc", {"order": 3}, "trailing"),
     # `model.optimize_steps(num_steps=NFE)` first (256 trajectories; its time is printed).
     ("dpm_solver", {"order": 2}, "optimized"),
     ("ipndm", {"order": 3}, "optimized"),
     ("ipndm", {"order": 4}, "optimized"),
+    ("unipc", {"order": 3}, "optimized"),
 ]
 
 
@@ -76,7 +81,10 @@ def main():
     parser.add_argument("--reference-num", type=int, default=500)
     parser.add_argument("--nfes", default=",".join(map(str, NFES)))
     parser.add_argument("--json", default=None, help="write the table here too")
-    parser.add_argument("--only", default=None, help="run the rows whose spacing is this")
+    parser.add_argument("--only", default=None,
+                        help="run the rows whose spacing is one of these (comma-separated)")
+    parser.add_argument("--samplers", default=None,
+                        help="run the rows of these samplers (comma-separated)")
     args = parser.parse_args()
     nfes = [int(n) for n in args.nfes.split(",")]
 
@@ -103,7 +111,9 @@ def main():
     print("|" + "|".join("-" * len(c) for c in header.split("|")[1:-1]) + "|")
     searches = {}
     for sampler, options, spacing in CONFIGS:
-        if args.only and spacing != args.only:
+        if args.only and spacing not in args.only.split(","):
+            continue
+        if args.samplers and sampler not in args.samplers.split(","):
             continue
         name = sampler + "".join(f"({v})" for v in options.values())
         values = []

@@ -39,6 +39,12 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Our side's training variants (`--variants`): DDPM keyword arguments over the quick-start
+# recipe, for the ablation of issue 38 (done-when 5).
+VARIANTS = {
+    "base": {},
+    "immiscible": {"noise_assignment": "immiscible"},
+}
 
 
 def train_ours(args):
@@ -56,7 +62,7 @@ def train_ours(args):
     network = keras_ddpm.UNet(**MODELS["quickstart"][0])
     model = keras_ddpm.DDPM(
         network, schedule=keras_ddpm.NoiseSchedule("linear", timesteps=1000),
-        ema_decay=0.999, seed=args.seed,
+        ema_decay=0.999, seed=args.seed, **VARIANTS[args.variant],
     )
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
 
@@ -91,12 +97,18 @@ def train_ours(args):
                             clip=False, timestep_spacing="trailing")
     np.save(variant_path(args.out), np.clip(images, -1.0, 1.0))
     return {
-        "framework": "keras_ddpm", "keras_ddpm": keras_ddpm.__version__,
+        "framework": "keras_ddpm", "variant": args.variant, "keras_ddpm": keras_ddpm.__version__,
         "train_s": round(train_s, 1), "steps": steps, "epochs_started": epochs,
         "images_per_s": round(seen / train_s, 1),
         "last_100_loss": round(float(np.mean(Deadline.losses[-100:])), 4),
         "sample_s": round(sample_s, 2), "parameters": network.count_params(),
     }
+
+
+def side_name(result):
+    """A run's name in the tables: the framework, and our variant unless it is the base one."""
+    variant = result.get("variant", "base")
+    return result["framework"] + ("" if variant == "base" else f"_{variant}")
 
 
 def variant_path(out):
@@ -144,6 +156,9 @@ def main():
     parser.add_argument("--num", type=int, default=500, help="samples a side")
     parser.add_argument("--rounds", type=int, default=1, help="alternating rounds (seeds 0, 1, …)")
     parser.add_argument("--output", default=None, help="JSON file for the results")
+    parser.add_argument("--variants", default="base",
+                        help=f"our side's variants, comma-separated, of {list(VARIANTS)}")
+    parser.add_argument("--variant", default="base", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--phase", choices=["ours"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -164,12 +179,16 @@ def main():
     np.save(digits, keras_ddpm.data.load_digits_arrays()[0])
     runs, paths = [], {}
     for seed in range(args.rounds):
-        sides = [("keras_ddpm", [sys.executable, __file__, "--phase", "ours"])]
+        sides = [
+            ("keras_ddpm" if variant == "base" else f"keras_ddpm_{variant}",
+             [sys.executable, __file__, "--phase", "ours", "--variant", variant])
+            for variant in args.variants.split(",")
+        ]
         if args.pytorch:
             sides.append(("pytorch", [args.pytorch, os.path.join(HERE, "pytorch_digits_in_fixed_time.py"), digits]))
         for name, command in sides if seed % 2 == 0 else sides[::-1]:
             out = os.path.join(folder, f"{name}_{seed}.npy")
-            if name == "keras_ddpm":
+            if name.startswith("keras_ddpm"):
                 command = [*command, "--out", out]
             else:
                 command = [*command, out]
@@ -178,7 +197,7 @@ def main():
             result["seed"] = seed
             runs.append(result)
             paths[f"{name}_{seed}"] = out
-            if name == "keras_ddpm":
+            if name.startswith("keras_ddpm"):
                 paths[f"{name}_{seed}_noclip_trailing"] = variant_path(out)
             print(json.dumps(result), flush=True)
     scores = judge(paths)
@@ -187,7 +206,7 @@ def main():
           f"{scores['classifier_accuracy']:.3f}")
     print(f"{'run':<30}{'steps':>7}{'img/s':>8}{'loss':>8}{'KIDx1000':>14}{'confident':>11}{'entropy':>9}")
     for key in ["real", *paths]:
-        run_ = next((r for r in runs if f"{r['framework']}_{r['seed']}" == key), {})
+        run_ = next((r for r in runs if f"{side_name(r)}_{r['seed']}" == key), {})
         s = scores[key]
         print(f"{key:<30}{run_.get('steps', ''):>7}{run_.get('images_per_s', ''):>8}"
               f"{run_.get('last_100_loss', ''):>8}{s['kid_x1000']:>8} ±{s['kid_std_x1000']:<4}"
