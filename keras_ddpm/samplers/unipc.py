@@ -14,14 +14,15 @@ prediction, DPM-Solver++ eq. 9 with x̂_0 expanded in λ):
 
 h = λ_t − λ_s, D_k = (m_k − m_s)/r_k the divided differences of the earlier
 predictions m_k at r_k = (λ_k − λ_s)/h, and, for the corrector, also
-D_t = m_t − m_s at r = 1. The weights ρ solve Σ_k ρ_k r_k^{i−1} = φ_i-terms
-(UniPC eq. 10); with two nodes or three they are written out below as
-Lagrange sums. UniP of order 2 is DPM-Solver++(2M) exactly.
+D_t = m_t − m_s at r = 1. The weights ρ solve the small Vandermonde system
+Σ_k ρ_k r_k^{i−1} = b_i(h) of UniPC (b_i from the φ-functions of h); with two
+or three nodes it is solved in closed form, as Lagrange sums. UniP of order 2
+is DPM-Solver++(2M) exactly.
 
 References:
     - Zhao, Bai, Rao, Zhou & Lu, "UniPC: A Unified Predictor-Corrector
       Framework for Fast Sampling of Diffusion Models", NeurIPS 2023
-      (Algorithms 2–3, the B(h) variants in section 3.3).
+      (UniC, UniP and the two choices of B(h)).
     - Lu, Zhou, Bao, Chen, Li & Zhu, "DPM-Solver++: Fast Solver for Guided
       Sampling of Diffusion Probabilistic Models", 2022.
 """
