@@ -152,7 +152,7 @@ def unipc_sample(
 
     Example:
 
-    >>> x0 = unipc_sample(denoise, noise, schedule, steps=10, order=3)
+    >>> x0 = unipc_sample(denoise, noise, schedule, steps=10, order=2)
 
     References:
         - Zhao, Bai, Rao, Zhou & Lu, "UniPC: A Unified Predictor-Corrector
