@@ -10,6 +10,7 @@ References:
 import numpy as np
 from keras import ops
 
+from keras_ddpm.samplers.loop import half_log_snr_at
 from keras_ddpm.samplers.loop import multistep_run
 from keras_ddpm.samplers.loop import per_image
 from keras_ddpm.samplers.loop import prepare
@@ -125,9 +126,6 @@ def dpm_solver_sample(
     order = options["order"]
     x, steps, sequence = prepare(schedule, initial_noise, steps, timestep_spacing, prediction_type)
     batch = ops.shape(x)[0]
-    ac = schedule.alphas_cumprod
-    with np.errstate(divide="ignore"):
-        half_log_snr = 0.5 * (np.log(ac) - np.log1p(-ac))  # λ per index
 
     def body(k, x, m1, m2, lam1, lam2):
         t, prev_t = sequence[k], sequence[k + 1]
@@ -137,9 +135,7 @@ def dpm_solver_sample(
             denoise_fn(x, per_image(t, batch)), x, alpha_bar, prediction_type, clip
         )
         # 2. λ_s, λ_t (λ = ∞ for the clean data) and the previous steps h0, h1.
-        lam_s = schedule.gather(half_log_snr, t, "float64")
-        lam_prev = schedule.gather(half_log_snr, ops.maximum(prev_t, 0), "float64")
-        lam_t = ops.where(prev_t >= 0, lam_prev, ops.full((), np.inf, precise_float()))
+        lam_s, lam_t = half_log_snr_at(schedule, t), half_log_snr_at(schedule, prev_t)
         h0, h1 = lam_s - lam1, lam1 - lam2
         # 3. Order: warm-up (k + 1 predictions known), first order for the last
         #    step and after an infinite jump (zero terminal SNR).

@@ -5,12 +5,14 @@ clean-sample estimate. Scalars of the schedule are float64 (`schedules.precise_f
 images float32. Written in `keras.ops`: the same loop runs on every backend.
 """
 
+import numpy as np
 from keras import ops
 
 from keras_ddpm import objectives
 from keras_ddpm import rng
 from keras_ddpm.samplers.registry import check_steps
 from keras_ddpm.samplers.spacing import timestep_sequence
+from keras_ddpm.schedules import precise_float
 
 
 def broadcast(value, ndim):
@@ -36,6 +38,18 @@ def x0_estimate(prediction, x_t, alpha_bar, prediction_type, clip):
         # The ε̂ consistent with the clipped x̂_0; σ_t > 0 at every index.
         return x0, (x_t - signal * x0) / noise
     return x0, objectives.to_epsilon(prediction, x_t, signal, noise, prediction_type)
+
+
+def half_log_snr_at(schedule, index):
+    """λ = log(α/σ) at an int32 index (float64 scalar): −∞ where ᾱ = 0, ∞ at −1 (the clean data).
+
+    The multistep solvers' time variable (DPM-Solver++, UniPC).
+    """
+    ac = schedule.alphas_cumprod
+    with np.errstate(divide="ignore"):
+        table = 0.5 * (np.log(ac) - np.log1p(-ac))
+    finite = schedule.gather(table, ops.maximum(index, 0), "float64")
+    return ops.where(index >= 0, finite, ops.full((), np.inf, precise_float()))
 
 
 def prepare(schedule, initial_noise, steps, timestep_spacing, prediction_type):

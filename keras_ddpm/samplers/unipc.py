@@ -30,6 +30,7 @@ References:
 import numpy as np
 from keras import ops
 
+from keras_ddpm.samplers.loop import half_log_snr_at
 from keras_ddpm.samplers.loop import multistep_run
 from keras_ddpm.samplers.loop import per_image
 from keras_ddpm.samplers.loop import prepare
@@ -164,18 +165,10 @@ def unipc_sample(
     order = options["order"]
     x, steps, sequence = prepare(schedule, initial_noise, steps, timestep_spacing, prediction_type)
     batch = ops.shape(x)[0]
-    ac = schedule.alphas_cumprod
-    with np.errstate(divide="ignore"):
-        half_log_snr = 0.5 * (np.log(ac) - np.log1p(-ac))  # λ per index
     start = ops.cast(start, "int32")
-
-    def lam_at(index):
-        finite = schedule.gather(half_log_snr, ops.maximum(index, 0), "float64")
-        return ops.where(index >= 0, finite, ops.full((), np.inf, precise_float()))
-
     def update(s, t, x_s, m_s, m1, m2, m_t, lam_s, lam_1, lam_2, order, corrector):
         """One UniP (or UniC) step from index s to t, float32."""
-        lam_t = lam_at(t)
+        lam_t = half_log_snr_at(schedule, t)
         h = lam_t - lam_s
         alpha_t = ops.sqrt(schedule.alphas_cumprod_at(t))
         sigma_ratio = ops.sqrt(1.0 - schedule.alphas_cumprod_at(t)) / ops.sqrt(
@@ -201,7 +194,7 @@ def unipc_sample(
             denoise_fn(x, per_image(t, batch)), x, schedule.alphas_cumprod_at(t),
             prediction_type, clip,
         )
-        lam_t = lam_at(t)
+        lam_t = half_log_snr_at(schedule, t)
         # 1. UniC: re-solve τ_{k−1} → τ_k through m_t (not after the first step of a
         #    run, nor after an infinite jump in λ).
         corrected = update(
