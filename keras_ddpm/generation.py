@@ -42,9 +42,9 @@ from keras_ddpm.schedules import check_variance
 PROGRESS_SEGMENTS = 20
 # Loop input specs: keys (one per image, `keras_ddpm.rng`), int32 and float32 scalars.
 # `(shape, dtype)` pairs, as the backend room's `compile_loop` takes them.
-_SEED = ((None, 2), "int32")
-_INT = ((), "int32")
-_FLOAT = ((), "float32")
+KEYS_SPEC = ((None, 2), "int32")
+INT_SPEC = ((), "int32")
+FLOAT_SPEC = ((), "float32")
 
 
 class ReverseProcess:
@@ -164,8 +164,8 @@ class ReverseProcess:
 
             return run
 
-        specs = (_SEED, _INT, _INT, _INT, *[_FLOAT] * len(runtime))
-        return self._cached_loop(key, specs, jit_compile, body)
+        specs = (KEYS_SPEC, INT_SPEC, INT_SPEC, INT_SPEC, *[FLOAT_SPEC] * len(runtime))
+        return self.cached_loop(key, specs, jit_compile, body)
 
     def inverse_loop(self, sampler, timestep_spacing=None, jit_compile=False):
         """The cached compiled inverse (images → x_T) of a deterministic sampler, for `encode`.
@@ -189,7 +189,7 @@ class ReverseProcess:
 
             return run
 
-        return self._cached_loop(key, (_INT, _INT, _INT), jit_compile, body)
+        return self.cached_loop(key, (INT_SPEC, INT_SPEC, INT_SPEC), jit_compile, body)
 
     def inpaint_loop(self, sampler, timestep_spacing=None, clip=True, jit_compile=False,
                      variance=None, **static_options):
@@ -234,8 +234,8 @@ class ReverseProcess:
             return run
 
         image = self._signature()[0]
-        specs = (image, image, _SEED, *[_INT] * 5, *[_FLOAT] * len(runtime))
-        return self._cached_loop(key, specs, jit_compile, body)
+        specs = (image, image, KEYS_SPEC, *[INT_SPEC] * 5, *[FLOAT_SPEC] * len(runtime))
+        return self.cached_loop(key, specs, jit_compile, body)
 
     @staticmethod
     def _record(sampler, timestep_spacing):
@@ -243,7 +243,7 @@ class ReverseProcess:
         record = samplers.get_sampler(sampler)
         return record, samplers.check_spacing(timestep_spacing or record.default_spacing)
 
-    def _cached_loop(self, key, specs, jit_compile, body):
+    def cached_loop(self, key, specs, jit_compile, body):
         """The compiled loop cached under `key`; on a miss, `body()` makes its Python function.
 
         Its inputs are the images `[B, H, W, C]`, then `specs`, then a
@@ -260,7 +260,7 @@ class ReverseProcess:
         shape = self.image_shape or (None, None, None)
         signature = [((None,) + tuple(shape), "float32"), *specs]
         if self.num_classes is not None:
-            signature += [((None,), "int32"), _FLOAT]
+            signature += [((None,), "int32"), FLOAT_SPEC]
         return signature
 
     def conditioning(self, labels, guidance_scale, begin, end):

@@ -4,7 +4,7 @@ Usage: `KERAS_BACKEND=jax python tests/no_tensorflow_worker.py OUT_DIR`
 
 TensorFlow is made unimportable first (`refuse_tensorflow`, as a missing package would be),
 then the package is imported, a tiny model fits NumPy arrays, samples, inpaints, is saved and
-loaded back. OUT_DIR gets `model.keras` and `outputs.npz`: the losses, the images before and
+loaded back, and its bits/dim are evaluated. OUT_DIR gets `model.keras` and `outputs.npz`: the losses, the images before and
 after the round trip, the errors of what needs TensorFlow (export, a `tf.data` loader, a
 TensorBoard grid) and whether TensorFlow got loaded at all (`tensorflow_loaded`).
 """
@@ -47,6 +47,7 @@ def main(out_dir):
     model.save(path)
     loaded = keras_ddpm.load_model(path)
     out["generate_loaded"] = loaded.generate(2, sampler="dpm_solver", **common)
+    out["bits_per_dim"] = np.array(keras_ddpm.metrics.bits_per_dim(loaded, images[:4], verbose=0))
     # What needs TensorFlow says so in one line.
     attempts = {
         "export_error": lambda: loaded.export(os.path.join(out_dir, "exported")),

@@ -175,8 +175,9 @@ def test_the_command_line_trains_there_and_its_model_samples_here(backend, tmp_p
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_without_tensorflow_installed_it_fits_samples_saves_and_loads(backend, tmp_path):
     """As on the GPU machines, which have no TensorFlow: the package imports, fits NumPy
-    arrays, samples, inpaints, saves and loads without it (`tests/no_tensorflow_worker.py`
-    refuses its import), and the file it writes samples the same images on TensorFlow."""
+    arrays, samples, inpaints, saves, loads and evaluates the bound without it
+    (`tests/no_tensorflow_worker.py` refuses its import), and the file it writes samples the
+    same images and has the same bits/dim on TensorFlow."""
     done = subprocess.run(
         [sys.executable, str(NO_TENSORFLOW_WORKER), str(tmp_path)],
         env=_environment(backend), capture_output=True, text=True, timeout=600,
@@ -193,11 +194,15 @@ def test_without_tensorflow_installed_it_fits_samples_saves_and_loads(backend, t
     assert theirs["loss"][-1] < 0.9 * theirs["loss"][0]  # it learns
     np.testing.assert_array_equal(theirs["generate_loaded"], theirs["generate"])
     assert theirs["inpaint"].shape == (2, 8, 8, 1) and np.all(np.isfinite(theirs["inpaint"]))
-    ours = keras_ddpm.load_model(tmp_path / "model.keras").generate(
-        2, sampler="dpm_solver", steps=5, seed=0, verbose=0
-    )
+    loaded = keras_ddpm.load_model(tmp_path / "model.keras")
+    ours = loaded.generate(2, sampler="dpm_solver", steps=5, seed=0, verbose=0)
     assert np.abs(ours - theirs["generate"]).max() <= 1e-4
     assert np.abs(ours).max() > 0.1  # not a trivial agreement
+    # The same x_t draws (counter-based) and float64 coefficients: the same bound.
+    ramp = np.linspace(-1, 1, 64, dtype="float32").reshape(1, 8, 8, 1)
+    images = ramp * np.array([1.0, -1.0] * 2, "float32").reshape(4, 1, 1, 1)
+    ours = keras_ddpm.metrics.bits_per_dim(loaded, images, verbose=0)
+    assert float(theirs["bits_per_dim"]) == pytest.approx(ours, rel=1e-5)
 
 
 def test_importing_the_package_on_jax_leaves_tensorflow_unloaded():

@@ -218,9 +218,10 @@ def run(args):
 
 def _batches(images, labels, batch_size=256):
     """`(images, labels)` batches of a conditional model's evaluation set."""
-    import tensorflow as tf
-
-    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
+    return [
+        (images[i : i + batch_size], labels[i : i + batch_size])
+        for i in range(0, len(images), batch_size)
+    ]
 
 
 def add_parser(subparsers):

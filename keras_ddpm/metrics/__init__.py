@@ -30,8 +30,8 @@ FID can compare with precomputed real statistics (`reference_statistics`,
 e.g. the TTUR `fid_stats_cifar10_train.npz`); `save_statistics` and
 `load_statistics` read and write that `.npz` format (keys `mu`, `sigma`).
 
-KID and FID run on every Keras backend (the 2015 graph needs TensorFlow installed);
-`bits_per_dim` runs on the TensorFlow backend.
+KID, FID and `bits_per_dim` run on every Keras backend (the 2015 graph needs TensorFlow
+installed).
 
 Both metrics run eagerly on NumPy state (call them outside compiled
 functions), and accept either side alone in `update_state`, so real-image
@@ -78,7 +78,7 @@ _LAZY = {
 }
 
 
-# TensorFlow's graphs: the 2015 Inception graph and the bound's evaluation.
-_REQUIRES = {"inception_2015": "tensorflow", "likelihood": "tensorflow"}
+# TensorFlow's graph: the 2015 Inception graph.
+_REQUIRES = {"inception_2015": "tensorflow"}
 
 __getattr__, __dir__ = lazy_names(__name__, _LAZY, requires=_REQUIRES)
