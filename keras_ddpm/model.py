@@ -81,7 +81,7 @@ class DDPM(GenerationMethods, FileMethods, backend.StepFunctions, keras.Model):
             `None` never stops. Defaults to `20`.
         noise_assignment: which drawn noise goes with which image of a
             batch: `"independent"` (its own, Ho et al. 2020) or `"immiscible"`
-            (the batch's noises permuted so that each image gets a near one,
+            (the same draws, only reordered so that each image gets a near one,
             Li et al. 2024; `keras_ddpm.noise_assignment`). Defaults to
             `"independent"`.
 

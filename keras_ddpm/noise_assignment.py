@@ -1,11 +1,12 @@
 """Which noise of a training batch goes with which image ("immiscible" diffusion).
 
 Plain DDPM training pairs image i with noise ε_i drawn for it: every image is
-diffused towards every region of noise space alike. Immiscible diffusion
-permutes the batch's noises so that each image gets one near it (small
-Σ_i ‖x_i − ε_π(i)‖²), which keeps the noise of each training pair Gaussian as a
-whole while making the map from noise back to data less tangled; Li et al.
-report up to 3× fewer training steps to the same FID on CIFAR-10.
+diffused towards every region of noise space alike. Immiscible diffusion draws
+the batch's noises exactly as plain training does and only reorders them, so
+that each image gets one near it (small Σ_i ‖x_i − ε_π(i)‖²): the set of noises
+is the same Gaussian draw, only who gets which changes, which makes the map
+from noise back to data less tangled. Li et al. report up to 3× fewer training
+steps to the same FID on CIFAR-10.
 
 The paper solves the assignment exactly (Hungarian method, on the host). Here
 it is solved greedily inside the compiled step, on every backend: the closest

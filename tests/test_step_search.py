@@ -34,6 +34,28 @@ def test_the_dynamic_program_finds_the_cheapest_path_of_each_length():
         np.testing.assert_allclose(sum(costs[a, b] for a, b in zip(path, path[1:])), best)
 
 
+def test_the_jump_prices_are_the_rms_errors_of_one_ddim_step():
+    """The expanded, matrix-product prices equal the direct mean over every image and pixel."""
+    rng = np.random.default_rng(2)
+    schedule = NoiseSchedule("linear", timesteps=100)
+    grid = [99, 80, 61, 40, 22, 9, 3]
+    size, images, pixels = len(grid), 5, 12
+    x0 = rng.uniform(-1, 1, (size, images, pixels))
+    epsilon = rng.standard_normal((size, images, pixels))
+    states = rng.standard_normal((size + 1, images, pixels))
+    alpha_bar = np.append(schedule.alphas_cumprod[grid], 1.0)
+    costs = step_search.jump_costs(schedule, grid, states, x0, epsilon)
+    for i, j in itertools.product(range(size + 1), repeat=2):
+        if i >= j or i == size:
+            assert costs[i, j] == np.inf
+            continue
+        step = np.sqrt(alpha_bar[j]) * x0[i] + np.sqrt(1 - alpha_bar[j]) * epsilon[i]
+        np.testing.assert_allclose(costs[i, j], np.sqrt(np.mean((step - states[j]) ** 2)), rtol=1e-9)
+    # A state reached exactly costs 0 (no negative rounding under the square root).
+    states[3] = np.sqrt(alpha_bar[3]) * x0[1] + np.sqrt(1 - alpha_bar[3]) * epsilon[1]
+    assert step_search.jump_costs(schedule, grid, states, x0, epsilon)[1, 3] < 1e-6
+
+
 @pytest.fixture(scope="module")
 def oracle():
     schedule = NoiseSchedule("linear", timesteps=1000)

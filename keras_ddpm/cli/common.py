@@ -12,6 +12,8 @@ import os
 import sys
 
 from keras_ddpm import checks
+from keras_ddpm.samplers.options import OPTIMIZED
+from keras_ddpm.samplers.options import TIMESTEP_SPACINGS
 from keras_ddpm.samplers import registry
 
 JIT_CHOICES = ("auto", "true", "false")
@@ -122,7 +124,7 @@ def int_list(text):
 
 def steps_or_optimized(text):
     """`--steps`: a positive integer, or `"optimized"` (the model's own steps)."""
-    return text if text == registry.OPTIMIZED else positive_int(text)
+    return text if text == OPTIMIZED else positive_int(text)
 
 
 def positive_int(text):
@@ -247,8 +249,8 @@ def _option_help(name):
 
 def add_spacing_argument(parser):
     parser.add_argument(
-        "--timestep-spacing", default=None, choices=registry.TIMESTEP_SPACINGS, metavar="SPACING",
-        help=f"which timesteps the steps visit: {', '.join(registry.TIMESTEP_SPACINGS)}; "
+        "--timestep-spacing", default=None, choices=TIMESTEP_SPACINGS, metavar="SPACING",
+        help=f"which timesteps the steps visit: {', '.join(TIMESTEP_SPACINGS)}; "
         "'optimized' for those `optimize-steps` stored in the model (default: the sampler's)",
     )
 
@@ -303,7 +305,7 @@ def sampler_options(args):
 def _counted_steps(args):
     """`--steps` as a number for the registry's checks (`None` for "optimized")."""
     steps = getattr(args, "steps", None)
-    return None if steps == registry.OPTIMIZED else steps
+    return None if steps == OPTIMIZED else steps
 
 
 def check_sampler_arguments(args):

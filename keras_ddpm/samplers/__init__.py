@@ -28,7 +28,8 @@ paper), ᾱ_t the cumulative product of α, α_t = √ᾱ_t and σ_t = √(1 −
 signal and noise rates of DPM-Solver, λ_t = log(α_t/σ_t) the half log-SNR,
 x̂_0 the clean-sample estimate.
 
-Layout: `registry` (the records and option checks, no TensorFlow), `spacing`
+Layout: `options` (the option checks) and `registry` (the records; neither imports
+TensorFlow), `spacing`
 (timestep sequences), `loop` (what every sampler shares), and one module per
 sampler: `ancestral`, `ddim`, `dpm_solver`, `ipndm`, `unipc`, and `inversion` (DDIM run
 backwards, for `encode`) and `repaint` (inpainting with any single-step
@@ -42,21 +43,21 @@ from keras_ddpm.samplers.registry import DEFAULT_SAMPLER
 from keras_ddpm.samplers.registry import GRID_SAMPLER
 from keras_ddpm.samplers.registry import INPAINT_STEPS
 from keras_ddpm.samplers.registry import INVERSION_SAMPLER
-from keras_ddpm.samplers.registry import IPNDM_ORDERS
-from keras_ddpm.samplers.registry import KARRAS_RHO
-from keras_ddpm.samplers.registry import OPTIMIZED
+from keras_ddpm.samplers.options import IPNDM_ORDERS
+from keras_ddpm.samplers.options import KARRAS_RHO
+from keras_ddpm.samplers.options import OPTIMIZED
 from keras_ddpm.samplers.registry import JUMP_LENGTH
-from keras_ddpm.samplers.registry import ORDERS
+from keras_ddpm.samplers.options import ORDERS
 from keras_ddpm.samplers.registry import RESAMPLE_STEPS
 from keras_ddpm.samplers.registry import SAMPLERS
-from keras_ddpm.samplers.registry import TIMESTEP_SPACINGS
+from keras_ddpm.samplers.options import TIMESTEP_SPACINGS
 from keras_ddpm.samplers.registry import Sampler
-from keras_ddpm.samplers.registry import SamplerOption
+from keras_ddpm.samplers.options import SamplerOption
 from keras_ddpm.samplers.registry import all_options
 from keras_ddpm.samplers.registry import check_eta
-from keras_ddpm.samplers.registry import check_order
-from keras_ddpm.samplers.registry import check_spacing
-from keras_ddpm.samplers.registry import check_steps
+from keras_ddpm.samplers.options import check_order
+from keras_ddpm.samplers.options import check_spacing
+from keras_ddpm.samplers.options import check_steps
 from keras_ddpm.samplers.registry import get_sampler
 from keras_ddpm.samplers.registry import invertible_samplers
 from keras_ddpm.samplers.registry import register_sampler

@@ -19,10 +19,10 @@ from keras import ops
 
 from keras_ddpm import checks
 from keras_ddpm import precise_ops
-from keras_ddpm.samplers.registry import KARRAS_RHO
-from keras_ddpm.samplers.registry import OPTIMIZED
-from keras_ddpm.samplers.registry import check_spacing
-from keras_ddpm.samplers.registry import check_steps
+from keras_ddpm.samplers.options import KARRAS_RHO
+from keras_ddpm.samplers.options import OPTIMIZED
+from keras_ddpm.samplers.options import check_spacing
+from keras_ddpm.samplers.options import check_steps
 from keras_ddpm.schedules import precise_float
 
 

@@ -60,14 +60,25 @@ def teacher_trajectory(denoise_fn, initial_noise, schedule, grid, prediction_typ
 
 def jump_costs(schedule, grid, states, x0, epsilon):
     """`[G + 1, G + 1]` prices: entry (i, j), i < j, the root-mean-square error of one DDIM step
-    from the teacher's state at grid point i to its state at j (j = G: the clean data); ∞ else."""
+    from the teacher's state at grid point i to its state at j (j = G: the clean data); ∞ else.
+
+    The step lands on a_j·x̂_0(i) + b_j·ε̂(i) (a_j = √ᾱ_j, b_j = √(1 − ᾱ_j)), so its squared
+    distance to the state s_j expands into norms and inner products: every price comes from
+    two `[G, G + 1]` matrix products, in float64, instead of G²/2 passes over the images.
+    """
     size = len(grid)
     alpha_bar = np.append(schedule.alphas_cumprod[np.asarray(grid)], 1.0)
+    a, b = np.sqrt(alpha_bar)[None, :], np.sqrt(1.0 - alpha_bar)[None, :]  # [1, G + 1]
+    x0, epsilon, states = (np.reshape(v, (len(v), -1)) for v in (x0, epsilon, states))
+    norm = lambda v: np.sum(v * v, axis=1)
+    squared = (
+        a * a * norm(x0)[:, None] + b * b * norm(epsilon)[:, None] + norm(states)[None, :]
+        + 2.0 * a * b * np.sum(x0 * epsilon, axis=1)[:, None]
+        - 2.0 * a * (x0 @ states.T) - 2.0 * b * (epsilon @ states.T)
+    )  # [G, G + 1]
     costs = np.full((size + 1, size + 1), np.inf)
-    for i in range(size):
-        for j in range(i + 1, size + 1):
-            step = np.sqrt(alpha_bar[j]) * x0[i] + np.sqrt(1.0 - alpha_bar[j]) * epsilon[i]
-            costs[i, j] = np.sqrt(np.mean((step - states[j]) ** 2))
+    above = np.triu(np.ones((size, size + 1), bool), k=1)  # j > i
+    costs[:size][above] = np.sqrt(np.maximum(squared[above], 0.0) / x0.shape[1])
     return costs
 
 
