@@ -61,7 +61,11 @@ def to_uint8(images):
             "Expected floating point images in [-1, 1] or uint8 images; received dtype "
             f"{images.dtype}."
         )
-    return to_uint8_tensor(images).numpy()
+    # NaN → 0, then clip to [-1, 1], then round((x + 1)·127.5) with halves up, in float64:
+    # the steps of `to_uint8_tensor`, each exactly rounded, so the two agree to the bit.
+    values = images.astype(np.float64)
+    values = np.clip(np.where(np.isnan(values), -1.0, values), -1.0, 1.0)
+    return np.floor((values + 1.0) * 127.5 + 0.5).astype(np.uint8)
 
 
 def to_uint8_tensor(images):
@@ -69,7 +73,8 @@ def to_uint8_tensor(images):
 
     The SavedModel endpoints use it, so that exported and Python images agree
     to the bit: NaN → 0, then clip to [-1, 1], then round((x + 1)·127.5) with
-    halves up, all in float64.
+    halves up, all in float64 (`to_uint8` takes the same steps in NumPy, so
+    that it runs without TensorFlow).
     """
     import tensorflow as tf
 

@@ -4,7 +4,8 @@ Usage: `KERAS_BACKEND=jax python tests/no_tensorflow_worker.py OUT_DIR`
 
 TensorFlow is made unimportable first (`refuse_tensorflow`, as a missing package would be),
 then the package is imported, a tiny model fits NumPy arrays, samples, inpaints, is saved and
-loaded back, and its bits/dim are evaluated. OUT_DIR gets `model.keras` and `outputs.npz`: the losses, the images before and
+loaded back, and its bits/dim are evaluated; the command line trains on the digits, samples
+and evaluates, and refuses a folder dataset in one line. OUT_DIR gets `model.keras` and `outputs.npz`: the losses, the images before and
 after the round trip, the errors of what needs TensorFlow (export, a `tf.data` loader, a
 TensorBoard grid) and whether TensorFlow got loaded at all (`tensorflow_loaded`).
 """
@@ -61,8 +62,49 @@ def main(out_dir):
             attempt()
         except ValueError as error:
             out[name] = np.array(str(error))
+    out.update(command_line(out_dir))
     out["tensorflow_loaded"] = np.array(tensorflow_loaded())
     np.savez(os.path.join(out_dir, "outputs.npz"), **out)
+
+
+# A tiny network for the command line's runs (as `tests/test_cli.py`'s TINY).
+TINY = ["--base-channels", "8", "--channel-multipliers", "1", "--num-res-blocks", "1",
+        "--attention-resolutions", "", "--norm-groups", "4", "--timesteps", "20",
+        "--batch-size", "256", "--num-samples", "4", "--verbose", "0", "--jit-compile", "false"]
+
+
+def command_line(out_dir):
+    """`train` on the digits, `sample` and `evaluate` through `keras_ddpm.cli.main`; a folder
+    dataset's one-line refusal (`cli_folder_exit`, its stderr in `cli_folder_error`)."""
+    import contextlib
+    import io
+    import json
+
+    from keras_ddpm import cli
+
+    run = os.path.join(out_dir, "run")
+    out = {"cli_train_exit": np.array(cli.main(["train", "--output", run, "--epochs", "2", *TINY]))}
+    out["cli_run_files"] = np.array(sorted(os.listdir(run)))
+    out["cli_grids"] = np.array(sorted(os.listdir(os.path.join(run, "samples"))))
+    sampled = os.path.join(out_dir, "sampled.npy")
+    out["cli_sample_exit"] = np.array(cli.main(
+        ["sample", run, "--num", "3", "--out", sampled, "--steps", "4", "--jit-compile", "false"]
+    ))
+    out["cli_sampled"] = np.load(sampled)
+    results = os.path.join(out_dir, "results.json")
+    out["cli_evaluate_exit"] = np.array(cli.main(
+        ["evaluate", run, "--feature-extractor", "pixels", "--num", "40", "--kid-subsets", "5",
+         "--kid-subset-size", "20", "--bpd-images", "8", "--out", results, "--jit-compile", "false"]
+    ))
+    out["cli_bits_per_dim"] = np.array(json.load(open(results))["bits_per_dim"])
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        out["cli_folder_exit"] = np.array(cli.main(
+            ["train", "--output", os.path.join(out_dir, "folder_run"), "--dataset",
+             f"folder:{out_dir}", "--image-size", "8", *TINY]
+        ))
+    out["cli_folder_error"] = np.array(stderr.getvalue())
+    return out
 
 
 if __name__ == "__main__":

@@ -33,6 +33,21 @@ def test_to_uint8_keeps_uint8_and_shape_and_accepts_tensors():
     assert converted.shape == (1, 2, 1) and converted.ravel().tolist() == [0, 255]
 
 
+def test_to_uint8_agrees_with_its_graph_form_to_the_bit():
+    """NumPy's `to_uint8` and the SavedModel's `to_uint8_tensor` on every float32 step near
+    each rounding boundary (x = k/127.5 − 1 ± 1 ulp … ± 3 ulp) and on edge values."""
+    boundaries = (np.arange(256) - 0.5) / 127.5 - 1.0
+    values = [boundaries.astype(np.float32)]
+    for direction in (np.inf, -np.inf):
+        step = values[0]
+        for _ in range(3):
+            step = np.nextafter(step, np.float32(direction))
+            values.append(step)
+    values.append(np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0], np.float32))
+    values = np.concatenate(values)
+    np.testing.assert_array_equal(utils.to_uint8(values), utils.to_uint8_tensor(values).numpy())
+
+
 def test_to_uint8_rejects_other_dtypes():
     with pytest.raises(TypeError, match=r"received dtype int32"):
         utils.to_uint8(np.zeros(3, dtype=np.int32))

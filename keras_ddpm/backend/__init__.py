@@ -58,6 +58,11 @@ def require_tensorflow(feature, instead=None):
         )
 
 
+def installed(package):
+    """Whether `package` (an import name, e.g. `"tensorflow"`) can be imported here."""
+    return importlib.util.find_spec(package) is not None
+
+
 def require_installed(package, feature):
     """A `ValueError` unless `package` can be imported: `feature` needs it on every backend.
 
@@ -65,7 +70,7 @@ def require_installed(package, feature):
         package: the module's import name, e.g. `"tensorflow"`.
         feature: what the user asked for, e.g. `"SampleGrid(tensorboard_dir=...)"`.
     """
-    if importlib.util.find_spec(package) is None:
+    if not installed(package):
         raise ValueError(
             f"{feature} needs the package {package!r}, which is not installed here "
             f"(KERAS_BACKEND={name()!r}). Install it (pip install {package}) or leave it out."

@@ -99,15 +99,36 @@ def _start_up_logs_hidden():
 
 
 def import_library():
-    """Loads keras_ddpm (and TensorFlow) whole: every class a saved model may name."""
+    """Loads keras_ddpm (and TensorFlow, where installed) whole: every class a saved model may name."""
     import keras_ddpm
 
     with _start_up_logs_hidden():
-        keras_ddpm.import_all()
-        import tensorflow as tf
+        keras_ddpm.import_all()  # Keras, and with it the backend's libraries
+        from keras_ddpm import backend
 
-        tf.config.list_physical_devices()  # Device start-up logs (cuInit on CPU-only hosts) too.
+        if backend.installed("tensorflow"):  # JAX and PyTorch run without it
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # Device start-up logs (cuInit on CPU-only hosts) too.
     return keras_ddpm
+
+
+def digits_without_tensorflow(spec, image_size=None):
+    """`(images, labels)` of the embedded digits, for `train` and `evaluate` where TensorFlow is
+    not installed; any other dataset, or resizing, is one line: its loaders are `tf.data`'s."""
+    from keras_ddpm import data
+
+    needs = "needs TensorFlow (its loaders are tf.data pipelines), which is not installed here"
+    with user_errors():
+        kind = data.parse_dataset_spec(spec).kind
+    if kind != "digits":
+        raise UserError(
+            f"--dataset {spec} {needs}; pip install tensorflow, or use the embedded digits "
+            "(--dataset digits)"
+        )
+    if image_size not in (None, 8):
+        raise UserError(f"--image-size {needs}; leave it out for the 8x8 digits")
+    return data.load_digits_arrays()
 
 
 # ----------------------------------------------------------------------------

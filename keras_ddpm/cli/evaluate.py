@@ -18,6 +18,7 @@ from keras_ddpm.cli.common import add_seed
 from keras_ddpm.cli.common import add_verbose
 from keras_ddpm.cli.common import check_sampler_arguments
 from keras_ddpm.cli.common import check_writable
+from keras_ddpm.cli.common import digits_without_tensorflow
 from keras_ddpm.cli.common import generate
 from keras_ddpm.cli.common import make_parent
 from keras_ddpm.cli.common import positive_int
@@ -104,15 +105,21 @@ def check(args):
 
 def _load_data(args, model, config):
     """The real images, with their labels for a conditional model when the data has them."""
+    from keras_ddpm import backend
     from keras_ddpm import data
 
+    spec = args.dataset or config.get("dataset", "digits")
+    image_size = args.image_size or config.get("image_size")
+    if not backend.installed("tensorflow"):
+        images, labels = digits_without_tensorflow(spec, image_size)
+        labels = labels[: args.num] if model.num_classes is not None else None
+        return images[: args.num], labels
     options = dict(
-        image_size=args.image_size or config.get("image_size"),
+        image_size=image_size,
         channels=args.channels or config.get("channels", 3),
         split=args.split or config.get("split", "train"),
         shuffle=False,
     )
-    spec = args.dataset or config.get("dataset", "digits")
     with user_errors():
         if model.num_classes is not None:
             try:

@@ -5,6 +5,7 @@ an existing run folder; `DEFAULTS` are the quick-start U-Net's sizes
 (examples/train_digits.py).
 """
 
+import contextlib
 import os
 
 from keras_ddpm.cli.common import UserError
@@ -132,8 +133,30 @@ def apply_optimizer_options(optimizer, args, changed):
 STRATEGIES = ("default", "mirrored", "multiworker")
 
 
+class _OneProcess:
+    """What `train` asks of a strategy, where TensorFlow is not installed: one process, which
+    writes the run, and variables made as they are (JAX and PyTorch place them themselves)."""
+
+    class extended:  # noqa: N801 - as `tf.distribute.Strategy.extended`
+        should_checkpoint = True
+
+    @staticmethod
+    def scope():
+        return contextlib.nullcontext()
+
+
 def strategy_named(name):
-    """The `tf.distribute` strategy named by `--strategy`."""
+    """The `tf.distribute` strategy named by `--strategy` (without TensorFlow: `_OneProcess`)."""
+    from keras_ddpm import backend
+
+    if not backend.installed("tensorflow"):
+        if name != "default":
+            raise UserError(
+                f"--strategy {name} is tf.distribute's and needs TensorFlow, which is not "
+                "installed; on JAX, spread a run over devices with keras.distribution "
+                "(README, 'Backends')"
+            )
+        return _OneProcess()
     import tensorflow as tf
 
     if name == "mirrored":

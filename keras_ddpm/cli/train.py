@@ -18,6 +18,7 @@ import warnings
 from keras_ddpm.cli.common import Interrupted
 from keras_ddpm.cli.common import UserError
 from keras_ddpm.cli.common import check_writable
+from keras_ddpm.cli.common import digits_without_tensorflow
 from keras_ddpm.cli.common import import_library
 from keras_ddpm.cli.common import jit_compile
 from keras_ddpm.cli.common import user_errors
@@ -90,6 +91,43 @@ def run(args):
         raise
 
 
+def _training_data(args, output):
+    """`(fit's data keywords, image shape)`: the spec's `tf.data` pipeline, or without
+    TensorFlow (JAX or PyTorch on a machine without it) the digits as arrays."""
+    from keras_ddpm import backend
+    from keras_ddpm import data
+
+    if not backend.installed("tensorflow"):
+        return _digits_arrays(args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        dataset = data.load_dataset_spec(
+            args.dataset,
+            args.batch_size,
+            image_size=args.image_size,
+            channels=args.channels,
+            split=args.split,
+            random_flip=args.random_flip,
+            seed=args.seed,
+            with_labels=args.conditional,
+            on_error="skip" if args.skip_bad_images else "raise",
+        )
+    for warning in caught:  # the CLI hides Python warnings; this one the user must see
+        if "unreadable image files" in str(warning.message):
+            print(f"{output}: {warning.message}")
+    image_spec = dataset.element_spec[0] if args.conditional else dataset.element_spec
+    return {"x": dataset}, tuple(image_spec.shape[1:])
+
+
+def _digits_arrays(args):
+    """The embedded digits as arrays, for `fit` to batch and shuffle (no TensorFlow)."""
+    images, labels = digits_without_tensorflow(args.dataset, args.image_size)
+    fit_data = {"x": images, "batch_size": args.batch_size, "shuffle": True}
+    if args.conditional:
+        fit_data["y"] = labels
+    return fit_data, images.shape[1:]
+
+
 def _train(args, output, strategy):
     """`run` inside the locked run folder."""
     import keras
@@ -97,6 +135,7 @@ def _train(args, output, strategy):
 
     import keras_ddpm
     from keras_ddpm.runs import atomic
+    from keras_ddpm import backend
     from keras_ddpm import callbacks
     from keras_ddpm import data
     from keras_ddpm import divergence
@@ -146,26 +185,9 @@ def _train(args, output, strategy):
         print(f"{output}: already trained for {done} epochs; pass --epochs > {done} to continue.")
         return 0
     with user_errors():
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            dataset = data.load_dataset_spec(
-                args.dataset,
-                args.batch_size,
-                image_size=args.image_size,
-                channels=args.channels,
-                split=args.split,
-                random_flip=args.random_flip,
-                seed=args.seed,
-                with_labels=args.conditional,
-                on_error="skip" if args.skip_bad_images else "raise",
-            )
-        for warning in caught:  # the CLI hides Python warnings; this one the user must see
-            if "unreadable image files" in str(warning.message):
-                print(f"{output}: {warning.message}")
-        image_spec = dataset.element_spec
+        fit_data, image_shape = _training_data(args, output)
         if args.conditional:
-            image_spec = image_spec[0]
-            found = data.spec_num_classes(args.dataset, dataset)
+            found = data.spec_num_classes(args.dataset, fit_data.get("x"))
             if args.num_classes is not None and found is not None and args.num_classes < found:
                 raise UserError(
                     f"--num-classes {args.num_classes} is fewer than the {found} classes of "
@@ -176,7 +198,6 @@ def _train(args, output, strategy):
                 raise UserError(
                     f"cannot tell how many classes {args.dataset!r} has; pass --num-classes"
                 )
-        image_shape = tuple(image_spec.shape[1:])
         with strategy.scope():  # variables mirrored on every replica
             if done and os.path.exists(model_path):
                 model = keras_ddpm.load_model(model_path)
@@ -191,6 +212,8 @@ def _train(args, output, strategy):
                     key: previous[key] for key in OPTIMIZER_KEYS if key in changed
                 }})
                 model = build_model(started, image_shape)
+    # TensorBoard's writers are tf.summary's: without TensorFlow a run keeps its PNG grids only.
+    logs = backend.installed("tensorflow")
     grids = callbacks.SampleGrid(
         os.path.join(output, runs.SAMPLES_DIR),
         every_n_epochs=args.sample_every,
@@ -198,7 +221,7 @@ def _train(args, output, strategy):
         seed=args.seed,
         sampler=args.sampler,
         steps=args.sample_steps,
-        tensorboard_dir=os.path.join(output, runs.LOGS_DIR, runs.SAMPLES_DIR),
+        tensorboard_dir=os.path.join(output, runs.LOGS_DIR, runs.SAMPLES_DIR) if logs else None,
         jit_compile=jit_compile(args.jit_compile),
         **({"guidance_scale": args.guidance} if args.guidance is not None else {}),
     )
@@ -225,13 +248,13 @@ def _train(args, output, strategy):
         backup,
         continued,  # after the restore
         tracker,
-        keras.callbacks.TensorBoard(os.path.join(output, runs.LOGS_DIR)),
+        *([keras.callbacks.TensorBoard(os.path.join(output, runs.LOGS_DIR))] if logs else []),
         grids,
     ]
     backup_dir = os.path.join(output, runs.BACKUP_DIR)
     try:
         model.fit(
-            dataset,
+            **fit_data,
             epochs=args.epochs,
             initial_epoch=done,
             callbacks=fit_callbacks,

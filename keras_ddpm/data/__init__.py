@@ -16,11 +16,11 @@ loaders switch tf.data's autotuning off (`disable_autotune`); parallel maps
 and prefetching still run, with TensorFlow's fixed defaults.
 
 Layout: `pipeline` (the argument checks, pixel scaling, resizing and the
-shuffle-map-batch-flip-prefetch tail every loader shares), `arrays`
-(`from_array` and the embedded digits), `tfds_loader` (`load_tfds`),
-`folders` (`load_image_folder` and its class names) and `specs` (the
-`digits` / `tfds:NAME` / `folder:PATH` strings of the command line; no
-TensorFlow).
+shuffle-map-batch-flip-prefetch tail every loader shares), `digits` (the
+embedded digits as NumPy arrays; no TensorFlow), `arrays` (`from_array` and
+`load_digits`), `tfds_loader` (`load_tfds`), `folders` (`load_image_folder` and
+its class names) and `specs` (the `digits` / `tfds:NAME` / `folder:PATH`
+strings of the command line; no TensorFlow).
 
 References:
     - [Ho et al., 2020. Denoising Diffusion Probabilistic Models](
@@ -34,13 +34,13 @@ from keras_ddpm.data.specs import parse_dataset_spec
 from keras_ddpm.data.specs import spec_num_classes
 from keras_ddpm.lazy import lazy_names
 
-# The TensorFlow parts load on first use, so that the command line can parse a
-# dataset spec before TensorFlow loads.
+# Everything loads on first use, so that the command line can parse a dataset spec before
+# TensorFlow loads; all but the digits' NumPy arrays need TensorFlow.
 _LAZY = {
-    "DIGITS_MAX_VALUE": "arrays",
+    "DIGITS_MAX_VALUE": "digits",
     "from_array": "arrays",
     "load_digits": "arrays",
-    "load_digits_arrays": "arrays",
+    "load_digits_arrays": "digits",
     "IMAGE_EXTENSIONS": "image_files",
     "image_folder_class_names": "folders",
     "load_image_folder": "folders",
@@ -50,4 +50,6 @@ _LAZY = {
 }
 
 
-__getattr__, __dir__ = lazy_names(__name__, _LAZY, requires="tensorflow")
+_REQUIRES = {module: "tensorflow" for module in set(_LAZY.values()) - {"digits"}}
+
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, requires=_REQUIRES)

@@ -1,23 +1,21 @@
-"""In-memory images: NumPy arrays or tensors, and the embedded 8x8 digits.
+"""In-memory images as `tf.data` pipelines: NumPy arrays or tensors, and the embedded digits.
 
 References:
     - [Alpaydin and Kaynak, Optical Recognition of Handwritten Digits,
       UCI Machine Learning Repository, 1998](https://doi.org/10.24432/C50P49)
 """
 
-import functools
-import importlib.resources
-
 import numpy as np
 import tensorflow as tf
 
+from keras_ddpm.data.digits import DIGITS_MAX_VALUE
+from keras_ddpm.data.digits import read_digits_asset
 from keras_ddpm.data.pipeline import batch_pipeline
 from keras_ddpm.data.pipeline import center_crop_and_resize
 from keras_ddpm.data.pipeline import check_batch_size
 from keras_ddpm.data.pipeline import check_image_size
 from keras_ddpm.data.pipeline import to_unit_range
 
-DIGITS_MAX_VALUE = 16  # Pixel values of the embedded digits are 0..16.
 
 
 def _array_dataset(images, labels, max_value, image_size, **pipeline_args):
@@ -41,46 +39,6 @@ def _array_dataset(images, labels, max_value, image_size, **pipeline_args):
 
 
 # 1. The embedded digits.
-
-
-@functools.lru_cache(maxsize=1)
-def _read_digits_asset():
-    """Returns the raw `(images, labels)`: uint8 (1797, 8, 8) in 0..16, uint8 (1797,)."""
-    resource = importlib.resources.files("keras_ddpm") / "assets" / "digits.npz"
-    with resource.open("rb") as file, np.load(file) as archive:
-        images, labels = archive["images"], archive["labels"]
-    images.setflags(write=False)
-    labels.setflags(write=False)
-    return images, labels
-
-
-def load_digits_arrays():
-    """Returns the embedded handwritten digits as NumPy arrays.
-
-    The 1,797 images of 8x8 pixels of the UCI "Optical Recognition of
-    Handwritten Digits" test set (E. Alpaydin and C. Kaynak, CC BY 4.0; see
-    `keras_ddpm/assets/DIGITS_LICENSE.txt`), shipped with the package, so
-    nothing is downloaded. Pixel values 0..16 map exactly to `v / 8 - 1`.
-
-    Returns:
-        A tuple `(images, labels)`: `images` is float32 of shape
-        `(1797, 8, 8, 1)` in [-1, 1]; `labels` is int32 of shape `(1797,)`
-        holding the digit 0..9 of each image. Fresh arrays on every call.
-
-    Example:
-
-    ```python
-    images, labels = keras_ddpm.data.load_digits_arrays()
-    images.shape  # (1797, 8, 8, 1)
-    ```
-
-    References:
-        - [Alpaydin and Kaynak, Optical Recognition of Handwritten Digits,
-          UCI Machine Learning Repository, 1998](https://doi.org/10.24432/C50P49)
-    """
-    raw_images, raw_labels = _read_digits_asset()
-    images = raw_images[..., np.newaxis].astype(np.float32) / (DIGITS_MAX_VALUE / 2) - 1
-    return images, raw_labels.astype(np.int32)
 
 
 def load_digits(batch_size=128, image_size=None, with_labels=False, shuffle=True, seed=None):
@@ -121,7 +79,7 @@ def load_digits(batch_size=128, image_size=None, with_labels=False, shuffle=True
     """
     batch_size = check_batch_size(batch_size)
     image_size = check_image_size(image_size)
-    raw_images, raw_labels = _read_digits_asset()
+    raw_images, raw_labels = read_digits_asset()
     return _array_dataset(
         raw_images[..., np.newaxis],
         raw_labels.astype(np.int32) if with_labels else None,
