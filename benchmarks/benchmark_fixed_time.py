@@ -24,6 +24,10 @@ Both sets are judged by the digit classifier of `sample_quality_digits.py` (trai
 
     python benchmarks/benchmark_fixed_time.py --pytorch /path/to/venv/bin/python --seconds 300
 
+`--recipes quickstart,diffusers` adds the PyTorch side trained with diffusers'
+`train_unconditional.py` defaults (see `pytorch_digits_in_fixed_time.py`); `--variants` picks
+our side's variants (`VARIANTS`) for the recipe ablation.
+
 References:
     - [Ho et al., 2020. Denoising Diffusion Probabilistic Models](https://arxiv.org/abs/2006.11239)
     - [Bińkowski et al., 2018. Demystifying MMD GANs](https://arxiv.org/abs/1801.01401)
@@ -31,6 +35,7 @@ References:
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -39,11 +44,15 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# Our side's training variants (`--variants`): DDPM keyword arguments over the quick-start
-# recipe, for the ablation of issue 38 (done-when 5).
+# Our side's training variants (`--variants`) over the quick-start recipe, for the ablation of
+# issue 38 (done-when 5): DDPM keyword arguments (`model`), and `cosine`: the learning rate
+# follows a cosine from 2e-3 to 0 over the wall-clock budget (as the PyTorch side's
+# `diffusers` recipe does after its warm-up).
 VARIANTS = {
     "base": {},
-    "immiscible": {"noise_assignment": "immiscible"},
+    "immiscible": {"model": {"noise_assignment": "immiscible"}},
+    "no_ema_warmup": {"model": {"ema_warmup": False}},
+    "cosine": {"cosine": True},
 }
 
 
@@ -62,7 +71,7 @@ def train_ours(args):
     network = keras_ddpm.UNet(**MODELS["quickstart"][0])
     model = keras_ddpm.DDPM(
         network, schedule=keras_ddpm.NoiseSchedule("linear", timesteps=1000),
-        ema_decay=0.999, seed=args.seed, **VARIANTS[args.variant],
+        ema_decay=0.999, seed=args.seed, **VARIANTS[args.variant].get("model", {}),
     )
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
 
@@ -80,8 +89,18 @@ def train_ours(args):
             if time.perf_counter() - start >= args.seconds:
                 self.model.stop_training = True
 
+    class TimeCosine(keras.callbacks.Callback):
+        """The learning rate 2e-3 · ½(1 + cos(π · elapsed / budget)), set before each batch."""
+
+        def on_train_batch_begin(self, batch, logs=None):
+            progress = min(1.0, (time.perf_counter() - start) / args.seconds)
+            self.model.optimizer.learning_rate.assign(1e-3 * (1.0 + math.cos(math.pi * progress)))
+
+    callbacks = [Deadline()]
+    if VARIANTS[args.variant].get("cosine"):
+        callbacks.append(TimeCosine())
     data = keras_ddpm.data.load_digits(batch_size=128, seed=args.seed)
-    history = model.fit(data, epochs=10_000, verbose=0, callbacks=[Deadline()])
+    history = model.fit(data, epochs=10_000, verbose=0, callbacks=callbacks)
     train_s = time.perf_counter() - start
     steps = int(model.optimizer.iterations)
     epochs = len(history.history["loss"])
@@ -106,9 +125,9 @@ def train_ours(args):
 
 
 def side_name(result):
-    """A run's name in the tables: the framework, and our variant unless it is the base one."""
-    variant = result.get("variant", "base")
-    return result["framework"] + ("" if variant == "base" else f"_{variant}")
+    """A run's name in the tables: the framework, and its variant or recipe unless the base one."""
+    variant = result.get("variant", result.get("recipe", "base"))
+    return result["framework"] + ("" if variant in ("base", "quickstart") else f"_{variant}")
 
 
 def variant_path(out):
@@ -152,6 +171,9 @@ def judge(paths):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pytorch", metavar="PYTHON", help="an interpreter with torch and diffusers")
+    parser.add_argument("--recipes", default="quickstart",
+                        help="the PyTorch side's recipes, comma-separated, of quickstart,diffusers "
+                             "(pytorch_digits_in_fixed_time.RECIPES)")
     parser.add_argument("--seconds", type=float, default=300.0, help="training budget a side")
     parser.add_argument("--num", type=int, default=500, help="samples a side")
     parser.add_argument("--rounds", type=int, default=1, help="alternating rounds (seeds 0, 1, …)")
@@ -184,8 +206,10 @@ def main():
              [sys.executable, __file__, "--phase", "ours", "--variant", variant])
             for variant in args.variants.split(",")
         ]
-        if args.pytorch:
-            sides.append(("pytorch", [args.pytorch, os.path.join(HERE, "pytorch_digits_in_fixed_time.py"), digits]))
+        for recipe in args.recipes.split(",") if args.pytorch else ():
+            name = "pytorch" if recipe == "quickstart" else f"pytorch_{recipe}"
+            script = os.path.join(HERE, "pytorch_digits_in_fixed_time.py")
+            sides.append((name, [args.pytorch, script, digits, "--recipe", recipe]))
         for name, command in sides if seed % 2 == 0 else sides[::-1]:
             out = os.path.join(folder, f"{name}_{seed}.npy")
             if name.startswith("keras_ddpm"):
