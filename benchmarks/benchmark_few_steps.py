@@ -44,11 +44,16 @@ CONFIGS = [
     ("unipc", {"order": 3}, "logsnr"),
     ("unipc", {"order": 3}, "karras"),
     ("unipc", {"order": 3}, "trailing"),
+    ("unipc", {"order": 2}, "trailing"),
+    ("unipc", {"order": 2}, "karras"),
+    ("dpm_solver", {"order": 2}, "trailing"),
+    ("dpm_solver", {"order": 2}, "karras"),
     # `model.optimize_steps(num_steps=NFE)` first (256 trajectories; its time is printed).
     ("dpm_solver", {"order": 2}, "optimized"),
     ("ipndm", {"order": 3}, "optimized"),
     ("ipndm", {"order": 4}, "optimized"),
     ("unipc", {"order": 3}, "optimized"),
+    ("unipc", {"order": 2}, "optimized"),
 ]
 
 

@@ -17,7 +17,6 @@ from keras_ddpm.data.pipeline import check_image_size
 from keras_ddpm.data.pipeline import to_unit_range
 
 
-
 def _array_dataset(images, labels, max_value, image_size, **pipeline_args):
     """Pipeline over in-memory images: uint8 when `max_value` is set, else float [-1, 1]."""
 

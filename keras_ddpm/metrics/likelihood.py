@@ -127,10 +127,10 @@ def _bound_terms(model, images, keys, use_ema, labels):
         conditioning = (ops.convert_to_tensor(null), ops.ones((), "float32"))
     term = _bound_loop(process)
     x0 = ops.convert_to_tensor(images, "float32")
-    columns = [
-        np.asarray(ops.convert_to_numpy(term(x0, keys, ops.convert_to_tensor(t, "int32"), *conditioning)), np.float64)
-        for t in range(schedule.timesteps)
-    ]
+    columns = []
+    for t in range(schedule.timesteps):
+        column = term(x0, keys, ops.convert_to_tensor(t, "int32"), *conditioning)
+        columns.append(np.asarray(ops.convert_to_numpy(column), np.float64))
     ac_last = float(schedule.alphas_cumprod[-1])
     x0_64 = images.reshape(len(images), -1).astype(np.float64)
     prior = _normal_kl(math.sqrt(ac_last) * x0_64, math.log(1.0 - ac_last), 0.0, 0.0, exp=np.exp)

@@ -68,7 +68,8 @@ def jump_costs(schedule, grid, states, x0, epsilon):
     """
     size = len(grid)
     alpha_bar = np.append(schedule.alphas_cumprod[np.asarray(grid)], 1.0)
-    a, b = np.sqrt(alpha_bar)[None, :], np.sqrt(1.0 - alpha_bar)[None, :]  # [1, G + 1]
+    a = np.sqrt(alpha_bar)[None, :]  # [1, G + 1]
+    b = np.sqrt(1.0 - alpha_bar)[None, :]
     x0, epsilon, states = (np.reshape(v, (len(v), -1)) for v in (x0, epsilon, states))
     norm = lambda v: np.sum(v * v, axis=1)
     squared = (
