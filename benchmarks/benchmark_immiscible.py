@@ -3,7 +3,7 @@
 Times `DDPM.train_on_batch` of the quick-start U-Net (`benchmark_speed.MODELS["quickstart"]`,
 batch 128 of the embedded digits) with `noise_assignment="independent"` and `"immiscible"`,
 the two alternating in rounds so that drift of the machine hits both alike, and the greedy
-assignment alone (`noise_assignment.greedy_assignment`, compiled) at that batch.
+assignment alone (`training_noise.greedy_assignment`, compiled) at that batch.
 Medians of `--rounds` rounds of `--steps` steps each, after a warm-up round.
 
     python benchmarks/benchmark_immiscible.py [--batch 128 --steps 20 --rounds 5]
@@ -20,7 +20,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_ddpm  # noqa: E402
-from keras_ddpm import noise_assignment  # noqa: E402
+from keras_ddpm import training_noise  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from benchmark_few_steps import cpu_flags  # noqa: E402
@@ -50,7 +50,7 @@ def main():
     args = parser.parse_args()
     images, _ = keras_ddpm.data.load_digits_arrays()
     batch = images[: args.batch]
-    models = {name: make_model(name) for name in noise_assignment.NOISE_ASSIGNMENTS}
+    models = {name: make_model(name) for name in training_noise.NOISE_ASSIGNMENTS}
     for model in models.values():  # warm-up: tracing and the first steps
         seconds_per_call(lambda model=model: model.train_on_batch(batch), 3)
     times = {name: [] for name in models}
@@ -63,9 +63,9 @@ def main():
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        greedy = tf.function(noise_assignment.greedy_assignment, jit_compile=False)
+        greedy = tf.function(training_noise.greedy_assignment, jit_compile=False)
     else:
-        greedy = noise_assignment.greedy_assignment
+        greedy = training_noise.greedy_assignment
     greedy(batch, noise)
     alone = [seconds_per_call(lambda: keras.ops.convert_to_numpy(greedy(batch, noise)), 20)
              for _ in range(args.rounds)]

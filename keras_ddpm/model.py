@@ -9,18 +9,15 @@ import keras
 from keras import ops
 
 from keras_ddpm import checks
-from keras_ddpm import distribute
 from keras_ddpm import divergence
 from keras_ddpm import ema
 from keras_ddpm import inputs
 from keras_ddpm import backend
 from keras_ddpm.backend import hardware
 from keras_ddpm import objectives
+from keras_ddpm import training_noise
 from keras_ddpm.file_methods import FileMethods
 from keras_ddpm.generation_methods import GenerationMethods
-from keras_ddpm.noise_assignment import DEFAULT_NOISE_ASSIGNMENT
-from keras_ddpm.noise_assignment import assign as assign_noise
-from keras_ddpm.noise_assignment import check_noise_assignment
 from keras_ddpm.runs import backup
 from keras_ddpm.schedules import NoiseSchedule
 from keras_ddpm.schedules import check_variance
@@ -119,7 +116,7 @@ class DDPM(GenerationMethods, FileMethods, backend.StepFunctions, keras.Model):
         min_snr_gamma=5.0,
         class_dropout=0.1,
         max_skipped_steps=20,
-        noise_assignment=DEFAULT_NOISE_ASSIGNMENT,
+        noise_assignment=training_noise.DEFAULT_NOISE_ASSIGNMENT,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -149,7 +146,7 @@ class DDPM(GenerationMethods, FileMethods, backend.StepFunctions, keras.Model):
             )
         if max_skipped_steps is not None:
             checks.positive_int("max_skipped_steps", max_skipped_steps)
-        check_noise_assignment(noise_assignment)
+        training_noise.check_noise_assignment(noise_assignment)
         num_classes = getattr(network, "num_classes", None)
         if num_classes is not None and (not checks.is_int(num_classes) or num_classes < 1):
             raise TypeError(
@@ -279,11 +276,9 @@ class DDPM(GenerationMethods, FileMethods, backend.StepFunctions, keras.Model):
     def draw_training_noise(self, images):
         """Draws the timestep indices t `[B]` (int32) and the noise ε for a batch.
 
-        Both come from the model's `SeedGenerator`, so they are reproducible
-        from `seed` and travel with saved models and checkpoints; they are
-        counter-based (`keras_ddpm.rng`), the same with or without XLA. Under
-        a strategy with several replicas each replica draws its own
-        (`distribute.example_keys`).
+        Both come from the model's `SeedGenerator` through `training_noise.draw`:
+        reproducible from `seed`, kept in saved models and checkpoints, the
+        same with or without XLA, and drawn per replica under a strategy.
 
         Args:
             images: the float32 batch `[B, H, W, C]` (one replica's part of the
@@ -293,10 +288,9 @@ class DDPM(GenerationMethods, FileMethods, backend.StepFunctions, keras.Model):
             `(t, noise)`: t uniform over `0 … T − 1`, noise ~ N(0, I) shaped like
             `images` (its examples permuted by `noise_assignment`).
         """
-        t, noise = distribute.draw_training_noise(
-            images, self.schedule.timesteps, self.seed_generator
+        return training_noise.draw(
+            images, self.schedule.timesteps, self.seed_generator, self.noise_assignment
         )
-        return t, assign_noise(images, noise, self.noise_assignment)
 
     def _network_inputs(self, x_t, t, labels):
         if self.num_classes is None:
@@ -314,7 +308,7 @@ class DDPM(GenerationMethods, FileMethods, backend.StepFunctions, keras.Model):
             return None
         labels = inputs.labels_from_batch(data, self.num_classes)
         if training and self.class_dropout > 0:
-            labels = distribute.drop_labels(
+            labels = training_noise.drop_labels(
                 labels, self.class_dropout, self.null_label, self.seed_generator
             )
         return labels
@@ -378,7 +372,7 @@ class DDPM(GenerationMethods, FileMethods, backend.StepFunctions, keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update({key: getattr(self, key) for key in _PLAIN_CONFIG})
-        if self.noise_assignment != DEFAULT_NOISE_ASSIGNMENT:
+        if self.noise_assignment != training_noise.DEFAULT_NOISE_ASSIGNMENT:
             # Only when set: configs stay as earlier versions wrote them.
             config["noise_assignment"] = self.noise_assignment
         for key in ("network", "schedule"):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_ddpm
-from keras_ddpm import noise_assignment
+from keras_ddpm import training_noise
 from networks import conv_network
 from networks import tiny_unet
 
@@ -36,15 +36,15 @@ def test_greedy_assignment_is_the_plain_greedy_permutation(batch):
     rng = np.random.default_rng(batch)
     images = rng.uniform(-1, 1, (batch, 4, 4, 2)).astype("float32")
     noise = rng.standard_normal(images.shape).astype("float32")
-    assignment = keras.ops.convert_to_numpy(noise_assignment.greedy_assignment(images, noise))
+    assignment = keras.ops.convert_to_numpy(training_noise.greedy_assignment(images, noise))
     np.testing.assert_array_equal(assignment, _greedy_reference(images, noise))
     assert sorted(assignment) == list(range(batch))
-    assigned = keras.ops.convert_to_numpy(noise_assignment.assign(images, noise, "immiscible"))
+    assigned = keras.ops.convert_to_numpy(training_noise.assign(images, noise, "immiscible"))
     np.testing.assert_array_equal(assigned, noise[assignment])
     if batch > 1:
         # Each pair is closer than with the noise drawn for it (by a margin at these sizes).
         assert _cost(images, noise, assignment) < 0.97 * _cost(images, noise, np.arange(batch))
-    independent = noise_assignment.assign(images, noise, "independent")
+    independent = training_noise.assign(images, noise, "independent")
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(independent), noise)
 
 
