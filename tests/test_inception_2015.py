@@ -394,7 +394,7 @@ def test_evaluate_with_the_reference_graph_saved_and_reference_stats(
     def no_data(*args, **kwargs):
         raise AssertionError("the dataset was loaded")
 
-    monkeypatch.setattr(evaluate_cli, "_load_data", no_data)
+    monkeypatch.setattr(evaluate_cli, "evaluation_images", no_data)
     out = str(tmp_path / "second.json")
     assert cli.main(["evaluate", *common, "--metrics", "fid", "--feature-extractor",
                      "inception_2015", "--inception-graph", graph_files["pb"],

@@ -42,8 +42,8 @@ from keras_ddpm.cli.common import Interrupted
 from keras_ddpm.cli.common import UserError
 from keras_ddpm.cli.common import add_verbose
 from keras_ddpm.cli.common import fail
-from keras_ddpm.cli.common import quiet_tensorflow
 from keras_ddpm.cli.common import os_error_line
+from keras_ddpm.cli.common import quiet_tensorflow
 from keras_ddpm.version import __version__
 
 # The exit status of a run stopped by Ctrl-C (SIGINT), as shells report it.

@@ -13,18 +13,18 @@ import os
 from keras_ddpm.cli.common import UserError
 from keras_ddpm.cli.common import add_batch_size
 from keras_ddpm.cli.common import add_model_argument
-from keras_ddpm.cli.common import add_sampler_arguments
 from keras_ddpm.cli.common import add_seed
 from keras_ddpm.cli.common import add_verbose
-from keras_ddpm.cli.common import check_sampler_arguments
 from keras_ddpm.cli.common import check_writable
-from keras_ddpm.cli.common import digits_without_tensorflow
-from keras_ddpm.cli.common import generate
 from keras_ddpm.cli.common import make_parent
 from keras_ddpm.cli.common import positive_int
 from keras_ddpm.cli.common import user_errors
+from keras_ddpm.cli.datasets import evaluation_images
 from keras_ddpm.cli.models import load_model
 from keras_ddpm.cli.models import resolve_model
+from keras_ddpm.cli.sampling_args import add_sampler_arguments
+from keras_ddpm.cli.sampling_args import check_sampler_arguments
+from keras_ddpm.cli.sampling_args import generate
 from keras_ddpm.data import specs
 from keras_ddpm.metrics import FEATURE_EXTRACTORS
 from keras_ddpm.runs import atomic
@@ -42,22 +42,6 @@ def metric_list(text):
             f"expected a comma-separated subset of {','.join(METRICS)}; received {text!r}"
         )
     return names
-
-
-def _real_images(dataset, num):
-    """Up to `num` images and their labels (`None` for unlabelled data) from a dataset."""
-    import numpy as np
-
-    images, labels, count = [], [], 0
-    for batch in dataset:
-        if isinstance(batch, (tuple, list)):
-            labels.append(np.asarray(batch[1]))
-            batch = batch[0]
-        images.append(np.asarray(batch))
-        count += len(batch)
-        if count >= num:
-            break
-    return np.concatenate(images)[:num], (np.concatenate(labels)[:num] if labels else None)
 
 
 def feature_extractor(args):
@@ -101,32 +85,6 @@ def check(args):
                 "--save-stats writes the real images' feature statistics, but with these "
                 "--metrics/--reference-stats no real features are computed"
             )
-
-
-def _load_data(args, model, config):
-    """The real images, with their labels for a conditional model when the data has them."""
-    from keras_ddpm import backend
-    from keras_ddpm import data
-
-    spec = args.dataset or config.get("dataset", "digits")
-    image_size = args.image_size or config.get("image_size")
-    if not backend.installed("tensorflow"):
-        images, labels = digits_without_tensorflow(spec, image_size)
-        labels = labels[: args.num] if model.num_classes is not None else None
-        return images[: args.num], labels
-    options = dict(
-        image_size=image_size,
-        channels=args.channels or config.get("channels", 3),
-        split=args.split or config.get("split", "train"),
-        shuffle=False,
-    )
-    with user_errors():
-        if model.num_classes is not None:
-            try:
-                return _real_images(data.load_dataset_spec(spec, 256, with_labels=True, **options), args.num)
-            except ValueError:
-                pass  # Unlabelled data: the unconditional bound.
-        return _real_images(data.load_dataset_spec(spec, 256, **options), args.num)
 
 
 def _extractor(args, model, reference):
@@ -198,7 +156,7 @@ def run(args):
     results = {}
     real = labels = None
     if _needs_real_features(args) or "bpd" in args.metrics:
-        real, labels = _load_data(args, model, config)
+        real, labels = evaluation_images(args, model, config)
         if tuple(real.shape[1:]) != tuple(model.image_shape):
             raise UserError(
                 f"the dataset's images are {tuple(real.shape[1:])} but the model makes "

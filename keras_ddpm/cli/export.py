@@ -5,15 +5,15 @@ import os
 from keras_ddpm.cli.common import UserError
 from keras_ddpm.cli.common import add_jit_compile
 from keras_ddpm.cli.common import add_model_argument
-from keras_ddpm.cli.common import add_resampling_arguments
-from keras_ddpm.cli.common import add_sampler_choice
-from keras_ddpm.cli.common import add_spacing_argument
 from keras_ddpm.cli.common import add_verbose
 from keras_ddpm.cli.common import check_writable
-from keras_ddpm.cli.common import sampler_options
 from keras_ddpm.cli.common import user_errors
 from keras_ddpm.cli.models import load_model
 from keras_ddpm.cli.models import resolve_model
+from keras_ddpm.cli.sampling_args import add_resampling_arguments
+from keras_ddpm.cli.sampling_args import add_sampler_choice
+from keras_ddpm.cli.sampling_args import add_spacing_argument
+from keras_ddpm.cli.sampling_args import sampler_options
 from keras_ddpm.samplers import registry
 
 

@@ -6,15 +6,15 @@ from keras_ddpm.cli import images
 from keras_ddpm.cli.common import UserError
 from keras_ddpm.cli.common import add_batch_size
 from keras_ddpm.cli.common import add_model_argument
-from keras_ddpm.cli.common import add_sampler_arguments
 from keras_ddpm.cli.common import add_seed
 from keras_ddpm.cli.common import add_verbose
-from keras_ddpm.cli.common import check_sampler_arguments
 from keras_ddpm.cli.common import check_writable
 from keras_ddpm.cli.common import positive_int
-from keras_ddpm.cli.common import sampling_kwargs
 from keras_ddpm.cli.models import load_model
 from keras_ddpm.cli.models import resolve_model
+from keras_ddpm.cli.sampling_args import add_sampler_arguments
+from keras_ddpm.cli.sampling_args import check_sampler_arguments
+from keras_ddpm.cli.sampling_args import sampling_kwargs
 from keras_ddpm.samplers import registry
 
 

@@ -13,15 +13,14 @@ import math
 import os
 import shutil
 import sys
-import warnings
 
 from keras_ddpm.cli.common import Interrupted
 from keras_ddpm.cli.common import UserError
 from keras_ddpm.cli.common import check_writable
-from keras_ddpm.cli.common import digits_without_tensorflow
 from keras_ddpm.cli.common import import_library
 from keras_ddpm.cli.common import jit_compile
 from keras_ddpm.cli.common import user_errors
+from keras_ddpm.cli.datasets import training_data
 from keras_ddpm.cli.models import MODEL_FILE
 from keras_ddpm.cli.models import read_config
 from keras_ddpm.cli.runs import DEFAULTS
@@ -91,43 +90,6 @@ def run(args):
         raise
 
 
-def _training_data(args, output):
-    """`(fit's data keywords, image shape)`: the spec's `tf.data` pipeline, or without
-    TensorFlow (JAX or PyTorch on a machine without it) the digits as arrays."""
-    from keras_ddpm import backend
-    from keras_ddpm import data
-
-    if not backend.installed("tensorflow"):
-        return _digits_arrays(args)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        dataset = data.load_dataset_spec(
-            args.dataset,
-            args.batch_size,
-            image_size=args.image_size,
-            channels=args.channels,
-            split=args.split,
-            random_flip=args.random_flip,
-            seed=args.seed,
-            with_labels=args.conditional,
-            on_error="skip" if args.skip_bad_images else "raise",
-        )
-    for warning in caught:  # the CLI hides Python warnings; this one the user must see
-        if "unreadable image files" in str(warning.message):
-            print(f"{output}: {warning.message}")
-    image_spec = dataset.element_spec[0] if args.conditional else dataset.element_spec
-    return {"x": dataset}, tuple(image_spec.shape[1:])
-
-
-def _digits_arrays(args):
-    """The embedded digits as arrays, for `fit` to batch and shuffle (no TensorFlow)."""
-    images, labels = digits_without_tensorflow(args.dataset, args.image_size)
-    fit_data = {"x": images, "batch_size": args.batch_size, "shuffle": True}
-    if args.conditional:
-        fit_data["y"] = labels
-    return fit_data, images.shape[1:]
-
-
 def _train(args, output, strategy):
     """`run` inside the locked run folder."""
     import keras
@@ -185,7 +147,7 @@ def _train(args, output, strategy):
         print(f"{output}: already trained for {done} epochs; pass --epochs > {done} to continue.")
         return 0
     with user_errors():
-        fit_data, image_shape = _training_data(args, output)
+        fit_data, image_shape = training_data(args, output)
         if args.conditional:
             found = data.spec_num_classes(args.dataset, fit_data.get("x"))
             if args.num_classes is not None and found is not None and args.num_classes < found:

@@ -10,9 +10,9 @@ from keras_ddpm.cli.common import add_seed
 from keras_ddpm.cli.common import int_list
 from keras_ddpm.cli.common import nonnegative_int
 from keras_ddpm.cli.common import positive_int
-from keras_ddpm.cli.common import sampler_help
 from keras_ddpm.cli.runs import DEFAULTS
 from keras_ddpm.cli.runs import STRATEGIES
+from keras_ddpm.cli.sampling_args import sampler_help
 from keras_ddpm.samplers import registry
 from keras_ddpm.schedule_math import KINDS
 
