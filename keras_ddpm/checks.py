@@ -87,6 +87,15 @@ def number_in(name, value, low, high, hint=""):
     return float(value)
 
 
+def group_count(channels, groups, shape):
+    """A `ValueError` unless `channels` is known and `groups` divides it (group normalisation)."""
+    if channels is None or channels % groups:
+        raise ValueError(
+            f"group_normalization needs a known channel count divisible by groups={groups}; "
+            f"received input shape {tuple(shape)}."
+        )
+
+
 def one_of(name, value, choices):
     """Returns `value` if it is one of `choices`, else raises a `ValueError` listing them."""
     if isinstance(value, str) and value in choices:

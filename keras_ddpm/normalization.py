@@ -13,15 +13,7 @@ import keras
 from keras import ops
 
 from keras_ddpm import backend
-
-
-def check_groups(channels, groups, shape):
-    """A `ValueError` unless `channels` is known and `groups` divides it."""
-    if channels is None or channels % groups:
-        raise ValueError(
-            f"group_normalization needs a known channel count divisible by groups={groups}; "
-            f"received input shape {tuple(shape)}."
-        )
+from keras_ddpm import checks
 
 
 def group_normalization(x, gamma, beta, groups, epsilon):
@@ -50,7 +42,7 @@ def group_normalization(x, gamma, beta, groups, epsilon):
     """
     x = ops.convert_to_tensor(x)
     channels = x.shape[-1]
-    check_groups(channels, groups, x.shape)
+    checks.group_count(channels, groups, x.shape)
     shape = ops.shape(x)
     grouped = ops.reshape(x, (shape[0], -1, groups, channels // groups))  # [B, S, G, Cg]
     mean = ops.mean(grouped, axis=(1, 3), keepdims=True)

@@ -28,7 +28,7 @@ import math
 
 import tensorflow as tf
 
-from keras_ddpm.normalization import check_groups
+from keras_ddpm import checks
 
 
 def _kernel_gradient(x, dy):
@@ -106,7 +106,7 @@ def group_normalization(x, gamma, beta, groups, epsilon):
     """
     x = tf.convert_to_tensor(x)
     channels = x.shape[-1]
-    check_groups(channels, groups, x.shape)
+    checks.group_count(channels, groups, x.shape)
     group_size = channels // groups
     # Static shapes where known: the graph then holds no shape arithmetic (about half the
     # ops of a dynamic-shape version, issue 17), and every per-channel factor broadcasts
