@@ -532,6 +532,16 @@ def test_tensorflow_logs_are_hidden_unless_verbose(run_dir, tmp_path):
     loud = subprocess.run([*command, "--verbose", *argv], capture_output=True, text=True,
                           timeout=300, env=_clean_env())
     assert loud.returncode == 0 and "I0000" in loud.stderr
+    # The usual way to silence TensorFlow keeps it silent (its start-up INFO lines come before
+    # TensorFlow reads the variable); level 0 asks for every log, start-up lines included.
+    errors = ["evaluate", run_dir, "--dataset", "folder:" + str(tmp_path), "--num", "4"]
+    for level, shown in (("3", False), ("0", True)):
+        done = subprocess.run([*command, *errors], capture_output=True, text=True, timeout=300,
+                              env={**_clean_env(), "TF_CPP_MIN_LOG_LEVEL": level})
+        assert done.returncode == 2 and ("I0000" in done.stderr) == shown, done.stderr
+        assert done.stderr.splitlines()[-1].startswith("keras-ddpm evaluate: error:")
+        if not shown:
+            assert done.stderr.count("\n") == 1, done.stderr
 
 
 def test_a_kill_while_the_final_grid_is_written_is_finished_by_the_rerun(tmp_path, capsys):

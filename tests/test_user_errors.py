@@ -46,6 +46,10 @@ def files(tmp_path_factory, model):
     for i in range(3):
         Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(images / f"{i}.png")
     (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    damaged = folder / "damaged"
+    damaged.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(damaged / "0.png")
+    (damaged / "pixels.png").write_bytes(_damaged_pixels_png())
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(folder / "big.png")
     twins = folder / "twins"
     twins.mkdir()
@@ -59,6 +63,26 @@ def files(tmp_path_factory, model):
     locked.mkdir()
     (locked / ".lock").write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
     return folder
+
+
+def _damaged_pixels_png():
+    """A PNG whose header and chunk checksums are sound but whose compressed pixels are not."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    start = data.index(b"IDAT")
+    (length,) = struct.unpack(">I", data[start - 4 : start])
+    for i in range(start + 6, start + 4 + length):  # past zlib's 2-byte header
+        data[i] ^= 0x5A
+    crc = zlib.crc32(bytes(data[start : start + 4 + length]))
+    data[start + 4 + length : start + 8 + length] = struct.pack(">I", crc)
+    return bytes(data)
 
 
 def good_images(n=8):
@@ -132,6 +156,8 @@ API_CASES = [
      "directory"),
     ("image folder with a broken file", lambda m, f: keras_ddpm.data.load_image_folder(
         str(f / "images"), 8, channels=1), ValueError, "broken.png"),
+    ("image folder with damaged pixels", lambda m, f: keras_ddpm.data.load_image_folder(
+        str(f / "damaged"), 8, channels=1), ValueError, "pixels.png"),
     ("image folder on_error", lambda m, f: keras_ddpm.data.load_image_folder(
         str(f / "images"), 8, on_error="ignore"), ValueError, "'ignore'"),
     ("image folder missing", lambda m, f: keras_ddpm.data.load_image_folder(str(f / "nope"), 8),
@@ -216,6 +242,8 @@ CLI_CASES = [
     ("train too few classes", "train --output {f}/new --conditional --num-classes 3", "--num-classes 3"),
     ("train broken image", "train --output {f}/new --dataset folder:{f}/images --image-size 8 "
      "--channels 1", "broken.png"),
+    ("train damaged pixels", "train --output {f}/new --dataset folder:{f}/damaged --image-size 8 "
+     "--channels 1", "pixels.png"),
     ("train bad epochs", "train --output {f}/new --epochs 0", "0"),
     ("train guidance without conditional", "train --output {f}/new --guidance 3", "--conditional"),
     ("train negative guidance", "train --output {f}/new --conditional --guidance -2", "-2"),

@@ -22,7 +22,7 @@ A training run's output directory holds
 User errors (a missing file, an unknown dataset, a bad value) print one line
 on stderr and exit with status 2. `--help` and such errors come before
 TensorFlow loads; TensorFlow's start-up logs are hidden unless `--verbose`
-(or `TF_CPP_MIN_LOG_LEVEL`) asks for them. Ctrl-C prints one line and exits
+(or `TF_CPP_MIN_LOG_LEVEL=0`) asks for them. Ctrl-C prints one line and exits
 with status 130; `train` says where it stopped, and the same command continues.
 """
 

@@ -51,10 +51,12 @@ _QUIET = {"on": True}
 def quiet_tensorflow(verbose=False):
     """Hides TensorFlow's start-up logs and Python warnings unless `verbose`.
 
-    A `TF_CPP_MIN_LOG_LEVEL` the user set is kept, and then nothing is hidden
-    at start-up. Call before TensorFlow loads.
+    A `TF_CPP_MIN_LOG_LEVEL` the user set is kept. The start-up lines are
+    INFO lines that TensorFlow 2.21 logs before it reads that variable, so
+    they are hidden at every level but `0` (all logs), which shows them.
+    Call before TensorFlow loads.
     """
-    _QUIET["on"] = not verbose and "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    _QUIET["on"] = not verbose and os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip() != "0"
     if verbose:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -45,18 +45,32 @@ def _image_files(path):
     return root, files
 
 
-def _unreadable(files):
-    """`(file, reason)` for each file whose image header does not parse (Pillow, no decoding)."""
+def _unreadable_reason(file):
+    """Why Pillow cannot read `file` (its structure, checksums and pixel data), or `None`."""
     from PIL import Image
 
-    bad = []
-    for file in files:
-        try:
-            with Image.open(file) as image:
-                image.verify()  # structure and checksums where the format has them
-        except Exception as error:  # noqa: BLE001 - every Pillow failure means "unreadable".
-            bad.append((file, str(error).splitlines()[0] if str(error) else type(error).__name__))
-    return bad
+    try:
+        with Image.open(file) as image:
+            image.verify()  # structure and checksums where the format has them
+        with Image.open(file) as image:  # `verify` leaves the image unusable: open it again
+            image.load()  # the pixel data: a damaged stream under a sound header fails here
+    except Exception as error:  # noqa: BLE001 - every Pillow failure means "unreadable".
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+    return None
+
+
+def _unreadable(files):
+    """`(file, reason)` for each file that does not decode, every file decoded once.
+
+    Decoding runs in threads (Pillow's decoders release the GIL), so that a
+    damaged file is named before training rather than failing the `tf.data`
+    pipeline mid-epoch without its name.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        reasons = list(pool.map(_unreadable_reason, files))
+    return [(file, reason) for file, reason in zip(files, reasons) if reason is not None]
 
 
 def _check_readable(files, on_error):
@@ -162,9 +176,10 @@ def load_image_folder(
     (the first frame of an animated GIF), converted to `channels` channels,
     center-cropped to the aspect ratio of `image_size` and resized (bilinear,
     antialiased). Hidden files and folders (names starting with ".") are
-    skipped. Every file's header is checked here, before any training: an
-    unreadable file is reported by name (or skipped with a warning, with
-    `on_error="skip"`); the pixels are read lazily.
+    skipped. Every file is decoded once here, before any training (Pillow,
+    in threads): an unreadable file, a damaged pixel stream under a sound
+    header included, is reported by name (or skipped with a warning, with
+    `on_error="skip"`); the pipeline decodes the pixels again as it reads.
 
     With `with_labels=True` the label of an image is the index of its
     first-level sub-folder among the sorted names of the sub-folders that
