@@ -121,6 +121,52 @@ def test_edit_endpoint_is_sdedit_in_python(exported, strength, steps, seed):
         np.testing.assert_array_equal(images, PIXELS)
 
 
+def test_edit_and_inpaint_take_the_python_apis_floats_and_any_integer_pixels(exported):
+    """The loaded object's functions convert [-1, 1] floats and int pixels, never cast them:
+    TensorFlow would make floats in [-1, 1] black images and wrap 300 to 44."""
+    model, _, loaded = exported
+    floats = np.random.default_rng(1).uniform(-1, 1, PIXELS.shape).astype(np.float32)
+    expected = generated(model, 4, 3, sampler="ddim", eta=0.5, steps=7,
+                         initial_images=floats, strength=0.6)
+    for images in (floats, floats.astype(np.float64)):
+        edited = loaded.edit(images=images, strength=0.6, steps=7, seed=3).numpy()
+        np.testing.assert_array_equal(edited, expected)
+    np.testing.assert_array_equal(  # strength 0: the images themselves, as to_uint8 makes them
+        loaded.edit(images=floats, strength=0.0, steps=7, seed=3).numpy(), to_uint8(floats))
+    from_pixels = loaded.edit(images=PIXELS, strength=0.6, steps=7, seed=3).numpy()
+    for dtype in (np.int32, np.int64):
+        np.testing.assert_array_equal(
+            loaded.edit(images=PIXELS.astype(dtype), strength=0.6, steps=7, seed=3).numpy(),
+            from_pixels)
+    inpainted = loaded.inpaint(images=as_floats(PIXELS), mask=LEFT, steps=6, seed=2).numpy()
+    np.testing.assert_array_equal(
+        inpainted, loaded.inpaint(images=PIXELS, mask=LEFT, steps=6, seed=2).numpy())
+    # The signature stays uint8, as serving clients send pixels.
+    assert loaded.signatures["edit"].structured_input_signature[1]["images"].dtype == tf.uint8
+
+
+def test_every_endpoint_body_is_traced_once_by_the_export(tmp_path, monkeypatch):
+    """Five image dtypes on the loaded object cost no second trace of the editing loops
+    (a trace made before `tf.saved_model.save` is made again inside it)."""
+    from keras_ddpm.export import editing
+    from keras_ddpm.export import sampling
+
+    traces = []
+    for module, name in ((editing, "edit_function"), (editing, "inpaint_function"),
+                         (sampling, "sample_function")):
+        def counting(exported, make=getattr(module, name), name=name):
+            body = make(exported)
+
+            def counted(*args, **kwargs):
+                traces.append(name)
+                return body(*args, **kwargs)
+            return counted
+        monkeypatch.setattr(module, name, counting)
+    model = keras_ddpm.DDPM(conv_denoiser(), keras_ddpm.NoiseSchedule("linear", T))
+    model.export(str(tmp_path / "saved"), verbose=False)
+    assert sorted(traces) == ["edit_function", "inpaint_function", "sample_function"]
+
+
 def test_inpaint_endpoint_is_inpaint_in_python(exported):
     model, _, loaded = exported
     for mask in (LEFT, np.broadcast_to(LEFT, (4, 8, 8, 1))):
@@ -138,16 +184,28 @@ def test_inpaint_endpoint_is_inpaint_in_python(exported):
     ("edit", {"strength": 1.5}, r"`strength` must be in \[0, 1\]. Received:\] \[1.5\]"),
     ("edit", {"steps": T + 1}, rf"`steps` must be in \[1, {T}\]"),
     ("edit", {"images": np.zeros((0,) + SHAPE, np.uint8)}, "holds no image"),
+    ("edit", {"images": np.full((2,) + SHAPE, 300, np.int64)},
+     r"dtype int64 must be pixels in 0..255. Received values in\] \[300\] \[300\]"),
+    ("edit", {"images": np.full((2,) + SHAPE, 2.0, np.float32)},
+     r"dtype float32 must be finite values in \[-1, 1\].*Received values in\] \[2\] \[2\]"),
+    ("inpaint", {"images": np.full((2,) + SHAPE, np.nan)}, r"dtype float64 must be finite"),
     ("inpaint", {"mask": np.full((1, 8, 8, 1), 2.0, np.float32)}, r"\[0, 1\]"),
-    ("inpaint", {"mask": np.ones((3, 8, 8, 1), np.float32)}, "Incompatible shapes|broadcast"),
+    # Caught by shape inference when the loaded function is called (a ValueError), in the
+    # signature's graph at run time (InvalidArgumentError).
+    ("inpaint", {"mask": np.ones((3, 8, 8, 1), np.float32)},
+     "Incompatible shapes|broadcast|Dimensions must be equal, but are 3 and 4"),
 ])
 def test_bad_editing_inputs_are_clear_errors(exported, endpoint, inputs, message):
     _, _, loaded = exported
     arguments = {"images": PIXELS, "steps": 3, "seed": 0}
     arguments.update({"strength": 0.5} if endpoint == "edit" else {"mask": LEFT})
     arguments.update(inputs)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match=message):
         getattr(loaded, endpoint)(**arguments)
+    as_tensors = {k: tf.constant(v) for k, v in arguments.items()}
+    if as_tensors["images"].dtype == tf.uint8:  # the signature, as a serving client calls it
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            loaded.signatures[endpoint](**as_tensors)
 
 
 @pytest.mark.parametrize("t", [[0, T], [-7, 3]])

@@ -1,11 +1,12 @@
 """The bodies of the SavedModel's editing endpoints, `edit` and `inpaint`.
 
-Both take uint8 images `[N, H, W, C]`, return uint8 images, and run the same
-compiled loops as `DDPM.generate(initial_images=, strength=)` and
-`DDPM.inpaint` (from `generation.ReverseProcess`), with x_T and the loop's
-seed derived from `seed` as for one batch there; so with the same seed they
-return `to_uint8` of the Python methods' images, the inputs being
-`images / 127.5 − 1`. `steps = 0` asks for the Python default.
+Both take images `[N, H, W, C]` (uint8 pixels in the signatures; through the loaded object
+also other integer pixels, or floats in [−1, 1]: `inputs.image_functions`), return uint8
+images, and run the same compiled loops as `DDPM.generate(initial_images=, strength=)` and
+`DDPM.inpaint` (from `generation.ReverseProcess`), with x_T and the loop's seed derived from
+`seed` as for one batch there; so with the same seed they return `to_uint8` of the Python
+methods' images, the inputs being `images / 127.5 − 1` (float images: as they are).
+`steps = 0` asks for the Python default.
 """
 
 import tensorflow as tf
@@ -55,7 +56,7 @@ def edit_function(exported):
             x = run(x, loop_keys, first, steps, steps, *_runtime(record, options), *conditioning)
             return utils.to_uint8_tensor(x)
 
-        return tf.cond(taken > 0, edited, lambda: tf.identity(images))
+        return tf.cond(taken > 0, edited, lambda: utils.to_uint8_tensor(x0))
 
     return edit
 

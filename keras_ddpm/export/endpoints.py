@@ -145,7 +145,12 @@ ENDPOINTS = (
 # TensorFlow Serving's default signature.
 SERVING_DEFAULT = "generate"
 # A class-conditional model's extra inputs (of every endpoint but `denoise`, which takes labels).
-CONDITIONING_DOC = "A class-conditional model adds `labels` int32 and `guidance_scale` float32."
+CONDITIONING_DOC = (
+    "A class-conditional model adds `labels` int32 and `guidance_scale` float32. Called on the "
+    "loaded object (`loaded.edit(...)`, `loaded.inpaint(...)`), `images` may also be int32/int64 "
+    "pixels 0..255 or float32/float64 values in [−1, 1], as `DDPM` takes them; the signatures "
+    "take uint8."
+)
 
 
 def markdown_table():

@@ -11,6 +11,7 @@ import inspect
 import tensorflow as tf
 
 from keras_ddpm import samplers
+from keras_ddpm.checks import RANGE_TOLERANCE
 from keras_ddpm.samplers.spacing import optimized_indices
 
 
@@ -35,6 +36,11 @@ def generate_inputs(num_classes, with_sampler=False):
         for option in samplers.all_options(runtime=True):
             specs[option.name] = scalar(option.name, tf.float32)
     return with_conditioning(specs, num_classes)
+
+
+# The `images` dtypes of the loaded object's `edit` and `inpaint` (their signatures take uint8):
+# integer pixels 0..255, or floats in [−1, 1] as `DDPM.generate(initial_images=)` takes them.
+IMAGE_DTYPES = (tf.uint8, tf.int32, tf.int64, tf.float32, tf.float64)
 
 
 def image_input(image_shape):
@@ -83,10 +89,15 @@ def named_function(body, specs, name):
         return body(**dict(zip(specs, args)))
 
     function.__name__ = name
-    function.__signature__ = inspect.Signature(
+    function.__signature__ = _signature(specs)
+    return tf.function(function, input_signature=list(specs.values()), autograph=False)
+
+
+def _signature(specs):
+    """A Python signature whose arguments are the names of `specs` (the signature's inputs)."""
+    return inspect.Signature(
         [inspect.Parameter(key, inspect.Parameter.POSITIONAL_OR_KEYWORD) for key in specs]
     )
-    return tf.function(function, input_signature=list(specs.values()), autograph=False)
 
 
 def exported_image_shape(model, image_shape):
@@ -163,8 +174,65 @@ def steps_or_default(steps, default, schedule, spacing=None):
 
 
 def as_floats(images):
-    """uint8 pixels as the [−1, 1] floats `DDPM` takes, after a check that there are some."""
-    with tf.control_dependencies([
+    """`images` as the [−1, 1] float32 values `DDPM` takes, after checks (one per dtype kind).
+
+    Integer pixels (uint8, or the int32/int64 of `IMAGE_DTYPES`) must lie in 0..255 and become
+    `images / 127.5 − 1`; float images must be finite and in [−1, 1] (within
+    `checks.RANGE_TOLERANCE`, as the Python methods check) and are taken as they are.
+    """
+    found = [tf.reduce_min(images), tf.reduce_max(images)]
+    checks = [
         tf.debugging.assert_positive(tf.shape(images)[0], message="`images` holds no image.")
-    ]):
+    ]
+    if images.dtype.is_floating:
+        limit = 1.0 + RANGE_TOLERANCE
+        in_range = tf.reduce_all(tf.abs(images) <= limit)  # false for NaN too
+        checks.append(tf.debugging.Assert(in_range, [
+            f"`images` of dtype {images.dtype.name} must be finite values in [-1, 1], as "
+            "DDPM takes them (or uint8 pixels 0..255). Received values in", *found,
+        ]))
+        with tf.control_dependencies(checks):
+            return tf.cast(images, tf.float32)
+    if images.dtype != tf.uint8:
+        in_range = tf.reduce_all(tf.logical_and(images >= 0, images <= 255))
+        checks.append(tf.debugging.Assert(in_range, [
+            f"`images` of dtype {images.dtype.name} must be pixels in 0..255. Received values in",
+            *found,
+        ]))
+    with tf.control_dependencies(checks):
         return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
+def image_functions(body, specs, name):
+    """`(signature function, module function)` of an endpoint whose `images` are uint8.
+
+    The graph of `body` is traced once, for float32 images in [−1, 1] (`as_floats` passes
+    them through). The signature takes uint8 pixels, as TF Serving clients send them. The
+    loaded object's function takes every dtype of `IMAGE_DTYPES`, so that the [−1, 1] floats
+    of the Python API (float32, or NumPy's default float64) and integer pixels are converted
+    and checked instead of silently cast to uint8 (which TensorFlow does for a one-dtype
+    function: floats in [−1, 1] became black images, 300 became 44).
+    """
+    float_specs = dict(specs, images=tf.TensorSpec(specs["images"].shape, tf.float32, "images"))
+    core = named_function(body, float_specs, name)
+
+    def function(*args):
+        given = dict(zip(specs, args))
+        return core(images=as_floats(given.pop("images")), **given)
+
+    function.__name__ = name
+    function.__signature__ = _signature(specs)
+    every_dtype = tf.function(function, autograph=False)
+
+    def signature(**given):
+        # The module function's dtypes are traced here, when `tf.saved_model.save` traces the
+        # signatures (before it lists the module's functions): a trace made before `save` is
+        # made again inside it, which would trace `body`'s loops twice.
+        for dtype in IMAGE_DTYPES:
+            every_dtype.get_concrete_function(*[
+                tf.TensorSpec(spec.shape, dtype, spec.name) if key == "images" else spec
+                for key, spec in specs.items()
+            ])
+        return every_dtype(**given)
+
+    return named_function(signature, specs, name), every_dtype

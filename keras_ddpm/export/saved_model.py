@@ -163,9 +163,13 @@ def build_module(exported):
     functions, signatures = {}, {}
     for endpoint in endpoints.ENDPOINTS:
         specs = endpoint.inputs(exported)
-        function = inputs.named_function(endpoint.body(exported, functions), specs, endpoint.name)
+        body = endpoint.body(exported, functions)
+        if "images" in specs:  # uint8 in the signature; any of inputs.IMAGE_DTYPES on the module
+            function, module_function = inputs.image_functions(body, specs, endpoint.name)
+        else:
+            function = module_function = inputs.named_function(body, specs, endpoint.name)
         functions[endpoint.name] = function
-        setattr(module, endpoint.name, function)
+        setattr(module, endpoint.name, module_function)
         # Signatures return named outputs (what TF Serving and saved_model_cli show).
         signatures[endpoint.name] = inputs.named_function(
             lambda function=function, output=endpoint.output, **given: {output: function(**given)},
