@@ -3,7 +3,7 @@
 `load_image_folder` decodes every file once with Pillow (in threads) so that a damaged
 pixel stream is named before training. This times, on folders the script writes, the
 header-and-checksum check alone (`Image.verify`, what the package did before) against the
-full check (`data.folders._unreadable`: verify, then decode), and TensorFlow reading and
+full check (`data.image_files._unreadable`: verify, then decode), and TensorFlow reading and
 decoding every file once through the package's own pipeline (one epoch of
 `load_image_folder`), the cost the check is measured against. Medians of `--rounds`.
 
@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from keras_ddpm import data  # noqa: E402
-from keras_ddpm.data import folders  # noqa: E402
+from keras_ddpm.data import image_files  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from benchmark_few_steps import cpu_flags  # noqa: E402
@@ -66,9 +66,9 @@ def main():
     for name, count, side, fmt in FOLDERS:
         with tempfile.TemporaryDirectory() as root:
             files = write_folder(root, count, side, fmt)
-            assert not folders._unreadable(files)
+            assert not image_files._unreadable(files)
             header = timed(lambda: headers_only(files), args.rounds)
-            full = timed(lambda: folders._unreadable(files), args.rounds)
+            full = timed(lambda: image_files._unreadable(files), args.rounds)
             dataset = data.load_image_folder(root, side, batch_size=128, shuffle=False)
             epoch = timed(lambda: [None for _ in dataset], args.rounds)
             print(

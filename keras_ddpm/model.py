@@ -14,6 +14,7 @@ from keras_ddpm import ema
 from keras_ddpm import inputs
 from keras_ddpm import backend
 from keras_ddpm.backend import hardware
+from keras_ddpm.data import loader_common
 from keras_ddpm import objectives
 from keras_ddpm import training_noise
 from keras_ddpm.file_methods import FileMethods
@@ -232,15 +233,14 @@ class DDPM(GenerationMethods, FileMethods, backend.StepFunctions, keras.Model):
         added = []
         if self.max_skipped_steps is not None:
             added.append(divergence.DivergenceGuard(self.max_skipped_steps))
-        if inputs.is_dataset(x):
-            from keras_ddpm.data import pipeline  # TensorFlow's, loaded with the dataset
-
-            # A dataset brings its own order; Keras warns about its default shuffle=True.
+        counter = getattr(x, loader_common.EPOCH_COUNTER, None)
+        if inputs.is_dataset(x) or counter is not None:
+            # A dataset brings its own order; Keras warns about its default shuffle=True (and
+            # would shuffle a PyDataset's batches unseeded).
             arguments.setdefault("shuffle", False)
-            counter = getattr(x, pipeline.EPOCH_COUNTER, None)
-            if counter is not None:
-                # A keras_ddpm loader's order depends on the epoch: start it at the right one.
-                added.append(pipeline.StartEpoch(counter))
+        if counter is not None:
+            # A keras_ddpm loader's order depends on the epoch: start it at the right one.
+            added.append(loader_common.StartEpoch(counter))
         if added:
             arguments["callbacks"] = inputs.with_callbacks(arguments.get("callbacks"), added)
         try:

@@ -126,6 +126,12 @@ class UNet(StepFunctions, keras.Model):
         **kwargs,
     ):
         dtype = kwargs.pop("dtype", None)
+        unknown = sorted(set(kwargs) - {"name", "trainable"})
+        if unknown:  # keras.Model would ignore them silently: a misspelt argument did nothing
+            raise TypeError(
+                f"UNet got unexpected keyword arguments {unknown}; expected its own arguments, "
+                "`name`, `trainable` or `dtype`."
+            )
         image_shape, channel_multipliers, attention_resolutions = check_unet_arguments(
             image_shape, base_channels, channel_multipliers, num_res_blocks,
             attention_resolutions, dropout, norm_groups, num_classes,

@@ -5,8 +5,9 @@ Usage: `KERAS_BACKEND=jax python tests/no_tensorflow_worker.py OUT_DIR`
 TensorFlow is made unimportable first (`refuse_tensorflow`, as a missing package would be),
 then the package is imported, a tiny model fits NumPy arrays, samples, inpaints, is saved and
 loaded back, and its bits/dim are evaluated; the command line trains on the digits, samples
-and evaluates, and refuses a folder dataset in one line. OUT_DIR gets `model.keras` and `outputs.npz`: the losses, the images before and
-after the round trip, the errors of what needs TensorFlow (export, a `tf.data` loader, a
+and evaluates, trains on a folder of images (`load_image_folder_batches`) and refuses a TFDS
+dataset in one line. OUT_DIR gets `model.keras` and `outputs.npz`: the losses, the images before
+and after the round trip, the errors of what needs TensorFlow (export, a `tf.data` loader, a
 TensorBoard grid) and whether TensorFlow got loaded at all (`tensorflow_loaded`).
 """
 
@@ -74,8 +75,9 @@ TINY = ["--base-channels", "8", "--channel-multipliers", "1", "--num-res-blocks"
 
 
 def command_line(out_dir):
-    """`train` on the digits, `sample` and `evaluate` through `keras_ddpm.cli.main`; a folder
-    dataset's one-line refusal (`cli_folder_exit`, its stderr in `cli_folder_error`)."""
+    """`train` on the digits, `sample` and `evaluate` through `keras_ddpm.cli.main`; `train` on
+    a folder of PNGs (`cli_folder_exit`, its run's files); a TFDS dataset's one-line refusal
+    (`cli_tfds_exit`, its stderr in `cli_tfds_error`)."""
     import contextlib
     import io
     import json
@@ -97,13 +99,26 @@ def command_line(out_dir):
          "--kid-subset-size", "20", "--bpd-images", "8", "--out", results, "--jit-compile", "false"]
     ))
     out["cli_bits_per_dim"] = np.array(json.load(open(results))["bits_per_dim"])
+    from PIL import Image
+
+    photos = os.path.join(out_dir, "photos")
+    os.makedirs(photos)
+    for i in range(12):  # 16x12 colour pictures, cropped and resized to 8x8 gray
+        pixels = np.random.default_rng(i).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(os.path.join(photos, f"{i}.png"))
+    folder_run = os.path.join(out_dir, "folder_run")
+    out["cli_folder_exit"] = np.array(cli.main(
+        ["train", "--output", folder_run, "--dataset", f"folder:{photos}", "--image-size", "8",
+         "--channels", "1", "--epochs", "1", "--sample-every", "1", *TINY]
+    ))
+    out["cli_folder_files"] = np.array(sorted(os.listdir(folder_run)))
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
-        out["cli_folder_exit"] = np.array(cli.main(
-            ["train", "--output", os.path.join(out_dir, "folder_run"), "--dataset",
-             f"folder:{out_dir}", "--image-size", "8", *TINY]
+        out["cli_tfds_exit"] = np.array(cli.main(
+            ["train", "--output", os.path.join(out_dir, "tfds_run"), "--dataset", "tfds:mnist",
+             *TINY]
         ))
-    out["cli_folder_error"] = np.array(stderr.getvalue())
+    out["cli_tfds_error"] = np.array(stderr.getvalue())
     return out
 
 

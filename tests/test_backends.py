@@ -192,17 +192,21 @@ def test_without_tensorflow_installed_it_fits_samples_saves_and_loads(backend, t
     )
     assert "tensorboard_dir" in str(theirs["tensorboard_error"])
     # The command line: a run on the digits (PNG grids, no TensorBoard logs), its samples,
-    # its bound; a folder dataset is refused in one line, nothing created.
+    # its bound; a run on a folder of PNGs; a TFDS dataset is refused in one line, nothing
+    # created.
     assert int(theirs["cli_train_exit"]) == 0
     assert {"model.keras", "config.json", "samples"} <= set(theirs["cli_run_files"].tolist())
     assert "logs" not in theirs["cli_run_files"].tolist()
     assert theirs["cli_grids"].tolist() == ["epoch_0002.png"]
     assert int(theirs["cli_sample_exit"]) == 0 and theirs["cli_sampled"].shape == (3, 8, 8, 1)
     assert int(theirs["cli_evaluate_exit"]) == 0 and 0 < float(theirs["cli_bits_per_dim"]) < 50
-    assert int(theirs["cli_folder_exit"]) == 2
-    folder_error = str(theirs["cli_folder_error"])
-    assert "needs TensorFlow" in folder_error and folder_error.count("\n") == 1
-    assert not (tmp_path / "folder_run").exists()
+    assert int(theirs["cli_folder_exit"]) == 0
+    assert {"model.keras", "samples"} <= set(theirs["cli_folder_files"].tolist())
+    assert keras_ddpm.load_model(tmp_path / "folder_run" / "model.keras").image_shape == (8, 8, 1)
+    assert int(theirs["cli_tfds_exit"]) == 2
+    tfds_error = str(theirs["cli_tfds_error"])
+    assert "tfds:mnist needs TensorFlow" in tfds_error and tfds_error.count("\n") == 1
+    assert not (tmp_path / "tfds_run").exists()
     assert theirs["loss"][-1] < 0.9 * theirs["loss"][0]  # it learns
     np.testing.assert_array_equal(theirs["generate_loaded"], theirs["generate"])
     assert theirs["inpaint"].shape == (2, 8, 8, 1) and np.all(np.isfinite(theirs["inpaint"]))

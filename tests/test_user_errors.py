@@ -142,6 +142,14 @@ API_CASES = [
     ("UNet norm_epsilon", lambda m, f: keras_ddpm.UNet(
         SHAPE, base_channels=8, channel_multipliers=(1,), attention_resolutions=(), norm_groups=4,
         norm_epsilon=-1.0), ValueError, "norm_epsilon=-1.0"),
+    ("UNet misspelt argument", lambda m, f: keras_ddpm.UNet(
+        SHAPE, base_channels=8, channel_multipliers=(1,), attention_resolutions=(), norm_groups=4,
+        atention_resolutions=(4,)), TypeError, "'atention_resolutions'"),
+    ("image folder batches workers", lambda m, f: keras_ddpm.data.load_image_folder_batches(
+        str(f / "images"), 8, workers=0), ValueError, "workers=0"),
+    ("image folder batches damaged pixels", lambda m, f:
+     keras_ddpm.data.load_image_folder_batches(str(f / "damaged"), 8, channels=1), ValueError,
+     "pixels.png"),
     ("save NaN weights", lambda m, f: _nan_copy(m).save(str(f / "nan.keras")),
      ValueError, "NaN"),
     ("export into a foreign folder", lambda m, f: m.export(str(f / "foreign"), verbose=False),

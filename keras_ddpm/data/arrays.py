@@ -10,10 +10,10 @@ import tensorflow as tf
 
 from keras_ddpm.data.digits import DIGITS_MAX_VALUE
 from keras_ddpm.data.digits import read_digits_asset
+from keras_ddpm.data.loader_common import check_batch_size
+from keras_ddpm.data.loader_common import check_image_size
 from keras_ddpm.data.pipeline import batch_pipeline
 from keras_ddpm.data.pipeline import center_crop_and_resize
-from keras_ddpm.data.pipeline import check_batch_size
-from keras_ddpm.data.pipeline import check_image_size
 from keras_ddpm.data.pipeline import to_unit_range
 
 

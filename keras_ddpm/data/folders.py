@@ -1,147 +1,15 @@
-"""Folders of image files: listing, class names from sub-folders, decoding."""
+"""`load_image_folder`: a folder of image files as a `tf.data` pipeline (listing and checks:
+`image_files`)."""
 
-import os
-import warnings
-
-import numpy as np
 import tensorflow as tf
 
+from keras_ddpm.data import image_files
+from keras_ddpm.data.loader_common import check_batch_size
+from keras_ddpm.data.loader_common import check_channels
+from keras_ddpm.data.loader_common import check_image_size
 from keras_ddpm.data.pipeline import batch_pipeline
 from keras_ddpm.data.pipeline import center_crop_and_resize
-from keras_ddpm.data.pipeline import check_batch_size
-from keras_ddpm.data.pipeline import check_channels
-from keras_ddpm.data.pipeline import check_image_size
 from keras_ddpm.data.pipeline import to_unit_range
-from keras_ddpm.data.image_files import IMAGE_EXTENSIONS
-from keras_ddpm.data.image_files import is_image_name
-
-
-# 1. Listing files and classes.
-
-
-def _list_image_files(root):
-    """All image files below `root`, sorted, skipping hidden files and folders."""
-    files = []
-    for folder, subfolders, names in os.walk(root):
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-        for name in sorted(names):
-            if is_image_name(name):
-                files.append(os.path.join(folder, name))
-    return files
-
-
-def _image_files(path):
-    """Returns `(root, files)` for a folder holding image files, else raises a `ValueError`."""
-    root = os.fspath(path)
-    if not os.path.exists(root):
-        raise ValueError(f"Image folder {root!r} does not exist.")
-    if not os.path.isdir(root):
-        raise ValueError(f"Expected a folder of images; {root!r} is not a directory.")
-    files = _list_image_files(root)
-    if not files:
-        raise ValueError(
-            f"Found no image files ({', '.join(IMAGE_EXTENSIONS)}) below folder {root!r}."
-        )
-    return root, files
-
-
-def _unreadable_reason(file):
-    """Why Pillow cannot read `file` (its structure, checksums and pixel data), or `None`."""
-    from PIL import Image
-
-    try:
-        with Image.open(file) as image:
-            image.verify()  # structure and checksums where the format has them
-        with Image.open(file) as image:  # `verify` leaves the image unusable: open it again
-            image.load()  # the pixel data: a damaged stream under a sound header fails here
-    except Exception as error:  # noqa: BLE001 - every Pillow failure means "unreadable".
-        return str(error).splitlines()[0] if str(error) else type(error).__name__
-    return None
-
-
-def _unreadable(files):
-    """`(file, reason)` for each file that does not decode, every file decoded once.
-
-    Decoding runs in threads (Pillow's decoders release the GIL), so that a
-    damaged file is named before training rather than failing the `tf.data`
-    pipeline mid-epoch without its name.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        reasons = list(pool.map(_unreadable_reason, files))
-    return [(file, reason) for file, reason in zip(files, reasons) if reason is not None]
-
-
-def _check_readable(files, on_error):
-    """The files to load: all of them, or (`on_error="skip"`) the readable ones."""
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"`on_error` must be 'raise' or 'skip'. Received: on_error={on_error!r}")
-    bad = _unreadable(files)
-    if not bad:
-        return files
-    if on_error == "raise":
-        file, reason = bad[0]
-        raise ValueError(
-            f"{len(bad)} of {len(files)} image files cannot be read, e.g. {file!r} ({reason}); "
-            "remove them, or pass on_error='skip' (keras-ddpm train: --skip-bad-images)."
-        )
-    kept = [f for f in files if f not in {b for b, _ in bad}]
-    if not kept:
-        raise ValueError(f"None of the {len(files)} image files can be read, e.g. {bad[0][0]!r}.")
-    warnings.warn(
-        f"Skipped {len(bad)} unreadable image files of {len(files)}, e.g. {bad[0][0]!r}.",
-        stacklevel=3,
-    )
-    return kept
-
-
-def _classes(root, files):
-    """Returns `(class_names, labels)`: a file's label indexes its first-level sub-folder."""
-    parts = [os.path.relpath(f, root).split(os.sep) for f in files]
-    loose = [f for f, p in zip(files, parts) if len(p) == 1]
-    if loose:
-        raise ValueError(
-            f"Expected every image in a class sub-folder of {root!r}, as class labels "
-            f"need; {len(loose)} sit directly in it, e.g. {loose[0]!r}."
-        )
-    class_names = sorted({p[0] for p in parts})
-    index = {name: i for i, name in enumerate(class_names)}
-    return class_names, np.array([index[p[0]] for p in parts], dtype=np.int32)
-
-
-def image_folder_class_names(path):
-    """Returns the class names `load_image_folder(path, ..., with_labels=True)` uses.
-
-    They are the sorted names of the first-level sub-folders of `path` that
-    hold image files (at any depth); hidden folders are skipped. Label `i`
-    of the dataset is `image_folder_class_names(path)[i]`. Use it when the
-    dataset's `class_names` attribute is gone, as it is after any
-    `dataset.map(...)`. Nothing is decoded.
-
-    Args:
-        path: str or path-like, the root folder.
-
-    Returns:
-        A list of str, sorted.
-
-    Raises:
-        ValueError: `path` does not exist, is not a folder, holds no image
-            files, or holds image files directly (outside a class sub-folder).
-
-    Example:
-
-    ```python
-    # photos/cats/*.jpg, photos/dogs/*.jpg
-    dataset = keras_ddpm.data.load_image_folder("photos", 64, with_labels=True)
-    dataset = dataset.map(lambda images, labels: (images, labels))  # No class_names now.
-    keras_ddpm.data.image_folder_class_names("photos")  # ['cats', 'dogs']
-    ```
-    """
-    return _classes(*_image_files(path))[0]
-
-
-# 2. Decoding and the dataset.
 
 
 def _decode_image(contents, channels):
@@ -223,12 +91,12 @@ def load_image_folder(
     image_size = check_image_size(image_size, allow_none=False)
     batch_size = check_batch_size(batch_size)
     channels = check_channels(channels)
-    root, files = _image_files(path)
-    files = _check_readable(files, on_error)
+    root, files = image_files.folder_files(path)
+    files = image_files.check_readable(files, on_error)
 
     class_names = None
     if with_labels:
-        class_names, labels = _classes(root, files)
+        class_names, labels = image_files.class_labels(root, files)
         dataset = tf.data.Dataset.from_tensor_slices((files, labels))
     else:
         dataset = tf.data.Dataset.from_tensor_slices(files)

@@ -1,4 +1,4 @@
-"""What every loader shares: argument checks, pixel scaling, resizing and the batch tail.
+"""What every `tf.data` loader shares: pixel scaling, resizing and the batch tail.
 
 A loader turns its source into a `tf.data.Dataset` of raw images (or
 `(raw_image, label)` pairs) and a `preprocess` function, and hands both to
@@ -6,11 +6,10 @@ A loader turns its source into a `tf.data.Dataset` of raw images (or
 prefetches in the same order for every source.
 """
 
-import numbers
-
-import keras
 import numpy as np
 import tensorflow as tf
+
+from keras_ddpm.data.loader_common import EPOCH_COUNTER
 
 _AUTOTUNE = tf.data.AUTOTUNE
 
@@ -48,45 +47,6 @@ def disable_autotune(dataset):
     options = tf.data.Options()
     options.autotune.enabled = False
     return dataset.with_options(options)
-
-
-# 1. Argument checks shared by the loaders.
-
-
-def check_batch_size(batch_size):
-    """Returns `batch_size` as an int >= 1, else raises a `TypeError` or `ValueError`."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
-        raise TypeError(f"Expected `batch_size` to be an int >= 1; received {batch_size!r}.")
-    if batch_size < 1:
-        raise ValueError(f"Expected `batch_size` >= 1; received batch_size={batch_size}.")
-    return int(batch_size)
-
-
-def check_image_size(image_size, allow_none=True):
-    """Returns `None` or an `(height, width)` tuple of positive ints."""
-    if image_size is None and allow_none:
-        return None
-    size = (image_size, image_size) if isinstance(image_size, numbers.Integral) else image_size
-    try:
-        height, width = size
-    except (TypeError, ValueError):
-        height = width = None
-    if not all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
-        for v in (height, width)
-    ):
-        raise ValueError(
-            "Expected `image_size` to be a positive int or a (height, width) pair of "
-            f"positive ints; received image_size={image_size!r}."
-        )
-    return int(height), int(width)
-
-
-def check_channels(channels):
-    """Returns `channels` if it is 1 or 3, else raises a `ValueError`."""
-    if channels not in (1, 3):
-        raise ValueError(f"Expected `channels` to be 1 or 3; received channels={channels!r}.")
-    return channels
 
 
 # 2. Image maths shared by the loaders.
@@ -127,8 +87,6 @@ def center_crop_and_resize(image, size, method="bilinear"):
 # 3. The tail of every pipeline.
 
 
-# The attribute of a loader's dataset holding its epoch counter (read by `DDPM.fit`).
-EPOCH_COUNTER = "epoch_counter"
 # Mixes a seed and an epoch into one int64 shuffle seed (a prime > any epoch count).
 _EPOCH_STRIDE = 1_000_003
 
@@ -201,24 +159,3 @@ def _shuffle_with_tensor_seed(dataset, buffer_size, seed):
         return dataset.shuffle(buffer_size, seed=seed, reshuffle_each_iteration=False)
     finally:
         graph.seed = global_seed
-
-
-class StartEpoch(keras.callbacks.Callback):
-    """Sets a loader's `epoch_counter` to the epoch `fit` starts from (after any restore).
-
-    `DDPM.fit` adds it for datasets made by the keras_ddpm loaders. The first
-    epoch's iterator is made after `on_epoch_begin`; later ones count on from it.
-    """
-
-    def __init__(self, counter):
-        super().__init__()
-        self.counter = counter
-        self._started = False
-
-    def on_train_begin(self, logs=None):
-        self._started = False
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if not self._started:
-            self.counter.assign(epoch)
-            self._started = True

@@ -200,7 +200,7 @@ def spec_num_classes(spec, dataset=None):
     if parsed.kind == "folder":
         class_names = getattr(dataset, "class_names", None)
         if class_names is None:
-            from keras_ddpm.data.folders import image_folder_class_names
+            from keras_ddpm.data.image_files import image_folder_class_names
 
             class_names = image_folder_class_names(parsed.name)
         return len(class_names)

@@ -6,10 +6,10 @@ module.
 
 import tensorflow as tf
 
+from keras_ddpm.data.loader_common import check_batch_size
+from keras_ddpm.data.loader_common import check_image_size
 from keras_ddpm.data.pipeline import batch_pipeline
 from keras_ddpm.data.pipeline import center_crop_and_resize
-from keras_ddpm.data.pipeline import check_batch_size
-from keras_ddpm.data.pipeline import check_image_size
 from keras_ddpm.data.pipeline import to_unit_range
 
 # Upper bound on the shuffle buffer of streamed (TFDS) datasets, in examples.

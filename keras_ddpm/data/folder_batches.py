@@ -1,0 +1,193 @@
+"""`load_image_folder_batches`: a folder of images as a `keras.utils.PyDataset`, any backend.
+
+The images of `load_image_folder` (the same files, checks, labels, centre crop and
+antialiased bilinear resize), read without TensorFlow: Pillow decodes, the crop is
+NumPy and the resize `keras.ops.image.resize`, in the PyDataset's worker threads. A
+run on JAX or PyTorch can so train on its own folder where TensorFlow is not
+installed (the GPU machines this project borrows have none).
+
+The order and the flips of a pass are a function of `(seed, epoch)`, as for the
+`tf.data` loaders (`loader_common`), so a resumed run sees the batches an
+uninterrupted one saw; they are drawn with NumPy, so they are not the `tf.data`
+loader's order and flips. Each pass visits every file once.
+"""
+
+import math
+import threading
+
+import keras
+import numpy as np
+
+from keras_ddpm.data import image_files
+from keras_ddpm.data.loader_common import check_batch_size
+from keras_ddpm.data.loader_common import check_channels
+from keras_ddpm.data.loader_common import check_image_size
+
+
+def load_image_folder_batches(
+    path,
+    image_size,
+    batch_size=128,
+    channels=3,
+    shuffle=True,
+    random_flip=False,
+    with_labels=False,
+    seed=None,
+    on_error="raise",
+    workers=4,
+):
+    """Loads a folder of images as batches in [-1, 1], on every Keras backend.
+
+    What `load_image_folder` does, without TensorFlow: every file below `path`
+    with an image extension is decoded once when the batches are made (an
+    unreadable one is named, or skipped with `on_error="skip"`), then read as
+    batches are asked for, converted to `channels` channels, centre-cropped to
+    the aspect ratio of `image_size` and resized (bilinear, antialiased). The
+    result is a `keras.utils.PyDataset`, which `fit` takes on every backend.
+
+    Args:
+        path: str or path-like, the root folder.
+        image_size: an int or a `(height, width)` pair, the output size.
+        batch_size: int, images per batch; the last batch may be smaller.
+            Defaults to `128`.
+        channels: int, 1 (grayscale) or 3 (RGB). Defaults to `3`.
+        shuffle: bool, whether to reshuffle the files every epoch.
+            Defaults to `True`.
+        random_flip: bool, whether to flip each image horizontally with
+            probability 1/2, anew each epoch. Defaults to `False`.
+        with_labels: bool, whether batches are `(images, labels)` pairs with
+            int32 indices of the first-level sub-folders (`class_names`).
+            Defaults to `False`.
+        seed: optional int making shuffling and flips reproducible.
+            Defaults to `None` (one is drawn).
+        on_error: `"raise"` (a `ValueError` naming the first unreadable file)
+            or `"skip"` (leave them out, with a warning). Defaults to `"raise"`.
+        workers: int, threads decoding batches ahead of training (Pillow and
+            the resize release the GIL). Defaults to `4`.
+
+    Returns:
+        A `FolderBatches` (`keras.utils.PyDataset`) of float32 batches
+        `(B, height, width, channels)`, or `(images, labels)` batches; its
+        `class_names` lists the classes when `with_labels=True`.
+
+    Example:
+
+    ```python
+    # KERAS_BACKEND=jax, no TensorFlow installed; photos/*.jpg
+    batches = keras_ddpm.data.load_image_folder_batches("photos", 64, seed=0)
+    model.fit(batches, epochs=10)
+    ```
+    """
+    image_size = check_image_size(image_size, allow_none=False)
+    batch_size = check_batch_size(batch_size)
+    channels = check_channels(channels)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"Expected `workers` to be an int >= 1; received workers={workers!r}.")
+    root, files = image_files.folder_files(path)
+    files = image_files.check_readable(files, on_error)
+    class_names = labels = None
+    if with_labels:
+        class_names, labels = image_files.class_labels(root, files)
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+    return FolderBatches(
+        files, labels, class_names, image_size, batch_size, channels, shuffle, random_flip,
+        int(seed), workers,
+    )
+
+
+def read_image(file, channels, size):
+    """One file as float32 `(height, width, channels)` in [-1, 1], cropped and resized to `size`."""
+    from PIL import Image
+
+    with Image.open(file) as image:  # a GIF: its first frame
+        pixels = np.asarray(image.convert("RGB" if channels == 3 else "L"))
+    image = pixels.reshape(pixels.shape[:2] + (channels,)).astype(np.float32) / 127.5 - 1.0
+    return center_crop_and_resize(image, size)
+
+
+def center_crop_and_resize(image, size):
+    """`data.pipeline.center_crop_and_resize` for one array, in NumPy and `keras.ops`.
+
+    The same window (the largest centred one with the aspect ratio of `size`)
+    and the same resize (bilinear, antialiased, clipped to [-1, 1]); on the
+    TensorFlow backend the same TensorFlow kernel, so the same values.
+    """
+    height, width = size
+    in_height, in_width = image.shape[:2]
+    if (in_height, in_width) == (height, width):
+        return image
+    crop_height = min(max((in_width * height + width // 2) // width, 1), in_height)
+    crop_width = min(max((in_height * width + height // 2) // height, 1), in_width)
+    top, left = (in_height - crop_height) // 2, (in_width - crop_width) // 2
+    image = image[top : top + crop_height, left : left + crop_width]
+    resized = keras.ops.image.resize(
+        image, (height, width), interpolation="bilinear", antialias=True,
+        data_format="channels_last",
+    )
+    return np.clip(keras.ops.convert_to_numpy(resized), -1.0, 1.0).astype(np.float32)
+
+
+class EpochCounter:
+    """The epoch of a `FolderBatches` pass, set as a `tf.Variable` is (`assign`)."""
+
+    def __init__(self):
+        self.value = 0
+
+    def assign(self, epoch):
+        self.value = int(epoch)
+
+
+class FolderBatches(keras.utils.PyDataset):
+    """The batches of `load_image_folder_batches`; made by it (see there)."""
+
+    def __init__(
+        self, files, labels, class_names, image_size, batch_size, channels, shuffle, random_flip,
+        seed, workers,
+    ):
+        super().__init__(workers=workers, use_multiprocessing=False)
+        self.files = list(files)
+        self.labels = labels
+        self.class_names = class_names
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.channels = channels
+        self.shuffle = shuffle
+        self.random_flip = random_flip
+        self.seed = seed
+        # `DDPM.fit` sets it to the epoch it starts from (`loader_common.StartEpoch`).
+        self.epoch_counter = EpochCounter()
+        self._orders = {}
+        self._lock = threading.Lock()
+
+    def __len__(self):
+        return math.ceil(len(self.files) / self.batch_size)
+
+    def _order(self, epoch):
+        """The files' order in pass `epoch` (the same in every worker thread)."""
+        with self._lock:
+            if epoch not in self._orders:
+                count = len(self.files)
+                order = np.arange(count)
+                if self.shuffle:
+                    order = np.random.default_rng([self.seed, epoch]).permutation(count)
+                self._orders = {epoch: order}  # one pass at a time
+            return self._orders[epoch]
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(f"Batch index {index} out of range for {len(self)} batches.")
+        epoch = self.epoch_counter.value
+        chosen = self._order(epoch)[index * self.batch_size : (index + 1) * self.batch_size]
+        images = np.stack(
+            [read_image(self.files[i], self.channels, self.image_size) for i in chosen]
+        )
+        if self.random_flip:
+            flips = np.random.default_rng([self.seed, epoch, index]).random(len(chosen)) < 0.5
+            images[flips] = images[flips, :, ::-1]
+        if self.labels is not None:
+            return images, self.labels[chosen]
+        return images
+
+    def on_epoch_end(self):
+        self.epoch_counter.assign(self.epoch_counter.value + 1)

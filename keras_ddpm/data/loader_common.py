@@ -1,0 +1,73 @@
+"""What every loader shares without TensorFlow: argument checks, and the epoch of a pass.
+
+A keras_ddpm loader draws the order and the flips of a pass from `(seed, epoch)`, not from
+how many passes this process has made; its `epoch_counter` (`EPOCH_COUNTER`) holds the
+epoch of the next pass, and `DDPM.fit` sets it with `StartEpoch` to the epoch it starts
+from, so that a run resumed in a new process sees the batches an uninterrupted run saw.
+The `tf.data` loaders (`pipeline`) and the backend-neutral `folder_batches` share this.
+"""
+
+import numbers
+
+import keras
+
+# The attribute of a loader's dataset holding its epoch counter (read by `DDPM.fit`): an
+# object with `assign(epoch)` (a `tf.Variable` for the tf.data loaders).
+EPOCH_COUNTER = "epoch_counter"
+
+
+def check_batch_size(batch_size):
+    """Returns `batch_size` as an int >= 1, else raises a `TypeError` or `ValueError`."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
+        raise TypeError(f"Expected `batch_size` to be an int >= 1; received {batch_size!r}.")
+    if batch_size < 1:
+        raise ValueError(f"Expected `batch_size` >= 1; received batch_size={batch_size}.")
+    return int(batch_size)
+
+
+def check_image_size(image_size, allow_none=True):
+    """Returns `None` or an `(height, width)` tuple of positive ints."""
+    if image_size is None and allow_none:
+        return None
+    size = (image_size, image_size) if isinstance(image_size, numbers.Integral) else image_size
+    try:
+        height, width = size
+    except (TypeError, ValueError):
+        height = width = None
+    if not all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+        for v in (height, width)
+    ):
+        raise ValueError(
+            "Expected `image_size` to be a positive int or a (height, width) pair of "
+            f"positive ints; received image_size={image_size!r}."
+        )
+    return int(height), int(width)
+
+
+def check_channels(channels):
+    """Returns `channels` if it is 1 or 3, else raises a `ValueError`."""
+    if channels not in (1, 3):
+        raise ValueError(f"Expected `channels` to be 1 or 3; received channels={channels!r}.")
+    return channels
+
+
+class StartEpoch(keras.callbacks.Callback):
+    """Sets a loader's `epoch_counter` to the epoch `fit` starts from (after any restore).
+
+    `DDPM.fit` adds it for datasets made by the keras_ddpm loaders. The first
+    epoch's iterator is made after `on_epoch_begin`; later ones count on from it.
+    """
+
+    def __init__(self, counter):
+        super().__init__()
+        self.counter = counter
+        self._started = False
+
+    def on_train_begin(self, logs=None):
+        self._started = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._started:
+            self.counter.assign(epoch)
+            self._started = True

@@ -1,0 +1,122 @@
+"""`load_image_folder_batches`: a folder as a PyDataset, without TensorFlow, on every backend."""
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import keras_ddpm
+from keras_ddpm import data
+from networks import tiny_unet
+
+pytestmark = pytest.mark.backends
+
+# Sizes that need cropping and resizing both ways, and one that needs neither.
+SIZES = [(10, 14), (8, 8), (20, 9), (7, 7), (33, 16)]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Two class sub-folders of gray and colour PNGs of several sizes."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for name in ("cats", "dogs"):
+        (root / name).mkdir()
+        for i, (height, width) in enumerate(SIZES):
+            shape = (height, width) if i % 2 else (height, width, 3)
+            pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
+
+
+def _all(batches):
+    pairs = [batches[i] for i in range(len(batches))]
+    return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_images_and_labels_of_the_tf_data_loader(folder, channels):
+    """Same files, labels, crop and antialiased resize as `load_image_folder`: the same
+    TensorFlow kernel on that backend, `keras.ops.image.resize` elsewhere."""
+    pytest.importorskip("tensorflow")
+    batches = data.load_image_folder_batches(
+        folder, (8, 6), batch_size=4, channels=channels, shuffle=False, with_labels=True
+    )
+    images, labels = _all(batches)
+    assert images.shape == (10, 8, 6, channels) and images.dtype == np.float32
+    assert batches.class_names == ["cats", "dogs"] and labels.tolist() == [0] * 5 + [1] * 5
+    dataset = data.load_image_folder(
+        folder, (8, 6), batch_size=4, channels=channels, shuffle=False, with_labels=True
+    )
+    expected = np.concatenate([np.asarray(x) for x, _ in dataset])
+    # Colour to gray: Pillow's and libpng's weights round apart by at most one level.
+    tolerance = 0.0 if keras.backend.backend() == "tensorflow" else 1e-5
+    if channels == 1:
+        tolerance = 2 / 127.5
+    np.testing.assert_allclose(images, expected, atol=tolerance, rtol=0)
+    if channels == 3:  # and with no colour conversion, nothing but the resize differs
+        assert np.abs(images - expected).max() <= (0 if tolerance == 0 else 1e-5)
+
+
+def test_each_pass_is_a_permutation_drawn_from_seed_and_epoch(folder):
+    def passes(seed, count):
+        batches = data.load_image_folder_batches(folder, 8, batch_size=3, channels=1, seed=seed)
+        result = []
+        for _ in range(count):
+            result.append(np.concatenate([batches[i] for i in range(len(batches))]))
+            batches.on_epoch_end()
+        return batches, result
+
+    batches, first = passes(5, 3)
+    _, again = passes(5, 3)
+    _, other = passes(6, 1)
+    unshuffled = _all(data.load_image_folder_batches(
+        folder, 8, batch_size=10, channels=1, shuffle=False, with_labels=True))[0]
+    key = [tuple(np.round(image.ravel(), 5)) for image in unshuffled]
+    for one_pass in first:  # every file once a pass
+        assert sorted(tuple(np.round(image.ravel(), 5)) for image in one_pass) == sorted(key)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(first[0], first[1]) and not np.array_equal(first[0], other[0])
+    batches.epoch_counter.assign(1)  # as `DDPM.fit` does when a run resumes at epoch 1
+    np.testing.assert_array_equal(np.concatenate([batches[i] for i in range(len(batches))]), first[1])
+    with pytest.raises(IndexError):
+        batches[len(batches)]
+
+
+def test_random_flips_mirror_about_half_the_images_anew_each_pass(folder):
+    plain = _all(data.load_image_folder_batches(
+        folder, 8, channels=3, shuffle=False, with_labels=True))[0]
+    batches = data.load_image_folder_batches(folder, 8, channels=3, shuffle=False, random_flip=True, seed=1)
+    flips = []
+    for _ in range(4):
+        flipped = batches[0]
+        mirrored = np.all(flipped == plain[:, :, ::-1], axis=(1, 2, 3))
+        assert np.all(mirrored | np.all(flipped == plain, axis=(1, 2, 3)))
+        flips.append(mirrored)
+        batches.on_epoch_end()
+    flips = np.array(flips)
+    assert 0.25 < flips.mean() < 0.75 and len({tuple(f) for f in flips}) > 1
+
+
+def test_fit_trains_on_it_and_starts_its_passes_at_the_initial_epoch(folder):
+    keras.utils.set_random_seed(0)
+    model = keras_ddpm.DDPM(tiny_unet(), keras_ddpm.NoiseSchedule("linear", 20), seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    batches = data.load_image_folder_batches(folder, 8, batch_size=4, channels=1, seed=0, workers=2)
+    history = model.fit(batches, epochs=3, initial_epoch=1, verbose=0).history
+    assert len(history["loss"]) == 2 and np.all(np.isfinite(history["loss"]))
+    assert batches.epoch_counter.value == 3  # set to 1 when fit began, one more a pass
+
+
+def test_bad_arguments_and_files_are_one_line(folder, tmp_path):
+    with pytest.raises(ValueError, match="workers=0"):
+        data.load_image_folder_batches(folder, 8, workers=0)
+    with pytest.raises(ValueError, match="channels=2"):
+        data.load_image_folder_batches(folder, 8, channels=2)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "fine.png")
+    with pytest.raises(ValueError, match="broken.png"):
+        data.load_image_folder_batches(tmp_path, 8)
+    with pytest.warns(UserWarning, match="Skipped 1 unreadable"):
+        assert len(data.load_image_folder_batches(tmp_path, 8, on_error="skip").files) == 1
