@@ -1,11 +1,14 @@
-"""The cost of checking an image folder before training (issue 36): headers only, or decoded.
+"""The cost of checking an image folder before training (issue 36), and of reading it
+without TensorFlow (issue 37).
 
 `load_image_folder` decodes every file once with Pillow (in threads) so that a damaged
 pixel stream is named before training. This times, on folders the script writes, the
 header-and-checksum check alone (`Image.verify`, what the package did before) against the
 full check (`data.image_files._unreadable`: verify, then decode), and TensorFlow reading and
 decoding every file once through the package's own pipeline (one epoch of
-`load_image_folder`), the cost the check is measured against. Medians of `--rounds`.
+`load_image_folder`, resized to half the side), the cost the check is measured against; and
+one epoch of the backend-neutral `load_image_folder_batches` (Pillow decodes and resizes;
+read here in one thread) against that `tf.data` epoch. Medians of `--rounds`.
 
     python benchmarks/benchmark_folder_check.py [--rounds 3]
 """
@@ -69,12 +72,15 @@ def main():
             assert not image_files._unreadable(files)
             header = timed(lambda: headers_only(files), args.rounds)
             full = timed(lambda: image_files._unreadable(files), args.rounds)
-            dataset = data.load_image_folder(root, side, batch_size=128, shuffle=False)
+            dataset = data.load_image_folder(root, side // 2, batch_size=128, shuffle=False)
             epoch = timed(lambda: [None for _ in dataset], args.rounds)
+            batches = data.load_image_folder_batches(root, side // 2, batch_size=128, shuffle=False)
+            py_epoch = timed(lambda: [batches[i] for i in range(len(batches))], args.rounds)
             print(
                 f"{name}: {count} files of {side}x{side} {fmt}: headers only {header:.2f} s, "
                 f"decoded (the check now) {full:.2f} s ({full / count * 1e3:.2f} ms a file), "
-                f"one tf.data epoch {epoch:.2f} s"
+                f"one tf.data epoch {epoch:.2f} s, one PyDataset epoch {py_epoch:.2f} s "
+                "(one thread)"
             )
 
 
