@@ -76,7 +76,8 @@ TINY = ["--base-channels", "8", "--channel-multipliers", "1", "--num-res-blocks"
 
 def command_line(out_dir):
     """`train` on the digits, `sample` and `evaluate` through `keras_ddpm.cli.main`; `train` on
-    a folder of PNGs (`cli_folder_exit`, its run's files); a TFDS dataset's one-line refusal
+    a folder of PNGs (`cli_folder_exit`, its run's files); `edit --resize` of one of them
+    (`cli_edit_exit`, `cli_edited_size`); a TFDS dataset's one-line refusal
     (`cli_tfds_exit`, its stderr in `cli_tfds_error`)."""
     import contextlib
     import io
@@ -112,6 +113,12 @@ def command_line(out_dir):
          "--channels", "1", "--epochs", "1", "--sample-every", "1", *TINY]
     ))
     out["cli_folder_files"] = np.array(sorted(os.listdir(folder_run)))
+    edited = os.path.join(out_dir, "edited.png")  # a 16x12 picture, cropped and resized
+    out["cli_edit_exit"] = np.array(cli.main(
+        ["edit", run, "--image", os.path.join(photos, "0.png"), "--resize", "--strength", "0.5",
+         "--steps", "4", "--out", edited, "--jit-compile", "false"]
+    ))
+    out["cli_edited_size"] = np.array(Image.open(edited).size)
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
         out["cli_tfds_exit"] = np.array(cli.main(

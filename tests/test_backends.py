@@ -203,6 +203,7 @@ def test_without_tensorflow_installed_it_fits_samples_saves_and_loads(backend, t
     assert int(theirs["cli_folder_exit"]) == 0
     assert {"model.keras", "samples"} <= set(theirs["cli_folder_files"].tolist())
     assert keras_ddpm.load_model(tmp_path / "folder_run" / "model.keras").image_shape == (8, 8, 1)
+    assert int(theirs["cli_edit_exit"]) == 0 and theirs["cli_edited_size"].tolist() == [8, 8]
     assert int(theirs["cli_tfds_exit"]) == 2
     tfds_error = str(theirs["cli_tfds_error"])
     assert "tfds:mnist needs TensorFlow" in tfds_error and tfds_error.count("\n") == 1

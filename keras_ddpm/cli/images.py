@@ -71,8 +71,9 @@ def check_out(out, inputs):
 def _fit(array, size, resize, path, method):
     """`array` `(h, w, C)` at `size` (H, W): as it is, or centre-cropped and resized.
 
-    With `resize`, the training data's own crop and resize
-    (`keras_ddpm.data.pipeline.center_crop_and_resize`; TensorFlow is loaded with the model).
+    With `resize`, the training data's own crop and resize, without TensorFlow
+    (`keras_ddpm.data.image_files.center_crop_and_resize`, within 2e-6 of the `tf.data`
+    loaders').
     """
     if array.shape[:2] == tuple(size):
         return array
@@ -81,9 +82,9 @@ def _fit(array, size, resize, path, method):
             f"{path!r} is {array.shape[1]}x{array.shape[0]} pixels; the model takes "
             f"{size[1]}x{size[0]} (pass --resize to centre-crop and resize it)"
         )
-    from keras_ddpm.data.pipeline import center_crop_and_resize
+    from keras_ddpm.data.image_files import center_crop_and_resize
 
-    return center_crop_and_resize(array, size, method).numpy()
+    return center_crop_and_resize(array, size, method)
 
 
 def read_images(files, image_shape, resize=False):

@@ -1,8 +1,9 @@
 """`load_image_folder_batches`: a folder of images as a `keras.utils.PyDataset`, any backend.
 
 The images of `load_image_folder` (the same files, checks, labels, centre crop and
-antialiased bilinear resize, within 2e-6), read without TensorFlow: Pillow decodes
-and resizes, NumPy crops, in the PyDataset's worker threads. A run on JAX or PyTorch
+antialiased bilinear resize, within 2e-6), read without TensorFlow
+(`image_files.read_image`: Pillow decodes and resizes, NumPy crops), in the
+PyDataset's worker threads. A run on JAX or PyTorch
 can so train on its own folder where TensorFlow is not installed (the GPU machines
 this project borrows have none).
 
@@ -96,45 +97,6 @@ def load_image_folder_batches(
     )
 
 
-def read_image(file, channels, size):
-    """One file as float32 `(height, width, channels)` in [-1, 1], cropped and resized to `size`."""
-    from PIL import Image
-
-    with Image.open(file) as image:  # a GIF: its first frame
-        pixels = np.asarray(image.convert("RGB" if channels == 3 else "L"))
-    image = pixels.reshape(pixels.shape[:2] + (channels,)).astype(np.float32) / 127.5 - 1.0
-    return center_crop_and_resize(image, size)
-
-
-def center_crop_and_resize(image, size):
-    """`data.pipeline.center_crop_and_resize` for one NumPy image, with Pillow.
-
-    The same window (the largest centred one with the aspect ratio of `size`)
-    and the same resize: Pillow's bilinear filter on float32 (mode `"F"`), one
-    channel at a time, widens its triangle with the scale when shrinking, as
-    TensorFlow's antialiased bilinear does; the two agree within 2e-6 (up and
-    down, tested). On the CPU, in the worker threads, with no backend op per
-    image (a JAX op would compile anew for every image size).
-    """
-    from PIL import Image
-
-    height, width = size
-    in_height, in_width = image.shape[:2]
-    if (in_height, in_width) == (height, width):
-        return image
-    crop_height = min(max((in_width * height + width // 2) // width, 1), in_height)
-    crop_width = min(max((in_height * width + height // 2) // height, 1), in_width)
-    top, left = (in_height - crop_height) // 2, (in_width - crop_width) // 2
-    image = image[top : top + crop_height, left : left + crop_width]
-    resized = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(image[:, :, c]), mode="F").resize(
-            (width, height), Image.BILINEAR
-        ))
-        for c in range(image.shape[2])
-    ]
-    return np.clip(np.stack(resized, axis=-1), -1.0, 1.0).astype(np.float32)
-
-
 class EpochCounter:
     """The epoch of a `FolderBatches` pass, set as a `tf.Variable` is (`assign`)."""
 
@@ -187,7 +149,7 @@ class FolderBatches(keras.utils.PyDataset):
         epoch = self.epoch_counter.value
         chosen = self._order(epoch)[index * self.batch_size : (index + 1) * self.batch_size]
         images = np.stack(
-            [read_image(self.files[i], self.channels, self.image_size) for i in chosen]
+            [image_files.read_image(self.files[i], self.channels, self.image_size) for i in chosen]
         )
         if self.random_flip:
             flips = np.random.default_rng([self.seed, epoch, index]).random(len(chosen)) < 0.5

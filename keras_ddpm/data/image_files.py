@@ -1,5 +1,5 @@
 """Image files, with no TensorFlow import: which names count, a folder's files and classes,
-and the check that every file decodes.
+the check that every file decodes, and reading one (decode, centre crop, resize).
 
 `load_image_folder`, `load_image_folder_batches` and the command line's editing verbs
 (`--image`) all ask `is_image_name`, so that a folder holds the same images for each.
@@ -138,3 +138,59 @@ def image_folder_class_names(path):
     ```
     """
     return class_labels(*folder_files(path))[0]
+
+
+def read_image(file, channels, size):
+    """One file as float32 `(height, width, channels)` in [-1, 1], cropped and resized to `size`."""
+    from PIL import Image
+
+    with Image.open(file) as image:  # a GIF: its first frame
+        pixels = np.asarray(image.convert("RGB" if channels == 3 else "L"))
+    image = pixels.reshape(pixels.shape[:2] + (channels,)).astype(np.float32) / 127.5 - 1.0
+    return center_crop_and_resize(image, size)
+
+
+def center_crop_and_resize(image, size, method="bilinear"):
+    """`data.pipeline.center_crop_and_resize` for one NumPy image, without TensorFlow.
+
+    The same window (the largest centred one with the aspect ratio of `size`)
+    and the same resize. `"bilinear"`: Pillow's bilinear filter on float32
+    (mode `"F"`), one channel at a time, which widens its triangle with the
+    scale when shrinking as TensorFlow's antialiased bilinear does (the two
+    agree within 2e-6, up and down, tested). `"nearest"` (masks): TensorFlow's
+    half-pixel-centre indices, computed as it does in float32 (equal). On the
+    CPU with no backend op, so worker threads can run it (a JAX op would
+    compile anew for every image size).
+
+    Args:
+        image: float32 `(H, W, C)` in [-1, 1] (or a mask in [0, 1]).
+        size: `(height, width)` of the result.
+        method: `"bilinear"` or `"nearest"`. Defaults to `"bilinear"`.
+    """
+    from PIL import Image
+
+    height, width = size
+    in_height, in_width = image.shape[:2]
+    if (in_height, in_width) == (height, width):
+        return image
+    crop_height = min(max((in_width * height + width // 2) // width, 1), in_height)
+    crop_width = min(max((in_height * width + height // 2) // height, 1), in_width)
+    top, left = (in_height - crop_height) // 2, (in_width - crop_width) // 2
+    image = np.asarray(image, np.float32)[top : top + crop_height, left : left + crop_width]
+    if method == "nearest":
+        resized = image[_nearest(crop_height, height)][:, _nearest(crop_width, width)]
+    else:
+        resized = np.stack([
+            np.asarray(Image.fromarray(np.ascontiguousarray(image[:, :, c]), mode="F").resize(
+                (width, height), Image.BILINEAR
+            ))
+            for c in range(image.shape[2])
+        ], axis=-1)
+    return np.clip(resized, -1.0, 1.0).astype(np.float32)
+
+
+def _nearest(size_in, size_out):
+    """TensorFlow's nearest-neighbour source indices: floor((i + 0.5) · in/out), in float32."""
+    scale = np.float32(size_in) / np.float32(size_out)
+    centres = (np.arange(size_out, dtype=np.float32) + np.float32(0.5)) * scale
+    return np.minimum(np.floor(centres).astype(np.int64), size_in - 1)
