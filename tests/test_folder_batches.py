@@ -125,6 +125,24 @@ def test_fit_trains_on_it_and_starts_its_passes_at_the_initial_epoch(folder):
     assert batches.epoch_counter.value == 3  # set to 1 when fit began, one more a pass
 
 
+def test_a_fit_resumed_with_a_new_loader_sees_the_batches_of_an_uninterrupted_one(folder):
+    """Two epochs in one `fit`, or one and then a fresh loader from `initial_epoch=1` (as after
+    a restart): the same shuffled, flipped batches, so the same weights."""
+    def trained(runs):
+        keras.utils.set_random_seed(0)
+        model = keras_ddpm.DDPM(tiny_unet(), keras_ddpm.NoiseSchedule("linear", 20), seed=0)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        for initial_epoch, epochs in runs:
+            batches = data.load_image_folder_batches(
+                folder, 8, batch_size=4, channels=1, random_flip=True, seed=3, workers=2
+            )
+            model.fit(batches, epochs=epochs, initial_epoch=initial_epoch, verbose=0)
+        return [np.asarray(w) for w in model.network.weights]
+
+    for one, two in zip(trained([(0, 2)]), trained([(0, 1), (1, 2)])):
+        np.testing.assert_array_equal(one, two)
+
+
 def test_bad_arguments_and_files_are_one_line(folder, tmp_path):
     with pytest.raises(ValueError, match="workers=0"):
         data.load_image_folder_batches(folder, 8, workers=0)
