@@ -2,10 +2,9 @@
 
 The images of `load_image_folder` (the same files, checks, labels, centre crop and
 antialiased bilinear resize, within 2e-6), read without TensorFlow
-(`image_files.read_image`: Pillow decodes and resizes, NumPy crops), in the
-PyDataset's worker threads. A run on JAX or PyTorch
-can so train on its own folder where TensorFlow is not installed (the GPU machines
-this project borrows have none).
+(`image_files.read_image`: Pillow decodes and resizes, NumPy crops) in the
+PyDataset's worker threads. A run on JAX or PyTorch can so train on its own folder
+where TensorFlow is not installed (the GPU machines this project borrows have none).
 
 The order and the flips of a pass are a function of `(seed, epoch)`, as for the
 `tf.data` loaders (`loader_common`), so a resumed run sees the batches an
@@ -47,22 +46,10 @@ def load_image_folder_batches(
     result is a `keras.utils.PyDataset`, which `fit` takes on every backend.
 
     Args:
-        path: str or path-like, the root folder.
-        image_size: an int or a `(height, width)` pair, the output size.
-        batch_size: int, images per batch; the last batch may be smaller.
-            Defaults to `128`.
-        channels: int, 1 (grayscale) or 3 (RGB). Defaults to `3`.
-        shuffle: bool, whether to reshuffle the files every epoch.
-            Defaults to `True`.
-        random_flip: bool, whether to flip each image horizontally with
-            probability 1/2, anew each epoch. Defaults to `False`.
-        with_labels: bool, whether batches are `(images, labels)` pairs with
-            int32 indices of the first-level sub-folders (`class_names`).
-            Defaults to `False`.
-        seed: optional int making shuffling and flips reproducible.
-            Defaults to `None` (one is drawn).
-        on_error: `"raise"` (a `ValueError` naming the first unreadable file)
-            or `"skip"` (leave them out, with a warning). Defaults to `"raise"`.
+        path, image_size, batch_size, channels, shuffle, random_flip,
+        with_labels, seed, on_error: as `load_image_folder`'s (the same
+        defaults: 128 images a batch, 3 channels, shuffled, no flips, no
+        labels, a drawn seed, `"raise"`).
         workers: int, threads decoding batches ahead of training (Pillow and
             the resize release the GIL). Defaults to `4`.
 
