@@ -71,11 +71,7 @@ class FileMethods:
                 "DDPM.export writes format='tf_saved_model' (a SavedModel with generate and "
                 f"denoise endpoints). Received: format={format!r}."
             )
-        backend.require_tensorflow(
-            "DDPM.export (a TensorFlow SavedModel)",
-            "Export with KERAS_BACKEND=tensorflow keras-ddpm export MODEL OUT (the .keras file "
-            "is the same on every backend).",
-        )
+        backend.require_tensorflow("DDPM.export (a TensorFlow SavedModel)", export.ON_TENSORFLOW)
         return export.export_saved_model(self, filepath, verbose=verbose, **kwargs)
 
     @classmethod

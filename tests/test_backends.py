@@ -222,6 +222,20 @@ def test_without_tensorflow_installed_it_fits_samples_saves_and_loads(backend, t
     assert float(theirs["bits_per_dim"]) == pytest.approx(ours, rel=1e-5)
 
 
+def test_export_on_another_backend_is_one_line_saying_how(tmp_path):
+    """With TensorFlow installed but KERAS_BACKEND=jax, `keras-ddpm export` (and
+    `export_saved_model`) answer in one line how to export, instead of a traceback."""
+    path = tmp_path / "model.keras"
+    _model().save(path)
+    done = subprocess.run(
+        [sys.executable, "-m", "keras_ddpm", "export", str(path), str(tmp_path / "out")],
+        env=_environment("jax"), capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.count("\n") == 1 and "KERAS_BACKEND=tensorflow keras-ddpm export" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_importing_the_package_on_jax_leaves_tensorflow_unloaded():
     """With TensorFlow installed, `import keras_ddpm` on JAX does not load it (Keras itself
     loads it when it serialises an object, e.g. `save` or the EMA copy's config)."""

@@ -44,6 +44,12 @@ inputs and their checks in graph form), `sampling` and `editing` (the bodies),
 
 from keras_ddpm.lazy import lazy_names
 
+# What a user on another backend is told to do (the SavedModel is TensorFlow's).
+ON_TENSORFLOW = (
+    "Export with KERAS_BACKEND=tensorflow keras-ddpm export MODEL OUT (the .keras file is the "
+    "same on every backend)."
+)
+
 # Everything here loads TensorFlow, on first use (the package imports on any backend).
 _LAZY = {
     "ENDPOINTS": "endpoints",

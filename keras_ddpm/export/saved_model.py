@@ -5,10 +5,12 @@ import shutil
 
 import tensorflow as tf
 
+from keras_ddpm import backend
 from keras_ddpm import checks
 from keras_ddpm import generation
 from keras_ddpm.backend import graph_lifetime
 from keras_ddpm import samplers
+from keras_ddpm.export import ON_TENSORFLOW
 from keras_ddpm.export import endpoints
 from keras_ddpm.export import inputs
 from keras_ddpm.runs import atomic
@@ -90,6 +92,8 @@ def export_saved_model(
         - TensorFlow, "Using the SavedModel format",
           https://www.tensorflow.org/guide/saved_model
     """
+    # The graphs are traced with TensorFlow's ops: the model's layers must be TensorFlow's too.
+    backend.require_tensorflow("export_saved_model (a TensorFlow SavedModel)", ON_TENSORFLOW)
     if not callable(getattr(model, "reverse_process", None)):
         raise TypeError(
             f"`model` must be a keras_ddpm.DDPM. Received: model of type {type(model).__name__}."
