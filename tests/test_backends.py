@@ -222,18 +222,26 @@ def test_without_tensorflow_installed_it_fits_samples_saves_and_loads(backend, t
     assert float(theirs["bits_per_dim"]) == pytest.approx(ours, rel=1e-5)
 
 
-def test_export_on_another_backend_is_one_line_saying_how(tmp_path):
+def test_tensorflow_only_verbs_on_another_backend_are_one_line_saying_how(tmp_path):
     """With TensorFlow installed but KERAS_BACKEND=jax, `keras-ddpm export` (and
-    `export_saved_model`) answer in one line how to export, instead of a traceback."""
+    `export_saved_model`) answer in one line how to export, instead of a traceback after
+    loading the model, and `train --strategy mirrored` refuses instead of training on one
+    device under a strategy JAX ignores."""
     path = tmp_path / "model.keras"
     _model().save(path)
-    done = subprocess.run(
-        [sys.executable, "-m", "keras_ddpm", "export", str(path), str(tmp_path / "out")],
-        env=_environment("jax"), capture_output=True, text=True, timeout=300,
-    )
-    assert done.returncode == 2, done.stderr[-3000:]
-    assert done.stderr.count("\n") == 1 and "KERAS_BACKEND=tensorflow keras-ddpm export" in done.stderr
-    assert not (tmp_path / "out").exists()
+    for argv, says, made in (
+        (["export", str(path), str(tmp_path / "out")], "KERAS_BACKEND=tensorflow keras-ddpm export",
+         tmp_path / "out"),
+        (["train", "--output", str(tmp_path / "run"), "--strategy", "mirrored"],
+         "--strategy mirrored is tf.distribute's", tmp_path / "run"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "keras_ddpm", *argv], env=_environment("jax"),
+            capture_output=True, text=True, timeout=300,
+        )
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert done.stderr.count("\n") == 1 and says in done.stderr, done.stderr
+        assert not made.exists()
 
 
 def test_importing_the_package_on_jax_leaves_tensorflow_unloaded():

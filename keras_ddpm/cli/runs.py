@@ -134,8 +134,8 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 
 
 class _OneProcess:
-    """What `train` asks of a strategy, where TensorFlow is not installed: one process, which
-    writes the run, and variables made as they are (JAX and PyTorch place them themselves)."""
+    """What `train` asks of a strategy on JAX and PyTorch (tf.distribute's do not apply): one
+    process, which writes the run, and variables made as they are (the backend places them)."""
 
     class extended:  # noqa: N801 - as `tf.distribute.Strategy.extended`
         should_checkpoint = True
@@ -146,15 +146,15 @@ class _OneProcess:
 
 
 def strategy_named(name):
-    """The `tf.distribute` strategy named by `--strategy` (without TensorFlow: `_OneProcess`)."""
+    """The `tf.distribute` strategy named by `--strategy` (`_OneProcess` on other backends)."""
     from keras_ddpm import backend
 
-    if not backend.installed("tensorflow"):
+    if backend.name() != "tensorflow":  # JAX or PyTorch, with or without TensorFlow installed
         if name != "default":
             raise UserError(
-                f"--strategy {name} is tf.distribute's and needs TensorFlow, which is not "
-                "installed; on JAX, spread a run over devices with keras.distribution "
-                "(README, 'Backends')"
+                f"--strategy {name} is tf.distribute's and needs the TensorFlow backend "
+                f"(KERAS_BACKEND={backend.name()} here); on JAX, spread a run over devices with "
+                "keras.distribution (README, 'Backends')"
             )
         return _OneProcess()
     import tensorflow as tf
