@@ -141,6 +141,13 @@ def test_edit_and_inpaint_take_the_python_apis_floats_and_any_integer_pixels(exp
     inpainted = loaded.inpaint(images=as_floats(PIXELS), mask=LEFT, steps=6, seed=2).numpy()
     np.testing.assert_array_equal(
         inpainted, loaded.inpaint(images=PIXELS, mask=LEFT, steps=6, seed=2).numpy())
+    # Another image shape or rank is one line (not TensorFlow's list of every concrete
+    # function of the loaded object).
+    for shape, says in (((2, 16, 16, 1), r"\[\?,8,8,1\] and \[2,16,16,1\]"),
+                        ((8, 8, 1), "rank 4 but is rank 3")):
+        with pytest.raises(ValueError, match=says) as raised:
+            loaded.edit(images=np.zeros(shape, np.uint8), strength=0.5, steps=3, seed=0)
+        assert len(str(raised.value).splitlines()) == 1
     # The signature stays uint8, as serving clients send pixels.
     assert loaded.signatures["edit"].structured_input_signature[1]["images"].dtype == tf.uint8
 

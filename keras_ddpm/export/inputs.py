@@ -218,7 +218,10 @@ def image_functions(body, specs, name):
 
     def function(*args):
         given = dict(zip(specs, args))
-        return core(images=as_floats(given.pop("images")), **given)
+        # Any shape is traced, and checked here: the wrong one is one line, not TensorFlow's
+        # list of every concrete function the loaded object has.
+        images = tf.ensure_shape(given.pop("images"), specs["images"].shape)
+        return core(images=as_floats(images), **given)
 
     function.__name__ = name
     function.__signature__ = _signature(specs)
@@ -230,7 +233,7 @@ def image_functions(body, specs, name):
         # made again inside it, which would trace `body`'s loops twice.
         for dtype in IMAGE_DTYPES:
             every_dtype.get_concrete_function(*[
-                tf.TensorSpec(spec.shape, dtype, spec.name) if key == "images" else spec
+                tf.TensorSpec(None, dtype, spec.name) if key == "images" else spec
                 for key, spec in specs.items()
             ])
         return every_dtype(**given)
