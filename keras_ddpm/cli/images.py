@@ -90,18 +90,17 @@ def _fit(array, size, resize, path, method):
 def read_images(files, image_shape, resize=False):
     """float32 `(N, H, W, C)` in [−1, 1] from image files, for a model of `image_shape`."""
     import numpy as np
-    from PIL import Image
+
+    from keras_ddpm.data.image_files import decode_image
 
     height, width, channels = image_shape
     pictures = []
     for path in files:
         try:
-            with Image.open(path) as opened:
-                picture = opened.convert("L" if channels == 1 else "RGB")
+            array = decode_image(path, channels)
         except OSError as error:
             raise UserError(f"cannot read image {path!r}: {error}") from None
-        array = np.asarray(picture, np.float32).reshape(picture.height, picture.width, channels)
-        pictures.append(_fit(array / 127.5 - 1.0, (height, width), resize, path, "bilinear"))
+        pictures.append(_fit(array, (height, width), resize, path, "bilinear"))
     return np.stack(pictures).astype(np.float32)
 
 

@@ -113,22 +113,22 @@ class FolderBatches(keras.utils.PyDataset):
         self.seed = seed
         # `DDPM.fit` sets it to the epoch it starts from (`loader_common.StartEpoch`).
         self.epoch_counter = EpochCounter()
-        self._orders = {}
+        self._order_of = (None, None)  # (epoch, the files' order in it)
         self._lock = threading.Lock()
 
     def __len__(self):
         return math.ceil(len(self.files) / self.batch_size)
 
     def _order(self, epoch):
-        """The files' order in pass `epoch` (the same in every worker thread)."""
+        """The files' order in pass `epoch`, drawn once a pass for every worker thread."""
         with self._lock:
-            if epoch not in self._orders:
+            if self._order_of[0] != epoch:
                 count = len(self.files)
                 order = np.arange(count)
                 if self.shuffle:
                     order = np.random.default_rng([self.seed, epoch]).permutation(count)
-                self._orders = {epoch: order}  # one pass at a time
-            return self._orders[epoch]
+                self._order_of = (epoch, order)
+            return self._order_of[1]
 
     def __getitem__(self, index):
         if not 0 <= index < len(self):

@@ -140,14 +140,18 @@ def image_folder_class_names(path):
     return class_labels(*folder_files(path))[0]
 
 
-def read_image(file, channels, size):
-    """One file as float32 `(height, width, channels)` in [-1, 1], cropped and resized to `size`."""
+def decode_image(file, channels):
+    """One file as float32 `(H, W, channels)` in [-1, 1] (a GIF: its first frame), at its size."""
     from PIL import Image
 
-    with Image.open(file) as image:  # a GIF: its first frame
+    with Image.open(file) as image:
         pixels = np.asarray(image.convert("RGB" if channels == 3 else "L"))
-    image = pixels.reshape(pixels.shape[:2] + (channels,)).astype(np.float32) / 127.5 - 1.0
-    return center_crop_and_resize(image, size)
+    return pixels.reshape(pixels.shape[:2] + (channels,)).astype(np.float32) / 127.5 - 1.0
+
+
+def read_image(file, channels, size):
+    """One file as float32 `(height, width, channels)` in [-1, 1], cropped and resized to `size`."""
+    return center_crop_and_resize(decode_image(file, channels), size)
 
 
 def center_crop_and_resize(image, size, method="bilinear"):

@@ -206,8 +206,8 @@ def as_floats(images):
 def image_functions(body, specs, name):
     """`(signature function, module function)` of an endpoint whose `images` are uint8.
 
-    The graph of `body` is traced once, for float32 images in [−1, 1] (`as_floats` passes
-    them through). The signature takes uint8 pixels, as TF Serving clients send them. The
+    The graph of `body` is traced once, for float32 images in [−1, 1]; the images reach it
+    checked and converted once, by `as_floats`. The signature takes uint8 pixels, as TF Serving clients send them. The
     loaded object's function takes every dtype of `IMAGE_DTYPES`, so that the [−1, 1] floats
     of the Python API (float32, or NumPy's default float64) and integer pixels are converted
     and checked instead of silently cast to uint8 (which TensorFlow does for a one-dtype
