@@ -206,7 +206,7 @@ def test_without_tensorflow_installed_it_fits_samples_saves_and_loads(backend, t
     assert int(theirs["cli_edit_exit"]) == 0 and theirs["cli_edited_size"].tolist() == [8, 8]
     assert int(theirs["cli_tfds_exit"]) == 2
     tfds_error = str(theirs["cli_tfds_error"])
-    assert "tfds:mnist needs TensorFlow" in tfds_error and tfds_error.count("\n") == 1
+    assert "'tfds:mnist' needs TensorFlow" in tfds_error and tfds_error.count("\n") == 1
     assert not (tmp_path / "tfds_run").exists()
     assert theirs["loss"][-1] < 0.9 * theirs["loss"][0]  # it learns
     np.testing.assert_array_equal(theirs["generate_loaded"], theirs["generate"])

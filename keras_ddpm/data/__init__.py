@@ -15,9 +15,10 @@ makes the whole sequence of epochs, and the random flips, reproducible. The
 loaders switch tf.data's autotuning off (`disable_autotune`); parallel maps
 and prefetching still run, with TensorFlow's fixed defaults.
 
-`load_image_folder_batches` is the exception: the images of `load_image_folder`
-as a `keras.utils.PyDataset`, read without TensorFlow, for JAX and PyTorch where
-TensorFlow is not installed.
+`load_image_folder_batches` and `load_digits_batches` are the exceptions: the
+images of `load_image_folder` and `load_digits` as a `keras.utils.PyDataset`,
+read without TensorFlow, for JAX and PyTorch where TensorFlow is not installed
+(`load_dataset_spec` picks them there).
 
 Layout: `pipeline` (pixel scaling, resizing and the
 shuffle-map-batch-flip-prefetch tail every `tf.data` loader shares),
@@ -25,9 +26,10 @@ shuffle-map-batch-flip-prefetch tail every `tf.data` loader shares),
 `digits` (the embedded digits as NumPy arrays; no TensorFlow), `arrays`
 (`from_array` and `load_digits`), `tfds_loader` (`load_tfds`), `image_files`
 (a folder's files, classes and readability; no TensorFlow), `folders`
-(`load_image_folder`), `folder_batches` (`load_image_folder_batches`; no
-TensorFlow) and `specs` (the `digits` / `tfds:NAME` / `folder:PATH` strings of
-the command line; no TensorFlow).
+(`load_image_folder`), `batches` (PyDatasets drawn from `(seed, epoch)`, and
+`load_digits_batches`; no TensorFlow), `folder_batches`
+(`load_image_folder_batches`; no TensorFlow) and `specs` (the `digits` /
+`tfds:NAME` / `folder:PATH` strings of the command line; no TensorFlow).
 
 References:
     - [Ho et al., 2020. Denoising Diffusion Probabilistic Models](
@@ -42,12 +44,14 @@ from keras_ddpm.data.specs import spec_num_classes
 from keras_ddpm.lazy import lazy_names
 
 # Everything loads on first use, so that the command line can parse a dataset spec before
-# TensorFlow loads; all but the digits' NumPy arrays and the folders' PyDataset need TensorFlow.
+# TensorFlow loads; all but the digits' NumPy arrays and the PyDatasets need TensorFlow.
 _LAZY = {
     "DIGITS_MAX_VALUE": "digits",
     "from_array": "arrays",
     "load_digits": "arrays",
     "load_digits_arrays": "digits",
+    "ArrayBatches": "batches",
+    "load_digits_batches": "batches",
     "IMAGE_EXTENSIONS": "image_files",
     "image_folder_class_names": "image_files",
     "load_image_folder": "folders",
@@ -59,7 +63,7 @@ _LAZY = {
 }
 
 
-_WITHOUT_TENSORFLOW = {"digits", "image_files", "folder_batches"}
+_WITHOUT_TENSORFLOW = {"digits", "image_files", "batches", "folder_batches"}
 _REQUIRES = {module: "tensorflow" for module in set(_LAZY.values()) - _WITHOUT_TENSORFLOW}
 
 __getattr__, __dir__ = lazy_names(__name__, _LAZY, requires=_REQUIRES)

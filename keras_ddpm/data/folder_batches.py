@@ -12,13 +12,11 @@ uninterrupted one saw; they are drawn with NumPy, so they are not the `tf.data`
 loader's order and flips. Each pass visits every file once.
 """
 
-import math
-import threading
-
-import keras
 import numpy as np
 
 from keras_ddpm.data import image_files
+from keras_ddpm.data.batches import SeededBatches
+from keras_ddpm.data.batches import draw_seed
 from keras_ddpm.data.loader_common import check_batch_size
 from keras_ddpm.data.loader_common import check_channels
 from keras_ddpm.data.loader_common import check_image_size
@@ -76,74 +74,29 @@ def load_image_folder_batches(
     class_names = labels = None
     if with_labels:
         class_names, labels = image_files.class_labels(root, files)
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
     return FolderBatches(
         files, labels, class_names, image_size, batch_size, channels, shuffle, random_flip,
-        int(seed), workers,
+        draw_seed(seed), workers,
     )
 
 
-class EpochCounter:
-    """The epoch of a `FolderBatches` pass, set as a `tf.Variable` is (`assign`)."""
-
-    def __init__(self):
-        self.value = 0
-
-    def assign(self, epoch):
-        self.value = int(epoch)
-
-
-class FolderBatches(keras.utils.PyDataset):
+class FolderBatches(SeededBatches):
     """The batches of `load_image_folder_batches`; made by it (see there)."""
 
     def __init__(
         self, files, labels, class_names, image_size, batch_size, channels, shuffle, random_flip,
         seed, workers,
     ):
-        super().__init__(workers=workers, use_multiprocessing=False)
+        super().__init__(
+            len(files), labels, (*image_size, channels), batch_size, shuffle, random_flip, seed,
+            workers,
+        )
         self.files = list(files)
-        self.labels = labels
         self.class_names = class_names
         self.image_size = image_size
-        self.batch_size = batch_size
         self.channels = channels
-        self.shuffle = shuffle
-        self.random_flip = random_flip
-        self.seed = seed
-        # `DDPM.fit` sets it to the epoch it starts from (`loader_common.StartEpoch`).
-        self.epoch_counter = EpochCounter()
-        self._order_of = (None, None)  # (epoch, the files' order in it)
-        self._lock = threading.Lock()
 
-    def __len__(self):
-        return math.ceil(len(self.files) / self.batch_size)
-
-    def _order(self, epoch):
-        """The files' order in pass `epoch`, drawn once a pass for every worker thread."""
-        with self._lock:
-            if self._order_of[0] != epoch:
-                count = len(self.files)
-                order = np.arange(count)
-                if self.shuffle:
-                    order = np.random.default_rng([self.seed, epoch]).permutation(count)
-                self._order_of = (epoch, order)
-            return self._order_of[1]
-
-    def __getitem__(self, index):
-        if not 0 <= index < len(self):
-            raise IndexError(f"Batch index {index} out of range for {len(self)} batches.")
-        epoch = self.epoch_counter.value
-        chosen = self._order(epoch)[index * self.batch_size : (index + 1) * self.batch_size]
-        images = np.stack(
-            [image_files.read_image(self.files[i], self.channels, self.image_size) for i in chosen]
+    def read(self, indices):
+        return np.stack(
+            [image_files.read_image(self.files[i], self.channels, self.image_size) for i in indices]
         )
-        if self.random_flip:
-            flips = np.random.default_rng([self.seed, epoch, index]).random(len(chosen)) < 0.5
-            images[flips] = images[flips, :, ::-1]
-        if self.labels is not None:
-            return images, self.labels[chosen]
-        return images
-
-    def on_epoch_end(self):
-        self.epoch_counter.assign(self.epoch_counter.value + 1)

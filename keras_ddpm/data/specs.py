@@ -18,6 +18,11 @@ from typing import Optional
 
 # The accepted forms, for help texts and error messages.
 DATASET_SPECS = "'digits', 'tfds:NAME' (e.g. tfds:mnist) or 'folder:PATH'"
+# Why a `tfds:` spec cannot load where TensorFlow is not installed (the command line says it too).
+NEEDS_TENSORFLOW = (
+    "needs TensorFlow (its loader is a tf.data pipeline), which is not installed here; "
+    "pip install tensorflow tensorflow-datasets, or use 'digits' or 'folder:PATH'"
+)
 # What follows the prefix of each kind that takes a name.
 _NAMED_KINDS = {"tfds": "NAME", "folder": "PATH"}
 
@@ -97,7 +102,10 @@ def load_dataset_spec(
     `"digits"` calls `load_digits`, `"tfds:NAME"` calls `load_tfds` and
     `"folder:PATH"` calls `load_image_folder`, passing on the arguments that
     loader takes; the others are ignored (`split` applies to TFDS only,
-    `channels` to folders only).
+    `channels` to folders only). Where TensorFlow is not installed (JAX or
+    PyTorch alone), the digits and folders come from the loaders that need
+    none, `load_digits_batches` and `load_image_folder_batches` (the same
+    images; their orders and flips are NumPy's), and TFDS is refused.
 
     Args:
         spec: str, a dataset spec (see `parse_dataset_spec`).
@@ -118,13 +126,15 @@ def load_dataset_spec(
             files (see `load_image_folder`). Defaults to `"raise"`.
 
     Returns:
-        The loader's `tf.data.Dataset`: float32 batches in [-1, 1], or
+        The loader's `tf.data.Dataset`, or its `keras.utils.PyDataset` where
+        TensorFlow is not installed: float32 batches in [-1, 1], or
         `(images, labels)` batches when `with_labels=True`.
 
     Raises:
         ValueError: the spec is malformed (see `parse_dataset_spec`),
             `random_flip=True` with the digits, a folder without
-            `image_size`, or anything the loader rejects.
+            `image_size`, TFDS where TensorFlow is not installed, or anything
+            the loader rejects.
 
     Example:
 
@@ -133,6 +143,12 @@ def load_dataset_spec(
     ```
     """
     parsed = parse_dataset_spec(spec)
+    from keras_ddpm import backend  # imports Keras, so only once a dataset is loaded
+    from keras_ddpm import data
+
+    tensorflow = backend.installed("tensorflow")
+    if parsed.kind == "tfds" and not tensorflow:
+        raise ValueError(f"Dataset spec {spec!r} {NEEDS_TENSORFLOW}.")
     # What every loader takes; `random_flip`, `split` and `channels` depend on the kind.
     common = dict(
         batch_size=batch_size,
@@ -147,21 +163,16 @@ def load_dataset_spec(
                 "random_flip=True does not apply to the digits (a mirrored digit is not a "
                 f"digit); received random_flip={random_flip!r} with dataset spec {spec!r}."
             )
-        from keras_ddpm.data.arrays import load_digits
-
-        return load_digits(**common)
+        return data.load_digits(**common) if tensorflow else data.load_digits_batches(**common)
     if parsed.kind == "tfds":
-        from keras_ddpm.data.tfds_loader import load_tfds
-
-        return load_tfds(parsed.name, split=split, random_flip=random_flip, **common)
+        return data.load_tfds(parsed.name, split=split, random_flip=random_flip, **common)
     if image_size is None:
         raise ValueError(
             f"Dataset spec {spec!r} needs an `image_size` (the files of a folder may differ "
             "in size); received image_size=None."
         )
-    from keras_ddpm.data.folders import load_image_folder
-
-    return load_image_folder(
+    load = data.load_image_folder if tensorflow else data.load_image_folder_batches
+    return load(
         parsed.name, channels=channels, random_flip=random_flip, on_error=on_error, **common
     )
 

@@ -1,4 +1,6 @@
-"""`load_image_folder_batches`: a folder as a PyDataset, without TensorFlow, on every backend."""
+"""The PyDataset loaders, without TensorFlow, on every backend: `load_image_folder_batches`
+(a folder), `load_digits_batches` (the digits), and `load_dataset_spec` choosing them where
+TensorFlow is not installed."""
 
 import keras
 import numpy as np
@@ -154,3 +156,52 @@ def test_bad_arguments_and_files_are_one_line(folder, tmp_path):
         data.load_image_folder_batches(tmp_path, 8)
     with pytest.warns(UserWarning, match="Skipped 1 unreadable"):
         assert len(data.load_image_folder_batches(tmp_path, 8, on_error="skip").files) == 1
+
+
+# The digits.
+
+
+@pytest.mark.parametrize("image_size", [None, (16, 12)])
+def test_the_digits_are_the_tf_data_loaders(image_size):
+    """The images and labels of `load_digits` in its stored order, resized alike."""
+    pytest.importorskip("tensorflow")
+    batches = data.load_digits_batches(500, image_size, with_labels=True, shuffle=False)
+    images, labels = _all(batches)
+    dataset = data.load_digits(500, image_size, with_labels=True, shuffle=False)
+    expected = [np.concatenate([np.asarray(pair[i]) for pair in dataset]) for i in (0, 1)]
+    assert images.shape == expected[0].shape == (1797, *(image_size or (8, 8)), 1)
+    assert batches.image_shape == images.shape[1:] and len(batches) == 4
+    np.testing.assert_allclose(images, expected[0], atol=5e-6 if image_size else 0, rtol=0)
+    np.testing.assert_array_equal(labels, expected[1])
+
+
+def test_shuffled_digits_keep_their_labels_and_vary_by_seed_and_epoch():
+    images, labels = data.load_digits_arrays()
+    batches = data.load_digits_batches(1797, with_labels=True, seed=5)
+    first, first_labels = batches[0]
+    # Each shuffled image is a stored one, under its own label.
+    index = {image.tobytes(): label for image, label in zip(images, labels)}
+    assert [index[image.tobytes()] for image in first] == first_labels.tolist()
+    batches.on_epoch_end()
+    second = batches[0][0]
+    again = data.load_digits_batches(1797, seed=5)[0]
+    np.testing.assert_array_equal(again, first)  # the same (seed, epoch), the same pass
+    assert not np.array_equal(second, first)
+    np.testing.assert_array_equal(np.sort(second, axis=0), np.sort(first, axis=0))
+
+
+def test_a_dataset_spec_loads_without_tensorflow_from_the_pydatasets(folder, monkeypatch):
+    """Where TensorFlow is not installed, the digits and folders come from the PyDataset
+    loaders and TFDS is refused in one line."""
+    from keras_ddpm import backend
+
+    monkeypatch.setattr(backend, "installed", lambda package: package != "tensorflow")
+    digits = data.load_dataset_spec("digits", batch_size=64, image_size=16, seed=0)
+    assert isinstance(digits, data.ArrayBatches) and digits[0].shape == (64, 16, 16, 1)
+    photos = data.load_dataset_spec(
+        f"folder:{folder}", batch_size=4, image_size=8, channels=1, with_labels=True, seed=0
+    )
+    assert isinstance(photos, data.FolderBatches) and photos.class_names == ["cats", "dogs"]
+    with pytest.raises(ValueError, match="'tfds:mnist' needs TensorFlow") as raised:
+        data.load_dataset_spec("tfds:mnist")
+    assert "\n" not in str(raised.value)

@@ -1,0 +1,169 @@
+"""Batches as a `keras.utils.PyDataset` whose passes are drawn from `(seed, epoch)`: any backend.
+
+`SeededBatches` holds what the TensorFlow-free loaders share: the order of a pass
+(a permutation drawn from `(seed, epoch)` with NumPy, or the stored order), the
+random horizontal flips of a batch (drawn from `(seed, epoch, batch)`), the labels
+and the epoch counter that `DDPM.fit` sets when it starts (`loader_common`), so a
+resumed run sees the batches an uninterrupted one saw. A subclass says how its
+images are read (`read`). `ArrayBatches` reads them from an array in memory
+(`load_digits_batches`, the digits of `load_dataset_spec` where TensorFlow is
+not installed); `folder_batches.FolderBatches` reads image files.
+
+Its orders and flips are NumPy's, so they are not the `tf.data` loaders' (whose
+are TensorFlow's); both are functions of `(seed, epoch)`.
+"""
+
+import math
+import threading
+
+import keras
+import numpy as np
+
+from keras_ddpm.data import image_files
+from keras_ddpm.data.digits import load_digits_arrays
+from keras_ddpm.data.loader_common import check_batch_size
+from keras_ddpm.data.loader_common import check_image_size
+
+
+def draw_seed(seed):
+    """`seed` as an int, or a fresh one drawn from the operating system's entropy if `None`."""
+    if seed is None:
+        return int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+    return int(seed)
+
+
+class EpochCounter:
+    """The epoch of a pass, set as a `tf.Variable` is (`assign`); read by the batches."""
+
+    def __init__(self):
+        self.value = 0
+
+    def assign(self, epoch):
+        self.value = int(epoch)
+
+
+class SeededBatches(keras.utils.PyDataset):
+    """Batches of `count` examples whose order and flips are drawn from `(seed, epoch)`.
+
+    Subclasses implement `read(indices)`: the float32 images `(N, H, W, C)` of
+    those examples, a new array (it is flipped in place).
+
+    Args:
+        count: int, the number of examples.
+        labels: `None` or an int32 array of `count` labels; batches are then
+            `(images, labels)` pairs.
+        image_shape: the `(height, width, channels)` of every image.
+        batch_size: int, examples per batch; the last batch may be smaller.
+        shuffle: bool, whether each pass is a new permutation.
+        random_flip: bool, whether about half the images of a batch are
+            mirrored left to right.
+        seed: int, the seed of the orders and flips.
+        workers: int, threads reading batches ahead of training.
+    """
+
+    def __init__(self, count, labels, image_shape, batch_size, shuffle, random_flip, seed,
+                 workers=1):
+        super().__init__(workers=workers, use_multiprocessing=False)
+        self.count = int(count)
+        self.labels = labels
+        self.image_shape = tuple(image_shape)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.random_flip = random_flip
+        self.seed = seed
+        # `DDPM.fit` sets it to the epoch it starts from (`loader_common.StartEpoch`).
+        self.epoch_counter = EpochCounter()
+        self._order_of = (None, None)  # (epoch, the examples' order in it)
+        self._lock = threading.Lock()
+
+    def read(self, indices):
+        raise NotImplementedError
+
+    def __len__(self):
+        return math.ceil(self.count / self.batch_size)
+
+    def _order(self, epoch):
+        """The examples' order in pass `epoch`, drawn once a pass for every worker thread."""
+        with self._lock:
+            if self._order_of[0] != epoch:
+                order = np.arange(self.count)
+                if self.shuffle:
+                    order = np.random.default_rng([self.seed, epoch]).permutation(self.count)
+                self._order_of = (epoch, order)
+            return self._order_of[1]
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(f"Batch index {index} out of range for {len(self)} batches.")
+        epoch = self.epoch_counter.value
+        chosen = self._order(epoch)[index * self.batch_size : (index + 1) * self.batch_size]
+        images = self.read(chosen)
+        if self.random_flip:
+            flips = np.random.default_rng([self.seed, epoch, index]).random(len(chosen)) < 0.5
+            images[flips] = images[flips, :, ::-1]
+        if self.labels is not None:
+            return images, self.labels[chosen]
+        return images
+
+    def on_epoch_end(self):
+        self.epoch_counter.assign(self.epoch_counter.value + 1)
+
+
+class ArrayBatches(SeededBatches):
+    """`SeededBatches` of float32 images `(N, H, W, C)` held in memory.
+
+    Args:
+        images: float32 array `(N, H, W, C)`, already scaled to [-1, 1].
+        labels, batch_size, shuffle, random_flip, seed: as `SeededBatches`'.
+
+    Example:
+
+    ```python
+    images, labels = keras_ddpm.data.load_digits_arrays()
+    batches = ArrayBatches(images, None, batch_size=64, shuffle=True, random_flip=False, seed=0)
+    ```
+    """
+
+    def __init__(self, images, labels, batch_size, shuffle, random_flip, seed):
+        super().__init__(len(images), labels, images.shape[1:], batch_size, shuffle, random_flip,
+                         seed)
+        self.images = images
+
+    def read(self, indices):
+        return self.images[indices]  # fancy indexing: a copy, flipped in place safely
+
+
+def load_digits_batches(batch_size=128, image_size=None, with_labels=False, shuffle=True,
+                        seed=None):
+    """Loads the embedded digits as batches in [-1, 1], on every Keras backend.
+
+    What `load_digits` does, without TensorFlow: the 1,797 digits of
+    `load_digits_arrays`, resized when `image_size` is set (bilinear,
+    antialiased, as `load_digits`, within 5e-6), as a `keras.utils.PyDataset`
+    whose passes are drawn from `(seed, epoch)`. Not mirrored: a mirrored
+    digit is not a digit.
+
+    Args:
+        batch_size, image_size, with_labels, shuffle, seed: as `load_digits`'
+            (the same defaults: 128 images a batch, 8x8, no labels, shuffled,
+            a drawn seed).
+
+    Returns:
+        An `ArrayBatches` (`keras.utils.PyDataset`) of float32 batches
+        `(B, H, W, 1)`, or `(images, labels)` batches with int32 digits 0..9.
+
+    Example:
+
+    ```python
+    # KERAS_BACKEND=jax, no TensorFlow installed
+    model.fit(keras_ddpm.data.load_digits_batches(64, seed=0), epochs=10)
+    ```
+    """
+    batch_size = check_batch_size(batch_size)
+    image_size = check_image_size(image_size)
+    images, labels = load_digits_arrays()
+    if image_size is not None:
+        images = np.stack([image_files.center_crop_and_resize(i, image_size) for i in images])
+    return ArrayBatches(
+        images, labels if with_labels else None, batch_size, shuffle, False, draw_seed(seed)
+    )
