@@ -31,6 +31,9 @@ DATA_PARALLEL_WORKER = pathlib.Path(__file__).with_name("data_parallel_worker.py
 LEGACY = pathlib.Path(__file__).with_name("legacy")
 # JAX and PyTorch are test dependencies (setup.py's "test" extra).
 BACKENDS = ["jax", "torch"]
+# The subprocess checks that take 35-50 s a backend: JAX's in the default suite, PyTorch's
+# with the slow tests (PyTorch's own suite runs in-process under KERAS_BACKEND=torch).
+BACKENDS_TORCH_SLOW = ["jax", pytest.param("torch", marks=pytest.mark.slow)]
 # Those whose reverse loop is compiled (PyTorch's runs eagerly: nothing to recompile).
 COMPILING = {"jax"}
 
@@ -67,7 +70,7 @@ def _model(num_classes=None):
     return keras_ddpm.DDPM(network, keras_ddpm.NoiseSchedule("linear", 50), ema_decay=0.9)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", BACKENDS_TORCH_SLOW)
 @pytest.mark.parametrize(
     "num_classes",
     [None, pytest.param(3, marks=pytest.mark.slow)],  # guided: 75 s more of compiling
@@ -172,7 +175,7 @@ def test_the_command_line_trains_there_and_its_model_samples_here(backend, tmp_p
     assert images.shape == (2, 8, 8, 1) and np.all(np.isfinite(images))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", BACKENDS_TORCH_SLOW)
 def test_without_tensorflow_installed_it_fits_samples_saves_and_loads(backend, tmp_path):
     """As on the GPU machines, which have no TensorFlow: the package imports, fits NumPy
     arrays, samples, inpaints, saves, loads and evaluates the bound without it
@@ -281,7 +284,7 @@ def test_a_data_parallel_step_on_two_devices_equals_the_one_device_step(tmp_path
     assert max(np.abs(steps[f"one_{i}"]).max() for i in updates) > 0.01  # a real step
 
 
-@pytest.mark.slow  # 60 s: three processes compiling on the CPU
+@pytest.mark.slow  # 80 s: four processes compiling on the CPU
 def test_the_gpu_benchmark_script_runs_its_jax_parts_without_tensorflow(tmp_path):
     """`benchmarks/gpu/benchmark_gpu.py --quick` (tiny sizes) runs on JAX, as on the GPU
     machine (no TensorFlow: a `sitecustomize` calls `no_tensorflow_worker.refuse_tensorflow`)."""
@@ -295,7 +298,7 @@ def test_the_gpu_benchmark_script_runs_its_jax_parts_without_tensorflow(tmp_path
     env["PYTHONPATH"] = os.pathsep.join([str(hook), str(pathlib.Path(__file__).parent)])
     output = tmp_path / "gpu.json"
     done = subprocess.run(
-        [sys.executable, str(script), "--quick", "--parts", "jax float32,jax sample",
+        [sys.executable, str(script), "--quick", "--parts", "jax float32,jax sample,jax folder",
          "--output", str(output)],
         env=env, capture_output=True, text=True, timeout=600,
     )
@@ -307,3 +310,7 @@ def test_the_gpu_benchmark_script_runs_its_jax_parts_without_tensorflow(tmp_path
     assert results["jax float32"]["tensorflow_loaded"] is False
     assert results["jax sample"]["finite"] and results["jax sample"]["seconds"] > 0
     assert "| jax float32 | cpu" in done.stdout
+    folder = results["jax folder"]
+    assert "error" not in folder, folder["error"]
+    assert folder["images_per_second"] > 0 and folder["read_images_per_second"] > 0
+    assert np.isfinite(folder["loss"]) and "jax folder: decoding alone" in done.stdout

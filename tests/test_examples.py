@@ -79,6 +79,7 @@ def test_class_conditional_example_runs_in_smoke_mode(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["conditional_digits.keras", "digits_by_class.png"]
 
 
+@pytest.mark.slow  # 20 s; the export itself is tested in test_export
 def test_export_and_serve_runs_in_smoke_mode(tmp_path, capsys):
     example = load_example("export_and_serve")
     loaded = example.main(["--smoke", "--steps", "5", "--output", str(tmp_path)])
@@ -88,6 +89,7 @@ def test_export_and_serve_runs_in_smoke_mode(tmp_path, capsys):
     assert "saved_model_cli run --dir" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # 15 s; inpainting is tested in test_inpaint
 def test_inpaint_digits_runs_in_smoke_mode(tmp_path, capsys):
     scores = load_example("inpaint_digits").main(
         ["--smoke", "--output", str(tmp_path), "--held-out", "20", "--grid-rows", "4"]

@@ -17,6 +17,11 @@ this checkout, on `PYTHONPATH`):
 3. `jax sample`: `DDPM.generate(--sample-images, sampler="dpm_solver", steps=--sample-steps)`
    (DPM-Solver++(2M), 256 images in 20 steps by default), float32: the first call (compiling)
    and the best of two more.
+4. `jax folder`: part 1's `mixed_bfloat16` run with its images read from a folder of PNGs
+   (`--steps` x `--batch-size` random pictures at the U-Net's size, written first) through
+   `keras_ddpm.data.load_image_folder_batches` with `--workers` threads, not from arrays:
+   whether decoding keeps up with the GPU (its img/s against part 2's). Also one pass over
+   the batches in this thread alone (`read_images_per_second`), the decoding bound.
 
 Each part runs in its own process (each framework takes the GPU's memory for itself); the
 script prints one table and writes the figures as JSON (`--output`). `--quick` shrinks every
@@ -44,7 +49,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PARTS = ("jax float32", "jax mixed_bfloat16", "torch bf16", "jax sample")
+PARTS = ("jax float32", "jax mixed_bfloat16", "torch bf16", "jax sample", "jax folder")
 RESULT_PREFIX = "RESULT "
 
 
@@ -89,6 +94,53 @@ def jax_train(args, policy):
         args.steps * args.batch_size / seconds, "warmup_seconds": warmup,
         "loss": history.history["loss"][-1],
         "tensorflow_loaded": sys.modules.get("tensorflow") is not None,
+    }
+
+
+def jax_folder(args):
+    """Part 1 in `mixed_bfloat16`, its timed images read from a folder of PNGs."""
+    import tempfile
+
+    import jax
+    import keras
+    import numpy as np
+    from PIL import Image
+
+    import keras_ddpm
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    model = keras_ddpm.DDPM(keras_ddpm.UNet.from_preset(args.preset), seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(2e-4))
+    shape = tuple(model.image_shape)
+    count = args.steps * args.batch_size
+    folder = tempfile.mkdtemp(prefix="folder_benchmark_")
+    pixels = np.random.default_rng(0).integers(0, 256, (count, *shape), dtype=np.uint8)
+    for i, picture in enumerate(pixels):
+        Image.fromarray(picture[..., 0] if shape[2] == 1 else picture).save(
+            os.path.join(folder, f"{i:05d}.png"))
+    options = dict(image_size=shape[:2], batch_size=args.batch_size, channels=shape[2], seed=0)
+    started = time.perf_counter()
+    batches = keras_ddpm.data.load_image_folder_batches(folder, workers=1, **options)
+    check_seconds = time.perf_counter() - started  # lists and decodes every file once
+    started = time.perf_counter()
+    for index in range(len(batches)):
+        batches[index]
+    read_seconds = time.perf_counter() - started
+    fit = dict(epochs=1, verbose=0)
+    batches = keras_ddpm.data.load_image_folder_batches(folder, workers=args.workers, **options)
+    started = time.perf_counter()
+    model.fit(batches, steps_per_epoch=args.warmup, **fit)  # compiles the step for a PyDataset
+    warmup = time.perf_counter() - started
+    batches = keras_ddpm.data.load_image_folder_batches(folder, workers=args.workers, **options)
+    started = time.perf_counter()
+    history = model.fit(batches, **fit)
+    seconds = time.perf_counter() - started
+    return {
+        "part": "jax folder", "device": str(jax.devices()[0]),
+        "parameters": model.network.count_params(), "batch_size": args.batch_size,
+        "steps": args.steps, "workers": args.workers, "seconds": seconds,
+        "images_per_second": count / seconds, "warmup_seconds": warmup,
+        "check_seconds": check_seconds, "read_images_per_second": count / read_seconds, "loss": history.history["loss"][-1],
     }
 
 
@@ -198,7 +250,7 @@ def run_part(part, args):
 
 
 def child_arguments(args):
-    names = ("preset", "batch_size", "steps", "warmup", "sample_images", "sample_steps")
+    names = ("preset", "batch_size", "steps", "warmup", "sample_images", "sample_steps", "workers")
     return [item for name in names for item in (f"--{name.replace('_', '-')}",
                                                   str(getattr(args, name)))]
 
@@ -222,6 +274,15 @@ def table(results):
         lines.append(f"| {result['part']} | {result['device']} | {result.get('parameters', '')} "
                      f"| {figure} | {first:.1f} |")
     by_part = {result["part"]: result for result in results if "images_per_second" in result}
+    if "jax folder" in by_part:
+        folder = by_part["jax folder"]
+        lines.append(f"\njax folder: decoding alone {folder['read_images_per_second']:.0f} img/s "
+                     f"on one thread; fit with {folder['workers']} threads "
+                     f"{folder['images_per_second']:.1f} img/s")
+        if "jax mixed_bfloat16" in by_part:
+            ratio = folder["images_per_second"] / by_part["jax mixed_bfloat16"][
+                "images_per_second"]
+            lines.append(f"jax folder / jax mixed_bfloat16 (arrays): {ratio:.2f}x")
     if "torch bf16" in by_part:
         for part in ("jax float32", "jax mixed_bfloat16"):
             if part in by_part:
@@ -241,6 +302,7 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--sample-images", type=int, default=256)
     parser.add_argument("--sample-steps", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=4, help="jax folder's decoding threads")
     parser.add_argument("--part-timeout", type=int, default=300, help="seconds a part may take")
     parser.add_argument("--output", help="where to write the JSON figures")
     parser.add_argument("--quick", action="store_true", help="tiny sizes to check it on a CPU")
@@ -256,7 +318,8 @@ def main(argv=None):
     if args.part:
         run = {"jax float32": lambda: jax_train(args, "float32"),
                "jax mixed_bfloat16": lambda: jax_train(args, "mixed_bfloat16"),
-               "torch bf16": lambda: torch_train(args), "jax sample": lambda: jax_sample(args)}
+               "torch bf16": lambda: torch_train(args), "jax sample": lambda: jax_sample(args),
+               "jax folder": lambda: jax_folder(args)}
         print(RESULT_PREFIX + json.dumps(run[args.part]()), flush=True)
         return
     results = []
