@@ -253,7 +253,7 @@ class SampleGrid(keras.callbacks.Callback):
         path = self.path_for(epoch)
         utils.save_image_grid(images, path)
         if self.tensorboard_dir is not None:
-            import tensorflow as tf  # TensorBoard's writer, on every backend (as Keras' own)
+            tf = backend.import_tensorflow()  # TensorBoard's writer, on every backend
 
             if self._writer is None:
                 self._writer = tf.summary.create_file_writer(self.tensorboard_dir)

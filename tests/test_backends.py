@@ -258,6 +258,52 @@ def test_importing_the_package_on_jax_leaves_tensorflow_unloaded():
     assert done.stdout.split()[-1] == "False"
 
 
+@pytest.mark.parametrize("running, grows", [("jax", True), ("torch", True), ("tensorflow", False)])
+def test_tensorflow_beside_another_backend_takes_gpu_memory_only_as_needed(
+    monkeypatch, running, grows
+):
+    """On JAX or PyTorch, the TensorFlow of the tf.data loaders, TensorBoard's writer and the
+    2015 Inception graph grows its GPU memory instead of reserving it all at its first op;
+    a GPU already set up keeps its settings (RuntimeError). On TensorFlow nothing changes."""
+    import tensorflow as tf
+
+    from keras_ddpm import backend
+
+    calls = []
+
+    def set_memory_growth(device, enable):
+        calls.append((device, enable))
+        if device == "GPU:1":
+            raise RuntimeError("Physical devices cannot be modified after being initialized")
+
+    monkeypatch.setattr(backend, "name", lambda: running)
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: ["GPU:0", "GPU:1"] if kind == "GPU" else [])
+    monkeypatch.setattr(tf.config.experimental, "set_memory_growth", set_memory_growth)
+    backend.import_tensorflow.cache_clear()
+    try:
+        assert backend.import_tensorflow() is tf
+        assert backend.import_tensorflow() is tf  # once a process
+    finally:
+        backend.import_tensorflow.cache_clear()
+    assert calls == ([("GPU:0", True), ("GPU:1", True)] if grows else [])
+
+
+def test_the_tf_data_loaders_on_jax_load_tensorflow_through_import_tensorflow():
+    """Every `tf.data` loader imports `pipeline`, which asks `import_tensorflow` first."""
+    code = (
+        "from keras_ddpm import backend, data; calls = []; real = backend.import_tensorflow; "
+        "backend.import_tensorflow = lambda: calls.append(1) or real(); "
+        "batch = next(iter(data.load_digits(4, seed=0))); print(len(calls), batch.shape)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=_environment("jax"), capture_output=True, text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("\n")[-2] == "1 (4, 8, 8, 1)"
+
+
 @pytest.mark.slow  # 30 s; CI's slow step runs it
 def test_a_data_parallel_step_on_two_devices_equals_the_one_device_step(tmp_path):
     """`keras.distribution.DataParallel` on JAX over two host devices: one SGD step on the same

@@ -16,6 +16,7 @@ gradients), `step_functions` and `graph_lifetime` (one traced function a step, t
 with their function); `hardware` reads the CPU's flags and says whether XLA pays.
 """
 
+import functools
 import importlib
 import importlib.util
 
@@ -39,6 +40,28 @@ def room():
             f"KERAS_BACKEND={backend!r}; set KERAS_BACKEND to one of them before importing Keras."
         )
     return importlib.import_module(f"keras_ddpm.backend.{ROOMS[backend]}")
+
+
+@functools.cache
+def import_tensorflow():
+    """Imports TensorFlow for a side job (`tf.data`, TensorBoard's writer) and returns it.
+
+    On the TensorFlow backend, TensorFlow as it is. On JAX or PyTorch, its GPUs
+    are first set to take memory as they need it (`set_memory_growth`): by
+    default TensorFlow reserves almost all of a GPU's memory the first time it
+    runs an op, even a `tf.data` op on the CPU, and the backend that trains
+    then runs out of memory. Where TensorFlow's devices are already set up
+    (the user's own TensorFlow code ran first), their settings stand.
+    """
+    import tensorflow as tf
+
+    if name() != "tensorflow":
+        for gpu in tf.config.list_physical_devices("GPU"):
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:  # its devices are set up already: the user's settings stand
+                pass
+    return tf
 
 
 def require_tensorflow(feature, instead=None):

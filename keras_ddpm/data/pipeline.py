@@ -7,9 +7,13 @@ prefetches in the same order for every source.
 """
 
 import numpy as np
-import tensorflow as tf
 
+from keras_ddpm import backend
 from keras_ddpm.data.loader_common import EPOCH_COUNTER
+
+# On JAX or PyTorch, keeps TensorFlow from reserving the GPUs' memory (every tf.data loader
+# imports this module before it runs an op).
+tf = backend.import_tensorflow()
 
 _AUTOTUNE = tf.data.AUTOTUNE
 

@@ -33,10 +33,12 @@ import tarfile
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from keras_ddpm import backend
 from keras_ddpm import checks
 from keras_ddpm import utils
+
+tf = backend.import_tensorflow()  # on JAX or PyTorch, sharing the GPUs' memory
 
 INCEPTION_2015_URL = (
     "http://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz"
