@@ -190,6 +190,59 @@ def test_shuffled_digits_keep_their_labels_and_vary_by_seed_and_epoch():
     np.testing.assert_array_equal(np.sort(second, axis=0), np.sort(first, axis=0))
 
 
+# Any array.
+
+
+@pytest.mark.parametrize("dtype, image_size", [("uint8", None), ("uint8", (6, 10)),
+                                               ("float32", None), ("float64", 12)])
+def test_arrays_are_the_tf_data_loaders(dtype, image_size):
+    """`from_array_batches` gives `from_array`'s images and labels: uint8 scaled alike, float
+    kept, both resized alike."""
+    pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (11, 9, 7, 3), dtype=np.uint8)
+    images = pixels if dtype == "uint8" else (pixels / 127.5 - 1).astype(dtype)
+    labels = rng.integers(0, 5, 11)
+    batches = data.from_array_batches(images, labels, 4, image_size, shuffle=False)
+    ours = _all(batches)
+    dataset = data.from_array(images, labels, 4, image_size, shuffle=False)
+    theirs = [np.concatenate([np.asarray(pair[i]) for pair in dataset]) for i in (0, 1)]
+    size = (image_size, image_size) if isinstance(image_size, int) else image_size or (9, 7)
+    assert ours[0].shape == theirs[0].shape == (11, *size, 3) and ours[0].dtype == np.float32
+    assert batches.image_shape == (*size, 3) and len(batches) == 3
+    np.testing.assert_allclose(ours[0], theirs[0], atol=5e-6 if image_size else 0, rtol=0)
+    np.testing.assert_array_equal(ours[1], theirs[1])
+    assert ours[1].dtype == np.int32
+
+
+def test_array_flips_mirror_images_and_resumed_passes_repeat():
+    images = np.random.default_rng(1).integers(0, 256, (64, 4, 5, 1), dtype=np.uint8)
+    plain = data.from_array_batches(images, batch_size=64, shuffle=False)[0]
+    flipped = data.from_array_batches(images, batch_size=64, shuffle=False, random_flip=True,
+                                      seed=2)
+    first = flipped[0]
+    mirrored = np.all(first == plain[:, :, ::-1], axis=(1, 2, 3))
+    assert np.all(mirrored | np.all(first == plain, axis=(1, 2, 3)))
+    assert 0.25 < mirrored.mean() < 0.75
+    shuffled = data.from_array_batches(images, batch_size=16, random_flip=True, seed=3)
+    shuffled.on_epoch_end()
+    second_pass = np.concatenate([shuffled[i] for i in range(4)])
+    resumed = data.from_array_batches(images, batch_size=16, random_flip=True, seed=3)
+    resumed.epoch_counter.assign(1)  # as `DDPM.fit(initial_epoch=1)` sets it
+    np.testing.assert_array_equal(np.concatenate([resumed[i] for i in range(4)]), second_pass)
+
+
+def test_bad_arrays_are_one_line_naming_what_was_received():
+    with pytest.raises(ValueError, match=r"received an array of shape \(3, 4, 4, 2\)"):
+        data.from_array_batches(np.zeros((3, 4, 4, 2), np.uint8))
+    with pytest.raises(TypeError, match="received dtype int64"):
+        data.from_array_batches(np.zeros((3, 4, 4), np.int64))
+    with pytest.raises(ValueError, match="values from 0.0 to 2.0"):
+        data.from_array_batches(np.linspace(0, 2, 48).reshape(3, 4, 4))
+    with pytest.raises(ValueError, match=r"labels` of shape \(3,\)"):
+        data.from_array_batches(np.zeros((3, 4, 4), np.uint8), labels=[0, 1])
+
+
 def test_a_dataset_spec_loads_without_tensorflow_from_the_pydatasets(folder, monkeypatch):
     """Where TensorFlow is not installed, the digits and folders come from the PyDataset
     loaders and TFDS is refused in one line."""

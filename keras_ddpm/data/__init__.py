@@ -15,21 +15,23 @@ makes the whole sequence of epochs, and the random flips, reproducible. The
 loaders switch tf.data's autotuning off (`disable_autotune`); parallel maps
 and prefetching still run, with TensorFlow's fixed defaults.
 
-`load_image_folder_batches` and `load_digits_batches` are the exceptions: the
-images of `load_image_folder` and `load_digits` as a `keras.utils.PyDataset`,
-read without TensorFlow, for JAX and PyTorch where TensorFlow is not installed
-(`load_dataset_spec` picks them there).
+`load_image_folder_batches`, `load_digits_batches` and `from_array_batches` are
+the exceptions: the images of `load_image_folder`, `load_digits` and
+`from_array` as a `keras.utils.PyDataset`, read without TensorFlow, for JAX and
+PyTorch where TensorFlow is not installed (`load_dataset_spec` picks them
+there).
 
 Layout: `pipeline` (pixel scaling, resizing and the
 shuffle-map-batch-flip-prefetch tail every `tf.data` loader shares),
-`loader_common` (argument checks and the epoch of a pass; no TensorFlow),
-`digits` (the embedded digits as NumPy arrays; no TensorFlow), `arrays`
-(`from_array` and `load_digits`), `tfds_loader` (`load_tfds`), `image_files`
-(a folder's files, classes and readability; no TensorFlow), `folders`
-(`load_image_folder`), `batches` (PyDatasets drawn from `(seed, epoch)`, and
-`load_digits_batches`; no TensorFlow), `folder_batches`
-(`load_image_folder_batches`; no TensorFlow) and `specs` (the `digits` /
-`tfds:NAME` / `folder:PATH` strings of the command line; no TensorFlow).
+`loader_common` (argument checks, arrays' included, and the epoch of a pass;
+no TensorFlow), `digits` (the embedded digits as NumPy arrays; no
+TensorFlow), `arrays` (`from_array` and `load_digits`), `tfds_loader`
+(`load_tfds`), `image_files` (a folder's files, classes and readability; no
+TensorFlow), `folders` (`load_image_folder`), `batches` (PyDatasets drawn
+from `(seed, epoch)`: `from_array_batches`, `load_digits_batches`; no
+TensorFlow), `folder_batches` (`load_image_folder_batches`; no TensorFlow)
+and `specs` (the `digits` / `tfds:NAME` / `folder:PATH` strings of the
+command line; no TensorFlow).
 
 References:
     - [Ho et al., 2020. Denoising Diffusion Probabilistic Models](
@@ -52,6 +54,7 @@ _LAZY = {
     "load_digits_arrays": "digits",
     "ArrayBatches": "batches",
     "load_digits_batches": "batches",
+    "from_array_batches": "batches",
     "IMAGE_EXTENSIONS": "image_files",
     "image_folder_class_names": "image_files",
     "load_image_folder": "folders",

@@ -10,6 +10,8 @@ import tensorflow as tf
 
 from keras_ddpm.data.digits import DIGITS_MAX_VALUE
 from keras_ddpm.data.digits import read_digits_asset
+from keras_ddpm.data.loader_common import check_array_images
+from keras_ddpm.data.loader_common import check_array_labels
 from keras_ddpm.data.loader_common import check_batch_size
 from keras_ddpm.data.loader_common import check_image_size
 from keras_ddpm.data.pipeline import batch_pipeline
@@ -94,51 +96,6 @@ def load_digits(batch_size=128, image_size=None, with_labels=False, shuffle=True
 # 2. Any in-memory array.
 
 
-def _as_numpy(values):
-    return np.asarray(values.numpy() if hasattr(values, "numpy") else values)
-
-
-def _check_array_images(images):
-    """Returns `(images, max_value)`: (N, H, W, C) uint8 with 255, or float32 with None."""
-    images = _as_numpy(images)
-    received_shape = images.shape
-    if images.ndim == 3:
-        images = images[..., np.newaxis]
-    if images.ndim != 4 or images.shape[-1] not in (1, 3) or 0 in images.shape:
-        raise ValueError(
-            "Expected a non-empty array of images shaped (N, H, W) or (N, H, W, C) with "
-            f"C in {{1, 3}}; received an array of shape {received_shape}."
-        )
-    if images.dtype == np.uint8:
-        return images, 255
-    if not np.issubdtype(images.dtype, np.floating):
-        raise TypeError(
-            "Expected uint8 images (0..255) or floating point images in [-1, 1]; "
-            f"received dtype {images.dtype}. For 8-bit data stored in another integer "
-            "type, pass `images.astype('uint8')`."
-        )
-    low, high = float(np.min(images)), float(np.max(images))
-    if not (low >= -1.0 and high <= 1.0):  # Also rejects NaN.
-        raise ValueError(
-            f"Expected floating point images in [-1, 1]; received values from {low} to "
-            f"{high}. Scale 0..255 data with `x / 127.5 - 1`, 0..1 data with `2 * x - 1`, "
-            "or pass the data as uint8."
-        )
-    return images.astype(np.float32), None
-
-
-def _check_array_labels(labels, num_images):
-    labels = _as_numpy(labels)
-    if labels.ndim != 1 or len(labels) != num_images:
-        raise ValueError(
-            f"Expected `labels` of shape ({num_images},), one per image; received shape "
-            f"{labels.shape}."
-        )
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise TypeError(f"Expected integer `labels`; received dtype {labels.dtype}.")
-    return labels.astype(np.int32)
-
-
 def from_array(
     images, labels=None, batch_size=128, image_size=None, shuffle=True, random_flip=False, seed=None
 ):
@@ -177,9 +134,9 @@ def from_array(
     """
     batch_size = check_batch_size(batch_size)
     image_size = check_image_size(image_size)
-    images, max_value = _check_array_images(images)
+    images, max_value = check_array_images(images)
     if labels is not None:
-        labels = _check_array_labels(labels, len(images))
+        labels = check_array_labels(labels, len(images))
     return _array_dataset(
         images,
         labels,

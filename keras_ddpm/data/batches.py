@@ -6,8 +6,9 @@ random horizontal flips of a batch (drawn from `(seed, epoch, batch)`), the labe
 and the epoch counter that `DDPM.fit` sets when it starts (`loader_common`), so a
 resumed run sees the batches an uninterrupted one saw. A subclass says how its
 images are read (`read`). `ArrayBatches` reads them from an array in memory
-(`load_digits_batches`, the digits of `load_dataset_spec` where TensorFlow is
-not installed); `folder_batches.FolderBatches` reads image files.
+(`from_array_batches`, and `load_digits_batches`: the digits of
+`load_dataset_spec` where TensorFlow is not installed);
+`folder_batches.FolderBatches` reads image files.
 
 Its orders and flips are NumPy's, so they are not the `tf.data` loaders' (whose
 are TensorFlow's); both are functions of `(seed, epoch)`.
@@ -20,7 +21,10 @@ import keras
 import numpy as np
 
 from keras_ddpm.data import image_files
-from keras_ddpm.data.digits import load_digits_arrays
+from keras_ddpm.data.digits import DIGITS_MAX_VALUE
+from keras_ddpm.data.digits import read_digits_asset
+from keras_ddpm.data.loader_common import check_array_images
+from keras_ddpm.data.loader_common import check_array_labels
 from keras_ddpm.data.loader_common import check_batch_size
 from keras_ddpm.data.loader_common import check_image_size
 
@@ -110,27 +114,81 @@ class SeededBatches(keras.utils.PyDataset):
 
 
 class ArrayBatches(SeededBatches):
-    """`SeededBatches` of float32 images `(N, H, W, C)` held in memory.
+    """`SeededBatches` of images held in memory, scaled and resized a batch at a time.
+
+    Made by `from_array_batches` and `load_digits_batches` (see there).
 
     Args:
-        images: float32 array `(N, H, W, C)`, already scaled to [-1, 1].
+        images: `(N, H, W, C)` integer pixels 0..`max_value`, or float32 in
+            [-1, 1] when `max_value` is `None`.
         labels, batch_size, shuffle, random_flip, seed: as `SeededBatches`'.
+        max_value: `None` or the integer pixels' full intensity (mapped to +1).
+        image_size: `None` or the `(height, width)` every image is centre
+            cropped and resized to (bilinear, antialiased; `image_files`).
+    """
+
+    def __init__(self, images, labels, max_value, image_size, batch_size, shuffle, random_flip,
+                 seed):
+        shape = (*(image_size or images.shape[1:3]), images.shape[3])
+        super().__init__(len(images), labels, shape, batch_size, shuffle, random_flip, seed)
+        self.images = images
+        self.max_value = max_value
+        self.image_size = image_size
+
+    def read(self, indices):
+        images = self.images[indices]  # fancy indexing: a copy, flipped in place safely
+        if self.max_value is not None:  # as the tf.data loaders' `to_unit_range`, in float32
+            images = images.astype(np.float32) / np.float32(self.max_value / 2.0) - np.float32(1)
+        if self.image_size is not None:
+            images = np.stack(
+                [image_files.center_crop_and_resize(image, self.image_size) for image in images]
+            )
+        return images
+
+
+def from_array_batches(
+    images, labels=None, batch_size=128, image_size=None, shuffle=True, random_flip=False, seed=None
+):
+    """Batches of in-memory images in [-1, 1], on every Keras backend.
+
+    What `from_array` does, without TensorFlow: uint8 images map as
+    `v / 127.5 - 1`, float images must lie in [-1, 1]; with `image_size` they
+    are centre-cropped and resized (bilinear, antialiased, within 5e-6 of
+    `from_array`), a batch at a time, so the array is not copied whole. The
+    passes are drawn from `(seed, epoch)`, so a resumed `fit` sees the batches
+    an uninterrupted one saw (unlike `fit`'s own shuffling of arrays).
+
+    Args:
+        images, labels, batch_size, image_size, shuffle, random_flip, seed: as
+            `from_array`'s (the same defaults: no labels, 128 images a batch,
+            the stored size, shuffled, no flips, a drawn seed).
+
+    Returns:
+        An `ArrayBatches` (`keras.utils.PyDataset`) of float32 batches
+        `(B, H, W, C)`, or `(images, labels)` batches with int32 labels.
+
+    Raises:
+        ValueError: images not shaped `(N, H, W)` or `(N, H, W, C)` with `C`
+            1 or 3, float images outside [-1, 1], labels not one per image, or
+            a bad `batch_size` or `image_size`.
+        TypeError: images neither uint8 nor float, or labels not integers.
 
     Example:
 
     ```python
-    images, labels = keras_ddpm.data.load_digits_arrays()
-    batches = ArrayBatches(images, None, batch_size=64, shuffle=True, random_flip=False, seed=0)
+    # KERAS_BACKEND=jax, no TensorFlow installed
+    (x_train, _), _ = keras.datasets.cifar10.load_data()  # uint8
+    model.fit(keras_ddpm.data.from_array_batches(x_train, random_flip=True, seed=0), epochs=10)
     ```
     """
-
-    def __init__(self, images, labels, batch_size, shuffle, random_flip, seed):
-        super().__init__(len(images), labels, images.shape[1:], batch_size, shuffle, random_flip,
-                         seed)
-        self.images = images
-
-    def read(self, indices):
-        return self.images[indices]  # fancy indexing: a copy, flipped in place safely
+    batch_size = check_batch_size(batch_size)
+    image_size = check_image_size(image_size)
+    images, max_value = check_array_images(images)
+    if labels is not None:
+        labels = check_array_labels(labels, len(images))
+    return ArrayBatches(
+        images, labels, max_value, image_size, batch_size, shuffle, random_flip, draw_seed(seed)
+    )
 
 
 def load_digits_batches(batch_size=128, image_size=None, with_labels=False, shuffle=True,
@@ -161,9 +219,8 @@ def load_digits_batches(batch_size=128, image_size=None, with_labels=False, shuf
     """
     batch_size = check_batch_size(batch_size)
     image_size = check_image_size(image_size)
-    images, labels = load_digits_arrays()
-    if image_size is not None:
-        images = np.stack([image_files.center_crop_and_resize(i, image_size) for i in images])
+    images, labels = read_digits_asset()  # 0..16, as `load_digits` scales them
     return ArrayBatches(
-        images, labels if with_labels else None, batch_size, shuffle, False, draw_seed(seed)
+        images[..., np.newaxis], labels.astype(np.int32) if with_labels else None,
+        DIGITS_MAX_VALUE, image_size, batch_size, shuffle, False, draw_seed(seed),
     )
