@@ -326,11 +326,11 @@ def main(argv=None):
     for part in args.parts.split(","):
         results.append(run_part(part, args))
         print(json.dumps(results[-1]), flush=True)
+        if args.output:  # after every part, so that a run cut short keeps what it measured
+            with open(args.output, "w") as file:
+                json.dump({"machine": platform.node(), "arguments": vars(args),
+                           "results": results}, file, indent=1)
     print(table(results))
-    if args.output:
-        with open(args.output, "w") as file:
-            json.dump({"machine": platform.node(), "arguments": vars(args), "results": results},
-                      file, indent=1)
 
 
 if __name__ == "__main__":
