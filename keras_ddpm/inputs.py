@@ -5,7 +5,6 @@ with an `"image"` key. uint8 images are read as [0, 255] and mapped to [−1, 1]
 floating-point images must already be in [−1, 1].
 """
 
-import inspect
 import re
 import sys
 
@@ -259,13 +258,7 @@ def check_no_labels(x, y):
 
 def fit_arguments(model, *args, **kwargs):
     """`keras.Model.fit`'s arguments as a dict by name (a `TypeError` as `fit`'s for bad ones)."""
-    signature = inspect.signature(keras.Model.fit)
-    arguments = dict(signature.bind(model, *args, **kwargs).arguments)
-    arguments.pop(next(iter(signature.parameters)))  # self
-    for name, parameter in signature.parameters.items():
-        if parameter.kind is inspect.Parameter.VAR_KEYWORD:  # a later Keras' **kwargs
-            arguments.update(arguments.pop(name, {}))
-    return arguments
+    return backend.keras_arguments("fit", model, *args, **kwargs)
 
 
 def with_callbacks(callbacks, extra):

@@ -33,7 +33,7 @@ _RNG_STATE_KEY = "noise_seed_state"
 
 
 @keras.saving.register_keras_serializable(package="keras_ddpm")
-class DDPM(GenerationMethods, FileMethods, backend.StepFunctions, keras.Model):
+class DDPM(GenerationMethods, FileMethods, backend.StepFunctions, backend.StateKept, keras.Model):
     """Denoising diffusion probabilistic model around a denoising network.
 
     Training draws, for every example, a timestep index t uniformly from

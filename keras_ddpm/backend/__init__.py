@@ -19,6 +19,7 @@ with their function); `hardware` reads the CPU's flags and says whether XLA pays
 import functools
 import importlib
 import importlib.util
+import inspect
 
 import keras
 
@@ -130,3 +131,43 @@ class StepFunctions:
         return room().make_step_function(
             self, "predict", super().make_predict_function, None, force
         )
+
+
+def keras_arguments(method, model, *args, **kwargs):
+    """`keras.Model.<method>`'s arguments as a dict by name (a `TypeError` as Keras' for bad
+    ones), however they were passed."""
+    signature = inspect.signature(getattr(keras.Model, method))
+    arguments = dict(signature.bind(model, *args, **kwargs).arguments)
+    arguments.pop(next(iter(signature.parameters)))  # self
+    for name, parameter in signature.parameters.items():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:  # a later Keras' **kwargs
+            arguments.update(arguments.pop(name, {}))
+    return arguments
+
+
+class StateKept:
+    """`keras.Model` mixin: `fit`, `evaluate` and `predict` leave the variables whole if they
+    raise (the room's `state_kept`: on JAX, Keras' trainer would leave them emptied).
+
+    Put it before `keras.Model` among the bases.
+    """
+
+    def fit(self, *args, **kwargs):
+        return self._state_kept("fit", args, kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        return self._state_kept("evaluate", args, kwargs)
+
+    def predict(self, *args, **kwargs):
+        return self._state_kept("predict", args, kwargs)
+
+    def _state_kept(self, method, args, kwargs):
+        call = getattr(super(), method)
+        arguments = keras_arguments(method, self, *args, **kwargs)
+        callbacks = arguments.get("callbacks")
+        if isinstance(callbacks, keras.callbacks.CallbackList):
+            return call(**arguments)  # `fit`'s own evaluation: its `fit` keeps the state
+        with room().state_kept(self) as first_step:
+            if first_step is not None:
+                arguments["callbacks"] = [*(callbacks or []), first_step]
+            return call(**arguments)

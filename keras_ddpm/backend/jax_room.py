@@ -6,6 +6,7 @@ step is written once, statefully (`DDPM.stateful_train_step`); here it runs insi
 from `jax.value_and_grad`, and the assignments it makes become the new state.
 """
 
+import contextlib
 import functools
 
 import jax
@@ -87,6 +88,49 @@ def _state_variables(model, training):
     if training:
         groups.append(model.optimizer.variables)
     return groups + [model.metrics_variables]
+
+
+class _FirstStep(keras.callbacks.Callback):
+    """Holds the values a call started from until one of its steps has finished."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = values
+
+    def _step_finished(self, batch, logs=None):
+        self.values = None  # Keras keeps the newer state now; the old values may be donated
+
+    on_train_batch_end = on_test_batch_end = on_predict_batch_end = _step_finished
+
+
+@contextlib.contextmanager
+def state_kept(model):
+    """Leaves the model's variables whole when `fit`, `evaluate` or `predict` raises.
+
+    Keras' JAX trainer takes every variable's value out of the variable while a
+    call runs (to hold one copy of the weights) and puts the newest back at its
+    end. Where the call raises before a step has finished (a batch that cannot
+    be read, inputs the network refuses), or anywhere in `evaluate` or
+    `predict` (a `KeyboardInterrupt` included), it did not put them back: the
+    variables then read as freshly initialised weights, or fail with "'NoneType'
+    object is not callable". Here the newest state is put back in every case:
+    the values the call started from until a step finished, Keras' own after.
+
+    Yields:
+        The callback to add to the call's callbacks (it sees the first step end).
+    """
+    groups = _state_variables(model, training=model.optimizer is not None)
+    variables = list({id(v): v for group in groups for v in group}.values())
+    first_step = _FirstStep([v.value for v in variables])
+    try:
+        yield first_step
+    except BaseException:
+        model.jax_state_sync()  # the state of the last finished step, if Keras holds one
+        if first_step.values is not None:
+            for variable, value in zip(variables, first_step.values):
+                if not value.is_deleted():
+                    variable.assign(value)
+        raise
 
 
 # `(keras.StatelessScope, its variables)` of the step being traced (steps do not nest).

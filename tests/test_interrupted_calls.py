@@ -1,0 +1,123 @@
+"""A `fit`, `evaluate` or `predict` that raises leaves the model as the last finished step did.
+
+On JAX, Keras' trainer empties every variable while a call runs and fills it again at its
+end; where the call raised first (a batch that cannot be read, inputs the network refuses,
+a Ctrl-C in `evaluate`), the weights read as freshly initialised ones or as `None`
+(`backend.StateKept` and the JAX room's `state_kept` put them back). Here the same holds on
+every backend.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_ddpm
+from networks import tiny_unet
+
+pytestmark = pytest.mark.backends
+
+IMAGES = keras_ddpm.data.load_digits_arrays()[0][:48]
+
+
+class Batches(keras.utils.PyDataset):
+    """Three batches of 16 digits; batch `fail_at` raises `error` instead."""
+
+    def __init__(self, fail_at=None, error=RuntimeError):
+        super().__init__()
+        self.fail_at, self.error = fail_at, error
+
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, index):
+        if index == self.fail_at:
+            raise self.error("batch could not be read")
+        return IMAGES[16 * index : 16 * index + 16]
+
+
+@pytest.fixture()
+def model():
+    keras.utils.set_random_seed(0)
+    model = keras_ddpm.DDPM(tiny_unet(), keras_ddpm.NoiseSchedule("cosine", 20), seed=0,
+                            ema_decay=0.9)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(Batches(), epochs=1, shuffle=False, verbose=0)
+    return model
+
+
+class Finished(keras.callbacks.Callback):
+    """Counts the steps of a call that finished."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def _one_more(self, batch, logs=None):
+        self.count += 1
+
+    on_train_batch_end = on_test_batch_end = _one_more
+
+
+def _state(model):
+    return [np.array(v) for v in [*model.variables, *model.optimizer.variables]]
+
+
+def _assert_same(before, model, skip=()):
+    after = _state(model)
+    assert len(after) == len(before)
+    for i, (one, two) in enumerate(zip(before, after)):
+        if i not in skip:
+            np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("fail_at", [0, 1])
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_an_evaluate_that_raises_keeps_every_variable(model, fail_at, error):
+    """Every weight as before; the noise seed advanced by one draw a finished step."""
+    before = _state(model)
+    seed = [i for i, v in enumerate(model.variables) if "seed_generator_state" in v.path]
+    assert len(seed) == 1
+    finished = Finished()
+    with pytest.raises(error, match="could not be read"):
+        model.evaluate(Batches(fail_at, error), callbacks=[finished], verbose=0)
+    assert finished.count <= fail_at  # steps before the failing batch (prefetching may stop it)
+    _assert_same(before, model, skip=seed)
+    np.testing.assert_array_equal(
+        np.array(model.variables[seed[0]]), before[seed[0]] + [0, finished.count]
+    )
+    images = model.generate(2, steps=3, seed=0, verbose=0)
+    assert images.shape == (2, 8, 8, 1) and np.all(np.isfinite(images))
+
+
+def test_a_predict_with_inputs_the_network_refuses_keeps_every_variable(model):
+    before = _state(model)
+    with pytest.raises(ValueError):
+        model.predict(IMAGES[:4], verbose=0)  # the network takes [x_t, t]
+    _assert_same(before, model)
+    t = np.full((4,), 5, "int32")
+    np.testing.assert_allclose(
+        model.predict([IMAGES[:4], t], verbose=0),
+        keras.ops.convert_to_numpy(model([IMAGES[:4], t])),
+        atol=1e-5,
+    )
+
+
+def test_a_fit_whose_first_batch_raises_keeps_every_variable_and_fits_again(model):
+    before = _state(model)
+    with pytest.raises(RuntimeError, match="could not be read"):
+        model.fit(Batches(fail_at=0), epochs=1, shuffle=False, verbose=0)
+    _assert_same(before, model)
+    history = model.fit(Batches(), epochs=2, shuffle=False, verbose=0).history
+    assert np.all(np.isfinite(history["loss"]))
+    assert int(np.asarray(model.optimizer.iterations)) == 3 + 6
+
+
+def test_a_fit_that_raises_later_keeps_the_steps_it_finished(model):
+    """Batch 1 raises: the model holds the steps that finished before it (as Keras keeps
+    them), on every backend."""
+    finished = Finished()
+    with pytest.raises(RuntimeError, match="could not be read"):
+        model.fit(Batches(fail_at=1), epochs=1, shuffle=False, callbacks=[finished], verbose=0)
+    assert finished.count <= 1
+    assert int(np.asarray(model.optimizer.iterations)) == 3 + finished.count
+    assert all(np.all(np.isfinite(np.array(v))) for v in model.trainable_variables)
