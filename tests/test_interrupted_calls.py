@@ -70,8 +70,7 @@ def _assert_same(before, model, skip=()):
             np.testing.assert_array_equal(one, two)
 
 
-@pytest.mark.parametrize("fail_at", [0, 1])
-@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+@pytest.mark.parametrize("fail_at, error", [(0, RuntimeError), (1, KeyboardInterrupt)])
 def test_an_evaluate_that_raises_keeps_every_variable(model, fail_at, error):
     """Every weight as before; the noise seed advanced by one draw a finished step."""
     before = _state(model)
