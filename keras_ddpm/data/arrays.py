@@ -10,8 +10,7 @@ import tensorflow as tf
 
 from keras_ddpm.data.digits import DIGITS_MAX_VALUE
 from keras_ddpm.data.digits import read_digits_asset
-from keras_ddpm.data.loader_common import check_array_images
-from keras_ddpm.data.loader_common import check_array_labels
+from keras_ddpm.data.loader_common import check_array_loader
 from keras_ddpm.data.loader_common import check_batch_size
 from keras_ddpm.data.loader_common import check_image_size
 from keras_ddpm.data.pipeline import batch_pipeline
@@ -132,11 +131,9 @@ def from_array(
     dataset = keras_ddpm.data.from_array(x_train, random_flip=True)
     ```
     """
-    batch_size = check_batch_size(batch_size)
-    image_size = check_image_size(image_size)
-    images, max_value = check_array_images(images)
-    if labels is not None:
-        labels = check_array_labels(labels, len(images))
+    images, max_value, labels, batch_size, image_size = check_array_loader(
+        images, labels, batch_size, image_size
+    )
     return _array_dataset(
         images,
         labels,

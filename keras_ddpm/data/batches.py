@@ -23,8 +23,7 @@ import numpy as np
 from keras_ddpm.data import image_files
 from keras_ddpm.data.digits import DIGITS_MAX_VALUE
 from keras_ddpm.data.digits import read_digits_asset
-from keras_ddpm.data.loader_common import check_array_images
-from keras_ddpm.data.loader_common import check_array_labels
+from keras_ddpm.data.loader_common import check_array_loader
 from keras_ddpm.data.loader_common import check_batch_size
 from keras_ddpm.data.loader_common import check_image_size
 
@@ -181,11 +180,9 @@ def from_array_batches(
     model.fit(keras_ddpm.data.from_array_batches(x_train, random_flip=True, seed=0), epochs=10)
     ```
     """
-    batch_size = check_batch_size(batch_size)
-    image_size = check_image_size(image_size)
-    images, max_value = check_array_images(images)
-    if labels is not None:
-        labels = check_array_labels(labels, len(images))
+    images, max_value, labels, batch_size, image_size = check_array_loader(
+        images, labels, batch_size, image_size
+    )
     return ArrayBatches(
         images, labels, max_value, image_size, batch_size, shuffle, random_flip, draw_seed(seed)
     )

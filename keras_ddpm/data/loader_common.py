@@ -98,6 +98,17 @@ def check_array_labels(labels, num_images):
     return labels.astype(np.int32)
 
 
+def check_array_loader(images, labels, batch_size, image_size):
+    """The checks of `from_array` and `from_array_batches`, with what they return:
+    `(images, max_value, labels, batch_size, image_size)`."""
+    batch_size = check_batch_size(batch_size)
+    image_size = check_image_size(image_size)
+    images, max_value = check_array_images(images)
+    if labels is not None:
+        labels = check_array_labels(labels, len(images))
+    return images, max_value, labels, batch_size, image_size
+
+
 class StartEpoch(keras.callbacks.Callback):
     """Sets a loader's `epoch_counter` to the epoch `fit` starts from (after any restore).
 
