@@ -256,6 +256,28 @@ def check_no_labels(x, y):
         )
 
 
+def network_inputs(inputs, num_classes):
+    """`DDPM.call`'s (and so `predict`'s) inputs: the network's `[x_t, t]`, `[x_t, t, labels]`
+    if conditional, or a dict of them; anything else is one `ValueError` saying what to call."""
+    names = "[x_t, t]" if num_classes is None else "[x_t, t, labels]"
+    if isinstance(inputs, dict) or (
+        isinstance(inputs, (list, tuple)) and len(inputs) == len(names.split(","))
+    ):
+        return inputs
+    if isinstance(inputs, (list, tuple)):
+        received = f"a {type(inputs).__name__} of {len(inputs)}"
+    elif hasattr(inputs, "shape"):
+        received = f"one array of shape {tuple(inputs.shape)}"
+    else:
+        received = f"a {type(inputs).__name__}"
+    raise ValueError(
+        f"A DDPM's call and predict take its network's inputs {names} (noisy images, their "
+        f"timesteps{', class labels' if num_classes is not None else ''}) and give the "
+        f"network's prediction; received {received}. To make images call "
+        "generate(num_images); to noise images, encode(images)."
+    )
+
+
 def fit_arguments(model, *args, **kwargs):
     """`keras.Model.fit`'s arguments as a dict by name (a `TypeError` as `fit`'s for bad ones)."""
     return backend.keras_arguments("fit", model, *args, **kwargs)

@@ -202,15 +202,17 @@ class DDPM(GenerationMethods, FileMethods, backend.StepFunctions, backend.StateK
     def metrics(self):
         return [self.loss_tracker]
 
-    def call(self, inputs, training=False):
+    def __call__(self, x, *args, **kwargs):  # checked before Keras adds lines to the error
+        return super().__call__(inputs.network_inputs(x, self.num_classes), *args, **kwargs)
+
+    def call(self, x, training=False):  # JAX's predict calls it directly
         """The network's prediction for `[x_t, t]` (`[x_t, t, labels]` if conditional)."""
-        return self.network(inputs, training=training)
+        return self.network(inputs.network_inputs(x, self.num_classes), training=training)
 
     def compile(self, *args, **kwargs):
         hardware.warn_if_slow_bfloat16(self.network.dtype_policy.compute_dtype)
         super().compile(*args, **kwargs)
-        # Creating the optimizer's slots eagerly here, not inside the first traced
-        # step, spares tf.function a second trace of the whole training step.
+        # Slots made here, not in the first traced step, spare tf.function a second trace.
         if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.network.trainable_weights)
         self._reverse_processes = {}
@@ -222,7 +224,6 @@ class DDPM(GenerationMethods, FileMethods, backend.StepFunctions, backend.StateK
 
     def fit(self, x=None, y=None, *args, **kwargs):
         backup.SkipTrainedBatches.remove(self)  # left by a restored fit that was interrupted
-        # keras.Model.fit's arguments by name, however they were passed.
         arguments = inputs.fit_arguments(self, x, y, *args, **kwargs)
         inputs.check_fit_arguments(x, arguments.get("batch_size"))
         inputs.check_training_data(x, self.image_shape)

@@ -117,6 +117,10 @@ API_CASES = [
      ValueError, "initial_noise"),
     ("generate noise shape", lambda m, f: m.generate(2, initial_noise=np.zeros((3, *SHAPE))),
      ValueError, "(3, 8, 8, 1)"),
+    ("predict images alone", lambda m, f: m.predict(good_images(), verbose=0), ValueError,
+     "take its network's inputs [x_t, t] (noisy images, their timesteps) and give the network's "
+     "prediction; received one array of shape"),
+    ("call with one input", lambda m, f: m([good_images()]), ValueError, "received a list of 1"),
     ("generate sampler", lambda m, f: m.generate(2, sampler="euler"), ValueError, "euler"),
     ("generate steps", lambda m, f: m.generate(2, steps=0), ValueError, "steps"),
     ("generate eta for ddpm", lambda m, f: m.generate(2, eta=0.5), ValueError, "eta"),
