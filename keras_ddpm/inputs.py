@@ -278,6 +278,18 @@ def network_inputs(inputs, num_classes):
     )
 
 
+class NetworkCall:
+    """`keras.Model` mixin for a model around `self.network`: calling it (and `predict`) gives
+    the network's prediction for `[x_t, t]` (`[x_t, t, labels]` if conditional); other inputs
+    are one `ValueError` (`network_inputs`). Put it before `keras.Model` among the bases."""
+
+    def __call__(self, x, *args, **kwargs):  # checked before Keras adds lines to the error
+        return super().__call__(network_inputs(x, self.num_classes), *args, **kwargs)
+
+    def call(self, x, training=False):  # JAX's predict calls it directly, not through __call__
+        return self.network(network_inputs(x, self.num_classes), training=training)
+
+
 def fit_arguments(model, *args, **kwargs):
     """`keras.Model.fit`'s arguments as a dict by name (a `TypeError` as `fit`'s for bad ones)."""
     return backend.keras_arguments("fit", model, *args, **kwargs)

@@ -33,7 +33,10 @@ _RNG_STATE_KEY = "noise_seed_state"
 
 
 @keras.saving.register_keras_serializable(package="keras_ddpm")
-class DDPM(GenerationMethods, FileMethods, backend.StepFunctions, backend.StateKept, keras.Model):
+class DDPM(
+    GenerationMethods, FileMethods, inputs.NetworkCall, backend.StepFunctions, backend.StateKept,
+    keras.Model,
+):
     """Denoising diffusion probabilistic model around a denoising network.
 
     Training draws, for every example, a timestep index t uniformly from
@@ -201,13 +204,6 @@ class DDPM(GenerationMethods, FileMethods, backend.StepFunctions, backend.StateK
     @property
     def metrics(self):
         return [self.loss_tracker]
-
-    def __call__(self, x, *args, **kwargs):  # checked before Keras adds lines to the error
-        return super().__call__(inputs.network_inputs(x, self.num_classes), *args, **kwargs)
-
-    def call(self, x, training=False):  # JAX's predict calls it directly
-        """The network's prediction for `[x_t, t]` (`[x_t, t, labels]` if conditional)."""
-        return self.network(inputs.network_inputs(x, self.num_classes), training=training)
 
     def compile(self, *args, **kwargs):
         hardware.warn_if_slow_bfloat16(self.network.dtype_policy.compute_dtype)
