@@ -136,8 +136,8 @@ class ArrayBatches(SeededBatches):
 
     def read(self, indices):
         images = self.images[indices]  # fancy indexing: a copy, flipped in place safely
-        if self.max_value is not None:  # as the tf.data loaders' `to_unit_range`, in float32
-            images = images.astype(np.float32) / np.float32(self.max_value / 2.0) - np.float32(1)
+        if self.max_value is not None:
+            images = image_files.to_unit_range(images, self.max_value)
         if self.image_size is not None:
             images = np.stack(
                 [image_files.center_crop_and_resize(image, self.image_size) for image in images]

@@ -10,6 +10,8 @@ import importlib.resources
 
 import numpy as np
 
+from keras_ddpm.data.image_files import to_unit_range
+
 DIGITS_MAX_VALUE = 16  # Pixel values of the embedded digits are 0..16.
 
 
@@ -49,5 +51,5 @@ def load_digits_arrays():
           UCI Machine Learning Repository, 1998](https://doi.org/10.24432/C50P49)
     """
     raw_images, raw_labels = read_digits_asset()
-    images = raw_images[..., np.newaxis].astype(np.float32) / (DIGITS_MAX_VALUE / 2) - 1
+    images = to_unit_range(raw_images[..., np.newaxis], DIGITS_MAX_VALUE)
     return images, raw_labels.astype(np.int32)

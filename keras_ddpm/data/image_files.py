@@ -1,5 +1,6 @@
 """Image files, with no TensorFlow import: which names count, a folder's files and classes,
-the check that every file decodes, and reading one (decode, centre crop, resize).
+the check that every file decodes, reading one (decode, centre crop, resize), and the
+mapping of integer pixels onto [-1, 1] that every NumPy loader uses.
 
 `load_image_folder`, `load_image_folder_batches` and the command line's editing verbs
 (`--image`) all ask `is_image_name`, so that a folder holds the same images for each.
@@ -11,6 +12,15 @@ import warnings
 import numpy as np
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def to_unit_range(pixels, max_value=255):
+    """Maps integer pixels 0..`max_value` linearly onto [-1, 1] as float32.
+
+    The NumPy loaders' one scaling (image files, arrays, the embedded digits); equal
+    bit for bit to the `tf.data` loaders' `pipeline.to_unit_range`.
+    """
+    return np.asarray(pixels).astype(np.float32) / np.float32(max_value / 2.0) - np.float32(1)
 
 
 def is_image_name(name):
@@ -146,7 +156,7 @@ def decode_image(file, channels):
 
     with Image.open(file) as image:
         pixels = np.asarray(image.convert("RGB" if channels == 3 else "L"))
-    return pixels.reshape(pixels.shape[:2] + (channels,)).astype(np.float32) / 127.5 - 1.0
+    return to_unit_range(pixels.reshape(pixels.shape[:2] + (channels,)))
 
 
 def read_image(file, channels, size):
