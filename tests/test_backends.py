@@ -31,7 +31,7 @@ DATA_PARALLEL_WORKER = pathlib.Path(__file__).with_name("data_parallel_worker.py
 LEGACY = pathlib.Path(__file__).with_name("legacy")
 # JAX and PyTorch are test dependencies (setup.py's "test" extra).
 BACKENDS = ["jax", "torch"]
-# A subprocess check of 35-40 s a backend: JAX's in the default suite, PyTorch's with the
+# For a subprocess check of 35-60 s a backend: JAX's in the default suite, PyTorch's with the
 # slow tests (PyTorch's own suite runs in-process under KERAS_BACKEND=torch).
 BACKENDS_TORCH_SLOW = ["jax", pytest.param("torch", marks=pytest.mark.slow)]
 # Those whose reverse loop is compiled (PyTorch's runs eagerly: nothing to recompile).
@@ -175,7 +175,7 @@ def test_the_command_line_trains_there_and_its_model_samples_here(backend, tmp_p
     assert images.shape == (2, 8, 8, 1) and np.all(np.isfinite(images))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", BACKENDS_TORCH_SLOW)  # 45-60 s a backend
 def test_without_tensorflow_installed_it_fits_samples_saves_and_loads(backend, tmp_path):
     """As on the GPU machines, which have no TensorFlow: the package imports, fits NumPy
     arrays, samples, inpaints, saves, loads and evaluates the bound without it

@@ -432,10 +432,14 @@ def test_jit_compile_choices():
     assert args.jit_compile == "true"
 
 
-def test_console_script_and_python_m_help():
-    # The installed console script when there is one, else `python -m keras_ddpm`.
+def _installed_command():
+    """The installed console script when there is one, else `python -m keras_ddpm`."""
     script = os.path.join(os.path.dirname(sys.executable), "keras-ddpm")
-    command = [script] if os.path.exists(script) else [sys.executable, "-m", "keras_ddpm"]
+    return [script] if os.path.exists(script) else [sys.executable, "-m", "keras_ddpm"]
+
+
+def test_console_script_and_python_m_help():
+    command = _installed_command()
     done = subprocess.run(
         [*command, "evaluate", "--help"], capture_output=True, text=True, timeout=120
     )
@@ -522,8 +526,7 @@ def test_help_and_user_errors_come_before_tensorflow_loads(argv, status, tmp_pat
 
 
 def test_tensorflow_logs_are_hidden_unless_verbose(run_dir, tmp_path):
-    script = os.path.join(os.path.dirname(sys.executable), "keras-ddpm")
-    command = [script] if os.path.exists(script) else [sys.executable, "-m", "keras_ddpm"]
+    command = _installed_command()
     argv = ["sample", run_dir, "--num", "1", "--steps", "1", "--jit-compile", "false",
             "--no-progress", "--out", str(tmp_path / "one.npy")]
     quiet = subprocess.run([*command, *argv], capture_output=True, text=True, timeout=300,
@@ -532,6 +535,11 @@ def test_tensorflow_logs_are_hidden_unless_verbose(run_dir, tmp_path):
     loud = subprocess.run([*command, "--verbose", *argv], capture_output=True, text=True,
                           timeout=300, env=_clean_env())
     assert loud.returncode == 0 and "I0000" in loud.stderr
+
+
+@pytest.mark.slow  # 9 s: two more processes loading TensorFlow
+def test_tensorflow_log_level_variable_is_obeyed(run_dir, tmp_path):
+    command = _installed_command()
     # The usual way to silence TensorFlow keeps it silent (its start-up INFO lines come before
     # TensorFlow reads the variable); level 0 asks for every log, start-up lines included.
     errors = ["evaluate", run_dir, "--dataset", "folder:" + str(tmp_path), "--num", "4"]

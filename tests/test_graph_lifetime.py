@@ -5,6 +5,7 @@ import weakref
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import keras_ddpm
@@ -121,6 +122,7 @@ def test_a_deleted_model_frees_its_training_and_sampling_graphs(monkeypatch):
     assert network() is None  # nor do the graphs keep the network's weights
 
 
+@pytest.mark.slow  # 13 s: an export of every endpoint
 def test_an_export_keeps_no_traced_graph(monkeypatch, tmp_path):
     graphs = _record_traced_graphs(monkeypatch)
     model = _unet_model()

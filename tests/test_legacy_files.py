@@ -61,7 +61,12 @@ def test_old_keras_file_gives_the_recorded_images_from_the_recorded_noise(
         np.testing.assert_allclose(images, expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm_solver"])
+# 10-13 s a sampler: the stochastic one (the noise of every step) in the default suite, the
+# deterministic ones with the slow tests.
+@pytest.mark.parametrize(
+    "sampler", ["ddpm", pytest.param("ddim", marks=pytest.mark.slow),
+                pytest.param("dpm_solver", marks=pytest.mark.slow)]
+)
 def test_old_keras_file_gives_the_same_images_for_a_seed_in_every_compile_mode(
     legacy_model, recorded_counter_rng, sampler
 ):
