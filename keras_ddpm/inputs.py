@@ -2,9 +2,11 @@
 
 Accepted batches: images alone, `(images, labels)` tuples, or TFDS-style dicts
 with an `"image"` key. uint8 images are read as [0, 255] and mapped to [−1, 1];
-floating-point images must already be in [−1, 1].
+floating-point images must already be in [−1, 1]. A Python generator may yield
+any of these (`GeneratorBatches`).
 """
 
+import inspect
 import re
 import sys
 
@@ -99,18 +101,26 @@ def labels_from_batch(data, num_classes):
     """Extracts the int32 class labels `[B]` of one batch inside `train_step`.
 
     Labels come from `(images, labels)` tuples or a dict's `"label"` key (TFDS).
+    What `fit` could not look into before (a PyDataset, a generator) is checked
+    here, as each batch's structure is traced.
 
     Args:
         data: the batch `fit` passes to `train_step`.
-        num_classes: K; labels must lie in `[0, K)`.
+        num_classes: K, labels lying in `[0, K)`; `None` for an unconditional
+            model, whose batches must not be `(images, labels)`.
 
     Returns:
-        int32 tensor `[B]`.
+        int32 tensor `[B]`, or `None` for an unconditional model.
 
     Raises:
-        ValueError: when the batch carries no labels.
+        ValueError: when a conditional model's batch carries no labels, or an
+            unconditional model's does (a dict's `"label"` is left alone).
     """
     x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+    if num_classes is None:
+        if y is not None:
+            raise ValueError(_UNCONDITIONAL_LABELS)
+        return None
     labels = x.get("label") if isinstance(x, dict) else y
     if labels is None:
         raise ValueError(_NO_LABELS.format(num_classes=num_classes))
@@ -130,6 +140,18 @@ _NO_LABELS = (
     "give fit `(images, labels)` batches, TFDS {{'image', 'label'}} dicts or "
     "`fit(images, labels)`. Received images without labels."
 )
+_UNCONDITIONAL_LABELS = (
+    "This model is unconditional (its network has no num_classes) but fit received "
+    "labels, which it would ignore. Pass the images alone, or build a class-conditional "
+    "network (UNet(..., num_classes=K))."
+)
+
+
+def _labels_seen_eagerly(x):
+    """Whether `fit` can see the labels of `x` before training: arrays (with `y`), dicts
+    of arrays and `tf.data` specs can; a PyDataset, a generator or a PyTorch `DataLoader`
+    show theirs only in the step (`labels_from_batch`)."""
+    return is_dataset(x) or isinstance(x, dict) or hasattr(x, "shape")
 
 
 def _labels_of(x, y):
@@ -150,6 +172,8 @@ def check_training_labels(x, y, num_classes):
     Raises:
         ValueError naming what was received and what was expected.
     """
+    if not _labels_seen_eagerly(x):
+        return
     labels = _labels_of(x, y)
     if labels is None:
         raise ValueError(_NO_LABELS.format(num_classes=num_classes))
@@ -249,11 +273,7 @@ def check_no_labels(x, y):
     if is_dataset(x) and isinstance(x.element_spec, tuple):
         labels = x.element_spec[1] if len(x.element_spec) > 1 else None
     if labels is not None:
-        raise ValueError(
-            "This model is unconditional (its network has no num_classes) but fit received "
-            "labels, which it would ignore. Pass the images alone, or build a class-conditional "
-            "network (UNet(..., num_classes=K))."
-        )
+        raise ValueError(_UNCONDITIONAL_LABELS)
 
 
 def network_inputs(inputs, num_classes):
@@ -288,6 +308,42 @@ class NetworkCall:
 
     def call(self, x, training=False):  # JAX's predict calls it directly, not through __call__
         return self.network(network_inputs(x, self.num_classes), training=training)
+
+
+def keras_batches(data):
+    """`data`, or, for a Python generator, one that yields its batches as Keras' trainers read
+    a generator's: a tuple passes as it is, anything else (images alone, a dict) as `(batch,)`.
+    """
+    if not inspect.isgenerator(data):
+        return data
+
+    def batches():
+        for batch in data:
+            yield batch if isinstance(batch, tuple) else (batch,)
+
+    return batches()
+
+
+class GeneratorBatches:
+    """`keras.Model` mixin: `fit` (its `x` and `validation_data`) and `evaluate` take a Python
+    generator of any accepted batch, images alone included (`keras_batches`), where Keras takes
+    only tuples from a generator and refused the rest with the whole batch printed. Put it
+    before `keras.Model` among the bases."""
+
+    def fit(self, *args, **kwargs):
+        arguments = fit_arguments(self, *args, **kwargs)
+        if inspect.isgenerator(arguments.get("x")):  # its own order (Keras would warn)
+            arguments.setdefault("shuffle", False)
+        for name in ("x", "validation_data"):
+            if name in arguments:
+                arguments[name] = keras_batches(arguments[name])
+        return super().fit(**arguments)
+
+    def evaluate(self, *args, **kwargs):
+        arguments = backend.keras_arguments("evaluate", self, *args, **kwargs)
+        if "x" in arguments:
+            arguments["x"] = keras_batches(arguments["x"])
+        return super().evaluate(**arguments)
 
 
 def fit_arguments(model, *args, **kwargs):

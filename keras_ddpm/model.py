@@ -34,8 +34,8 @@ _RNG_STATE_KEY = "noise_seed_state"
 
 @keras.saving.register_keras_serializable(package="keras_ddpm")
 class DDPM(
-    GenerationMethods, FileMethods, inputs.NetworkCall, backend.StepFunctions, backend.StateKept,
-    keras.Model,
+    GenerationMethods, FileMethods, inputs.NetworkCall, inputs.GeneratorBatches,
+    backend.StepFunctions, backend.StateKept, keras.Model,
 ):
     """Denoising diffusion probabilistic model around a denoising network.
 
@@ -301,10 +301,8 @@ class DDPM(
 
     def _training_labels(self, data, training):
         """The batch's labels, with class dropout while training; `None` if unconditional."""
-        if self.num_classes is None:
-            return None
         labels = inputs.labels_from_batch(data, self.num_classes)
-        if training and self.class_dropout > 0:
+        if labels is not None and training and self.class_dropout > 0:
             labels = training_noise.drop_labels(
                 labels, self.class_dropout, self.null_label, self.seed_generator
             )

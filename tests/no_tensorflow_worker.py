@@ -4,7 +4,8 @@ Usage: `KERAS_BACKEND=jax python tests/no_tensorflow_worker.py OUT_DIR`
 
 TensorFlow is made unimportable first (`refuse_tensorflow`, as a missing package would be),
 then the package is imported, a tiny model fits NumPy arrays, samples, inpaints, is saved and
-loaded back, and its bits/dim are evaluated; the command line trains on the digits, samples
+loaded back, and its bits/dim are evaluated; the command line trains a class-conditional
+model on the digits (their labels read by `load_digits_batches`), samples
 and evaluates, trains on a folder of images (`load_image_folder_batches`) and refuses a TFDS
 dataset in one line; it runs with `--jit-compile auto` (compiled on JAX, where an eager step of
 the tiny model took 2 s). OUT_DIR gets `model.keras` and `outputs.npz`: the losses, the images before
@@ -76,7 +77,8 @@ TINY = ["--base-channels", "8", "--channel-multipliers", "1", "--num-res-blocks"
 
 
 def command_line(out_dir):
-    """`train` on the digits, `sample` and `evaluate` through `keras_ddpm.cli.main`; `train` on
+    """`train` of a class-conditional model on the digits, `sample` and `evaluate` through
+    `keras_ddpm.cli.main`; `train` on
     a folder of PNGs (`cli_folder_exit`, its run's files); `edit --resize` of one of them
     (`cli_edit_exit`, `cli_edited_size`); a TFDS dataset's one-line refusal
     (`cli_tfds_exit`, its stderr in `cli_tfds_error`)."""
@@ -87,7 +89,9 @@ def command_line(out_dir):
     from keras_ddpm import cli
 
     run = os.path.join(out_dir, "run")
-    out = {"cli_train_exit": np.array(cli.main(["train", "--output", run, "--epochs", "2", *TINY]))}
+    out = {"cli_train_exit": np.array(cli.main(  # conditional: the digits' labels as well
+        ["train", "--output", run, "--epochs", "2", "--conditional", *TINY]
+    ))}
     out["cli_run_files"] = np.array(sorted(os.listdir(run)))
     out["cli_grids"] = np.array(sorted(os.listdir(os.path.join(run, "samples"))))
     sampled = os.path.join(out_dir, "sampled.npy")

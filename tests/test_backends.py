@@ -194,10 +194,11 @@ def test_without_tensorflow_installed_it_fits_samples_saves_and_loads(backend, t
         theirs["loader_error"]
     )
     assert "tensorboard_dir" in str(theirs["tensorboard_error"])
-    # The command line: a run on the digits (PNG grids, no TensorBoard logs), its samples,
-    # its bound; a run on a folder of PNGs; a TFDS dataset is refused in one line, nothing
-    # created.
+    # The command line: a class-conditional run on the digits (PNG grids, no TensorBoard
+    # logs), its samples, its bound; a run on a folder of PNGs; a TFDS dataset is refused in
+    # one line, nothing created.
     assert int(theirs["cli_train_exit"]) == 0
+    assert keras_ddpm.load_model(tmp_path / "run" / "model.keras").num_classes == 10
     assert {"model.keras", "config.json", "samples"} <= set(theirs["cli_run_files"].tolist())
     assert "logs" not in theirs["cli_run_files"].tolist()
     assert theirs["cli_grids"].tolist() == ["epoch_0002.png"]

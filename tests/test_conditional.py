@@ -222,6 +222,79 @@ def test_conditional_fit_accepts_every_labelled_form(tmp_path):
     np.testing.assert_array_equal(model.generate(3, **kwargs), loaded.generate(3, **kwargs))
 
 
+def _labelled_batches(images, labels, batch_size, form):
+    """A Python generator of `(images, labels)` tuples or TFDS-style dicts, in order."""
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size], labels[start:start + batch_size]
+        yield chunk if form == "tuple" else {"image": chunk[0], "label": chunk[1]}
+
+
+def test_conditional_fit_reads_labels_from_pydatasets_and_generators():
+    """Labels that `fit` cannot see before training (a keras_ddpm PyDataset, a generator) are
+    read in the step: the same batches train to the same weights."""
+    images, labels = keras_ddpm.data.load_digits_arrays()
+    images, labels = images[:96], labels[:96]
+    keras.utils.set_random_seed(0)
+    initial = tiny_conditional_unet().get_weights()
+    trained = {}
+    for form in ("pydataset", "tuple"):
+        model = keras_ddpm.DDPM(
+            tiny_conditional_unet(), NoiseSchedule("linear", 20), seed=0, class_dropout=0.2
+        )
+        model.network.set_weights(initial)
+        model.compile(optimizer=keras.optimizers.Adam(3e-3))
+        if form == "pydataset":
+            data = keras_ddpm.data.from_array_batches(images, labels, 32, shuffle=False)
+        else:
+            data = _labelled_batches(images, labels, 32, form)
+        history = model.fit(data, epochs=1, verbose=0).history
+        assert np.isfinite(history["loss"][0])
+        trained[form] = model.network.get_weights()
+    for ours, expected in zip(trained["tuple"], trained["pydataset"]):
+        np.testing.assert_array_equal(ours, expected)
+    assert any(not np.array_equal(a, b) for a, b in zip(trained["pydataset"], initial))
+    # The digits' own PyDataset with labels, as the command line reads them without TensorFlow.
+    digits = keras_ddpm.data.load_digits_batches(batch_size=32, with_labels=True)
+    history = model.fit(digits, epochs=1, steps_per_epoch=2, verbose=0).history  # no retrace
+    assert np.isfinite(history["loss"][0])
+
+
+def _one_line_error(call, match):
+    with pytest.raises(ValueError, match=match) as caught:
+        call()
+    assert "\n" not in str(caught.value), str(caught.value)
+
+
+def test_labels_missing_misplaced_or_out_of_range_in_a_generator_are_one_line():
+    images, labels = keras_ddpm.data.load_digits_arrays()
+    conditional = keras_ddpm.DDPM(tiny_conditional_unet(), NoiseSchedule("linear", 20))
+    conditional.compile(optimizer="adam")
+    batches = np.split(images[:16], 2)
+    _one_line_error(
+        lambda: conditional.fit((b for b in batches), epochs=1, verbose=0),
+        r"^This model is class-conditional \(num_classes=10\) and needs labels",
+    )
+    wrong = np.full(16, 12)
+    _one_line_error(
+        lambda: conditional.fit(_labelled_batches(images[:16], wrong, 8, "tuple"), verbose=0),
+        r"labels outside \[0, 10\)",
+    )
+    network = keras_ddpm.UNet((8, 8, 1), base_channels=8, channel_multipliers=(1,),
+                              num_res_blocks=1, attention_resolutions=(), norm_groups=4)
+    unconditional = keras_ddpm.DDPM(network, NoiseSchedule("linear", 20))
+    unconditional.compile(optimizer="adam")
+    _one_line_error(
+        lambda: unconditional.fit(
+            keras_ddpm.data.from_array_batches(images[:16], labels[:16], 8), verbose=0
+        ),
+        r"^This model is unconditional .* received labels",
+    )
+    # A TFDS-style dict's "label" is left alone: the model reads its "image".
+    history = unconditional.fit(_labelled_batches(images[:16], labels[:16], 8, "dict"),
+                                verbose=0).history
+    assert np.isfinite(history["loss"][0])
+
+
 # ----------------------------------------------------------------------------
 # Errors
 # ----------------------------------------------------------------------------

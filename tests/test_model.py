@@ -306,6 +306,45 @@ def test_uint8_tuple_and_dict_batches_are_accepted():
         model.fit(tf.data.Dataset.from_tensor_slices((uint8, labels)).batch(8), verbose=0)
 
 
+def _batches(batches, form):
+    """A Python generator of `batches` as plain arrays, 1-tuples or TFDS-style dicts."""
+    for batch in batches:
+        yield {"plain": batch, "tuple": (batch,), "dict": {"image": batch}}[form]
+
+
+def test_a_generator_of_any_accepted_batch_fits_and_evaluates():
+    """Keras reads only tuples from a generator; DDPM takes images alone and dicts too, and
+    trains on them exactly as on the same batches in tuples."""
+    batches = np.split(random_images(16), 4)
+    uint8 = np.random.default_rng(1).integers(0, 256, (8,) + SHAPE, dtype=np.uint8)
+    weights = {}
+    for form in ("tuple", "plain", "dict"):
+        model = tiny_model()
+        if weights:
+            model.network.set_weights(weights["tuple"])
+        else:
+            weights["initial"] = model.network.get_weights()
+        history = model.fit(
+            _batches(batches, form), epochs=1, verbose=0,
+            validation_data=_batches(batches[:2], form),
+        ).history
+        assert np.isfinite(history["loss"][0]) and np.isfinite(history["val_loss"][0])
+        weights[form] = model.network.get_weights()
+        if form == "tuple":  # the same start for the others
+            weights["tuple"], weights["trained"] = weights["initial"], weights["tuple"]
+    for form in ("plain", "dict"):
+        for ours, expected in zip(weights[form], weights["trained"]):
+            np.testing.assert_array_equal(ours, expected)
+    assert any(not np.array_equal(a, b) for a, b in zip(weights["trained"], weights["initial"]))
+    result = model.evaluate(_batches(np.split(uint8, 2), "plain"), verbose=0, return_dict=True)
+    assert np.isfinite(result["loss"])
+    # A batch the model cannot read is still a one-line error naming what it received.
+    with pytest.raises(ValueError, match=r"\(3, 3, 1\).*expects \(4, 4, 1\)"):
+        model.fit(_batches([random_images(4, (3, 3, 1))], "plain"), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"^A batch of floating-point training images .*"):
+        model.fit(_batches([random_images(4) * 2], "plain"), epochs=1, verbose=0)
+
+
 def test_uint8_is_mapped_to_minus_one_one():
     from keras_ddpm.inputs import images_from_batch
 
