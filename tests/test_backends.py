@@ -305,6 +305,35 @@ def test_the_tf_data_loaders_on_jax_load_tensorflow_through_import_tensorflow():
     assert done.stdout.split("\n")[-2] == "1 (4, 8, 8, 1)"
 
 
+@pytest.mark.slow  # 60 s: inductor compiles the step on the CPU; CI's slow step runs it
+def test_torch_compile_trains_the_unet_as_the_eager_step_does():
+    """`compile(jit_compile=True)` on PyTorch is Keras' `torch.compile`: the U-Net's step
+    compiles (for each batch shape it meets) and trains as the eager step does, from the same
+    weights on the same batches."""
+    code = (
+        "import sys, numpy as np, keras, keras_ddpm\n"
+        f"sys.path.insert(0, {str(pathlib.Path(__file__).parent)!r})\n"
+        "from networks import tiny_unet\n"
+        "keras.utils.set_random_seed(0)\n"
+        "weights = tiny_unet().get_weights()\n"
+        "images = np.random.default_rng(0).uniform(-1, 1, (16, 8, 8, 1)).astype('float32')\n"
+        "for jit_compile in (True, False):\n"
+        "    model = keras_ddpm.DDPM(tiny_unet(), keras_ddpm.NoiseSchedule('cosine', 20), seed=0)\n"
+        "    model.network.set_weights(weights)\n"
+        "    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile)\n"
+        "    losses = model.fit(images, batch_size=8, epochs=2, shuffle=False, verbose=0)\n"
+        "    print(model.jit_compile, *losses.history['loss'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=_environment("torch"), capture_output=True, text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    compiled, eager = (line.split() for line in done.stdout.strip().split("\n")[-2:])
+    assert compiled[0] == "True" and eager[0] == "False"
+    np.testing.assert_allclose(np.float64(compiled[1:]), np.float64(eager[1:]), rtol=1e-5)
+
+
 @pytest.mark.slow  # 30 s; CI's slow step runs it
 def test_a_data_parallel_step_on_two_devices_equals_the_one_device_step(tmp_path):
     """`keras.distribution.DataParallel` on JAX over two host devices: one SGD step on the same

@@ -39,8 +39,27 @@ def checked_in_step(value, condition, message):
     return value
 
 
+def make_step_function(model, kind, make_keras_function, step_function, force):
+    """Keras' own `{kind}_function`; with `jit_compile=True` (Keras' `torch.compile`) it compiles
+    a graph for each batch shape it meets: compiled for any batch size, the U-Net failed
+    inside PyTorch 2.13's inductor ("cannot determine truth value of Relational: 1 < s69")."""
+    function = room_defaults.make_step_function(
+        model, kind, make_keras_function, step_function, force
+    )
+    if not model.jit_compile or getattr(function, "static_shapes", False):
+        return function
+
+    def static_shapes(data):
+        with torch._dynamo.config.patch(automatic_dynamic_shapes=False):
+            return function(data)
+
+    static_shapes.static_shapes = True
+    setattr(model, f"{kind}_function", static_shapes)
+    return static_shapes
+
+
 # Keras' PyTorch trainer runs one replica a process: `room_defaults` answers the replica
-# questions (`__getattr__` below), and `make_step_function` and `untrained_step` too.
+# questions (`__getattr__` below), and `untrained_step` too.
 def train_step(model, data):
     """Keras' PyTorch trainer calls `train_step(data)`: the model's step as it is."""
     return model.stateful_train_step(data)
