@@ -9,7 +9,7 @@ import importlib
 import sys
 
 
-def lazy_names(package, table, requires=None):
+def lazy_names(package, table, requires=None, then=None):
     """`(__getattr__, __dir__)` for the package `package`, to assign in its `__init__`.
 
     Args:
@@ -19,6 +19,7 @@ def lazy_names(package, table, requires=None):
         requires: the import name of a package these names need on every backend (a first
             use without it is one `ValueError`, `backend.require_installed`), a dict of
             submodule -> such a package for the submodules that need one, or `None`.
+        then: what to do once that package is installed (`require_installed`), or `None`.
 
     Example:
 
@@ -34,7 +35,7 @@ def lazy_names(package, table, requires=None):
             if needed is not None:
                 from keras_ddpm import backend  # on first use: imports Keras
 
-                backend.require_installed(needed, f"{package}.{name}")
+                backend.require_installed(needed, f"{package}.{name}", then)
             module = importlib.import_module(f"{package}.{submodule}")
             return module if submodule == name else getattr(module, name)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")

@@ -81,7 +81,7 @@ def command_line(out_dir):
     `keras_ddpm.cli.main`; `train` on
     a folder of PNGs (`cli_folder_exit`, its run's files); `edit --resize` of one of them
     (`cli_edit_exit`, `cli_edited_size`); a TFDS dataset's one-line refusal
-    (`cli_tfds_exit`, its stderr in `cli_tfds_error`)."""
+    (`cli_tfds_exit`, its stderr in `cli_tfds_error`), and the export's (`cli_export_*`)."""
     import contextlib
     import io
     import json
@@ -131,6 +131,12 @@ def command_line(out_dir):
              *TINY]
         ))
     out["cli_tfds_error"] = np.array(stderr.getvalue())
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        out["cli_export_exit"] = np.array(cli.main(
+            ["export", run, os.path.join(out_dir, "cli_exported")]
+        ))
+    out["cli_export_error"] = np.array(stderr.getvalue())
     return out
 
 

@@ -212,6 +212,11 @@ def test_without_tensorflow_installed_it_fits_samples_saves_and_loads(backend, t
     tfds_error = str(theirs["cli_tfds_error"])
     assert "'tfds:mnist' needs TensorFlow" in tfds_error and tfds_error.count("\n") == 1
     assert not (tmp_path / "tfds_run").exists()
+    assert int(theirs["cli_export_exit"]) == 2
+    export_error = str(theirs["cli_export_error"])
+    assert export_error.count("\n") == 1 and "pip install tensorflow" in export_error
+    assert "KERAS_BACKEND=tensorflow keras-ddpm export MODEL OUT" in export_error
+    assert not (tmp_path / "cli_exported").exists()
     assert theirs["loss"][-1] < 0.9 * theirs["loss"][0]  # it learns
     np.testing.assert_array_equal(theirs["generate_loaded"], theirs["generate"])
     assert theirs["inpaint"].shape == (2, 8, 8, 1) and np.all(np.isfinite(theirs["inpaint"]))

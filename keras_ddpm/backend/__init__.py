@@ -87,17 +87,20 @@ def installed(package):
     return importlib.util.find_spec(package) is not None
 
 
-def require_installed(package, feature):
+def require_installed(package, feature, then=None):
     """A `ValueError` unless `package` can be imported: `feature` needs it on every backend.
 
     Args:
         package: the module's import name, e.g. `"tensorflow"`.
         feature: what the user asked for, e.g. `"SampleGrid(tensorboard_dir=...)"`.
+        then: what to do once it is installed (a sentence, e.g. `export.ON_TENSORFLOW`), or
+            `None`: the advice is to install it or leave the feature out.
     """
     if not installed(package):
+        advice = " or leave it out." if then is None else f"; then {then[:1].lower()}{then[1:]}"
         raise ValueError(
             f"{feature} needs the package {package!r}, which is not installed here "
-            f"(KERAS_BACKEND={name()!r}). Install it (pip install {package}) or leave it out."
+            f"(KERAS_BACKEND={name()!r}). Install it (pip install {package}){advice}"
         )
 
 

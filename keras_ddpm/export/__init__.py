@@ -59,4 +59,4 @@ _LAZY = {
 }
 
 
-__getattr__, __dir__ = lazy_names(__name__, _LAZY, requires="tensorflow")
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, requires="tensorflow", then=ON_TENSORFLOW)
