@@ -69,6 +69,12 @@ def _check_dtype(dtype):
         )
 
 
+def brings_its_own_order(x):
+    """Whether `x` orders its batches itself (a `tf.data.Dataset` or a Python generator), so
+    that `fit` leaves it unshuffled: Keras would warn about its default `shuffle=True`."""
+    return is_dataset(x) or inspect.isgenerator(x)
+
+
 def is_dataset(x):
     """Whether `x` is a `tf.data.Dataset`, without importing TensorFlow to ask."""
     tf = sys.modules.get("tensorflow")  # a dataset exists only once TensorFlow is loaded
@@ -332,8 +338,6 @@ class GeneratorBatches:
 
     def fit(self, *args, **kwargs):
         arguments = fit_arguments(self, *args, **kwargs)
-        if inspect.isgenerator(arguments.get("x")):  # its own order (Keras would warn)
-            arguments.setdefault("shuffle", False)
         for name in ("x", "validation_data"):
             if name in arguments:
                 arguments[name] = keras_batches(arguments[name])

@@ -231,9 +231,8 @@ class DDPM(
         if self.max_skipped_steps is not None:
             added.append(divergence.DivergenceGuard(self.max_skipped_steps))
         counter = getattr(x, loader_common.EPOCH_COUNTER, None)
-        if inputs.is_dataset(x) or counter is not None:
-            # A dataset brings its own order; Keras warns about its default shuffle=True (and
-            # would shuffle a PyDataset's batches unseeded).
+        if inputs.brings_its_own_order(x) or counter is not None:
+            # A keras_ddpm loader orders its passes by epoch: Keras' shuffle would be unseeded.
             arguments.setdefault("shuffle", False)
         if counter is not None:
             # A keras_ddpm loader's order depends on the epoch: start it at the right one.

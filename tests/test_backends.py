@@ -43,6 +43,16 @@ def _environment(backend):
     return dict(os.environ, KERAS_BACKEND=backend, XLA_FLAGS="--xla_cpu_multi_thread_eigen=false")
 
 
+def _run_code(code, backend):
+    """What `python -c code` printed under `backend` (it must succeed)."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=_environment(backend), capture_output=True, text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
 def _run_on(backend, model_path, inputs, tmp_path, parts=PARTS):
     out_path = tmp_path / f"{backend}.npz"
     inputs_path = "seeded"
@@ -302,12 +312,7 @@ def test_the_tf_data_loaders_on_jax_load_tensorflow_through_import_tensorflow():
         "backend.import_tensorflow = lambda: calls.append(1) or real(); "
         "batch = next(iter(data.load_digits(4, seed=0))); print(len(calls), batch.shape)"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=_environment("jax"), capture_output=True, text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.split("\n")[-2] == "1 (4, 8, 8, 1)"
+    assert _run_code(code, "jax").split("\n")[-2] == "1 (4, 8, 8, 1)"
 
 
 @pytest.mark.slow  # 60 s: inductor compiles the step on the CPU; CI's slow step runs it
@@ -329,12 +334,8 @@ def test_torch_compile_trains_the_unet_as_the_eager_step_does():
         "    losses = model.fit(images, batch_size=8, epochs=2, shuffle=False, verbose=0)\n"
         "    print(model.jit_compile, *losses.history['loss'])\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=_environment("torch"), capture_output=True, text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    compiled, eager = (line.split() for line in done.stdout.strip().split("\n")[-2:])
+    printed = _run_code(code, "torch")
+    compiled, eager = (line.split() for line in printed.strip().split("\n")[-2:])
     assert compiled[0] == "True" and eager[0] == "False"
     np.testing.assert_allclose(np.float64(compiled[1:]), np.float64(eager[1:]), rtol=1e-5)
 
