@@ -14,6 +14,7 @@ layer casts back to the compute dtype.
 """
 
 import math
+import random
 
 import keras
 from keras import ops
@@ -116,6 +117,18 @@ class TimestepEmbedding(keras.layers.Layer):
         return config
 
 
+def _dropout_seed(rate):
+    """A dropout seed drawn from Python's `random` as Keras draws one for `seed=None`, so that
+    TensorFlow and JAX drop the same units as an unseeded `Dropout` after the same
+    `keras.utils.set_random_seed` (and a rate of 0, which draws nothing, draws nothing).
+
+    Given explicitly, it makes PyTorch too draw the masks from the layer's `SeedGenerator`
+    (Keras' unseeded PyTorch dropout uses torch's global generator), whose state `DDPM`
+    saves: a resumed run drops the units the uninterrupted run would have dropped.
+    """
+    return random.randint(1, 10**9) if rate > 0 else None
+
+
 @keras.saving.register_keras_serializable(package="keras_ddpm")
 class ResidualBlock(keras.layers.Layer):
     """Pre-activation residual block conditioned on the timestep embedding.
@@ -193,7 +206,7 @@ class ResidualBlock(keras.layers.Layer):
         )
         self.norm2 = group_norm(norm_groups, self.dtype_policy, "norm2", self.norm_epsilon)
         self.dropout_layer = keras.layers.Dropout(
-            dropout, dtype=self.dtype_policy, name="dropout"
+            dropout, seed=_dropout_seed(dropout), dtype=self.dtype_policy, name="dropout"
         )
         self.conv2 = Conv2D(
             out_channels,

@@ -319,7 +319,7 @@ def test_the_tf_data_loaders_on_jax_load_tensorflow_through_import_tensorflow():
 def test_torch_compile_trains_the_unet_as_the_eager_step_does():
     """`compile(jit_compile=True)` on PyTorch is Keras' `torch.compile`: the U-Net's step
     compiles (for each batch shape it meets) and trains as the eager step does, from the same
-    weights on the same batches."""
+    weights on the same batches, dropping the same units (the U-Net's dropout is seeded)."""
     code = (
         "import sys, numpy as np, keras, keras_ddpm\n"
         f"sys.path.insert(0, {str(pathlib.Path(__file__).parent)!r})\n"
@@ -328,7 +328,9 @@ def test_torch_compile_trains_the_unet_as_the_eager_step_does():
         "weights = tiny_unet().get_weights()\n"
         "images = np.random.default_rng(0).uniform(-1, 1, (16, 8, 8, 1)).astype('float32')\n"
         "for jit_compile in (True, False):\n"
-        "    model = keras_ddpm.DDPM(tiny_unet(), keras_ddpm.NoiseSchedule('cosine', 20), seed=0)\n"
+        "    keras.utils.set_random_seed(1)  # the same dropout seeds\n"
+        "    network = tiny_unet(dropout=0.3)\n"
+        "    model = keras_ddpm.DDPM(network, keras_ddpm.NoiseSchedule('cosine', 20), seed=0)\n"
         "    model.network.set_weights(weights)\n"
         "    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile)\n"
         "    losses = model.fit(images, batch_size=8, epochs=2, shuffle=False, verbose=0)\n"

@@ -2,17 +2,21 @@
 
 import numpy as np
 
+from keras_ddpm.model import network_seed_states
+
 
 def training_state(model, rng=True):
-    """Weights, EMA weights, optimizer variables and (with `rng`) the training-noise RNG state.
+    """Weights, EMA weights, optimizer variables and (with `rng`) the training-noise RNG state
+    and the network's dropout seeds.
 
-    The RNG advances on every step, skipped or not; `rng=False` leaves it out.
+    The RNGs advance on every step, skipped or not; `rng=False` leaves them out.
     """
     return (
         [w.numpy() for w in model.network.weights]
         + [w.numpy() for w in model.ema_weights]
         + [v.numpy() for v in model.optimizer.variables]
         + ([model.seed_generator.state.numpy()] if rng else [])
+        + ([seed.numpy() for seed in network_seed_states(model.network)] if rng else [])
     )
 
 
