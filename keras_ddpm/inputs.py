@@ -2,10 +2,11 @@
 
 Accepted batches: images alone, `(images, labels)` tuples, or TFDS-style dicts
 with an `"image"` key. uint8 images are read as [0, 255] and mapped to [−1, 1];
-floating-point images must already be in [−1, 1]. A Python generator may yield
-any of these (`GeneratorBatches`).
+floating-point images must already be in [−1, 1]. A Python generator and a PyTorch
+`DataLoader` may give any of these (`GeneratorBatches`).
 """
 
+import copy
 import inspect
 import re
 import sys
@@ -70,9 +71,16 @@ def _check_dtype(dtype):
 
 
 def brings_its_own_order(x):
-    """Whether `x` orders its batches itself (a `tf.data.Dataset` or a Python generator), so
-    that `fit` leaves it unshuffled: Keras would warn about its default `shuffle=True`."""
-    return is_dataset(x) or inspect.isgenerator(x)
+    """Whether `x` orders its batches itself (a `tf.data.Dataset`, a Python generator or a
+    PyTorch `DataLoader`), so that `fit` leaves it unshuffled: Keras would warn about its
+    default `shuffle=True`."""
+    return is_dataset(x) or inspect.isgenerator(x) or is_torch_loader(x)
+
+
+def is_torch_loader(x):
+    """Whether `x` is a `torch.utils.data.DataLoader`, without importing PyTorch to ask."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.utils.data.DataLoader)
 
 
 def is_dataset(x):
@@ -317,9 +325,15 @@ class NetworkCall:
 
 
 def keras_batches(data):
-    """`data`, or, for a Python generator, one that yields its batches as Keras' trainers read
-    a generator's: a tuple passes as it is, anything else (images alone, a dict) as `(batch,)`.
+    """`data`, or, for a Python generator or a PyTorch `DataLoader`, one that gives its batches
+    as Keras' trainers read them: a tuple passes as it is, anything else (images alone, a dict)
+    as `(batch,)`. (Keras' `DataLoader` adapter on TensorFlow and JAX makes a tuple of any
+    batch, which splits a tensor along its first axis.)
     """
+    if is_torch_loader(data):
+        loader = copy.copy(data)  # the caller's loader keeps its own collate function
+        loader.collate_fn = TupleBatches(data.collate_fn)
+        return loader
     if not inspect.isgenerator(data):
         return data
 
@@ -330,11 +344,27 @@ def keras_batches(data):
     return batches()
 
 
+class TupleBatches:
+    """A `DataLoader`'s collate function whose batches are tuples (or lists) as they were, and
+    anything else as `(batch,)`; a class, so that worker processes can unpickle it.
+
+    Args:
+        collate: the loader's own collate function.
+    """
+
+    def __init__(self, collate):
+        self.collate = collate
+
+    def __call__(self, samples):
+        batch = self.collate(samples)
+        return batch if isinstance(batch, (tuple, list)) else (batch,)
+
+
 class GeneratorBatches:
     """`keras.Model` mixin: `fit` (its `x` and `validation_data`) and `evaluate` take a Python
-    generator of any accepted batch, images alone included (`keras_batches`), where Keras takes
-    only tuples from a generator and refused the rest with the whole batch printed. Put it
-    before `keras.Model` among the bases."""
+    generator or a PyTorch `DataLoader` of any accepted batch, images alone included
+    (`keras_batches`), where Keras takes only tuples from a generator and refused the rest
+    with the whole batch printed. Put it before `keras.Model` among the bases."""
 
     def fit(self, *args, **kwargs):
         arguments = fit_arguments(self, *args, **kwargs)

@@ -229,15 +229,15 @@ def _labelled_batches(images, labels, batch_size, form):
         yield chunk if form == "tuple" else {"image": chunk[0], "label": chunk[1]}
 
 
-def test_conditional_fit_reads_labels_from_pydatasets_and_generators():
-    """Labels that `fit` cannot see before training (a keras_ddpm PyDataset, a generator) are
-    read in the step: the same batches train to the same weights."""
+def test_conditional_fit_reads_labels_from_pydatasets_generators_and_data_loaders():
+    """Labels that `fit` cannot see before training (a keras_ddpm PyDataset, a generator, a
+    PyTorch `DataLoader`) are read in the step: the same batches train to the same weights."""
     images, labels = keras_ddpm.data.load_digits_arrays()
     images, labels = images[:96], labels[:96]
     keras.utils.set_random_seed(0)
     initial = tiny_conditional_unet().get_weights()
     trained = {}
-    for form in ("pydataset", "tuple"):
+    for form in ("pydataset", "tuple", "dataloader"):
         model = keras_ddpm.DDPM(
             tiny_conditional_unet(), NoiseSchedule("linear", 20), seed=0, class_dropout=0.2
         )
@@ -245,13 +245,19 @@ def test_conditional_fit_reads_labels_from_pydatasets_and_generators():
         model.compile(optimizer=keras.optimizers.Adam(3e-3))
         if form == "pydataset":
             data = keras_ddpm.data.from_array_batches(images, labels, 32, shuffle=False)
+        elif form == "dataloader":
+            import torch
+
+            pairs = torch.utils.data.TensorDataset(torch.from_numpy(images), torch.from_numpy(labels))
+            data = torch.utils.data.DataLoader(pairs, batch_size=32)
         else:
             data = _labelled_batches(images, labels, 32, form)
         history = model.fit(data, epochs=1, verbose=0).history
         assert np.isfinite(history["loss"][0])
         trained[form] = model.network.get_weights()
-    for ours, expected in zip(trained["tuple"], trained["pydataset"]):
-        np.testing.assert_array_equal(ours, expected)
+    for form in ("tuple", "dataloader"):
+        for ours, expected in zip(trained[form], trained["pydataset"]):
+            np.testing.assert_array_equal(ours, expected)
     assert any(not np.array_equal(a, b) for a, b in zip(trained["pydataset"], initial))
     # The digits' own PyDataset with labels, as the command line reads them without TensorFlow.
     digits = keras_ddpm.data.load_digits_batches(batch_size=32, with_labels=True)

@@ -341,6 +341,46 @@ def test_a_generator_of_any_accepted_batch_fits_and_evaluates():
         model.fit(_batches([random_images(4) * 2], "plain"), epochs=1, verbose=0)
 
 
+def _loader(batches, form):
+    """A PyTorch `DataLoader` (in order) of the same batches: its dataset gives single images,
+    1-lists (a `TensorDataset`) or TFDS-style dicts, and the default collate stacks them."""
+    import torch
+
+    images = torch.from_numpy(np.concatenate(batches))
+    if form == "tuple":
+        dataset = torch.utils.data.TensorDataset(images)
+    else:
+        dataset = [image if form == "plain" else {"image": image} for image in images]
+    return torch.utils.data.DataLoader(dataset, batch_size=len(batches[0]))
+
+
+def test_a_torch_data_loader_of_any_accepted_batch_fits_on_every_backend():
+    """Keras' DataLoader adapter on TensorFlow and JAX makes a tuple of each batch, splitting
+    images alone along the batch axis; DDPM trains on images alone and dicts as on tuples."""
+    batches = np.split(random_images(16), 4)
+    initial = tiny_model().network.get_weights()
+    trained = {}
+    for form in ("tuple", "plain", "dict"):
+        model = tiny_model()
+        model.network.set_weights(initial)
+        loader = _loader(batches, form)
+        collate = loader.collate_fn
+        history = model.fit(
+            loader, epochs=1, verbose=0, validation_data=_loader(batches[:2], form)
+        ).history
+        assert np.isfinite(history["loss"][0]) and np.isfinite(history["val_loss"][0])
+        assert loader.collate_fn is collate  # the caller's loader is left as it was
+        trained[form] = model.network.get_weights()
+    # The same batches as a generator of tuples train to the same weights.
+    model = tiny_model()
+    model.network.set_weights(initial)
+    model.fit(_batches(batches, "tuple"), epochs=1, verbose=0)
+    for form in ("tuple", "plain", "dict"):
+        for ours, expected in zip(trained[form], model.network.get_weights()):
+            np.testing.assert_array_equal(ours, expected)
+    assert np.isfinite(model.evaluate(_loader(batches, "plain"), verbose=0))
+
+
 def test_uint8_is_mapped_to_minus_one_one():
     from keras_ddpm.inputs import images_from_batch
 
