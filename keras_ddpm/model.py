@@ -12,6 +12,7 @@ from keras import ops
 from keras_ddpm import checks
 from keras_ddpm import divergence
 from keras_ddpm import ema
+from keras_ddpm import fit_order
 from keras_ddpm import inputs
 from keras_ddpm import backend
 from keras_ddpm.backend import hardware
@@ -233,6 +234,11 @@ class DDPM(
         added = []
         if self.max_skipped_steps is not None:
             added.append(divergence.DivergenceGuard(self.max_skipped_steps))
+        ordered = fit_order.epoch_ordered(arguments)
+        if ordered is not None:
+            # Keras would shuffle with the process's RNG: a resumed run would see another order.
+            x = ordered
+            added.append(fit_order.OrderSeed(ordered))
         counter = getattr(x, loader_common.EPOCH_COUNTER, None)
         if inputs.brings_its_own_order(x) or counter is not None:
             # A keras_ddpm loader orders its passes by epoch: Keras' shuffle would be unseeded.

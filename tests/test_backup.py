@@ -14,6 +14,7 @@ import pytest
 
 import keras_ddpm
 from keras_ddpm import cli
+from keras_ddpm import fit_order
 from keras_ddpm.runs import atomic
 from keras_ddpm.runs import backup
 from training_state import assert_same_state
@@ -184,6 +185,85 @@ def test_a_unet_with_dropout_resumes_to_the_uninterrupted_run(tmp_path):
         keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(epoch)),
     ], **fit)
     assert seen == [1]
+    assert_same_state(state(uninterrupted), state(resumed))
+
+
+class _UsersBatches(keras.utils.PyDataset):
+    """A user's own PyDataset of four batches, counting its passes."""
+
+    def __init__(self):
+        super().__init__()
+        self.passes = 0
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        return images()[8 * index : 8 * (index + 1)]
+
+    def on_epoch_end(self):
+        self.passes += 1
+
+
+def test_fit_orders_arrays_and_pydatasets_by_seed_and_epoch():
+    """Where Keras would shuffle with the process's RNG, `fit` draws each pass from (seed,
+    epoch): passes differ, and a new process's pass of an epoch is the same one."""
+    data = images(32)
+
+    def one_pass(ordered, epoch):
+        ordered.epoch_counter.assign(epoch)
+        return np.concatenate([ordered[i] for i in range(len(ordered))])
+
+    def ordered_arrays():
+        arguments = {"x": data, "batch_size": 8}
+        ordered = fit_order.epoch_ordered(arguments)
+        assert arguments == {"x": ordered, "shuffle": False} and len(ordered) == 4
+        ordered.seed = 5  # OrderSeed's, from the model
+        return ordered
+
+    first, second = one_pass(ordered_arrays(), 0), one_pass(ordered_arrays(), 1)
+    assert not np.array_equal(first, second)
+    for shuffled in (first, second):  # a permutation of the images
+        np.testing.assert_array_equal(np.sort(shuffled, axis=0), np.sort(data, axis=0))
+    np.testing.assert_array_equal(one_pass(ordered_arrays(), 1), second)
+    users = _UsersBatches()
+    ordered = fit_order.epoch_ordered({"x": users})
+    ordered.seed = 5
+    passes = [one_pass(ordered, epoch) for epoch in range(4)]
+    assert any(not np.array_equal(passes[0], other) for other in passes[1:])
+    ordered.on_epoch_end()
+    assert users.passes == 1 and ordered.epoch_counter.value == 4
+    # Keras' order stays where it is not its process-RNG shuffle, or where only Keras' array
+    # path takes an argument.
+    for arguments in (
+        {"x": data, "shuffle": False}, {"x": data, "shuffle": "batch"},
+        {"x": data, "sample_weight": np.ones(32)}, {"x": data, "steps_per_epoch": 2},
+        {"x": keras_ddpm.data.from_array_batches(data, seed=0)}, {"x": iter([data])},
+    ):
+        assert fit_order.epoch_ordered(dict(arguments)) is None
+
+
+@pytest.mark.parametrize("form", ["arrays", "validation_split", "pydataset"])
+def test_a_run_resumed_on_shuffled_arrays_or_a_pydataset_is_the_uninterrupted_run(tmp_path, form):
+    """Keras would shuffle these with the process's RNG, so that a new process's resumed
+    epochs would see other batches; `fit` orders them by (noise seed, epoch)."""
+    folder = str(tmp_path / "backup")
+
+    def fit(model, epochs, callbacks):
+        if form == "pydataset":
+            data = dict(x=_UsersBatches())
+        else:
+            data = dict(x=images(), batch_size=8)
+            if form == "validation_split":
+                data["validation_split"] = 0.25
+        return model.fit(**data, epochs=epochs, verbose=0, callbacks=callbacks).history
+
+    uninterrupted = tiny_model()
+    history = fit(uninterrupted, 3, [])
+    assert ("val_loss" in history) == (form == "validation_split")
+    fit(tiny_model(), 2, [backup.RunBackup(folder, delete_checkpoint=False)])
+    resumed = tiny_model()  # seeds every RNG as a new process would
+    fit(resumed, 3, [backup.RunBackup(folder)])
     assert_same_state(state(uninterrupted), state(resumed))
 
 

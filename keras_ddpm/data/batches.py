@@ -35,6 +35,32 @@ def draw_seed(seed):
     return int(seed)
 
 
+class PassOrders:
+    """The order of `count` examples (or batches) in each pass: a permutation drawn from
+    `(seed, epoch)` with NumPy when `shuffle`, else `0, 1, ..., count - 1`; drawn once a
+    pass for every worker thread.
+
+    Args:
+        count: int, how many things are ordered.
+        shuffle: bool, whether each pass is a new permutation.
+    """
+
+    def __init__(self, count, shuffle):
+        self.count = int(count)
+        self.shuffle = shuffle
+        self._last = (None, None)  # ((seed, epoch), its order)
+        self._lock = threading.Lock()
+
+    def __call__(self, seed, epoch):
+        with self._lock:
+            if self._last[0] != (seed, epoch):
+                order = np.arange(self.count)
+                if self.shuffle:
+                    order = np.random.default_rng([seed, epoch]).permutation(self.count)
+                self._last = ((seed, epoch), order)
+            return self._last[1]
+
+
 class EpochCounter:
     """The epoch of a pass, set as a `tf.Variable` is (`assign`); read by the batches."""
 
@@ -76,8 +102,7 @@ class SeededBatches(keras.utils.PyDataset):
         self.seed = seed
         # `DDPM.fit` sets it to the epoch it starts from (`loader_common.StartEpoch`).
         self.epoch_counter = EpochCounter()
-        self._order_of = (None, None)  # (epoch, the examples' order in it)
-        self._lock = threading.Lock()
+        self._orders = PassOrders(self.count, shuffle)
 
     def read(self, indices):
         raise NotImplementedError
@@ -85,21 +110,12 @@ class SeededBatches(keras.utils.PyDataset):
     def __len__(self):
         return math.ceil(self.count / self.batch_size)
 
-    def _order(self, epoch):
-        """The examples' order in pass `epoch`, drawn once a pass for every worker thread."""
-        with self._lock:
-            if self._order_of[0] != epoch:
-                order = np.arange(self.count)
-                if self.shuffle:
-                    order = np.random.default_rng([self.seed, epoch]).permutation(self.count)
-                self._order_of = (epoch, order)
-            return self._order_of[1]
-
     def __getitem__(self, index):
         if not 0 <= index < len(self):
             raise IndexError(f"Batch index {index} out of range for {len(self)} batches.")
         epoch = self.epoch_counter.value
-        chosen = self._order(epoch)[index * self.batch_size : (index + 1) * self.batch_size]
+        start = index * self.batch_size
+        chosen = self._orders(self.seed, epoch)[start : start + self.batch_size]
         images = self.read(chosen)
         if self.random_flip:
             flips = np.random.default_rng([self.seed, epoch, index]).random(len(chosen)) < 0.5
@@ -109,6 +125,45 @@ class SeededBatches(keras.utils.PyDataset):
         return images
 
     def on_epoch_end(self):
+        self.epoch_counter.assign(self.epoch_counter.value + 1)
+
+
+class ShuffledBatches(keras.utils.PyDataset):
+    """Another `keras.utils.PyDataset`'s batches in an order drawn from `(seed, epoch)`.
+
+    `DDPM.fit` passes a finite PyDataset through it where Keras would shuffle the batch
+    order with Python's `random` (its default `shuffle=True`), so that a run resumed in a new
+    process sees the batches an uninterrupted one saw. Reads, workers and the dataset's own
+    `on_epoch_begin`/`on_epoch_end` are the dataset's.
+
+    Args:
+        dataset: a `keras.utils.PyDataset` with a finite `num_batches`.
+        seed: int, the seed of the orders (`DDPM.fit` sets it from the model's noise seed
+            when it starts).
+    """
+
+    def __init__(self, dataset, seed=0):
+        super().__init__(
+            workers=dataset.workers, use_multiprocessing=dataset.use_multiprocessing,
+            max_queue_size=dataset.max_queue_size,
+        )
+        self.dataset = dataset
+        self.seed = seed
+        self.epoch_counter = EpochCounter()  # set by `DDPM.fit` (`loader_common.StartEpoch`)
+        self._orders = PassOrders(dataset.num_batches, shuffle=True)
+
+    def __len__(self):
+        return self.dataset.num_batches
+
+    def __getitem__(self, index):
+        order = self._orders(self.seed, self.epoch_counter.value)
+        return self.dataset[int(order[index])]
+
+    def on_epoch_begin(self):
+        self.dataset.on_epoch_begin()
+
+    def on_epoch_end(self):
+        self.dataset.on_epoch_end()
         self.epoch_counter.assign(self.epoch_counter.value + 1)
 
 
@@ -155,7 +210,7 @@ def from_array_batches(
     are centre-cropped and resized (bilinear, antialiased, within 5e-6 of
     `from_array`), a batch at a time, so the array is not copied whole. The
     passes are drawn from `(seed, epoch)`, so a resumed `fit` sees the batches
-    an uninterrupted one saw (unlike `fit`'s own shuffling of arrays).
+    an uninterrupted one saw (as `DDPM.fit` orders arrays it is given itself).
 
     Args:
         images, labels, batch_size, image_size, shuffle, random_flip, seed: as

@@ -1,0 +1,121 @@
+"""`DDPM.fit`'s own order for arrays and PyDatasets, so that a resumed run is the uninterrupted one.
+
+Keras shuffles arrays (`tf.random.shuffle` or NumPy) and a PyDataset's batch order (Python's
+`random`) with the process's RNG: a run resumed in a new process from a backup sees
+another order than the uninterrupted run did. Where Keras would shuffle so (its default
+`shuffle=True`), `fit` passes the data as keras_ddpm batches whose passes are drawn from
+`(seed, epoch)` instead (`data.batches`), the seed being the model's noise seed (saved with
+every backup) and the epoch the one `fit` starts from (`loader_common.StartEpoch`).
+"""
+
+import math
+
+import keras
+import numpy as np
+
+from keras_ddpm import checks
+from keras_ddpm.data import batches
+from keras_ddpm.data import loader_common
+
+# `keras.Model.fit`'s batch size when it is not given.
+KERAS_DEFAULT_BATCH_SIZE = 32
+# Arguments that only Keras' own array path takes: with one of them, `fit` leaves the order to it.
+_KERAS_ONLY = ("sample_weight", "class_weight", "steps_per_epoch")
+
+
+def epoch_ordered(arguments):
+    """Puts `fit`'s `x` into an order drawn from `(seed, epoch)` where Keras would shuffle it.
+
+    Arrays of images (with their `y` labels) become `FitArrays` (after `validation_split`,
+    taken as Keras takes it: the last part, unshuffled); a finite `keras.utils.PyDataset`
+    becomes `ShuffledBatches`.
+
+    Args:
+        arguments: `keras.Model.fit`'s arguments by name, changed in place.
+
+    Returns:
+        The reordered dataset (its `seed` for `OrderSeed` to set), or `None` where Keras'
+        order stays: `shuffle` not `True`, a dataset or generator (their own order), or an
+        argument only Keras' array path takes.
+    """
+    x = arguments.get("x")
+    if arguments.get("shuffle", True) is not True:
+        return None
+    if any(arguments.get(name) is not None for name in _KERAS_ONLY):
+        return None
+    if isinstance(x, keras.utils.PyDataset):
+        if getattr(x, loader_common.EPOCH_COUNTER, None) is not None or x.num_batches is None:
+            return None  # a keras_ddpm loader orders itself; Keras does not shuffle endless ones
+        ordered = batches.ShuffledBatches(x)
+    elif _is_array(x) and len(x.shape) == 4 and _is_array_or_none(arguments.get("y")):
+        images, labels = checks.as_numpy(x), arguments.pop("y", None)
+        labels = None if labels is None else checks.as_numpy(labels)
+        batch_size = arguments.pop("batch_size", None) or KERAS_DEFAULT_BATCH_SIZE
+        split = arguments.pop("validation_split", 0.0)
+        if split and arguments.get("validation_data") is None:
+            at = int(math.floor(len(images) * (1.0 - split)))
+            if at in (0, len(images)):
+                raise ValueError(
+                    f"validation_split={split} leaves no training or no validation image of "
+                    f"{len(images)}; pass a fraction that keeps at least one of each."
+                )
+            held_out = (images[at:],) if labels is None else (images[at:], labels[at:])
+            arguments["validation_data"] = held_out
+            arguments.setdefault("validation_batch_size", batch_size)
+            images, labels = images[:at], None if labels is None else labels[:at]
+        ordered = FitArrays(images, labels, batch_size)
+    else:
+        return None
+    arguments["x"] = ordered
+    arguments["shuffle"] = False
+    return ordered
+
+
+def _is_array(value):
+    return hasattr(value, "shape") and hasattr(value, "dtype")
+
+
+def _is_array_or_none(value):
+    return value is None or _is_array(value)
+
+
+class FitArrays(batches.SeededBatches):
+    """`fit`'s arrays as they came (uint8 or float images, which the training step maps and
+    checks as it does Keras' batches; labels), in passes drawn from `(seed, epoch)`.
+
+    Args:
+        images: `(N, H, W, C)` array.
+        labels: `None` or `(N,)` integer array.
+        batch_size: int, images a batch; the last batch may be smaller.
+        seed: int, the seed of the orders (`OrderSeed` sets it when `fit` starts).
+    """
+
+    def __init__(self, images, labels, batch_size, seed=0):
+        super().__init__(
+            len(images), labels, images.shape[1:], batch_size, shuffle=True, random_flip=False,
+            seed=seed,
+        )
+        self.images = images
+
+    def read(self, indices):
+        return self.images[indices]
+
+
+class OrderSeed(keras.callbacks.Callback):
+    """Seeds an `epoch_ordered` dataset with the model's noise seed when `fit` starts.
+
+    The seed is read at the first `on_epoch_begin`, after a backup restored the model
+    (`RunBackup`, `BackupAndRestore`), and before the first pass is read.
+
+    Args:
+        dataset: what `epoch_ordered` returned.
+    """
+
+    def __init__(self, dataset):
+        super().__init__()
+        self.dataset = dataset
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # A SeedGenerator's state is [seed, count]: the seed stays as the count advances.
+        seed = int(np.asarray(self.model.seed_generator.state.numpy())[0])
+        self.dataset.seed = seed % 2**63
