@@ -173,8 +173,8 @@ def test_the_unets_dropout_masks_come_from_the_seeds_a_backup_keeps():
     saved = [seed.numpy() for seed in seeds]
     x_t, t = images(4), np.array([0, 5, 10, T - 1], "int32")
     first = keras.ops.convert_to_numpy(network([x_t, t], training=True))
-    for seed, state in zip(seeds, saved):
-        seed.assign(state)
+    for seed, value in zip(seeds, saved):
+        seed.assign(value)
     again = keras.ops.convert_to_numpy(network([x_t, t], training=True))
     np.testing.assert_array_equal(again, first)
     later = keras.ops.convert_to_numpy(network([x_t, t], training=True))  # the seeds moved on
