@@ -164,12 +164,14 @@ def test_run_backup_keeps_whole_checkpoints_and_resumes_exactly(tmp_path):
 def test_the_unets_dropout_masks_come_from_the_seeds_a_backup_keeps():
     """Restoring the U-Net's seed states (as `DDPM.load_own_variables` does) repeats its
     dropout masks on every backend: on PyTorch too they are not drawn from torch's global
-    generator, which no backup holds (the backup tests above cover the saving)."""
+    generator, which no backup holds (this module's resume tests cover the saving)."""
     network = tiny_unet(SHAPE, dropout=0.5)
     rng = np.random.default_rng(0)  # weights that let dropout change the output (not zero-init)
-    network.set_weights([rng.normal(0, 0.3, w.shape).astype(w.dtype) for w in network.get_weights()])
+    network.set_weights(
+        [rng.normal(0, 0.3, w.shape).astype(w.dtype) for w in network.get_weights()]
+    )
     seeds = network_seed_states(network)
-    assert len(seeds) == 5  # one a residual block
+    assert len(seeds) == 5  # one per residual block
     saved = [seed.numpy() for seed in seeds]
     x_t, t = images(4), np.array([0, 5, 10, T - 1], "int32")
     first = keras.ops.convert_to_numpy(network([x_t, t], training=True))
