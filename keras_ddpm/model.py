@@ -6,7 +6,6 @@ Data flows one way: a batch of images → `train_step` draws t and ε →
 """
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_ddpm import checks
@@ -18,6 +17,7 @@ from keras_ddpm import backend
 from keras_ddpm.backend import hardware
 from keras_ddpm.data import loader_common
 from keras_ddpm import objectives
+from keras_ddpm import saved_seeds
 from keras_ddpm import training_noise
 from keras_ddpm.file_methods import FileMethods
 from keras_ddpm.generation_methods import GenerationMethods
@@ -30,10 +30,6 @@ _PLAIN_CONFIG = (
     "ema_decay", "variance", "seed", "prediction_type", "ema_warmup", "loss_weighting",
     "min_snr_gamma", "class_dropout", "max_skipped_steps",
 )
-# Where `save_own_variables` keeps the training-noise RNG state.
-_RNG_STATE_KEY = "noise_seed_state"
-# ... and the states of the network's own SeedGenerators (its dropout layers'), one row each.
-_NETWORK_SEEDS_KEY = "network_seed_states"
 
 
 @keras.saving.register_keras_serializable(package="keras_ddpm")
@@ -383,30 +379,13 @@ class DDPM(
         return config
 
     def save_own_variables(self, store):
-        # The training-noise RNG state travels with the weights, so that a loaded
-        # model or a restored checkpoint draws the same t and ε as the original.
-        # So do the network's dropout seeds, which Keras leaves out of a layer's saved state:
-        # a resumed run drops the units the uninterrupted run would have dropped.
+        # The RNG states travel with the weights (`saved_seeds`): a loaded model or a restored
+        # backup draws the t, ε and dropout masks the original would have drawn.
         super().save_own_variables(store)
-        store[_RNG_STATE_KEY] = self.seed_generator.state.numpy()
-        seeds = network_seed_states(self.network)
-        if seeds:
-            store[_NETWORK_SEEDS_KEY] = np.stack([seed.numpy() for seed in seeds])
+        saved_seeds.save(self, store)
 
     def load_own_variables(self, store):
-        keys = list(store.keys())
-        if _RNG_STATE_KEY in keys:
-            self.seed_generator.state.assign(store[_RNG_STATE_KEY])
-        seeds = network_seed_states(self.network)
-        if _NETWORK_SEEDS_KEY in keys:
-            saved = np.asarray(store[_NETWORK_SEEDS_KEY])
-            # A file saved before these were kept has none; a network rebuilt with another
-            # dropout rate (fine-tuning) has other seeds, and keeps its own.
-            if len(saved) == len(seeds):
-                for seed, state in zip(seeds, saved):
-                    seed.assign(state.astype(seed.dtype))
-        own = (_RNG_STATE_KEY, _NETWORK_SEEDS_KEY)
-        super().load_own_variables({k: store[k] for k in keys if k not in own})
+        super().load_own_variables(saved_seeds.load(self, store))
 
     @classmethod
     def from_config(cls, config):
@@ -414,13 +393,3 @@ class DDPM(
         config["network"] = keras.saving.deserialize_keras_object(config["network"])
         config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
         return cls(**config)
-
-
-def network_seed_states(network):
-    """The state variables of `network`'s `keras.random.SeedGenerator`s, in layer order.
-
-    These are its dropout layers' seeds: Keras' `Layer.variables` lists them beside the
-    weights, and a layer's `save_own_variables` leaves them out.
-    """
-    weights = {id(weight) for weight in network.weights}
-    return [variable for variable in network.variables if id(variable) not in weights]

@@ -15,7 +15,7 @@ import pytest
 import keras_ddpm
 from keras_ddpm import cli
 from keras_ddpm import fit_order
-from keras_ddpm.model import network_seed_states
+from keras_ddpm.saved_seeds import network_seed_states
 from keras_ddpm.runs import atomic
 from keras_ddpm.runs import backup
 from training_state import assert_same_state

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_ddpm.model import network_seed_states
+from keras_ddpm.saved_seeds import network_seed_states
 
 
 def training_state(model, rng=True):
