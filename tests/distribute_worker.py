@@ -6,13 +6,14 @@ its devices, which a pytest process that already ran other tests has done. The
 tests therefore run this script in a subprocess and read what it writes:
 
     python tests/distribute_worker.py mirrored OUT.json
+    python tests/distribute_worker.py mirrored_loss_scaling OUT.json
     TF_CONFIG='{...}' python tests/distribute_worker.py multiworker OUT.npz [--compare]
 
 `mirrored` splits the CPU into two logical devices and compares one
 `MirroredStrategy` run with a single-device run on the same global batches,
 the same initial weights and the same t and ε per example; it also samples
-from the trained model, draws the real noise on each replica and skips an
-overflowing loss-scaled step. `multiworker` is one worker of a
+from the trained model and draws the real noise on each replica;
+`mirrored_loss_scaling` skips an overflowing loss-scaled step. `multiworker` is one worker of a
 `MultiWorkerMirroredStrategy` cluster described by `TF_CONFIG`: a few steps
 with the real noise (and, with `--compare`, the comparison with one device).
 Both report measured facts; the tests decide what they must be.
@@ -184,15 +185,20 @@ def per_replica_draws(strategy, model, local_batch):
 # ----------------------------------------------------------------------------
 # MirroredStrategy on two logical CPU devices
 # ----------------------------------------------------------------------------
-def run_mirrored(out_path):
+def mirrored_strategy():
+    """A `MirroredStrategy` over the CPU split into two logical devices."""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
     )
+    return tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
+
+
+def run_mirrored(out_path):
+    strategy = mirrored_strategy()
     import keras
     import keras_ddpm
 
-    strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
     images, t, noise = training_data()
     fixed = fixed_noise_ddpm_class()
     results = {"replicas": strategy.num_replicas_in_sync}
@@ -282,9 +288,16 @@ def run_mirrored(out_path):
         dropped_shares=[float(m.mean()) for m in masks],
         dropped_masks_equal=bool(np.array_equal(masks[0], masks[1])),
     )
-    # 4. Loss scaling with an infinite loss on one replica only: the step is
-    #    skipped on both, then training goes on.
-    results.update(loss_scale_skip(strategy, images[:GLOBAL_BATCH]))
+    with open(out_path, "w", encoding="utf-8") as file:
+        json.dump(results, file, indent=2)
+
+
+def run_mirrored_loss_scaling(out_path):
+    """Loss scaling with an infinite loss on one replica only: the step is skipped on both,
+    then training goes on."""
+    strategy = mirrored_strategy()
+    images, _, _ = training_data()
+    results = loss_scale_skip(strategy, images[:GLOBAL_BATCH])
     log("loss scaling done")
     with open(out_path, "w", encoding="utf-8") as file:
         json.dump(results, file, indent=2)
@@ -418,5 +431,7 @@ if __name__ == "__main__":
     mode, out = sys.argv[1], sys.argv[2]
     if mode == "mirrored":
         run_mirrored(out)
+    elif mode == "mirrored_loss_scaling":
+        run_mirrored_loss_scaling(out)
     else:
         run_worker(out, compare="--compare" in sys.argv[3:])

@@ -1,16 +1,17 @@
 """Run by `tests/test_backends.py` as on a machine without TensorFlow (the GPU machines).
 
-Usage: `KERAS_BACKEND=jax python tests/no_tensorflow_worker.py OUT_DIR`
+Usage: `KERAS_BACKEND=jax python tests/no_tensorflow_worker.py OUT_DIR [PART]`
 
 TensorFlow is made unimportable first (`refuse_tensorflow`, as a missing package would be),
-then the package is imported, a tiny model fits NumPy arrays, samples, inpaints, is saved and
-loaded back, and its bits/dim are evaluated; the command line trains a class-conditional
-model on the digits (their labels read by `load_digits_batches`), samples
+then the package is imported. PART `package` (the default): a tiny model fits NumPy arrays,
+samples, inpaints, is saved and loaded back, and its bits/dim are evaluated. PART
+`command_line`: the command line trains a class-conditional model on the digits (their labels read by `load_digits_batches`), samples
 and evaluates, trains on a folder of images (`load_image_folder_batches`) and refuses a TFDS
 dataset in one line; it runs with `--jit-compile auto` (compiled on JAX, where an eager step of
-the tiny model took 2 s). OUT_DIR gets `model.keras` and `outputs.npz`: the losses, the images before
-and after the round trip, the errors of what needs TensorFlow (export, a `tf.data` loader, a
-TensorBoard grid) and whether TensorFlow got loaded at all (`tensorflow_loaded`).
+the tiny model took 2 s). OUT_DIR gets `outputs.npz` (and, from `package`, `model.keras`): the losses, the images
+before and after the round trip, the errors of what needs TensorFlow (export, a `tf.data`
+loader, a TensorBoard grid), what the command line did, and whether TensorFlow got loaded at
+all (`tensorflow_loaded`).
 """
 
 import os
@@ -29,8 +30,15 @@ def tensorflow_loaded():
     return sys.modules.get("tensorflow") is not None
 
 
-def main(out_dir):
+def main(out_dir, part="package"):
     refuse_tensorflow()
+    out = {"package": package, "command_line": command_line}[part](out_dir)
+    out["tensorflow_loaded"] = np.array(tensorflow_loaded())
+    np.savez(os.path.join(out_dir, "outputs.npz"), **out)
+
+
+def package(out_dir):
+    """The Python API: fit, generate, inpaint, save, load, bits/dim, TensorFlow's refusals."""
     import keras
     import keras_ddpm
     from networks import tiny_unet
@@ -65,9 +73,7 @@ def main(out_dir):
             attempt()
         except ValueError as error:
             out[name] = np.array(str(error))
-    out.update(command_line(out_dir))
-    out["tensorflow_loaded"] = np.array(tensorflow_loaded())
-    np.savez(os.path.join(out_dir, "outputs.npz"), **out)
+    return out
 
 
 # A tiny network for the command line's runs (as `tests/test_cli.py`'s TINY).
@@ -141,4 +147,4 @@ def command_line(out_dir):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

@@ -90,7 +90,7 @@ def test_a_tensorflow_model_samples_the_same_images_on_another_backend(
     backend, num_classes, tmp_path
 ):
     model, path, inputs = _saved_model_and_inputs(num_classes, tmp_path)
-    theirs = _run_on(backend, path, inputs, tmp_path, parts=("sampling", "training"))
+    theirs = _run_on(backend, path, inputs, tmp_path, parts=("sampling",))
     assert str(theirs["backend"]) == backend
     # Measured: at most 7.7e-7 (guided w = 2 included).
     for name, ours in outputs(model, inputs).items():
@@ -101,8 +101,15 @@ def test_a_tensorflow_model_samples_the_same_images_on_another_backend(
     if backend in COMPILING:
         assert int(theirs["traces"]) == 0
     assert "keras-ddpm export MODEL OUT" in str(theirs["export_error"])
-    # Training from the same weights on the same batches draws the same t and ε
-    # (counter-based), so the losses and the weights follow TensorFlow's to rounding.
+
+
+@pytest.mark.slow  # 20-30 s a backend of compiling a training step and an EMA update
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_tensorflow_model_trains_on_another_backend_as_on_tensorflow(backend, tmp_path):
+    """Training from the same weights on the same batches draws the same t and ε
+    (counter-based), so the losses and the weights follow TensorFlow's to rounding."""
+    _, path, inputs = _saved_model_and_inputs(None, tmp_path)
+    theirs = _run_on(backend, path, inputs, tmp_path, parts=("training",))
     ours = training_outputs(path, inputs)
     np.testing.assert_allclose(theirs["fit_loss"], ours["fit_loss"], rtol=1e-3)
     assert theirs["fit_loss"][-1] < 0.9 * theirs["fit_loss"][0]  # it learns
@@ -185,25 +192,57 @@ def test_the_command_line_trains_there_and_its_model_samples_here(backend, tmp_p
     assert images.shape == (2, 8, 8, 1) and np.all(np.isfinite(images))
 
 
-@pytest.mark.parametrize("backend", BACKENDS_TORCH_SLOW)  # 45-60 s a backend
-def test_without_tensorflow_installed_it_fits_samples_saves_and_loads(backend, tmp_path):
-    """As on the GPU machines, which have no TensorFlow: the package imports, fits NumPy
-    arrays, samples, inpaints, saves, loads and evaluates the bound without it
-    (`tests/no_tensorflow_worker.py` refuses its import), and the file it writes samples the
-    same images and has the same bits/dim on TensorFlow."""
+def _without_tensorflow(backend, part, tmp_path):
+    """What `tests/no_tensorflow_worker.py` (which refuses TensorFlow's import) saved after
+    running `part` under `backend`; TensorFlow was never loaded."""
     done = subprocess.run(
-        [sys.executable, str(NO_TENSORFLOW_WORKER), str(tmp_path)],
+        [sys.executable, str(NO_TENSORFLOW_WORKER), str(tmp_path), part],
         env=_environment(backend), capture_output=True, text=True, timeout=600,
         cwd=pathlib.Path(__file__).parent,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     theirs = np.load(tmp_path / "outputs.npz")
     assert not bool(theirs["tensorflow_loaded"])
+    return theirs
+
+
+@pytest.mark.parametrize("backend", BACKENDS_TORCH_SLOW)  # 25-35 s a backend
+def test_without_tensorflow_installed_it_fits_samples_saves_and_loads(backend, tmp_path):
+    """As on the GPU machines, which have no TensorFlow: the package imports, fits NumPy
+    arrays, samples, inpaints, saves, loads and evaluates the bound without it, and the file
+    it writes samples the same images and has the same bits/dim on TensorFlow."""
+    theirs = _without_tensorflow(backend, "package", tmp_path)
     assert "KERAS_BACKEND=tensorflow keras-ddpm export MODEL OUT" in str(theirs["export_error"])
     assert "keras_ddpm.data.load_digits needs the package 'tensorflow'" in str(
         theirs["loader_error"]
     )
     assert "tensorboard_dir" in str(theirs["tensorboard_error"])
+    assert theirs["loss"][-1] < 0.9 * theirs["loss"][0]  # it learns
+    np.testing.assert_array_equal(theirs["generate_loaded"], theirs["generate"])
+    assert theirs["inpaint"].shape == (2, 8, 8, 1) and np.all(np.isfinite(theirs["inpaint"]))
+    loaded = keras_ddpm.load_model(tmp_path / "model.keras")
+    ours = loaded.generate(2, sampler="dpm_solver", steps=5, seed=0, verbose=0)
+    assert np.abs(ours - theirs["generate"]).max() <= 1e-4
+    assert np.abs(ours).max() > 0.1  # not a trivial agreement
+    # The same x_t draws (counter-based) and float64 coefficients: the same bound.
+    ramp = np.linspace(-1, 1, 64, dtype="float32").reshape(1, 8, 8, 1)
+    images = ramp * np.array([1.0, -1.0] * 2, "float32").reshape(4, 1, 1, 1)
+    ours = keras_ddpm.metrics.bits_per_dim(loaded, images, verbose=0)
+    assert float(theirs["bits_per_dim"]) == pytest.approx(ours, rel=1e-5)
+
+
+# 30-45 s a backend of training and compiling runs: with the slow tests. The default suite
+# runs the command line on TensorFlow (`tests/test_cli.py`) and the package without
+# TensorFlow (above).
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_without_tensorflow_installed_the_command_line_trains_samples_and_edits(
+    backend, tmp_path
+):
+    """The command line on a machine without TensorFlow: PNG grids instead of TensorBoard,
+    the digits' labels read without `tf.data`, a folder of PNGs, and TensorFlow's datasets
+    and export refused in one line each, creating nothing."""
+    theirs = _without_tensorflow(backend, "command_line", tmp_path)
     # The command line: a class-conditional run on the digits (PNG grids, no TensorBoard
     # logs), its samples, its bound; a run on a folder of PNGs; a TFDS dataset is refused in
     # one line, nothing created.
@@ -227,18 +266,6 @@ def test_without_tensorflow_installed_it_fits_samples_saves_and_loads(backend, t
     assert export_error.count("\n") == 1 and "pip install tensorflow" in export_error
     assert "KERAS_BACKEND=tensorflow keras-ddpm export MODEL OUT" in export_error
     assert not (tmp_path / "cli_exported").exists()
-    assert theirs["loss"][-1] < 0.9 * theirs["loss"][0]  # it learns
-    np.testing.assert_array_equal(theirs["generate_loaded"], theirs["generate"])
-    assert theirs["inpaint"].shape == (2, 8, 8, 1) and np.all(np.isfinite(theirs["inpaint"]))
-    loaded = keras_ddpm.load_model(tmp_path / "model.keras")
-    ours = loaded.generate(2, sampler="dpm_solver", steps=5, seed=0, verbose=0)
-    assert np.abs(ours - theirs["generate"]).max() <= 1e-4
-    assert np.abs(ours).max() > 0.1  # not a trivial agreement
-    # The same x_t draws (counter-based) and float64 coefficients: the same bound.
-    ramp = np.linspace(-1, 1, 64, dtype="float32").reshape(1, 8, 8, 1)
-    images = ramp * np.array([1.0, -1.0] * 2, "float32").reshape(4, 1, 1, 1)
-    ours = keras_ddpm.metrics.bits_per_dim(loaded, images, verbose=0)
-    assert float(theirs["bits_per_dim"]) == pytest.approx(ours, rel=1e-5)
 
 
 def test_tensorflow_only_verbs_on_another_backend_are_one_line_saying_how(tmp_path):

@@ -77,14 +77,17 @@ def _free_ports(count):
 # ----------------------------------------------------------------------------
 # MirroredStrategy over two logical CPU devices
 # ----------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def mirrored(tmp_path_factory):
-    """What one run of `distribute_worker.py mirrored` measured."""
-    tmp_path = tmp_path_factory.mktemp("mirrored")
-    out = tmp_path / "mirrored.json"
-    _run_processes([(["mirrored", str(out)], _environment())], tmp_path)
+def _run_mirrored(mode, tmp_path):
+    """What one run of `distribute_worker.py MODE` measured."""
+    out = tmp_path / f"{mode}.json"
+    _run_processes([([mode, str(out)], _environment())], tmp_path)
     with open(out, encoding="utf-8") as file:
         return json.load(file)
+
+
+@pytest.fixture(scope="module")
+def mirrored(tmp_path_factory):
+    return _run_mirrored("mirrored", tmp_path_factory.mktemp("mirrored"))
 
 
 def test_mirrored_steps_match_one_device_on_the_same_noise(mirrored):
@@ -142,7 +145,9 @@ def test_generate_works_on_a_model_trained_under_the_strategy(mirrored):
     assert mirrored["generate_scope_difference"] < 1e-4
 
 
-def test_mirrored_loss_scaling_skips_a_step_that_overflows_on_one_replica(mirrored):
+@pytest.mark.slow  # 20 s of its own process; the skip on one device: test_mixed_precision
+def test_mirrored_loss_scaling_skips_a_step_that_overflows_on_one_replica(tmp_path):
+    mirrored = _run_mirrored("mirrored_loss_scaling", tmp_path)
     # Three steps; the second has an infinite loss on the second replica only.
     # It is skipped on both: no iteration, weights and EMA unchanged, scale halved.
     assert mirrored["skip_iterations"] == [1, 1, 2]

@@ -104,7 +104,11 @@ def model():
     return keras_ddpm.DDPM(tiny_unet(), schedule=keras_ddpm.NoiseSchedule("linear", 20), seed=0)
 
 
-@pytest.mark.parametrize("method", ["generate", "sdedit", "inpaint"])
+# RePaint's loop in every mode (11-15 s of compiling) with the slow tests; in the default suite,
+# `tests/test_inpaint.py` checks its seeds and chunks in one mode.
+@pytest.mark.parametrize(
+    "method", ["generate", "sdedit", pytest.param("inpaint", marks=pytest.mark.slow)]
+)
 def test_stochastic_sampling_is_the_same_in_every_mode_and_chunking(model, method):
     images = np.random.default_rng(0).uniform(-1, 1, (5, 8, 8, 1)).astype("float32")
     mask = np.zeros((8, 8, 1), "float32")
