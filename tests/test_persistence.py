@@ -1,4 +1,5 @@
-"""Saving, checkpoints, resuming after SIGKILL, and damaged or unsafe files."""
+"""Saving, checkpoints, resuming after SIGKILL, and damaged or unsafe files, on every backend
+(the killed run's script reads a `tf.data` pipeline, which every backend's `fit` takes)."""
 
 import json
 import os
@@ -11,7 +12,6 @@ import zipfile
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras_ddpm
 from keras_ddpm import cli
@@ -19,6 +19,8 @@ from training_state import assert_same_state
 from training_state import training_state
 from networks import conv_network
 from networks import tiny_unet
+
+pytestmark = pytest.mark.backends
 
 SHAPE = (8, 8, 1)
 T = 20
