@@ -2,6 +2,7 @@
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -184,10 +185,11 @@ def test_the_unets_dropout_masks_come_from_the_seeds_a_backup_keeps():
 
 
 class _UsersBatches(keras.utils.PyDataset):
-    """A user's own PyDataset of four batches, counting its passes."""
+    """A user's own PyDataset of four batches, counting its passes (read by `workers`
+    processes with `use_multiprocessing`)."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
         self.passes = 0
 
     def __len__(self):
@@ -259,6 +261,52 @@ def test_a_run_resumed_on_shuffled_arrays_or_a_pydataset_is_the_uninterrupted_ru
     fit(tiny_model(), 2, [backup.RunBackup(folder, delete_checkpoint=False)])
     resumed = tiny_model()  # seeds every RNG as a new process would
     fit(resumed, 3, [backup.RunBackup(folder)])
+    assert_same_state(state(uninterrupted), state(resumed))
+
+
+def test_ordered_batches_pickle_as_keras_worker_processes_need_them():
+    """Where Keras' worker processes are spawned (macOS, Windows, Python 3.14 on Linux) they
+    receive the dataset pickled: an ordered PyDataset crosses with its seed and epoch and
+    gives that pass's batches there (its lock made it unpicklable before)."""
+    ordered = fit_order.epoch_ordered({"x": _UsersBatches(workers=2, use_multiprocessing=True)})
+    assert ordered.use_multiprocessing and ordered.workers == 2
+    loader = keras_ddpm.data.from_array_batches(images(), batch_size=8, random_flip=True, seed=3)
+    for dataset in (ordered, loader):
+        dataset.seed = 5
+        dataset.epoch_counter.assign(2)
+        expected = [dataset[i] for i in range(len(dataset))]  # drawn before pickling
+        copy = pickle.loads(pickle.dumps(dataset))
+        assert copy.epoch_counter.value == 2
+        for index, batch in enumerate(expected):
+            np.testing.assert_array_equal(copy[index], batch)
+        copy.epoch_counter.assign(3)  # and it draws the next pass as the original does
+        dataset.epoch_counter.assign(3)
+        np.testing.assert_array_equal(copy[0], dataset[0])
+
+
+@pytest.mark.slow  # 25 s: Keras spawns worker processes, which import Keras, every pass
+def test_a_run_resumed_on_a_pydataset_read_by_spawned_processes_is_the_uninterrupted_run(
+    tmp_path, monkeypatch
+):
+    import multiprocessing
+
+    from keras.src.trainers.data_adapters import py_dataset_adapter
+
+    # As on macOS: Keras' pool and its worker-id queue from the spawn context.
+    spawn = multiprocessing.get_context("spawn")
+    monkeypatch.setattr(multiprocessing, "Pool", spawn.Pool)
+    monkeypatch.setattr(py_dataset_adapter, "_WORKER_ID_QUEUE", spawn.Queue())
+    folder = str(tmp_path / "backup")
+
+    def fit(model, epochs, callbacks):
+        data = _UsersBatches(workers=2, use_multiprocessing=True)
+        model.fit(data, epochs=epochs, verbose=0, callbacks=callbacks)
+
+    uninterrupted = tiny_model()
+    fit(uninterrupted, 2, [])
+    fit(tiny_model(), 1, [backup.RunBackup(folder, delete_checkpoint=False)])
+    resumed = tiny_model()
+    fit(resumed, 2, [backup.RunBackup(folder)])
     assert_same_state(state(uninterrupted), state(resumed))
 
 

@@ -51,6 +51,16 @@ class PassOrders:
         self._last = (None, None)  # ((seed, epoch), its order)
         self._lock = threading.Lock()
 
+    def __getstate__(self):
+        # Keras' worker processes get the dataset pickled where processes are spawned (macOS,
+        # Windows, Python 3.14's Linux default): the lock stays behind, a new one is made there.
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _lock=threading.Lock())
+
     def __call__(self, seed, epoch):
         with self._lock:
             if self._last[0] != (seed, epoch):
