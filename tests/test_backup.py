@@ -284,7 +284,7 @@ def test_ordered_batches_pickle_as_keras_worker_processes_need_them():
         np.testing.assert_array_equal(copy[0], dataset[0])
 
 
-@pytest.mark.slow  # 25 s: Keras spawns worker processes, which import Keras, every pass
+@pytest.mark.slow  # 16-17 s: Keras spawns worker processes, which import Keras, every pass
 def test_a_run_resumed_on_a_pydataset_read_by_spawned_processes_is_the_uninterrupted_run(
     tmp_path, monkeypatch
 ):
