@@ -5,13 +5,14 @@ Usage: `KERAS_BACKEND=jax python tests/no_tensorflow_worker.py OUT_DIR [PART]`
 TensorFlow is made unimportable first (`refuse_tensorflow`, as a missing package would be),
 then the package is imported. PART `package` (the default): a tiny model fits NumPy arrays,
 samples, inpaints, is saved and loaded back, and its bits/dim are evaluated. PART
-`command_line`: the command line trains a class-conditional model on the digits (their labels read by `load_digits_batches`), samples
-and evaluates, trains on a folder of images (`load_image_folder_batches`) and refuses a TFDS
-dataset in one line; it runs with `--jit-compile auto` (compiled on JAX, where an eager step of
-the tiny model took 2 s). OUT_DIR gets `outputs.npz` (and, from `package`, `model.keras`): the losses, the images
-before and after the round trip, the errors of what needs TensorFlow (export, a `tf.data`
-loader, a TensorBoard grid), what the command line did, and whether TensorFlow got loaded at
-all (`tensorflow_loaded`).
+`command_line`: the command line trains a class-conditional model on the digits (their labels
+read by `load_digits_batches`), samples and evaluates, trains on a folder of images
+(`load_image_folder_batches`) and refuses a TFDS dataset in one line; it runs with
+`--jit-compile auto` (compiled on JAX, where an eager step of the tiny model took 2 s).
+OUT_DIR gets `outputs.npz` (and, from `package`, `model.keras`): the losses, the images before
+and after the round trip, the errors of what needs TensorFlow (export, a `tf.data` loader, a
+TensorBoard grid), what the command line did, and whether TensorFlow got loaded at all
+(`tensorflow_loaded`).
 """
 
 import os

@@ -144,7 +144,8 @@ def test_release_free_heap_hands_back_freed_heap_and_says_false_without_glibc(mo
     assert release_free_heap() is False
 
 
-@pytest.mark.slow  # 15-18 s; the same claim on a small network: the test above
+@pytest.mark.slow  # 15-18 s; the same claim on a small network:
+# test_training_matches_keras_nested_functions
 def test_unet_fit_matches_keras_nested_functions():
     def fitted(keras_functions):
         keras.utils.set_random_seed(0)
