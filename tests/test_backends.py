@@ -369,6 +369,43 @@ def test_torch_compile_trains_the_unet_as_the_eager_step_does():
     np.testing.assert_allclose(np.float64(compiled[1:]), np.float64(eager[1:]), rtol=1e-5)
 
 
+_FULL_GRAPH = (
+    "import numpy as np, torch, keras_ddpm\n"
+    "from keras_ddpm import convolution, normalization\n"
+    "inputs = {inputs}\n"
+    "eager = {call}\n"
+    "compiled = torch.compile(lambda *inputs: {call}, fullgraph=True, backend='eager')\n"
+    "print(float((compiled(*inputs) - eager).abs().max()))\n"
+)
+
+
+def test_torch_compile_traces_the_room_asking_layers_in_one_graph():
+    """The group normalization and convolution ask the backend's room for their kernels
+    (`backend.room()`): `torch.compile` traces that without a graph break (`fullgraph=True`
+    raises at one); `importlib.import_module`, which it once called each time, broke the graph."""
+    code = _FULL_GRAPH.format(
+        inputs="[torch.tensor(np.random.default_rng(0).normal(size=(2, 4, 4, 4)), "
+        "dtype=torch.float32)]; norm = normalization.GroupNormalization(groups=2); "
+        "conv = convolution.Conv2D(4, 3, padding='same')",
+        call="conv(norm(inputs[0]))",
+    )
+    assert float(_run_code(code, "torch").split()[-1]) == 0.0
+
+
+@pytest.mark.slow  # 21 s: Dynamo traces every layer of the U-Net
+def test_torch_compile_traces_the_unet_in_one_graph():
+    """The whole U-Net (schedule-free: images and timesteps in, ε out) is one graph."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(pathlib.Path(__file__).parent)!r})\n"
+        "from networks import tiny_unet\n"
+    ) + _FULL_GRAPH.format(
+        inputs="[torch.tensor(np.random.default_rng(0).normal(size=(2, 8, 8, 1)), "
+        "dtype=torch.float32), torch.tensor([3, 7])]; network = tiny_unet()",
+        call="network(list(inputs))",
+    )
+    assert float(_run_code(code, "torch").split()[-1]) == 0.0
+
+
 @pytest.mark.slow  # 30 s; CI's slow step runs it
 def test_a_data_parallel_step_on_two_devices_equals_the_one_device_step(tmp_path):
     """`keras.distribution.DataParallel` on JAX over two host devices: one SGD step on the same

@@ -25,6 +25,8 @@ import keras
 
 # Keras backend name -> its room in this package (the backends keras_ddpm runs on).
 ROOMS = {"tensorflow": "tensorflow_room", "jax": "jax_room", "torch": "torch_room"}
+# Backend name -> its room module, once imported.
+_LOADED = {}
 
 
 def name():
@@ -40,7 +42,9 @@ def room():
             f"keras_ddpm runs on the Keras backends {sorted(ROOMS)}. Received: "
             f"KERAS_BACKEND={backend!r}; set KERAS_BACKEND to one of them before importing Keras."
         )
-    return importlib.import_module(f"keras_ddpm.backend.{ROOMS[backend]}")
+    if backend not in _LOADED:  # a dict read: `torch.compile` traces it without a graph break
+        _LOADED[backend] = importlib.import_module(f"keras_ddpm.backend.{ROOMS[backend]}")
+    return _LOADED[backend]
 
 
 @functools.cache
