@@ -1,15 +1,21 @@
-"""`DDPM`'s file methods: save, save_weights, export, from_pretrained, save_pretrained.
+"""`DDPM`'s file methods: save, save_weights, export, from_pretrained, save_pretrained, and
+the compile config a `.keras` file holds.
 
 A mixin of `keras_ddpm.DDPM`, kept apart from the training code of `model.py` as
 `generation_methods.py` keeps the sampling methods. `save` and `save_weights` write under a
 temporary name and rename into place (`atomic`), and refuse a diverged model's weights
 (`divergence`); `export` writes the SavedModel of `keras_ddpm.export`; `from_pretrained` and
-`save_pretrained` read and write diffusers' format (`keras_ddpm.pretrained`). The methods read
-`network`, `ema_weights` and what those modules read of the model.
+`save_pretrained` read and write diffusers' format (`keras_ddpm.pretrained`). The compile
+config names the optimizer's public class whichever backend wrote it
+(`saving.public_optimizers`). The methods read `network`, `ema_weights` and what those modules
+read of the model.
 """
+
+import keras
 
 from keras_ddpm import backend
 from keras_ddpm import divergence
+from keras_ddpm import saving
 from keras_ddpm.runs import atomic
 
 
@@ -40,6 +46,16 @@ class FileMethods:
             return super().save(filepath, overwrite=overwrite, zipped=zipped, **kwargs)
         with atomic.atomic_write(path) as tmp:
             super().save(tmp, overwrite=True, zipped=zipped, **kwargs)
+
+    def get_compile_config(self):
+        """Keras' compile config, its optimizer named by its public class (a file written on
+        PyTorch then loads on every backend)."""
+        return saving.public_optimizers(super().get_compile_config())
+
+    def compile_from_config(self, config):
+        """Re-compiles a loaded model (and restores its optimizer) from its compile config,
+        also a file of an earlier version written on PyTorch."""
+        self.compile(**keras.saving.deserialize_keras_object(saving.public_optimizers(config)))
 
     def save_weights(self, filepath, overwrite=True, max_shard_size=None):
         """`keras.Model.save_weights`, written under a temporary name and renamed into place

@@ -213,11 +213,6 @@ class DDPM(
             self.optimizer.build(self.network.trainable_weights)
         self._reverse_processes = {}
 
-    def compile_from_config(self, config):
-        """Re-compiles a loaded model (and restores its optimizer) from its compile config."""
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-
     def fit(self, x=None, y=None, *args, **kwargs):
         backup.SkipTrainedBatches.remove(self)  # left by a restored fit that was interrupted
         arguments = inputs.fit_arguments(self, x, y, *args, **kwargs)

@@ -13,6 +13,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import zipfile
 
 import keras
 import numpy as np
@@ -367,6 +368,45 @@ def test_torch_compile_trains_the_unet_as_the_eager_step_does():
     compiled, eager = (line.split() for line in printed.strip().split("\n")[-2:])
     assert compiled[0] == "True" and eager[0] == "False"
     np.testing.assert_allclose(np.float64(compiled[1:]), np.float64(eager[1:]), rtol=1e-5)
+
+
+def test_a_model_trained_on_torch_trains_on_here_with_its_optimizer_state(tmp_path):
+    """On PyTorch, `keras.optimizers.Adam(...)` is PyTorch's own subclass, and Keras saves its
+    module: loaded here, that file trained with PyTorch's update on TensorFlow's tensors
+    ("expected Tensor as element 0"). Today's files name `keras.optimizers`; both today's and
+    an earlier version's file load with the public Adam and its state, and train on."""
+    files = {"today": tmp_path / "today.keras", "earlier": tmp_path / "earlier.keras"}  # in order
+    code = (
+        "import sys, numpy as np, keras, keras_ddpm\n"
+        f"sys.path.insert(0, {str(pathlib.Path(__file__).parent)!r})\n"
+        "from networks import tiny_unet\n"
+        "model = keras_ddpm.DDPM(tiny_unet(), keras_ddpm.NoiseSchedule('linear', 20))\n"
+        "model.compile(optimizer=keras.optimizers.Adam(1e-3))\n"
+        "images = np.random.default_rng(0).uniform(-1, 1, (16, 8, 8, 1)).astype('float32')\n"
+        "model.fit(images, batch_size=8, epochs=1, verbose=0)\n"
+        f"model.save({str(files['today'])!r})\n"
+        "keras_ddpm.DDPM.get_compile_config = keras.Model.get_compile_config  # as before\n"
+        f"model.save({str(files['earlier'])!r})\n"
+        f"np.savez({str(tmp_path / 'state.npz')!r}, "
+        "*[keras.ops.convert_to_numpy(v) for v in model.optimizer.variables])\n"
+        "print(type(model.optimizer).__module__)\n"
+    )
+    assert _run_code(code, "torch").split()[-1] == "keras.src.backend.torch.optimizers.torch_adam"
+    state = np.load(tmp_path / "state.npz")
+    images = np.random.default_rng(1).uniform(-1, 1, (16, 8, 8, 1)).astype("float32")
+    for when, path in files.items():
+        with zipfile.ZipFile(path) as archive:
+            saved = json.loads(archive.read("config.json"))["compile_config"]["optimizer"]
+        expected = "keras.optimizers" if when == "today" else "keras.src.backend.torch.optimizers"
+        assert saved["module"].startswith(expected), (when, saved["module"])
+        model = keras_ddpm.load_model(path)
+        assert type(model.optimizer) is keras.optimizers.Adam, when
+        assert len(model.optimizer.variables) == len(state.files) > 2
+        for variable, name in zip(model.optimizer.variables, state.files):
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), state[name])
+    # The earlier file's optimizer trains here (today's loads through the same class).
+    loss = model.fit(images, batch_size=8, epochs=1, verbose=0).history["loss"][0]
+    assert np.isfinite(loss) and int(model.optimizer.iterations) == 4
 
 
 _FULL_GRAPH = (

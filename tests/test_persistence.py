@@ -261,3 +261,30 @@ def test_a_lambda_layer_is_refused_under_safe_mode(tmp_path):
         trusted.generate(2, sampler="ddim", steps=3, seed=0, verbose=0, jit_compile=False),
         model.generate(2, sampler="ddim", steps=3, seed=0, verbose=0, jit_compile=False),
     )
+
+
+def test_backend_optimizer_classes_are_named_by_their_public_class_at_any_depth():
+    """What Keras 3.15 writes on PyTorch for `mixed_float16` and Adam: the loss-scale wrapper
+    is public, its inner Adam PyTorch's own; every other module stays as it is."""
+    from keras_ddpm.saving import public_optimizers
+
+    torch_adam = {"module": "keras.src.backend.torch.optimizers.torch_adam", "class_name": "Adam",
+                  "config": {"learning_rate": 0.001}, "registered_name": None}
+    schedule = {"module": "keras.optimizers.schedules", "class_name": "CosineDecay",
+                "config": {"initial_learning_rate": 0.001, "decay_steps": 10},
+                "registered_name": None}
+    compile_config = {
+        "optimizer": {"module": "keras.optimizers", "class_name": "LossScaleOptimizer",
+                      "config": {"inner_optimizer": torch_adam}, "registered_name": None},
+        "loss": None, "schedules": [schedule], "jit_compile": True,
+    }
+    public = public_optimizers(compile_config)
+    assert public["optimizer"]["config"]["inner_optimizer"] == {**torch_adam,
+                                                                "module": "keras.optimizers"}
+    assert public["schedules"] == [schedule] and public["jit_compile"] is True
+    assert torch_adam["module"].startswith("keras.src.backend.torch")  # a copy, not in place
+    # A backend's class that Keras does not export keeps its module.
+    unknown = {**torch_adam, "class_name": "TorchParallelOptimizer"}
+    assert public_optimizers(unknown) == unknown
+    optimizer = keras.saving.deserialize_keras_object(public)["optimizer"]
+    assert isinstance(optimizer.inner_optimizer, keras.optimizers.Adam)
