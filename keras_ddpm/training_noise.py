@@ -86,6 +86,8 @@ def assign(images, noise, noise_assignment):
     return ops.take(noise, greedy_assignment(images, noise), axis=0)
 
 
+# What `keras.random.SeedGenerator.next()` adds to its state (Keras 3.15).
+_SEED_STEP = (0, 1)
 # The streams of an example's key: its timestep and its noise.
 _T, _NOISE = 0, 1
 
@@ -97,7 +99,13 @@ def example_keys(seed_generator, batch):
     strategy with several replicas it is folded with the global replica id
     first, so that each replica draws its own t, ε and class dropout.
     """
-    key = ops.cast(seed_generator.next(), "int32")  # int64 words, wrapped to their low bits
+    # The state `next()` returns, read back as the advanced state less Keras' step: under
+    # PyTorch 2.14's `torch.compile`, `next()` itself returned the advanced state (its copy
+    # of the state, `state * 1`, became an alias of the variable it then advances).
+    seed_generator.next()
+    state = seed_generator.state.value
+    key = ops.subtract(state, ops.convert_to_tensor(_SEED_STEP, dtype=state.dtype))
+    key = ops.cast(key, "int32")  # int32 or int64 words, wrapped to their low bits
     return rng.image_keys(backend.room().replica_key(key), 0, batch)
 
 

@@ -86,3 +86,20 @@ def test_fit_with_immiscible_noise_on_digits_loss_falls():
     losses = model.fit(data, epochs=3, verbose=0).history["loss"]
     assert all(np.isfinite(losses))
     assert losses[-1] < 0.5 * losses[0]  # measured: 0.30 (independent noise: 0.29 at epoch 4)
+
+
+def test_a_steps_example_keys_are_those_of_the_seed_state_before_the_step():
+    """Step n draws under the generator's state n, which then moves one on. (Under PyTorch
+    2.14's `torch.compile`, `SeedGenerator.next()` returned state n + 1: `example_keys` reads
+    the advanced state back instead; the slow compiled-against-eager test checks it there.)"""
+    from keras_ddpm import rng
+
+    generator = keras.random.SeedGenerator(7)
+    for _ in range(2):
+        before = keras.ops.convert_to_numpy(generator.state.value).astype("int64")
+        keys = training_noise.example_keys(generator, 3)
+        expected = rng.image_keys(keras.ops.convert_to_tensor(before.astype("int32")), 0, 3)
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(keys),
+                                      keras.ops.convert_to_numpy(expected))
+        after = keras.ops.convert_to_numpy(generator.state.value)
+        assert (after - before).tolist() == [0, 1]
