@@ -7,15 +7,15 @@ temporary name and rename into place (`atomic`), and refuse a diverged model's w
 (`divergence`); `export` writes the SavedModel of `keras_ddpm.export`; `from_pretrained` and
 `save_pretrained` read and write diffusers' format (`keras_ddpm.pretrained`). The compile
 config names the optimizer's public class whichever backend wrote it
-(`saving.public_optimizers`). The methods read `network`, `ema_weights` and what those modules
-read of the model.
+(`compile_configs.public_optimizers`). The methods read `network`, `ema_weights` and what
+those modules read of the model.
 """
 
 import keras
 
 from keras_ddpm import backend
+from keras_ddpm import compile_configs
 from keras_ddpm import divergence
-from keras_ddpm import saving
 from keras_ddpm.runs import atomic
 
 
@@ -50,12 +50,13 @@ class FileMethods:
     def get_compile_config(self):
         """Keras' compile config, its optimizer named by its public class (a file written on
         PyTorch then loads on every backend)."""
-        return saving.public_optimizers(super().get_compile_config())
+        return compile_configs.public_optimizers(super().get_compile_config())
 
     def compile_from_config(self, config):
         """Re-compiles a loaded model (and restores its optimizer) from its compile config,
         also a file of an earlier version written on PyTorch."""
-        self.compile(**keras.saving.deserialize_keras_object(saving.public_optimizers(config)))
+        config = compile_configs.public_optimizers(config)
+        self.compile(**keras.saving.deserialize_keras_object(config))
 
     def save_weights(self, filepath, overwrite=True, max_shard_size=None):
         """`keras.Model.save_weights`, written under a temporary name and renamed into place

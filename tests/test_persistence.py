@@ -266,7 +266,7 @@ def test_a_lambda_layer_is_refused_under_safe_mode(tmp_path):
 def test_backend_optimizer_classes_are_named_by_their_public_class_at_any_depth():
     """What Keras 3.15 writes on PyTorch for `mixed_float16` and Adam: the loss-scale wrapper
     is public, its inner Adam PyTorch's own; every other module stays as it is."""
-    from keras_ddpm.saving import public_optimizers
+    from keras_ddpm.compile_configs import public_optimizers
 
     torch_adam = {"module": "keras.src.backend.torch.optimizers.torch_adam", "class_name": "Adam",
                   "config": {"learning_rate": 0.001}, "registered_name": None}
