@@ -222,6 +222,7 @@ class DDPM(
             inputs.check_training_labels(x, y, self.num_classes)
         else:
             inputs.check_no_labels(x, y)
+        inputs.check_no_unused_weights(arguments, self.num_classes)
         added = []
         if self.max_skipped_steps is not None:
             added.append(divergence.DivergenceGuard(self.max_skipped_steps))
@@ -247,7 +248,12 @@ class DDPM(
                 raise
             raise one_line from None
 
-    def diffusion_loss(self, images, labels=None, training=True):
+    def evaluate(self, *args, **kwargs):
+        arguments = backend.keras_arguments("evaluate", self, *args, **kwargs)
+        inputs.check_no_unused_weights(arguments, self.num_classes)
+        return super().evaluate(**arguments)
+
+    def diffusion_loss(self, images, labels=None, training=True, sample_weight=None):
         """The loss E_{t, ε} w(t) ‖target − network(x_t, t)‖² for a batch.
 
         w(t) is 1 for `loss_weighting="simple"` and the Min-SNR-γ weight of
@@ -258,6 +264,9 @@ class DDPM(
             labels: int32 class labels `[B]` of a conditional network (dropped
                 to the null label where intended), else `None`.
             training: passed to the network (dropout). Defaults to `True`.
+            sample_weight: optional float32 weight of each example's loss `[B]`
+                (`fit`'s `sample_weight`), averaged as Keras averages weighted
+                losses: over the batch size. Defaults to `None`.
 
         Returns the scalar float32 loss (mean over the batch and every pixel).
         """
@@ -266,7 +275,7 @@ class DDPM(
         return objectives.diffusion_loss(
             lambda x_t, t: self.network(self._network_inputs(x_t, t, labels), training=training),
             self.schedule, images, t, noise, self.prediction_type, self.loss_weighting,
-            self.min_snr_gamma,
+            self.min_snr_gamma, sample_weight,
         )
 
     def draw_training_noise(self, images):
@@ -324,10 +333,13 @@ class DDPM(
         room = backend.room()
         images = inputs.images_from_batch(data, self.image_shape)
         labels = self._training_labels(data, training=True)
+        sample_weight = inputs.sample_weights_from_batch(data)
         weights = self.network.trainable_weights
 
         def losses():
-            loss = self.diffusion_loss(images, labels=labels, training=True)
+            loss = self.diffusion_loss(
+                images, labels=labels, training=True, sample_weight=sample_weight
+            )
             # The optimizer sums gradients over replicas; scale so they average.
             return loss, self.optimizer.scale_loss(loss / room.replicas())
 
@@ -360,7 +372,11 @@ class DDPM(
         """One evaluation step on `data`, assigning to the loss tracker (any backend)."""
         images = inputs.images_from_batch(data, self.image_shape)
         labels = self._training_labels(data, training=False)
-        self.loss_tracker.update_state(self.diffusion_loss(images, labels=labels, training=False))
+        sample_weight = inputs.sample_weights_from_batch(data)
+        loss = self.diffusion_loss(
+            images, labels=labels, training=False, sample_weight=sample_weight
+        )
+        self.loss_tracker.update_state(loss)
         return backend.room().shape_logs({"loss": self.loss_tracker.result()})
 
     def get_config(self):

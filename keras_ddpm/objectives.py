@@ -145,7 +145,7 @@ def loss_weight(snr, prediction_type, loss_weighting="simple", min_snr_gamma=5.0
 
 def diffusion_loss(
     predict, schedule, images, t, noise, prediction_type="epsilon", loss_weighting="simple",
-    min_snr_gamma=5.0,
+    min_snr_gamma=5.0, sample_weight=None,
 ):
     """The loss E_{t, ε} w(t) ‖target − prediction(x_t, t)‖² for one batch, in float32.
 
@@ -158,6 +158,9 @@ def diffusion_loss(
         prediction_type: `"epsilon"`, `"v"` or `"x0"`. Defaults to `"epsilon"`.
         loss_weighting: `"simple"` or `"min_snr"`. Defaults to `"simple"`.
         min_snr_gamma: γ of Min-SNR-γ. Defaults to `5.0`.
+        sample_weight: optional float32 weight of each example's loss `[B]`, as
+            Keras weights a loss: the weighted losses are averaged over the batch
+            size (not over the sum of the weights). Defaults to `None` (all 1).
 
     Returns:
         The scalar loss (mean over the batch and every pixel).
@@ -174,8 +177,12 @@ def diffusion_loss(
     signal_rate, noise_rate = schedule.signal_and_noise_rates(t, ndim)
     target = training_target(images, noise, signal_rate, noise_rate, prediction_type)
     squared_error = ops.square(prediction - target)
-    if loss_weighting == "simple":
-        return ops.mean(squared_error)
-    # 4. Min-SNR-γ: a weight per example, [B, 1, 1, 1].
-    weights = loss_weight(schedule.snr(t, ndim), prediction_type, loss_weighting, min_snr_gamma)
-    return ops.mean(weights * squared_error)
+    if loss_weighting != "simple":
+        # 4. Min-SNR-γ: a weight per example, [B, 1, 1, 1].
+        squared_error = squared_error * loss_weight(
+            schedule.snr(t, ndim), prediction_type, loss_weighting, min_snr_gamma
+        )
+    if sample_weight is not None:
+        # 5. The caller's weight per example, [B] -> [B, 1, 1, 1].
+        squared_error = squared_error * ops.reshape(sample_weight, (-1,) + (1,) * (ndim - 1))
+    return ops.mean(squared_error)

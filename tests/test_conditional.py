@@ -20,6 +20,7 @@ import keras_ddpm
 from keras_ddpm import NoiseSchedule
 from keras_ddpm import samplers
 from keras_ddpm.guidance import classifier_free_guidance
+from networks import tiny_unet
 from oracles import respaced_output_moments
 
 pytestmark = pytest.mark.backends
@@ -220,6 +221,49 @@ def test_conditional_fit_accepts_every_labelled_form(tmp_path):
     kwargs = dict(sampler="ddim", steps=5, seed=4, labels=[1, 7, 7], guidance_scale=2.0,
                   verbose=0, jit_compile=False)
     np.testing.assert_array_equal(model.generate(3, **kwargs), loaded.generate(3, **kwargs))
+
+
+def test_sample_and_class_weights_scale_the_loss_and_the_gradient():
+    """Keras' `sample_weight` and `class_weight` reach the step: with plain SGD, weights of 2
+    double the logged loss and every weight's move; an unconditional model, whose weights
+    Keras would drop for want of labels, refuses them in one line."""
+    images, labels = keras_ddpm.data.load_digits_arrays()
+    images, labels = images[:16], labels[:16]
+    keras.utils.set_random_seed(0)
+    initial = tiny_unet(num_classes=10).get_weights()
+    moves, losses = {}, {}
+    for form in ("none", "sample_weight", "class_weight"):
+        model = keras_ddpm.DDPM(
+            tiny_unet(num_classes=10), NoiseSchedule("linear", 20), seed=0, class_dropout=0.0,
+            ema_decay=None,
+        )
+        model.network.set_weights(initial)
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+        weighting = {
+            "none": {},
+            "sample_weight": {"sample_weight": np.full(16, 2.0)},
+            "class_weight": {"class_weight": {label: 2.0 for label in range(10)}},
+        }[form]
+        history = model.fit(images, labels, batch_size=16, shuffle=False, verbose=0, **weighting)
+        losses[form] = history.history["loss"][0]
+        moves[form] = [w - w0 for w, w0 in zip(model.network.get_weights(), initial)]
+    for form in ("sample_weight", "class_weight"):
+        np.testing.assert_allclose(losses[form], 2 * losses["none"], rtol=1e-6)
+        for ours, unweighted in zip(moves[form], moves["none"]):
+            np.testing.assert_allclose(ours, 2 * unweighted, rtol=1e-3, atol=1e-7)
+    assert max(np.abs(move).max() for move in moves["none"]) > 1e-4  # SGD moved them
+
+    unconditional = keras_ddpm.DDPM(tiny_unet(), NoiseSchedule("linear", 20))
+    unconditional.compile(optimizer="sgd")
+    for call, kwargs in [
+        (unconditional.fit, {"sample_weight": np.ones(16)}),
+        (unconditional.fit, {"class_weight": {0: 1.0}}),
+        (unconditional.evaluate, {"sample_weight": np.ones(16)}),
+    ]:
+        name = next(iter(kwargs))
+        _one_line_error(
+            lambda: call(images, verbose=0, **kwargs), f"unconditional model cannot take `{name}`"
+        )
 
 
 def _labelled_batches(images, labels, batch_size, form):

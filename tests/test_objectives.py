@@ -119,3 +119,34 @@ def test_the_precise_maximum_and_minimum_propagate_nan_as_ops_maximum_does():
         got = keras.ops.convert_to_numpy(precise(x, y))
         np.testing.assert_array_equal(got, keras.ops.convert_to_numpy(plain(x, y)))
         assert np.isnan(got).all()
+
+
+@pytest.mark.parametrize("loss_weighting", objectives.LOSS_WEIGHTINGS)
+def test_sample_weights_average_over_the_batch_size_as_keras_losses_do(loss_weighting):
+    """Example b's error times its weight w_b, summed and divided by B (not by Σ w_b)."""
+    schedule = NoiseSchedule("linear", timesteps=50)
+    rng = np.random.default_rng(5)
+    images = rng.uniform(-1, 1, (4, 3, 3, 1)).astype("float32")
+    noise = rng.standard_normal((4, 3, 3, 1)).astype("float32")
+    t = np.array([0, 10, 30, 49], "int32")
+    weights = np.array([0.0, 1.0, 2.5, 0.5], "float32")
+    images, noise, t, weights = (keras.ops.convert_to_tensor(a) for a in (images, noise, t, weights))
+
+    def predict(x_t, t):
+        return 0.5 * x_t  # any fixed function of x_t
+
+    def loss(**kwargs):
+        return float(objectives.diffusion_loss(
+            predict, schedule, images, t, noise, "v", loss_weighting, **kwargs
+        ))
+
+    per_example = [
+        float(objectives.diffusion_loss(
+            predict, schedule, images[b:b + 1], t[b:b + 1], noise[b:b + 1], "v", loss_weighting
+        ))
+        for b in range(4)
+    ]
+    expected = float(np.sum(keras.ops.convert_to_numpy(weights) * np.array(per_example)) / 4)
+    np.testing.assert_allclose(loss(sample_weight=weights), expected, rtol=1e-6)
+    np.testing.assert_allclose(loss(sample_weight=weights * 0 + 1), loss(), rtol=1e-7)
+    assert loss(sample_weight=weights * 0) == 0.0
