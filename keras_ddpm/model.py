@@ -5,6 +5,8 @@ Data flows one way: a batch of images → `train_step` draws t and ε →
 `network` → images.
 """
 
+import warnings
+
 import keras
 from keras import ops
 
@@ -29,6 +31,10 @@ from keras_ddpm.schedules import check_variance
 _PLAIN_CONFIG = (
     "ema_decay", "variance", "seed", "prediction_type", "ema_warmup", "loss_weighting",
     "min_snr_gamma", "class_dropout", "max_skipped_steps",
+)
+NO_TRAINABLE_WEIGHTS = (
+    "The network has no trainable weights (network.trainable is False?): fit computes the "
+    "loss but changes no weight."
 )
 
 
@@ -335,6 +341,8 @@ class DDPM(
         labels = self._training_labels(data, training=True)
         sample_weight = inputs.sample_weights_from_batch(data)
         weights = self.network.trainable_weights
+        if not weights:  # as Keras' own steps say it
+            warnings.warn(NO_TRAINABLE_WEIGHTS, stacklevel=2)
 
         def losses():
             loss = self.diffusion_loss(

@@ -170,6 +170,29 @@ def test_train_step_loss_is_the_noise_mse_and_weights_move():
     assert any(not np.allclose(a, b) for a, b in zip(before, after))
 
 
+def test_a_frozen_layer_stays_and_a_frozen_network_trains_nothing_with_a_warning():
+    """As Keras' own steps do, on every backend (PyTorch's autograd refused an empty list)."""
+    model = tiny_model(ema_decay=0.5)
+    images = random_images()
+    layer = next(x for x in model.network.layers if isinstance(x, keras.layers.Conv2D))
+    layer.trainable = False
+    frozen = [np.asarray(w) for w in layer.weights]
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.fit(images, batch_size=32, epochs=1, verbose=0)
+    for before, after in zip(frozen, layer.weights):
+        np.testing.assert_array_equal(np.asarray(after), before)
+    assert model.network.trainable_weights and frozen
+
+    model.network.trainable = False
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    before = [np.asarray(w) for w in model.network.weights]
+    with pytest.warns(UserWarning, match="no trainable weights"):
+        history = model.fit(images, batch_size=32, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    for old, new in zip(before, model.network.weights):
+        np.testing.assert_array_equal(np.asarray(new), old)
+
+
 def test_diffusion_loss_formula():
     """diffusion_loss equals the MSE recomputed from the same t and ε."""
     model = tiny_model(ema_decay=None)

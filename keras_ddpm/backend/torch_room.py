@@ -81,13 +81,16 @@ def loss_and_gradients(losses, weights):
     scaled loss's with respect to `weights`, by `torch.autograd.grad`."""
     loss, scaled_loss = losses()
     values = [weight.value for weight in weights]
+    if not values:  # a frozen network (`autograd.grad` refuses an empty list)
+        return loss, []
     gradients = torch.autograd.grad(scaled_loss, values, allow_unused=True)
     return loss, list(gradients)
 
 
 def apply_gradients(optimizer, gradients, weights):
-    """`optimizer.apply_gradients` (a `LossScaleOptimizer` skips non-finite steps itself)."""
-    optimizer.apply_gradients(zip(gradients, weights))
+    """`optimizer.apply` (a `LossScaleOptimizer` skips non-finite steps itself; no gradients,
+    of a frozen network, change nothing, where `apply_gradients` could not unzip them)."""
+    optimizer.apply(list(gradients), list(weights))
 
 
 def apply_if_finite(optimizer, gradients, weights, finite):
