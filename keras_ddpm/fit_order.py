@@ -20,15 +20,15 @@ from keras_ddpm.data import loader_common
 # `keras.Model.fit`'s batch size when it is not given.
 KERAS_DEFAULT_BATCH_SIZE = 32
 # Arguments that only Keras' own array path takes: with one of them, `fit` leaves the order to it.
-_KERAS_ONLY = ("sample_weight", "class_weight", "steps_per_epoch")
+_KERAS_ONLY = ("class_weight", "steps_per_epoch")
 
 
 def epoch_ordered(arguments):
     """Puts `fit`'s `x` into an order drawn from `(seed, epoch)` where Keras would shuffle it.
 
-    Arrays of images (with their `y` labels) become `FitArrays` (after `validation_split`,
-    taken as Keras takes it: the last part, unshuffled); a finite `keras.utils.PyDataset`
-    becomes `ShuffledBatches`.
+    Arrays of images (with their `y` labels and `sample_weight`) become `FitArrays` (after
+    `validation_split`, taken as Keras takes it: the last part, unshuffled); a finite
+    `keras.utils.PyDataset` becomes `ShuffledBatches`.
 
     Args:
         arguments: `keras.Model.fit`'s arguments by name, changed in place.
@@ -43,13 +43,20 @@ def epoch_ordered(arguments):
         return None
     if any(arguments.get(name) is not None for name in _KERAS_ONLY):
         return None
+    if arguments.get("sample_weight") is not None and arguments.get("y") is None:
+        return None  # Keras drops weights without labels (an unconditional `fit` refuses them)
     if isinstance(x, keras.utils.PyDataset):
         if getattr(x, loader_common.EPOCH_COUNTER, None) is not None or x.num_batches is None:
             return None  # a keras_ddpm loader orders itself; Keras does not shuffle endless ones
         ordered = batches.ShuffledBatches(x)
-    elif _is_array(x) and len(x.shape) == 4 and _is_array_or_none(arguments.get("y")):
-        images, labels = checks.as_numpy(x), arguments.pop("y", None)
-        labels = None if labels is None else checks.as_numpy(labels)
+    elif (
+        _is_array(x) and len(x.shape) == 4 and _is_array_or_none(arguments.get("y"))
+        and _is_array_or_none(arguments.get("sample_weight"))
+    ):
+        images = checks.as_numpy(x)
+        # Labels and weights, each None or an array, travel with their images.
+        extras = [arguments.pop(name, None) for name in ("y", "sample_weight")]
+        extras = [None if a is None else checks.as_numpy(a) for a in extras]
         batch_size = arguments.pop("batch_size", None) or KERAS_DEFAULT_BATCH_SIZE
         split = arguments.pop("validation_split", 0.0)
         if split and arguments.get("validation_data") is None:
@@ -59,11 +66,12 @@ def epoch_ordered(arguments):
                     f"validation_split={split} leaves no training or no validation image of "
                     f"{len(images)}; pass a fraction that keeps at least one of each."
                 )
-            held_out = (images[at:],) if labels is None else (images[at:], labels[at:])
-            arguments["validation_data"] = held_out
+            arguments["validation_data"] = tuple(
+                a[at:] for a in (images, *extras) if a is not None
+            )
             arguments.setdefault("validation_batch_size", batch_size)
-            images, labels = images[:at], None if labels is None else labels[:at]
-        ordered = FitArrays(images, labels, batch_size)
+            images, extras = images[:at], [None if a is None else a[:at] for a in extras]
+        ordered = FitArrays(images, *extras, batch_size=batch_size)
     else:
         return None
     arguments["x"] = ordered
@@ -81,19 +89,22 @@ def _is_array_or_none(value):
 
 class FitArrays(batches.SeededBatches):
     """`fit`'s arrays as they came (uint8 or float images, which the training step maps and
-    checks as it does Keras' batches; labels), in passes drawn from `(seed, epoch)`.
+    checks as it does Keras' batches; labels; sample weights), in passes drawn from
+    `(seed, epoch)`.
 
     Args:
         images: `(N, H, W, C)` array.
         labels: `None` or `(N,)` integer array.
+        sample_weight: `None` or `(N,)` array of per-example loss weights (with labels:
+            batches are then `(images, labels, weights)`).
         batch_size: int, images a batch; the last batch may be smaller.
         seed: int, the seed of the orders (`OrderSeed` sets it when `fit` starts).
     """
 
-    def __init__(self, images, labels, batch_size, seed=0):
+    def __init__(self, images, labels, sample_weight=None, batch_size=32, seed=0):
         super().__init__(
             len(images), labels, images.shape[1:], batch_size, shuffle=True, random_flip=False,
-            seed=seed,
+            seed=seed, sample_weight=sample_weight,
         )
         self.images = images
 

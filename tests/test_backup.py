@@ -240,6 +240,35 @@ def test_fit_orders_arrays_and_pydatasets_by_seed_and_epoch():
         assert fit_order.epoch_ordered(dict(arguments)) is None
 
 
+def test_labels_and_sample_weights_keep_to_their_images_in_the_seeded_order():
+    """`fit(images, labels, sample_weight=...)` is ordered by (seed, epoch) too, so that a
+    resumed weighted run is the uninterrupted one; the held-out part keeps its weights."""
+    data = images(40)
+    labels = np.arange(40) % 10
+    weights = np.arange(40, dtype="float32")  # example i weighs i
+    arguments = {"x": data, "y": labels, "sample_weight": weights, "batch_size": 8,
+                 "validation_split": 0.2}
+    ordered = fit_order.epoch_ordered(arguments)
+    unweighted = fit_order.epoch_ordered({"x": data, "y": labels, "batch_size": 8,
+                                          "validation_split": 0.2})
+    for dataset in (ordered, unweighted):
+        dataset.seed = 5
+        dataset.epoch_counter.assign(1)
+    held_images, held_labels, held_weights = arguments["validation_data"]
+    np.testing.assert_array_equal(held_images, data[32:])
+    np.testing.assert_array_equal(held_weights, weights[32:])
+    np.testing.assert_array_equal(held_labels, labels[32:])
+    seen = []
+    for index in range(len(ordered)):
+        batch_images, batch_labels, batch_weights = ordered[index]
+        np.testing.assert_array_equal(batch_images, unweighted[index][0])  # the same order
+        rows = batch_weights.astype(int)
+        np.testing.assert_array_equal(batch_images, data[rows])
+        np.testing.assert_array_equal(batch_labels, labels[rows])
+        seen.extend(rows)
+    assert sorted(seen) == list(range(32)) and seen != list(range(32))  # shuffled, all there
+
+
 @pytest.mark.parametrize("form", ["arrays", "validation_split", "pydataset"])
 def test_a_run_resumed_on_shuffled_arrays_or_a_pydataset_is_the_uninterrupted_run(tmp_path, form):
     """Keras would shuffle these with the process's RNG, so that a new process's resumed

@@ -98,13 +98,16 @@ class SeededBatches(keras.utils.PyDataset):
             mirrored left to right.
         seed: int, the seed of the orders and flips.
         workers: int, threads reading batches ahead of training.
+        sample_weight: `None` or an array of `count` per-example loss weights,
+            given with `labels`; batches are then `(images, labels, weights)`.
     """
 
     def __init__(self, count, labels, image_shape, batch_size, shuffle, random_flip, seed,
-                 workers=1):
+                 workers=1, sample_weight=None):
         super().__init__(workers=workers, use_multiprocessing=False)
         self.count = int(count)
         self.labels = labels
+        self.sample_weight = sample_weight
         self.image_shape = tuple(image_shape)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -130,6 +133,8 @@ class SeededBatches(keras.utils.PyDataset):
         if self.random_flip:
             flips = np.random.default_rng([self.seed, epoch, index]).random(len(chosen)) < 0.5
             images[flips] = images[flips, :, ::-1]
+        if self.sample_weight is not None:
+            return images, self.labels[chosen], self.sample_weight[chosen]
         if self.labels is not None:
             return images, self.labels[chosen]
         return images
