@@ -57,6 +57,12 @@ def epoch_ordered(arguments):
         # Labels and weights, each None or an array, travel with their images.
         extras = [arguments.pop(name, None) for name in ("y", "sample_weight")]
         extras = [None if a is None else checks.as_numpy(a) for a in extras]
+        for name, extra in zip(("y", "sample_weight"), extras):
+            if extra is not None and len(extra) != len(images):
+                raise ValueError(
+                    f"`{name}` holds {len(extra)} values for {len(images)} images; give one "
+                    "per image."
+                )
         batch_size = arguments.pop("batch_size", None) or KERAS_DEFAULT_BATCH_SIZE
         split = arguments.pop("validation_split", 0.0)
         if split and arguments.get("validation_data") is None:
@@ -101,7 +107,8 @@ class FitArrays(batches.SeededBatches):
         seed: int, the seed of the orders (`OrderSeed` sets it when `fit` starts).
     """
 
-    def __init__(self, images, labels, sample_weight=None, batch_size=32, seed=0):
+    def __init__(self, images, labels, sample_weight=None, batch_size=KERAS_DEFAULT_BATCH_SIZE,
+                 seed=0):
         super().__init__(
             len(images), labels, images.shape[1:], batch_size, shuffle=True, random_flip=False,
             seed=seed, sample_weight=sample_weight,

@@ -267,6 +267,8 @@ def test_labels_and_sample_weights_keep_to_their_images_in_the_seeded_order():
         np.testing.assert_array_equal(batch_labels, labels[rows])
         seen.extend(rows)
     assert sorted(seen) == list(range(32)) and seen != list(range(32))  # shuffled, all there
+    with pytest.raises(ValueError, match=r"^`sample_weight` holds 39 values for 40 images"):
+        fit_order.epoch_ordered({"x": data, "y": labels, "sample_weight": weights[:39]})
 
 
 @pytest.mark.parametrize("form", ["arrays", "validation_split", "pydataset"])
