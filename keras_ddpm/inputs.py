@@ -149,53 +149,6 @@ def labels_from_batch(data, num_classes):
     )
 
 
-def sample_weights_from_batch(data):
-    """The per-example loss weights of one batch inside `train_step`/`test_step`.
-
-    They are what Keras puts third in a batch: `fit`'s and `evaluate`'s `sample_weight`,
-    `class_weight` turned into weights, or the third part of `(images, labels, weights)`
-    batches.
-
-    Args:
-        data: the batch `fit` or `evaluate` passes to the step.
-
-    Returns:
-        float32 tensor `[B]`, or `None` when the batch carries no weights.
-    """
-    _, _, weights = keras.utils.unpack_x_y_sample_weight(data)
-    if weights is None:
-        return None
-    return ops.reshape(ops.cast(ops.convert_to_tensor(weights), "float32"), (-1,))
-
-
-def check_no_unused_weights(arguments, num_classes):
-    """Refuses `sample_weight`/`class_weight` that Keras would drop before the step.
-
-    Keras passes an array's `sample_weight` (and the weights `class_weight` gives) to the
-    step only beside labels `y`; an unconditional model has none, so they would be ignored.
-
-    Args:
-        arguments: `fit`'s or `evaluate`'s arguments by name.
-        num_classes: the model's `num_classes` (`None` when unconditional).
-
-    Raises:
-        ValueError: naming the argument, for an unconditional model.
-    """
-    if num_classes is not None:
-        return
-    for name in ("sample_weight", "class_weight"):
-        value = arguments.get(name)
-        if value is not None:
-            shown = f"an array of shape {tuple(value.shape)}" if hasattr(value, "shape") else (
-                repr(value) if len(repr(value)) <= 80 else type(value).__name__
-            )
-            raise ValueError(
-                f"An unconditional model cannot take `{name}`: Keras hands per-example "
-                "weights to the training step only beside class labels, so they would be "
-                f"ignored. Received: {name}={shown}."
-            )
-
-
 _NO_LABELS = (
     "This model is class-conditional (num_classes={num_classes}) and needs labels: "
     "give fit `(images, labels)` batches, TFDS {{'image', 'label'}} dicts or "

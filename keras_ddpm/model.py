@@ -19,6 +19,7 @@ from keras_ddpm import backend
 from keras_ddpm.backend import hardware
 from keras_ddpm.data import loader_common
 from keras_ddpm import objectives
+from keras_ddpm import sample_weights
 from keras_ddpm import saved_seeds
 from keras_ddpm import training_noise
 from keras_ddpm.file_methods import FileMethods
@@ -228,7 +229,7 @@ class DDPM(
             inputs.check_training_labels(x, y, self.num_classes)
         else:
             inputs.check_no_labels(x, y)
-        inputs.check_no_unused_weights(arguments, self.num_classes)
+        sample_weights.check_none_dropped(arguments, self.num_classes)
         added = []
         if self.max_skipped_steps is not None:
             added.append(divergence.DivergenceGuard(self.max_skipped_steps))
@@ -256,7 +257,7 @@ class DDPM(
 
     def evaluate(self, *args, **kwargs):
         arguments = backend.keras_arguments("evaluate", self, *args, **kwargs)
-        inputs.check_no_unused_weights(arguments, self.num_classes)
+        sample_weights.check_none_dropped(arguments, self.num_classes)
         return super().evaluate(**arguments)
 
     def diffusion_loss(self, images, labels=None, training=True, sample_weight=None):
@@ -339,7 +340,7 @@ class DDPM(
         room = backend.room()
         images = inputs.images_from_batch(data, self.image_shape)
         labels = self._training_labels(data, training=True)
-        sample_weight = inputs.sample_weights_from_batch(data)
+        sample_weight = sample_weights.from_batch(data)
         weights = self.network.trainable_weights
         if not weights:  # as Keras' own steps say it
             warnings.warn(NO_TRAINABLE_WEIGHTS, stacklevel=2)
@@ -380,7 +381,7 @@ class DDPM(
         """One evaluation step on `data`, assigning to the loss tracker (any backend)."""
         images = inputs.images_from_batch(data, self.image_shape)
         labels = self._training_labels(data, training=False)
-        sample_weight = inputs.sample_weights_from_batch(data)
+        sample_weight = sample_weights.from_batch(data)
         loss = self.diffusion_loss(
             images, labels=labels, training=False, sample_weight=sample_weight
         )
