@@ -1,8 +1,11 @@
-"""Compile configs that load on every backend: optimizers named by their public class.
+"""Compile configs that load on every backend: optimizers named by their public class, and no
+Keras loss or metric (a DDPM computes its own loss).
 
 `DDPM` writes and reads its compile config through `public_optimizers`
 (`file_methods.FileMethods.get_compile_config` and `compile_from_config`).
 """
+
+import warnings
 
 import keras
 
@@ -42,3 +45,59 @@ def public_optimizers(config):
     ):
         config["module"] = "keras.optimizers"
     return config
+
+
+# `compile` arguments a DDPM has no use for: it computes its own loss (`objectives`) and
+# reports it with `skipped_steps`; there is no target to compare a prediction with.
+LOSS_ARGUMENTS = ("loss", "loss_weights", "metrics", "weighted_metrics")
+
+
+def check_no_loss(arguments):
+    """Refuses, in one line, a Keras loss or metric given to a DDPM's `compile`.
+
+    Keras would pass the model's output for a batch of images to it: on JAX and PyTorch that
+    failed in the model's `call`, on TensorFlow it was silently unused.
+
+    Args:
+        arguments: `compile`'s arguments by name (`backend.keras_arguments`).
+
+    Returns:
+        `arguments` without the empty ones (`metrics=[]`: Keras' JAX trainer would still
+        trace the model's `call` for it).
+
+    Raises:
+        ValueError: naming the argument and the value received.
+    """
+    for name in LOSS_ARGUMENTS:
+        value = arguments.get(name)
+        if value is not None and not (isinstance(value, (list, tuple, dict)) and not value):
+            raise ValueError(
+                f"DDPM.compile takes no `{name}` (received {value!r}): the model trains on "
+                "its own diffusion loss, chosen with DDPM(prediction_type=..., "
+                "loss_weighting=...), and logs `loss` and `skipped_steps`. Pass the optimizer "
+                "only."
+            )
+    return {key: value for key, value in arguments.items() if key not in LOSS_ARGUMENTS}
+
+
+def check_compiled(model, method):
+    """One line for `fit` or `evaluate` before `compile` (Keras raised an AttributeError from
+    PyTorch's `evaluate` and JAX's `fit`)."""
+    if not getattr(model, "compiled", False):
+        raise ValueError(
+            f"Call model.compile(optimizer=...) before model.{method}(): the model has no "
+            "optimizer yet (a model loaded with compile=False has none either)."
+        )
+
+
+def without_loss(config):
+    """A saved compile config with its Keras loss and metrics left out (a file written while
+    `compile` still let them pass unused), with a warning naming them."""
+    given = [name for name in LOSS_ARGUMENTS if config.get(name) not in (None, [], {})]
+    if given:
+        warnings.warn(
+            f"The saved compile config names {', '.join(given)}, which a DDPM does not use "
+            "(it trains on its own diffusion loss); they are left out.",
+            stacklevel=3,
+        )
+    return {key: value for key, value in config.items() if key not in LOSS_ARGUMENTS}

@@ -55,7 +55,7 @@ class FileMethods:
     def compile_from_config(self, config):
         """Re-compiles a loaded model (and restores its optimizer) from its compile config,
         also a file of an earlier version written on PyTorch."""
-        config = compile_configs.public_optimizers(config)
+        config = compile_configs.without_loss(compile_configs.public_optimizers(config))
         self.compile(**keras.saving.deserialize_keras_object(config))
 
     def save_weights(self, filepath, overwrite=True, max_shard_size=None):

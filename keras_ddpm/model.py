@@ -11,6 +11,7 @@ import keras
 from keras import ops
 
 from keras_ddpm import checks
+from keras_ddpm import compile_configs
 from keras_ddpm import divergence
 from keras_ddpm import ema
 from keras_ddpm import fit_order
@@ -213,14 +214,17 @@ class DDPM(
         return [self.loss_tracker]
 
     def compile(self, *args, **kwargs):
+        arguments = backend.keras_arguments("compile", self, *args, **kwargs)
+        arguments = compile_configs.check_no_loss(arguments)
         hardware.warn_if_slow_bfloat16(self.network.dtype_policy.compute_dtype)
-        super().compile(*args, **kwargs)
+        super().compile(**arguments)
         # Slots made here, not in the first traced step, spare tf.function a second trace.
         if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.network.trainable_weights)
         self._reverse_processes = {}
 
     def fit(self, x=None, y=None, *args, **kwargs):
+        compile_configs.check_compiled(self, "fit")
         backup.SkipTrainedBatches.remove(self)  # left by a restored fit that was interrupted
         arguments = inputs.fit_arguments(self, x, y, *args, **kwargs)
         inputs.check_fit_arguments(x, arguments.get("batch_size"))
@@ -256,6 +260,7 @@ class DDPM(
             raise one_line from None
 
     def evaluate(self, *args, **kwargs):
+        compile_configs.check_compiled(self, "evaluate")
         arguments = backend.keras_arguments("evaluate", self, *args, **kwargs)
         sample_weights.check_none_dropped(arguments, self.num_classes)
         return super().evaluate(**arguments)

@@ -456,6 +456,29 @@ def test_bad_constructor_arguments(kwargs, error, message):
         DDPM(conv_denoiser(), **kwargs)
 
 
+
+def test_compile_refuses_a_keras_loss_or_metric_and_fit_asks_for_compile():
+    """A loss or metric failed inside `call` on JAX and PyTorch and went unused on TensorFlow;
+    an uncompiled `fit` was an AttributeError on JAX. Each is now one line on every backend."""
+    model = DDPM(conv_denoiser(), schedule=NoiseSchedule("linear", timesteps=20), seed=1)
+    images = random_images(8)
+    before = [np.array(w) for w in model.network.weights]
+    for method in (model.fit, model.evaluate):
+        with pytest.raises(ValueError, match=r"Call model.compile\(optimizer=...\) before"):
+            method(images, verbose=0)
+    for args, kwargs, message in [
+        (("adam", "mse"), {}, r"no `loss` \(received 'mse'\).*prediction_type"),
+        ((), {"optimizer": "adam", "metrics": ["mae"]}, r"no `metrics` \(received \['mae'\]\)"),
+        ((), {"optimizer": "adam", "loss_weights": [2.0]}, r"no `loss_weights`"),
+    ]:
+        with pytest.raises(ValueError, match=message) as caught:
+            model.compile(*args, **kwargs)
+        assert "\n" not in str(caught.value)
+    for before_weight, weight in zip(before, model.network.weights):
+        np.testing.assert_array_equal(np.array(weight), before_weight)
+    model.compile(optimizer="adam", loss=None, metrics=[])  # Keras' empty defaults pass
+    assert np.isfinite(model.fit(images, batch_size=4, verbose=0).history["loss"][0])
+
 def test_bad_generate_arguments():
     model = tiny_model()
     with pytest.raises(ValueError, match="num_images=0"):

@@ -288,3 +288,16 @@ def test_backend_optimizer_classes_are_named_by_their_public_class_at_any_depth(
     assert public_optimizers(unknown) == unknown
     optimizer = keras.saving.deserialize_keras_object(public)["optimizer"]
     assert isinstance(optimizer.inner_optimizer, keras.optimizers.Adam)
+
+
+def test_a_saved_compile_config_with_an_unused_keras_loss_loads_with_a_warning():
+    """Before `compile` refused them, a model compiled with `loss="mse"` on TensorFlow saved it
+    (unused); such a file's compile config loads, the loss left out with a warning."""
+    model = keras_ddpm.DDPM(tiny_unet(), keras_ddpm.NoiseSchedule("linear", 20), seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    config = {**model.get_compile_config(), "loss": "mse", "metrics": ["mae"]}
+    loaded = keras_ddpm.DDPM(tiny_unet(), keras_ddpm.NoiseSchedule("linear", 20), seed=0)
+    with pytest.warns(UserWarning, match="names loss, metrics, which a DDPM does not use"):
+        loaded.compile_from_config(config)
+    assert isinstance(loaded.optimizer, keras.optimizers.Adam)
+    assert float(loaded.optimizer.learning_rate) == pytest.approx(2e-3)

@@ -119,7 +119,7 @@ def state_kept(model):
     Yields:
         The callback to add to the call's callbacks (it sees the first step end).
     """
-    groups = _state_variables(model, training=model.optimizer is not None)
+    groups = _state_variables(model, training=getattr(model, "optimizer", None) is not None)
     variables = list({id(v): v for group in groups for v in group}.values())
     first_step = _FirstStep([v.value for v in variables])
     try:
