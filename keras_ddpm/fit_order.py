@@ -14,19 +14,21 @@ import keras
 import numpy as np
 
 from keras_ddpm import checks
+from keras_ddpm import sample_weights
 from keras_ddpm.data import batches
 from keras_ddpm.data import loader_common
 
 # `keras.Model.fit`'s batch size when it is not given.
 KERAS_DEFAULT_BATCH_SIZE = 32
 # Arguments that only Keras' own array path takes: with one of them, `fit` leaves the order to it.
-_KERAS_ONLY = ("class_weight", "steps_per_epoch")
+_KERAS_ONLY = ("steps_per_epoch",)
 
 
 def epoch_ordered(arguments):
     """Puts `fit`'s `x` into an order drawn from `(seed, epoch)` where Keras would shuffle it.
 
-    Arrays of images (with their `y` labels and `sample_weight`) become `FitArrays` (after
+    Arrays of images (with their `y` labels and `sample_weight`, or the weights that
+    `class_weight` gives the training part's labels) become `FitArrays` (after
     `validation_split`, taken as Keras takes it: the last part, unshuffled); a finite
     `keras.utils.PyDataset` becomes `ShuffledBatches`.
 
@@ -45,6 +47,10 @@ def epoch_ordered(arguments):
         return None
     if arguments.get("sample_weight") is not None and arguments.get("y") is None:
         return None  # Keras drops weights without labels (an unconditional `fit` refuses them)
+    if arguments.get("class_weight") is not None and (
+        arguments.get("sample_weight") is not None or not _is_array(arguments.get("y"))
+    ):
+        return None  # Keras' own answer (it refuses both at once; a PyDataset maps its own)
     if isinstance(x, keras.utils.PyDataset):
         if getattr(x, loader_common.EPOCH_COUNTER, None) is not None or x.num_batches is None:
             return None  # a keras_ddpm loader orders itself; Keras does not shuffle endless ones
@@ -77,6 +83,9 @@ def epoch_ordered(arguments):
             )
             arguments.setdefault("validation_batch_size", batch_size)
             images, extras = images[:at], [None if a is None else a[:at] for a in extras]
+        class_weight = arguments.pop("class_weight", None)
+        if class_weight is not None:  # the training part's, as Keras weighs no held-out image
+            extras[1] = sample_weights.from_class_weight(extras[0], class_weight)
         ordered = FitArrays(images, *extras, batch_size=batch_size)
     else:
         return None

@@ -5,6 +5,7 @@ array's `sample_weight` given without `y` is dropped before the step.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -24,6 +25,24 @@ def from_batch(data):
     if weights is None:
         return None
     return ops.reshape(ops.cast(ops.convert_to_tensor(weights), "float32"), (-1,))
+
+
+def from_class_weight(labels, class_weight):
+    """Each image's weight under `class_weight`, by Keras' rule: its class's weight, 1 for a
+    class the dict leaves out (labels rounded to integers; one-hot rows by their argmax).
+
+    Args:
+        labels: `[N]` (or `[N, 1]`, or one-hot `[N, C]`) array of class labels.
+        class_weight: dict from class index to weight.
+
+    Returns:
+        float32 array `[N]`.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim > 1:
+        labels = labels.argmax(axis=-1) if labels.shape[-1] != 1 else labels[..., 0]
+    classes = np.round(labels).astype("int64")
+    return np.array([class_weight.get(int(c), 1.0) for c in classes], dtype="float32")
 
 
 def check_none_dropped(arguments, num_classes):

@@ -16,6 +16,7 @@ import pytest
 import keras_ddpm
 from keras_ddpm import cli
 from keras_ddpm import fit_order
+from keras_ddpm import sample_weights
 from keras_ddpm.saved_seeds import network_seed_states
 from keras_ddpm.runs import atomic
 from keras_ddpm.runs import backup
@@ -235,6 +236,7 @@ def test_fit_orders_arrays_and_pydatasets_by_seed_and_epoch():
     for arguments in (
         {"x": data, "shuffle": False}, {"x": data, "shuffle": "batch"},
         {"x": data, "sample_weight": np.ones(32)}, {"x": data, "steps_per_epoch": 2},
+        {"x": data, "y": np.zeros(32), "sample_weight": np.ones(32), "class_weight": {0: 2.0}},
         {"x": keras_ddpm.data.from_array_batches(data, seed=0)}, {"x": iter([data])},
     ):
         assert fit_order.epoch_ordered(dict(arguments)) is None
@@ -270,6 +272,33 @@ def test_labels_and_sample_weights_keep_to_their_images_in_the_seeded_order():
     with pytest.raises(ValueError, match=r"^`sample_weight` holds 39 values for 40 images"):
         fit_order.epoch_ordered({"x": data, "y": labels, "sample_weight": weights[:39]})
 
+
+
+def test_class_weights_keep_the_seeded_order_and_weigh_the_training_part_only():
+    """`fit(images, labels, class_weight=...)` was left to Keras' process-RNG shuffle; it is
+    ordered by (seed, epoch) with each training image weighed by its class, by Keras' rule
+    (1 for a class the dict leaves out), and the held-out part unweighted, as in Keras."""
+    data = images(40)
+    labels = np.arange(40) % 4
+    class_weight = {0: 0.5, 1: 2.0, 3: 4.0}  # class 2 left out
+    arguments = {"x": data, "y": labels, "class_weight": class_weight, "batch_size": 8,
+                 "validation_split": 0.2}
+    ordered = fit_order.epoch_ordered(arguments)
+    unweighted = fit_order.epoch_ordered({"x": data, "y": labels, "batch_size": 8,
+                                          "validation_split": 0.2})
+    assert "class_weight" not in arguments and len(arguments["validation_data"]) == 2
+    expected = {0: 0.5, 1: 2.0, 2: 1.0, 3: 4.0}
+    for dataset in (ordered, unweighted):
+        dataset.seed = 5
+        dataset.epoch_counter.assign(1)
+    for index in range(len(ordered)):
+        batch_images, batch_labels, batch_weights = ordered[index]
+        np.testing.assert_array_equal(batch_images, unweighted[index][0])  # the same order
+        np.testing.assert_array_equal(batch_weights,
+                                      [expected[int(label)] for label in batch_labels])
+    one_hot = np.eye(4)[labels]
+    np.testing.assert_array_equal(sample_weights.from_class_weight(one_hot, class_weight),
+                                  sample_weights.from_class_weight(labels[:, None], class_weight))
 
 @pytest.mark.parametrize("form", ["arrays", "validation_split", "pydataset"])
 def test_a_run_resumed_on_shuffled_arrays_or_a_pydataset_is_the_uninterrupted_run(tmp_path, form):
