@@ -1,0 +1,76 @@
+"""`DDPM`'s Keras entry points for training: compile, fit and evaluate.
+
+A mixin of `keras_ddpm.DDPM`, kept apart from its training step (`model.py`). Each method
+checks what Keras would take silently or fail on deep inside (a Keras loss, labels or weights
+that do not fit, a call before `compile`) in one line, then hands Keras its arguments with
+what keeps a run reproducible: the (seed, epoch) order of arrays and PyDatasets
+(`fit_order`), a keras_ddpm loader's starting epoch, and the divergence guard. It reads the
+model's `network`, `image_shape`, `num_classes` and `max_skipped_steps`.
+"""
+
+from keras_ddpm import backend
+from keras_ddpm import compile_configs
+from keras_ddpm import divergence
+from keras_ddpm import fit_order
+from keras_ddpm import inputs
+from keras_ddpm import sample_weights
+from keras_ddpm.backend import hardware
+from keras_ddpm.data import loader_common
+from keras_ddpm.runs import backup
+
+
+class FitMethods:
+    """`compile`, `fit` and `evaluate` of `DDPM` (see the module docstring); put before
+    `keras.Model` among the bases."""
+
+    def compile(self, *args, **kwargs):
+        arguments = backend.keras_arguments("compile", self, *args, **kwargs)
+        arguments = compile_configs.check_no_loss(arguments)
+        hardware.warn_if_slow_bfloat16(self.network.dtype_policy.compute_dtype)
+        super().compile(**arguments)
+        # Slots made here, not in the first traced step, spare tf.function a second trace.
+        if self.optimizer is not None and not self.optimizer.built:
+            self.optimizer.build(self.network.trainable_weights)
+        self._reverse_processes = {}
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        compile_configs.check_compiled(self, "fit")
+        backup.SkipTrainedBatches.remove(self)  # left by a restored fit that was interrupted
+        arguments = inputs.fit_arguments(self, x, y, *args, **kwargs)
+        inputs.check_fit_arguments(x, arguments.get("batch_size"))
+        inputs.check_training_data(x, self.image_shape)
+        if self.num_classes is not None:
+            inputs.check_training_labels(x, y, self.num_classes)
+        else:
+            inputs.check_no_labels(x, y)
+        sample_weights.check_none_dropped(arguments, self.num_classes)
+        added = []
+        if self.max_skipped_steps is not None:
+            added.append(divergence.DivergenceGuard(self.max_skipped_steps))
+        ordered = fit_order.epoch_ordered(arguments)
+        if ordered is not None:
+            # Keras would shuffle with the process's RNG: a resumed run would see another order.
+            x = ordered
+            added.append(fit_order.OrderSeed(ordered))
+        counter = getattr(x, loader_common.EPOCH_COUNTER, None)
+        if inputs.brings_its_own_order(x) or counter is not None:
+            # A keras_ddpm loader orders its passes by epoch: Keras' shuffle would be unseeded.
+            arguments.setdefault("shuffle", False)
+        if counter is not None:
+            # A keras_ddpm loader's order depends on the epoch: start it at the right one.
+            added.append(loader_common.StartEpoch(counter))
+        if added:
+            arguments["callbacks"] = inputs.with_callbacks(arguments.get("callbacks"), added)
+        try:
+            return super().fit(**arguments)
+        except backend.room().STEP_CHECK_ERRORS as error:  # a batch's data check, in one line
+            one_line = inputs.batch_error(error)
+            if one_line is None:
+                raise
+            raise one_line from None
+
+    def evaluate(self, *args, **kwargs):
+        compile_configs.check_compiled(self, "evaluate")
+        arguments = backend.keras_arguments("evaluate", self, *args, **kwargs)
+        sample_weights.check_none_dropped(arguments, self.num_classes)
+        return super().evaluate(**arguments)
