@@ -61,16 +61,21 @@ class FitMethods:
             added.append(loader_common.StartEpoch(counter))
         if added:
             arguments["callbacks"] = inputs.with_callbacks(arguments.get("callbacks"), added)
-        try:
-            return super().fit(**arguments)
-        except backend.room().STEP_CHECK_ERRORS as error:  # a batch's data check, in one line
-            one_line = inputs.batch_error(error)
-            if one_line is None:
-                raise
-            raise one_line from None
+        return _batch_errors_in_one_line(super().fit, arguments)
 
     def evaluate(self, *args, **kwargs):
         compile_configs.check_compiled(self, "evaluate")
         arguments = backend.keras_arguments("evaluate", self, *args, **kwargs)
         sample_weights.check_none_dropped(arguments, self.num_classes)
-        return super().evaluate(**arguments)
+        return _batch_errors_in_one_line(super().evaluate, arguments)
+
+
+def _batch_errors_in_one_line(call, arguments):
+    """`call(**arguments)`, a batch's failed data check in a step raised as one line."""
+    try:
+        return call(**arguments)
+    except backend.room().STEP_CHECK_ERRORS as error:
+        one_line = inputs.batch_error(error)
+        if one_line is None:
+            raise
+        raise one_line from None

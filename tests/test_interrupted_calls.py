@@ -20,7 +20,8 @@ IMAGES = keras_ddpm.data.load_digits_arrays()[0][:48]
 
 
 class Batches(keras.utils.PyDataset):
-    """Three batches of 16 digits; batch `fail_at` raises `error` instead."""
+    """Three batches of 16 digits; batch `fail_at` raises `error` instead, or (`error=None`)
+    holds values in [0, 2], which the step's own check refuses."""
 
     def __init__(self, fail_at=None, error=RuntimeError):
         super().__init__()
@@ -30,9 +31,12 @@ class Batches(keras.utils.PyDataset):
         return 3
 
     def __getitem__(self, index):
+        images = IMAGES[16 * index : 16 * index + 16]
+        if index == self.fail_at and self.error is None:
+            return images + 1.0  # float images outside [-1, 1]
         if index == self.fail_at:
             raise self.error("batch could not be read")
-        return IMAGES[16 * index : 16 * index + 16]
+        return images
 
 
 @pytest.fixture()
@@ -109,6 +113,33 @@ def test_a_fit_whose_first_batch_raises_keeps_every_variable_and_fits_again(mode
     history = model.fit(Batches(), epochs=2, shuffle=False, verbose=0).history
     assert np.all(np.isfinite(history["loss"]))
     assert int(np.asarray(model.optimizer.iterations)) == 3 + 6
+
+
+@pytest.mark.parametrize("method", ["fit", "evaluate"])
+def test_a_first_batch_refused_inside_the_step_keeps_every_variable(model, method):
+    """The range check runs inside the compiled step; on JAX the step had been handed the
+    variables' buffers (donated) when it raised, and the model was left without weights."""
+    before = _state(model)
+    seed = [i for i, v in enumerate(model.variables) if "seed_generator_state" in v.path]
+    keywords = {"shuffle": False} if method == "fit" else {}
+    with pytest.raises(ValueError, match=r"outside \[-1, 1\]") as raised:
+        getattr(model, method)(Batches(fail_at=0, error=None), verbose=0, **keywords)
+    assert "\n" not in str(raised.value)
+    _assert_same(before, model, skip=seed)
+    history = model.fit(Batches(), epochs=1, shuffle=False, verbose=0).history
+    assert np.all(np.isfinite(history["loss"]))
+    assert int(np.asarray(model.optimizer.iterations)) == 3 + 3
+
+
+def test_a_later_batch_refused_inside_the_step_keeps_the_steps_before_it(model):
+    """Batch 1 is refused: batch 0's step stays, the refused one changes nothing (JAX may
+    raise one step later, batch 2's step staying too), and the model trains on."""
+    with pytest.raises(ValueError, match=r"outside \[-1, 1\]"):
+        model.fit(Batches(fail_at=1, error=None), epochs=1, shuffle=False, verbose=0)
+    assert int(np.asarray(model.optimizer.iterations)) in (3 + 1, 3 + 2)
+    assert all(np.all(np.isfinite(np.array(v))) for v in model.trainable_variables)
+    history = model.fit(Batches(), epochs=1, shuffle=False, verbose=0).history
+    assert np.all(np.isfinite(history["loss"]))
 
 
 def test_a_fit_that_raises_later_keeps_the_steps_it_finished(model):

@@ -10,6 +10,7 @@ import contextlib
 import functools
 
 import jax
+import jax.numpy as jnp
 import keras
 from keras import ops
 
@@ -57,23 +58,52 @@ def compile_loop(function, signature, jit_compile):
     return run
 
 
-# What a failed `checked_in_step` raises out of a jitted step (its message inside).
-STEP_CHECK_ERRORS = (jax.errors.JaxRuntimeError,)
+# What a failed `checked_in_step` raises out of a call, its message inside (between steps).
+STEP_CHECK_ERRORS = (ValueError,)
+
+
+# The conditions of the step being traced (`checked_in_step`), and the messages of those that
+# failed when a step ran (appended on the host by the step's `jax.debug.callback`).
+_STEP_CHECKS = []
+_FAILED_CHECKS = []
 
 
 def checked_in_step(value, condition, message):
-    """`value`, checked on the host: a false `condition` stops the step with `message`.
+    """`value`, checked: a false `condition` makes the call raise `ValueError(message)`.
 
-    A `jax.debug.callback` (JAX's jitted code has no assertions); the error reaches `fit`
-    as a `JaxRuntimeError` whose text holds `message`, which `inputs.batch_error` finds.
+    Outside a jitted step it raises at once. Inside one it cannot: Keras' trainer has handed
+    the step the variables' buffers (donated), and a step that raised would take them along
+    (the model left without weights). There the step's loss and gradients turn NaN
+    (`loss_and_gradients`), so that it is skipped as a non-finite step and changes nothing,
+    and a `jax.debug.callback` records `message` on the host; `raise_failed_check` raises it
+    from between steps, where the state is whole.
     """
-
-    def check(holds):
-        if not bool(holds):
+    if not isinstance(condition, jax.core.Tracer):
+        if not bool(condition):
             raise ValueError(message)
+        return value
 
-    jax.debug.callback(check, condition)
+    def record(holds):
+        if not bool(holds):
+            _FAILED_CHECKS.append(message)
+
+    jax.debug.callback(record, condition)
+    _STEP_CHECKS.append(condition)
     return value
+
+
+def raise_failed_check(wait=False):
+    """Raises the first failed `checked_in_step` of a step that ran, as a `ValueError`.
+
+    Args:
+        wait: wait for the steps dispatched so far to have run their checks first.
+    """
+    if wait:
+        jax.effects_barrier()
+    if _FAILED_CHECKS:
+        message = _FAILED_CHECKS[0]
+        _FAILED_CHECKS.clear()
+        raise ValueError(message)
 
 
 # Under `keras.distribution` (JAX) one program sees the global batch and its global
@@ -91,7 +121,9 @@ def _state_variables(model, training):
 
 
 class _FirstStep(keras.callbacks.Callback):
-    """Holds the values a call started from until one of its steps has finished."""
+    """Holds the values a call started from until one of its steps has finished, and raises
+    a batch check that failed in a step (`raise_failed_check`) before the next step or at
+    the call's end."""
 
     def __init__(self, values):
         super().__init__()
@@ -100,7 +132,15 @@ class _FirstStep(keras.callbacks.Callback):
     def _step_finished(self, batch, logs=None):
         self.values = None  # Keras keeps the newer state now; the old values may be donated
 
+    def _next_step(self, batch, logs=None):
+        raise_failed_check()
+
+    def _call_ended(self, logs=None):
+        raise_failed_check(wait=True)
+
     on_train_batch_end = on_test_batch_end = on_predict_batch_end = _step_finished
+    on_train_batch_begin = on_test_batch_begin = _next_step
+    on_train_end = on_test_end = _call_ended
 
 
 @contextlib.contextmanager
@@ -122,6 +162,7 @@ def state_kept(model):
     groups = _state_variables(model, training=getattr(model, "optimizer", None) is not None)
     variables = list({id(v): v for group in groups for v in group}.values())
     first_step = _FirstStep([v.value for v in variables])
+    _FAILED_CHECKS.clear()  # those of an earlier call that stopped before raising them
     try:
         yield first_step
     except BaseException:
@@ -155,10 +196,12 @@ def _stateless(model, state, step, data):
     mapping = [(v, x) for group, values in zip(groups, state) for v, x in zip(group, values)]
     with keras.StatelessScope(state_mapping=mapping) as scope:
         _STEP_SCOPES.append((scope, [v for v, _ in mapping]))
+        _STEP_CHECKS.clear()
         try:
             logs = step(data)
         finally:
             _STEP_SCOPES.pop()
+            _STEP_CHECKS.clear()
     return logs, tuple([scope.get_current_value(v) for v in group] for group in groups)
 
 
@@ -184,7 +227,8 @@ def loss_and_gradients(losses, weights):
     """`(loss, gradients)` by `jax.value_and_grad`, inside the step's `keras.StatelessScope`.
 
     `losses()` returns `(loss, scaled_loss)` and reads `weights` as traced values; what it
-    assigns meanwhile (the noise generator's state) is assigned in the step's scope.
+    assigns meanwhile (the noise generator's state) is assigned in the step's scope. A batch
+    check of the step that fails (`checked_in_step`) makes both, and so every gradient, NaN.
     """
     outer, variables = _step_scope()
     weight_ids = {id(w) for w in weights}
@@ -196,6 +240,10 @@ def loss_and_gradients(losses, weights):
         with keras.StatelessScope(state_mapping=mapping) as inner:
             before = [inner.get_current_value(v) for v in others]
             loss, scaled = losses()
+        if _STEP_CHECKS:
+            passed = functools.reduce(jnp.logical_and, _STEP_CHECKS)
+            factor = jnp.where(passed, 1.0, jnp.nan).astype(loss.dtype)
+            loss, scaled = loss * factor, scaled * factor.astype(scaled.dtype)
         changed[:] = [
             v for v, old in zip(others, before) if inner.get_current_value(v) is not old
         ]
