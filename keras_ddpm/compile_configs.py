@@ -52,6 +52,11 @@ def public_optimizers(config):
 LOSS_ARGUMENTS = ("loss", "loss_weights", "metrics", "weighted_metrics")
 
 
+def _given(value):
+    """Whether a loss argument holds something: not `None` and not an empty list or dict."""
+    return value is not None and not (isinstance(value, (list, tuple, dict)) and not value)
+
+
 def check_no_loss(arguments):
     """Refuses, in one line, a Keras loss or metric given to a DDPM's `compile`.
 
@@ -70,7 +75,7 @@ def check_no_loss(arguments):
     """
     for name in LOSS_ARGUMENTS:
         value = arguments.get(name)
-        if value is not None and not (isinstance(value, (list, tuple, dict)) and not value):
+        if _given(value):
             raise ValueError(
                 f"DDPM.compile takes no `{name}` (received {value!r}): the model trains on "
                 "its own diffusion loss, chosen with DDPM(prediction_type=..., "
@@ -93,7 +98,7 @@ def check_compiled(model, method):
 def without_loss(config):
     """A saved compile config with its Keras loss and metrics left out (a file written while
     `compile` still let them pass unused), with a warning naming them."""
-    given = [name for name in LOSS_ARGUMENTS if config.get(name) not in (None, [], {})]
+    given = [name for name in LOSS_ARGUMENTS if _given(config.get(name))]
     if given:
         warnings.warn(
             f"The saved compile config names {', '.join(given)}, which a DDPM does not use "
