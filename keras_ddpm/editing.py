@@ -22,7 +22,7 @@ from keras_ddpm.sampling_inputs import check_images
 from keras_ddpm.sampling_inputs import check_labels
 from keras_ddpm.sampling_inputs import image_seeds
 from keras_ddpm.sampling_inputs import initial_noise
-from keras_ddpm.sampling_inputs import random_seed
+from keras_ddpm.sampling_inputs import run_seed
 
 INTERPOLATION_INPUTS = ("images", "noise")
 
@@ -106,7 +106,7 @@ def inpaint(
     bounds, progress = process.progress(show, True, chunks, 0, blocks)
 
     def start(chunk, begin, end):
-        noise_keys, loop_keys = image_seeds(int(seed), begin, end)
+        noise_keys, loop_keys = image_seeds(seed, begin, end)
         x = initial_noise(noise_keys, images.shape[1:])
         part = ops.convert_to_tensor(images[begin:end]), ops.convert_to_tensor(mask[begin:end])
         return x, (*part, loop_keys)
@@ -180,9 +180,7 @@ def interpolate(
     if num < 2:
         raise ValueError(f"`num` must be at least 2 (both ends); received num={num}.")
     checks.one_of("inputs", inputs, INTERPOLATION_INPUTS)
-    seed = random_seed() if seed is None else seed
-    if not checks.is_int(seed):
-        raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}.")
+    seed = run_seed(seed)
     if (a is None) != (b is None):
         raise ValueError(
             "Pass both `a` and `b` (images or noise to interpolate between), or neither to draw "
@@ -191,7 +189,7 @@ def interpolate(
     if a is None:
         if process.image_shape is None:
             raise ValueError("The network does not declare its input shape; pass `a` and `b`.")
-        noise = np.asarray(initial_noise(image_seeds(int(seed), 0, 2)[0], process.image_shape))
+        noise = np.asarray(initial_noise(image_seeds(seed, 0, 2)[0], process.image_shape))
         a, b, batched, drawn = noise[:1], noise[1:], False, True
     else:
         (a, b, batched), drawn = _endpoints(a, b, process.image_shape), False

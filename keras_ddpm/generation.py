@@ -276,15 +276,13 @@ class ReverseProcess:
                      evaluations=None):
         """`(seed, jit_compile, static options, runtime option tensors)` of one run.
 
-        A seed of `None` becomes a fresh one; `jit_compile="auto"` is resolved
+        The seed becomes a Python int (`sampling_inputs.run_seed`); `jit_compile="auto"` is resolved
         by `auto_jit` for batches of `batch_size` images of `image_shape`
         (defaults to the network's) in a call of `evaluations` network
         evaluations; `options` are the sampler's, as `samplers.resolve`
         returns them.
         """
-        seed = sampling_inputs.random_seed() if seed is None else seed
-        if not checks.is_int(seed):
-            raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}.")
+        seed = sampling_inputs.run_seed(seed)
         jit_compile = self.auto_jit(jit_compile, batch_size, image_shape, evaluations)
         static = {o.name: options[o.name] for o in record.static_options}
         runtime = [
@@ -375,7 +373,7 @@ class ReverseProcess:
         bounds, progress = self.progress(show, record.resumable, chunks, first, steps)
 
         def start(chunk, begin, end):
-            noise_keys, loop_keys = sampling_inputs.image_seeds(int(seed), begin, end)
+            noise_keys, loop_keys = sampling_inputs.image_seeds(seed, begin, end)
             if initial_noise is None:
                 shape = initial_images.shape[1:] if initial_images is not None else self.image_shape
                 x = sampling_inputs.initial_noise(noise_keys, shape)

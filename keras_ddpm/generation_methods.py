@@ -73,8 +73,11 @@ class GenerationMethods:
             timestep_spacing: one of `samplers.TIMESTEP_SPACINGS` (see
                 `samplers.timestep_sequence`). Defaults to
                 `None`: the sampler record's `default_spacing`.
-            seed: integer seed; the same seed (and `batch_size`) gives the same
-                images. Defaults to `None` (a fresh random seed).
+            seed: an int: the same seed gives the same images, however they
+                are split into batches; a `keras.random.SeedGenerator`: each
+                call takes the next seed of its sequence
+                (`sampling_inputs.run_seed`). Defaults to `None`: a seed from
+                Python's `random`, which `keras.utils.set_random_seed` seeds.
             initial_noise: optional x_T, shape `(num_images, H, W, C)`, used
                 instead of drawing it from the seed.
             clip: clip x̂_0 at every step and the output to [−1, 1].
@@ -175,8 +178,7 @@ class GenerationMethods:
             jump_length: steps per block, ≥ 1. Defaults to
                 `samplers.JUMP_LENGTH` (RePaint's 10).
             timestep_spacing: as in `generate`. Defaults to `None`.
-            seed: integer seed; the same seed (and `batch_size`) gives the same
-                images. Defaults to `None` (fresh).
+            seed: as in `generate`. Defaults to `None`.
             clip: as in `generate`. Defaults to `True`.
             use_ema: use the EMA weights when kept. Defaults to `True`.
             batch_size: images filled at once. Defaults to all of them.
@@ -305,8 +307,8 @@ class GenerationMethods:
             steps: network evaluations per pass. Defaults to `None`: the
                 sampler's default.
             timestep_spacing: as in `generate`. Defaults to `None`.
-            seed: the seed of drawn ends and of a stochastic decoder.
-                Defaults to `None` (fresh).
+            seed: the seed of drawn ends and of a stochastic decoder, as in
+                `generate`. Defaults to `None`.
             clip: as in `generate`. Defaults to `True`.
             use_ema: use the EMA weights when kept. Defaults to `True`.
             batch_size: images run at once. Defaults to all of them.
@@ -355,7 +357,8 @@ class GenerationMethods:
                 for, in [1, grid_size]. Defaults to `10`.
             num_samples: trajectories searched over. Defaults to `256`.
             grid_size: the fine grid's size (capped at T). Defaults to `100`.
-            seed: the seed of the trajectories' x_T. Defaults to `0`.
+            seed: the seed of the trajectories' x_T, as in `generate`.
+                Defaults to `0`.
             use_ema: search with the EMA weights when the model keeps them.
                 Defaults to `True`.
             clip: clip x̂_0 to [−1, 1] on the trajectories, as `generate` does
@@ -386,7 +389,7 @@ class GenerationMethods:
                 "`optimize_steps` needs the network's image shape; this network does not "
                 "declare one (build it on an input of known height, width and channels)."
             )
-        noise_keys, _ = sampling_inputs.image_seeds(int(seed), 0, num_samples)
+        noise_keys, _ = sampling_inputs.image_seeds(sampling_inputs.run_seed(seed), 0, num_samples)
         noise = sampling_inputs.initial_noise(noise_keys, process.image_shape)
         indices, _ = search_timesteps(
             process.denoiser(), noise, self.schedule, num_steps, grid_size=grid_size,

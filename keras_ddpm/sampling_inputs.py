@@ -5,6 +5,9 @@ received and what was expected, before anything is compiled or run. `keras_ddpm.
 and `keras_ddpm.editing` call them; `keras_ddpm.inputs` holds the checks of training data.
 """
 
+import random
+
+import keras
 import numpy as np
 
 from keras_ddpm import checks
@@ -15,9 +18,36 @@ from keras_ddpm import rng
 _X_T, _LOOP = 0, 1
 
 
-def random_seed():
-    """A fresh seed for a run that was given none."""
-    return int(np.random.default_rng().integers(0, 2**31 - 1))
+def run_seed(seed):
+    """The Python int seed of one run, from what `generate` and the edits accept as `seed`.
+
+    Args:
+        seed: an int (used as is); a `keras.random.SeedGenerator`, which
+            gives the next seed of its sequence and advances (its k-th run,
+            counted from 0, is seeded `s + k·2³²` for `SeedGenerator(s)`, so
+            its first run's images are `seed=s`'s); or `None`: a seed drawn
+            from Python's global `random`, which `keras.utils.set_random_seed`
+            seeds, as Keras draws a `SeedGenerator`'s default seed.
+
+    Raises:
+        TypeError: `seed` is none of these.
+
+    Example:
+
+    >>> generator = keras.random.SeedGenerator(3)
+    >>> run_seed(generator), run_seed(generator)
+    (3, 4294967299)
+    """
+    if seed is None:
+        return random.randint(0, 2**31 - 1)
+    if isinstance(seed, keras.random.SeedGenerator):
+        words = keras.ops.convert_to_numpy(seed.next()).astype(np.int64) % 2**32
+        return int(words[0]) + (int(words[1]) << 32)
+    if not checks.is_int(seed):
+        raise TypeError(
+            f"`seed` must be an int, a `keras.random.SeedGenerator` or None. Received: seed={seed!r}."
+        )
+    return int(seed)
 
 
 def image_seeds(seed, begin, end):

@@ -79,6 +79,34 @@ def test_generate_seeds_chunks_initial_noise_and_clipping():
     assert len(model.reverse_process().loops) == 2  # (clip, no clip)
 
 
+def test_a_seed_generator_gives_its_sequence_and_set_random_seed_repeats_unseeded_runs():
+    model = gaussian_oracle_model(NoiseSchedule("linear", timesteps=20), (4, 4, 1), 0.5, 0.6)
+
+    def run(seed, num=3):
+        return model.generate(num, sampler="ddpm", seed=seed, verbose=0)
+
+    # SeedGenerator(s)'s k-th run is seeded s + k·2³²; a new generator repeats the sequence.
+    generator = keras.random.SeedGenerator(3)
+    first, second = run(generator), run(generator)
+    np.testing.assert_array_equal(first, run(3))
+    np.testing.assert_array_equal(second, run(3 + 2**32))
+    assert not np.allclose(first, second)
+    again = keras.random.SeedGenerator(3)
+    np.testing.assert_array_equal(run(again), first)
+    np.testing.assert_array_equal(run(again), second)
+    # An edit takes one seed of the sequence too.
+    frames = model.interpolate(num=3, sampler="ddim", steps=4, seed=keras.random.SeedGenerator(3), verbose=0)
+    np.testing.assert_array_equal(frames, model.interpolate(num=3, sampler="ddim", steps=4, seed=3, verbose=0))
+    # Unseeded runs follow Python's `random`, which set_random_seed seeds.
+    keras.utils.set_random_seed(11)
+    unseeded = run(None)
+    assert not np.allclose(run(None), unseeded)
+    keras.utils.set_random_seed(11)
+    np.testing.assert_array_equal(run(None), unseeded)
+    with pytest.raises(TypeError, match=r"an int, a `keras.random.SeedGenerator` or None\. Received: seed='3'"):
+        run("3")
+
+
 def test_generate_with_fixed_large_variance_matches_its_exact_moments():
     mean, std = 0.3, 0.05
     schedule = NoiseSchedule("cosine", timesteps=1000)
