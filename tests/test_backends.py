@@ -32,9 +32,9 @@ DATA_PARALLEL_WORKER = pathlib.Path(__file__).with_name("data_parallel_worker.py
 LEGACY = pathlib.Path(__file__).with_name("legacy")
 # JAX and PyTorch are test dependencies (setup.py's "test" extra).
 BACKENDS = ["jax", "torch"]
-# For a subprocess check of 35-60 s a backend: JAX's in the default suite, PyTorch's with the
-# slow tests (PyTorch's own suite runs in-process under KERAS_BACKEND=torch).
-BACKENDS_TORCH_SLOW = ["jax", pytest.param("torch", marks=pytest.mark.slow)]
+# Subprocess checks of 15-60 s a backend run with the slow tests (CI's slow step); the
+# backends' own suites run in-process under KERAS_BACKEND=jax and KERAS_BACKEND=torch.
+SLOW_BACKENDS = [pytest.param(b, marks=pytest.mark.slow) for b in BACKENDS]
 # Those whose reverse loop is compiled (PyTorch's runs eagerly: nothing to recompile).
 COMPILING = {"jax"}
 
@@ -81,7 +81,7 @@ def _model(num_classes=None):
     return keras_ddpm.DDPM(network, keras_ddpm.NoiseSchedule("linear", 50), ema_decay=0.9)
 
 
-@pytest.mark.parametrize("backend", BACKENDS_TORCH_SLOW)
+@pytest.mark.parametrize("backend", SLOW_BACKENDS)
 @pytest.mark.parametrize(
     "num_classes",
     [None, pytest.param(3, marks=pytest.mark.slow)],  # guided: 75 s more of compiling
@@ -207,7 +207,7 @@ def _without_tensorflow(backend, part, tmp_path):
     return theirs
 
 
-@pytest.mark.parametrize("backend", BACKENDS_TORCH_SLOW)  # 13-21 s a backend
+@pytest.mark.parametrize("backend", SLOW_BACKENDS)  # 13-29 s a backend
 def test_without_tensorflow_installed_it_fits_samples_saves_and_loads(backend, tmp_path):
     """As on the GPU machines, which have no TensorFlow: the package imports, fits NumPy
     arrays, samples, inpaints, saves, loads and evaluates the bound without it, and the file
@@ -269,6 +269,7 @@ def test_without_tensorflow_installed_the_command_line_trains_samples_and_edits(
     assert not (tmp_path / "cli_exported").exists()
 
 
+@pytest.mark.slow  # 14 s: two subprocesses on JAX
 def test_tensorflow_only_verbs_on_another_backend_are_one_line_saying_how(tmp_path):
     """With TensorFlow installed but KERAS_BACKEND=jax, `keras-ddpm export` (and
     `export_saved_model`) answer in one line how to export, instead of a traceback after
@@ -370,6 +371,7 @@ def test_torch_compile_trains_the_unet_as_the_eager_step_does():
     np.testing.assert_allclose(np.float64(compiled[1:]), np.float64(eager[1:]), rtol=1e-5)
 
 
+@pytest.mark.slow  # 14 s: a PyTorch subprocess trains and saves
 def test_a_model_trained_on_torch_trains_on_here_with_its_optimizer_state(tmp_path):
     """On PyTorch, `keras.optimizers.Adam(...)` is PyTorch's own subclass, and Keras saves its
     module: loaded here, that file trained with PyTorch's update on TensorFlow's tensors

@@ -90,6 +90,7 @@ def mirrored(tmp_path_factory):
     return _run_mirrored("mirrored", tmp_path_factory.mktemp("mirrored"))
 
 
+@pytest.mark.slow  # 25 s: a subprocess with two logical CPUs trains under tf.distribute
 def test_mirrored_steps_match_one_device_on_the_same_noise(mirrored):
     assert mirrored["replicas"] == 2
     assert mirrored["iterations_single"] == mirrored["iterations_mirrored"] == 3

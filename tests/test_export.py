@@ -294,6 +294,7 @@ print(json.dumps({name: name in sys.modules for name in ("keras_ddpm", "keras")}
 """
 
 
+@pytest.mark.slow  # 13 s: a TensorFlow subprocess loads the export
 def test_savedmodel_runs_in_a_process_without_keras_ddpm(exported, tmp_path):
     model, path, _ = exported
     out = str(tmp_path / "images.npz")
@@ -405,6 +406,7 @@ class ConditionalDenoiser(keras.Model):
         return cls(**config)
 
 
+@pytest.mark.slow  # 15 s: a conditional model's endpoints traced and exported
 def test_conditional_model_exports_labels_and_guidance_scale(tmp_path):
     schedule = keras_ddpm.NoiseSchedule("linear", timesteps=T)
     model = with_distinct_ema(

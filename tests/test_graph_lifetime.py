@@ -87,6 +87,7 @@ def test_release_keeps_entries_registered_before_the_block():
     assert dict(table) == before
 
 
+@pytest.mark.slow  # 9 s: two training graphs traced
 def test_a_recompiled_model_frees_its_earlier_training_graph(monkeypatch):
     graphs = _record_traced_graphs(monkeypatch)
     model = _unet_model()
@@ -136,6 +137,7 @@ def test_an_export_keeps_no_traced_graph(monkeypatch, tmp_path):
     assert samples.shape == (2, 8, 8, 1) and _alive(graphs) == 1  # generate's own loop
 
 
+@pytest.mark.slow  # 13 s: the U-Net's fit, evaluate and predict functions traced
 def test_the_unets_own_keras_functions_free_their_traces(monkeypatch):
     graphs = _record_traced_graphs(monkeypatch)
     network = _unet_model().network

@@ -122,6 +122,7 @@ def test_auto_jit_decides_per_batch_and_explicit_choices_win(monkeypatch):
     np.testing.assert_allclose(first, again, atol=1e-5)
 
 
+@pytest.mark.slow  # 17 s: four sampling loops compiled
 def test_auto_jit_counts_the_network_evaluations_of_the_call(monkeypatch):
     monkeypatch.setattr(hardware, "accelerator_present", lambda: False)
     monkeypatch.setattr(hardware, "XLA_CPU_MIN_EVALUATIONS", 6)

@@ -103,6 +103,7 @@ def test_old_savedmodel_loads_and_gives_the_same_images(recorded):
     np.testing.assert_allclose(prediction.numpy(), recorded["denoise_ema"], atol=1e-6)
 
 
+@pytest.mark.slow  # 14 s: the default suite loads and samples the old files; this trains on
 def test_old_keras_file_trains_on_with_one_step_function():
     """Resuming an old model goes through today's step function (keras_ddpm.backend.step_functions)
     and gives the weights Keras' own nested functions give from the same file."""
