@@ -95,6 +95,26 @@ def check_compiled(model, method):
         )
 
 
+def record_trainables(model):
+    """Notes which weights `compile` built the optimizer for (`check_trainables` reads it)."""
+    model.__dict__["_compiled_trainables"] = {id(w) for w in model.network.trainable_weights}
+
+
+def check_trainables(model):
+    """One line when `fit` would train weights the optimizer was not built for (LoRA enabled
+    or layers unfrozen after `compile`; Keras' optimizer fails on them deep inside the step)."""
+    compiled = model.__dict__.get("_compiled_trainables")
+    if compiled is None:
+        return
+    new = [w.path for w in model.network.trainable_weights if id(w) not in compiled]
+    if new:
+        raise ValueError(
+            f"The network has {len(new)} trainable weights that it did not have at compile "
+            f"time ({new[0]}, …): LoRA was enabled or layers were unfrozen. Call "
+            "model.compile(optimizer=...) again before model.fit()."
+        )
+
+
 def without_loss(config):
     """A saved compile config with its Keras loss and metrics left out (a file written while
     `compile` still let them pass unused), with a warning naming them."""

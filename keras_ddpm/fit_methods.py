@@ -27,14 +27,17 @@ class FitMethods:
         arguments = backend.keras_arguments("compile", self, *args, **kwargs)
         arguments = compile_configs.check_no_loss(arguments)
         hardware.warn_if_slow_bfloat16(self.network.dtype_policy.compute_dtype)
+        self.follow_network_changes()  # LoRA enabled layer by layer (`layer.enable_lora`)
         super().compile(**arguments)
         # Slots made here, not in the first traced step, spare tf.function a second trace.
         if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.network.trainable_weights)
+        compile_configs.record_trainables(self)
         self._reverse_processes = {}
 
     def fit(self, x=None, y=None, *args, **kwargs):
         compile_configs.check_compiled(self, "fit")
+        compile_configs.check_trainables(self)
         backup.SkipTrainedBatches.remove(self)  # left by a restored fit that was interrupted
         arguments = inputs.fit_arguments(self, x, y, *args, **kwargs)
         inputs.check_fit_arguments(x, arguments.get("batch_size"))

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_ddpm import lora
 from keras_ddpm.block_settings import GROUP_NORM_EPSILON
 from keras_ddpm.block_settings import float32_if_half
 from keras_ddpm.block_settings import group_norm
@@ -257,8 +258,8 @@ class UNet(StepFunctions, keras.Model):
     def get_config(self):
         # Not chained to keras.Model.get_config(): a functional model's config is its layer
         # graph, which this constructor does not take. Sequences are returned as lists, as they
-        # come back from JSON.
-        return {
+        # come back from JSON. The LoRA updates, if any, are listed by layer path.
+        config = {
             "name": self.name,
             "trainable": self.trainable,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
@@ -274,10 +275,51 @@ class UNet(StepFunctions, keras.Model):
             "flip_sin_to_cos": self.flip_sin_to_cos,
             "freq_shift": self.freq_shift,
         }
+        lora_layers = lora.recorded(self)
+        if lora_layers:
+            config["lora_layers"] = lora_layers
+        return config
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        config = dict(config)
+        lora_layers = config.pop("lora_layers", None)
+        network = cls(**config)
+        if lora_layers:
+            lora.restore(network, lora_layers)
+        return network
+
+    def enable_lora(self, rank, lora_alpha=None, target_names=None):
+        """Freezes the kernels of the chosen layers and adds a trainable low-rank update to each.
+
+        Each chosen `Dense`, `Conv2D` or `Embedding` layer computes with W + (α/r)·A·B, A and
+        B of rank r, B starting at zero (Hu et al., 2021): the network's outputs are unchanged
+        until it trains, and only A, B, the biases and the normalisations remain trainable.
+        The choice is part of `get_config()`, so `.keras` files keep it. On a network inside
+        a `DDPM`, call `DDPM.enable_lora`, which adapts its EMA copy too.
+
+        Args:
+            rank: int, the rank r of each update.
+            lora_alpha: positive number α; updates are scaled by α/r. Defaults to `None`
+                (α = r).
+            target_names: layer names (`"q"`, `"conv1"`) or paths (`"mid_attn_1/q"`) to
+                adapt. Defaults to `None`: every kernel of the network.
+
+        Returns:
+            The sorted paths of the layers adapted.
+
+        Example:
+
+        ```python
+        network = keras_ddpm.UNet.from_pretrained("google/ddpm-cifar10-32")
+        network.enable_lora(8, target_names=["q", "k", "v", "proj_out"])
+        ```
+
+        References:
+            - [Hu et al., 2021. LoRA: Low-Rank Adaptation of Large Language Models](
+                https://arxiv.org/abs/2106.09685)
+        """
+        return lora.enable(self, rank, lora_alpha=lora_alpha, target_names=target_names)
 
     @classmethod
     def from_preset(cls, name, /, **overrides):

@@ -1,0 +1,155 @@
+"""Low-rank adaptation (LoRA) of a network's kernels, recorded so that it survives a file.
+
+Keras' `Dense`, `Conv2D` and `Embedding` layers learn a low-rank update W + (α/r)·A·B of their
+frozen kernel once `layer.enable_lora(r)` is called (Hu et al., 2021). Which layers carry one,
+with which rank and α, is not part of a network's constructor arguments; this module lists it
+by layer path (`recorded`), so that `UNet.get_config` can write it and `UNet.from_config`
+enable the same layers again (`restore`). An adapted network trains its updates and nothing
+else: `enable` and `restore` freeze every other layer. `DDPM` keeps its EMA copy of the network in step
+with it (`mirror`).
+
+References:
+    - [Hu et al., 2021. LoRA: Low-Rank Adaptation of Large Language
+      Models](https://arxiv.org/abs/2106.09685).
+"""
+
+from keras import ops
+
+from keras_ddpm import checks
+from keras_ddpm.backend import internals
+
+
+def adaptable_layers(network):
+    """`{path: layer}` of every layer inside `network` that can take a LoRA update."""
+    return {
+        layer.path: layer
+        for layer in internals.flatten_layers(network)
+        if layer is not network and callable(getattr(layer, "enable_lora", None))
+    }
+
+
+def recorded(network):
+    """`{path: [rank, alpha]}` of `network`'s layers with LoRA enabled, sorted by path."""
+    return {
+        path: [int(layer.lora_rank), float(layer.lora_alpha)]
+        for path, layer in sorted(adaptable_layers(network).items())
+        if getattr(layer, "lora_enabled", False)
+    }
+
+
+def enable(network, rank, lora_alpha=None, target_names=None):
+    """Enables LoRA of rank `rank` on `network`'s layers named in `target_names` (all if `None`).
+
+    As in keras-hub's backbones, every other layer is frozen: only the updates A and B and
+    the adapted layers' biases train.
+
+    Args:
+        network: a built Keras model.
+        rank: a positive int, the rank r of the update.
+        lora_alpha: a positive number α; the update is scaled by α/r.
+            Defaults to `None` (α = r).
+        target_names: layer names (`"q"`) or paths (`"mid_attn_1/q"`) to
+            adapt. Defaults to `None`: every `Dense`, `Conv2D` and
+            `Embedding` layer.
+
+    Returns:
+        The sorted paths of the layers enabled.
+
+    Raises:
+        ValueError: a bad rank or α, a name that matches no layer, or a
+            layer that already has LoRA enabled.
+    """
+    rank = checks.positive_int("rank", rank)
+    if lora_alpha is not None:
+        lora_alpha = checks.number_in("lora_alpha", lora_alpha, 0.0, float("inf"))
+        if lora_alpha == 0:
+            raise ValueError(f"`lora_alpha` must be positive. Received: lora_alpha={lora_alpha}.")
+    layers = adaptable_layers(network)
+    if target_names is not None:
+        if isinstance(target_names, str) or not all(isinstance(n, str) for n in target_names):
+            raise TypeError(
+                "`target_names` must be a list of layer names or paths. "
+                f"Received: target_names={target_names!r}."
+            )
+        names = set(target_names)
+        unknown = sorted(names - set(layers) - {layer.name for layer in layers.values()})
+        if unknown:
+            raise ValueError(
+                f"`target_names` {unknown} match no layer of {network.name} that can take LoRA; "
+                f"its names are {sorted({layer.name for layer in layers.values()})}."
+            )
+        layers = {p: layer for p, layer in layers.items() if p in names or layer.name in names}
+    enabled = sorted(p for p, layer in layers.items() if getattr(layer, "lora_enabled", False))
+    if enabled:
+        raise ValueError(
+            f"LoRA is already enabled on {enabled[:3]}{' …' if len(enabled) > 3 else ''} of "
+            f"{network.name}; it can be enabled once per layer."
+        )
+    _freeze_all_but_updates(network)
+    for path in sorted(layers):
+        layers[path].trainable = True
+        layers[path].enable_lora(rank, lora_alpha=lora_alpha)
+    return sorted(layers)
+
+
+def _freeze_all_but_updates(network):
+    """Freezes every layer of `network` but those already adapted (their A, B and bias)."""
+    for layer in internals.flatten_layers(network):
+        if layer is not network and not getattr(layer, "lora_enabled", False):
+            layer.trainable = False
+
+
+def restore(network, layers):
+    """Enables LoRA on `network` as `recorded` listed it (`{path: [rank, alpha]}`)."""
+    adaptable = adaptable_layers(network)
+    missing = sorted(set(layers) - set(adaptable))
+    if missing:
+        raise ValueError(
+            f"The config enables LoRA on layers {missing}, which {network.name} does not have."
+        )
+    _freeze_all_but_updates(network)
+    for path, (rank, alpha) in sorted(layers.items()):
+        adaptable[path].trainable = True
+        adaptable[path].enable_lora(int(rank), lora_alpha=alpha)
+
+
+def mirror(network, copy):
+    """Enables on `copy` (the EMA network) the LoRA updates `network` has and it lacks.
+
+    Their factors start as the network's. Returns whether anything was enabled.
+    """
+    source, target = adaptable_layers(network), adaptable_layers(copy)
+    changed = False
+    for path, (rank, alpha) in recorded(network).items():
+        layer = target.get(path)
+        if layer is None or getattr(layer, "lora_enabled", False):
+            continue
+        layer.enable_lora(rank, lora_alpha=alpha)
+        # Copies: JAX's trainer donates each variable's buffer, once (`ema.copy_weights`).
+        layer.lora_kernel_a.assign(ops.copy(source[path].lora_kernel_a.value))
+        layer.lora_kernel_b.assign(ops.copy(source[path].lora_kernel_b.value))
+        changed = True
+    return changed
+
+
+def merged(network):
+    """`network` itself without LoRA; else a copy without it whose kernels are W + (α/r)·A·B.
+
+    What a format without LoRA (a diffusers checkpoint) is written from: the copy computes what
+    the adapted network computes, to float rounding.
+    """
+    layers = recorded(network)
+    if not layers:
+        return network
+    config = dict(network.get_config())
+    config.pop("lora_layers", None)
+    copy = type(network).from_config(config)
+    values = {weight.path: weight.value for weight in network.weights}
+    adapted = adaptable_layers(network)
+    for path in layers:
+        layer = adapted[path]
+        name = "embeddings" if hasattr(type(layer), "embeddings") else "kernel"
+        values[f"{path}/{name}"] = getattr(layer, name)  # Keras' property: the adapted kernel
+    for weight in copy.weights:
+        weight.assign(ops.copy(values[weight.path]))
+    return copy
