@@ -21,6 +21,7 @@ import keras
 from keras import ops
 
 from keras_ddpm import backend
+from keras_ddpm import lora
 from keras_ddpm.backend import hardware
 from keras_ddpm.backend import internals
 from keras_ddpm.backend.hardware import accelerator_present as _accelerator_present
@@ -45,7 +46,7 @@ def onednn_enabled():
 
 
 @keras.saving.register_keras_serializable(package="keras_ddpm")
-class Conv2D(keras.layers.Conv2D):
+class Conv2D(lora.KeepsFactors, keras.layers.Conv2D):
     """`keras.layers.Conv2D` whose 3x3 kernel gradient runs as matmuls on CPU-only machines.
 
     Same weights, configuration and outputs as the parent. When the layer is a 3x3, stride-1,
@@ -53,7 +54,8 @@ class Conv2D(keras.layers.Conv2D):
     with at least 32 input and output channels, TensorFlow runs its oneDNN kernels, no GPU
     or TPU is visible and the CPU has no AVX-512, its kernel gradient is computed by
     `conv2d_3x3`; otherwise the parent computes everything. (With oneDNN off, TensorFlow's
-    Eigen kernel gradient was the faster.)
+    Eigen kernel gradient was the faster.) Its files keep a LoRA update's factors
+    (`lora.KeepsFactors`).
 
     Args:
         **kwargs: the arguments of `keras.layers.Conv2D`.

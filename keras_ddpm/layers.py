@@ -20,6 +20,7 @@ import keras
 from keras import ops
 
 from keras_ddpm import checks
+from keras_ddpm import lora
 from keras_ddpm.block_settings import GROUP_NORM_EPSILON
 from keras_ddpm.block_settings import check_dropout
 from keras_ddpm.block_settings import check_epsilon
@@ -201,7 +202,7 @@ class ResidualBlock(keras.layers.Layer):
         self.conv1 = Conv2D(
             out_channels, 3, padding="same", dtype=self.dtype_policy, name="conv1"
         )
-        self.temb_proj = keras.layers.Dense(
+        self.temb_proj = lora.Dense(
             out_channels, dtype=self.dtype_policy, name="temb_proj"
         )
         self.norm2 = group_norm(norm_groups, self.dtype_policy, "norm2", self.norm_epsilon)
@@ -232,7 +233,7 @@ class ResidualBlock(keras.layers.Layer):
         self.norm2.build(out_shape)
         self.conv2.build(out_shape)
         if in_channels != self.out_channels:
-            self.nin_shortcut = keras.layers.Dense(
+            self.nin_shortcut = lora.Dense(
                 self.out_channels, dtype=self.dtype_policy, name="nin_shortcut"
             )
             self.nin_shortcut.build(x_shape)
@@ -319,10 +320,10 @@ class AttentionBlock(keras.layers.Layer):
     def build(self, input_shape):
         channels = input_shape[-1]
         check_groups("AttentionBlock", "the input width", channels, self.norm_groups)
-        self.q = keras.layers.Dense(channels, dtype=self.dtype_policy, name="q")
-        self.k = keras.layers.Dense(channels, dtype=self.dtype_policy, name="k")
-        self.v = keras.layers.Dense(channels, dtype=self.dtype_policy, name="v")
-        self.proj_out = keras.layers.Dense(
+        self.q = lora.Dense(channels, dtype=self.dtype_policy, name="q")
+        self.k = lora.Dense(channels, dtype=self.dtype_policy, name="k")
+        self.v = lora.Dense(channels, dtype=self.dtype_policy, name="v")
+        self.proj_out = lora.Dense(
             channels,
             kernel_initializer="zeros",
             bias_initializer="zeros",

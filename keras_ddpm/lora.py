@@ -5,7 +5,11 @@ frozen kernel once `layer.enable_lora(r)` is called (Hu et al., 2021). Which lay
 with which rank and α, is not part of a network's constructor arguments; this module lists it
 by layer path (`recorded`), so that `UNet.get_config` can write it and `UNet.from_config`
 enable the same layers again (`restore`). An adapted network trains its updates and nothing
-else: `enable` and `restore` freeze every other layer. `DDPM` keeps its EMA copy of the network in step
+else: `enable` and `restore` freeze every other layer.
+
+Keras writes an adapted layer's kernel as W + (α/r)·A·B and zeroes A and B when it loads one:
+enough to sample, but a run resumed from its backup would train on from other weights. The
+U-Net's layers (`Dense`, `Conv2D`, `Embedding` here) also keep W, A and B (`KeepsFactors`). `DDPM` keeps its EMA copy of the network in step
 with it (`mirror`).
 
 References:
@@ -13,10 +17,59 @@ References:
       Models](https://arxiv.org/abs/2106.09685).
 """
 
+import keras
 from keras import ops
 
 from keras_ddpm import checks
 from keras_ddpm.backend import internals
+
+
+# The keys under which `KeepsFactors` writes an adapted layer's W, A and B.
+_BASE, _A, _B = "lora_base", "lora_a", "lora_b"
+
+
+def _base(layer):
+    """The frozen kernel variable W of an adapted layer (its `kernel` property reads W + ΔW)."""
+    return next(w for w in layer.weights if w.name in ("kernel", "embeddings"))
+
+
+class KeepsFactors:
+    """Saves an adapted layer's W, A and B beside the adapted kernel Keras writes, and loads
+    them back, so that a file or backup trains on from where it was saved.
+
+    A mixin, put before the Keras layer class among the bases. Files without these keys (every
+    file of an unadapted network, and any file written before) load as Keras loads them.
+    """
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        if getattr(self, "lora_enabled", False):
+            store[_BASE] = _base(self)
+            store[_A] = self.lora_kernel_a
+            store[_B] = self.lora_kernel_b
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        kept = [key for key in keys if key in (_BASE, _A, _B)]
+        if not kept:
+            return super().load_own_variables(store)
+        super().load_own_variables({key: store[key] for key in keys if key not in kept})
+        if getattr(self, "lora_enabled", False) and len(kept) == 3:
+            _base(self).assign(store[_BASE])
+            self.lora_kernel_a.assign(store[_A])
+            self.lora_kernel_b.assign(store[_B])
+
+
+class Dense(KeepsFactors, keras.layers.Dense):
+    """`keras.layers.Dense` whose files keep its LoRA factors (`KeepsFactors`)."""
+
+
+class Conv2D(KeepsFactors, keras.layers.Conv2D):
+    """`keras.layers.Conv2D` whose files keep its LoRA factors (`KeepsFactors`)."""
+
+
+class Embedding(KeepsFactors, keras.layers.Embedding):
+    """`keras.layers.Embedding` whose files keep its LoRA factors (`KeepsFactors`)."""
 
 
 def adaptable_layers(network):
@@ -148,7 +201,7 @@ def merged(network):
     adapted = adaptable_layers(network)
     for path in layers:
         layer = adapted[path]
-        name = "embeddings" if hasattr(type(layer), "embeddings") else "kernel"
+        name = _base(layer).name
         values[f"{path}/{name}"] = getattr(layer, name)  # Keras' property: the adapted kernel
     for weight in copy.weights:
         weight.assign(ops.copy(values[weight.path]))

@@ -8,6 +8,7 @@ References:
 import keras
 
 from keras_ddpm import checks
+from keras_ddpm import lora
 from keras_ddpm.convolution import Conv2D
 
 
@@ -47,7 +48,7 @@ class Downsample(keras.layers.Layer):
         super().__init__(**kwargs)
         checks.positive_int("channels", channels)
         self.channels = channels
-        self.conv = keras.layers.Conv2D(
+        self.conv = lora.Conv2D(
             channels, 3, strides=2, padding="same", dtype=self.dtype_policy, name="conv"
         )
 

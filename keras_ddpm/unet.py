@@ -163,9 +163,9 @@ class UNet(StepFunctions, keras.Model):
             ch, flip_sin_to_cos=flip_sin_to_cos, freq_shift=freq_shift, dtype=dtype,
             name="temb_embedding",
         )(t)
-        temb = keras.layers.Dense(4 * ch, dtype=dtype, name="temb_dense0")(temb)
+        temb = lora.Dense(4 * ch, dtype=dtype, name="temb_dense0")(temb)
         temb = keras.layers.Activation("silu", dtype=dtype, name="temb_silu")(temb)
-        temb = keras.layers.Dense(4 * ch, dtype=dtype, name="temb_dense1")(temb)  # [B, 4ch]
+        temb = lora.Dense(4 * ch, dtype=dtype, name="temb_dense1")(temb)  # [B, 4ch]
         inputs = [x_t, t]
 
         # === Class embedding (label num_classes = "no class"), added to the timestep's ===
@@ -175,7 +175,7 @@ class UNet(StepFunctions, keras.Model):
             # Keras' default U(−0.05, 0.05) the quick-start digits model followed its labels
             # far less after 40 epochs: 50 % vs 83 % of samples recognised as the requested
             # digit without guidance, 87 % vs 99 % with guidance 3.
-            class_embedding = keras.layers.Embedding(
+            class_embedding = lora.Embedding(
                 num_classes + 1,
                 4 * ch,
                 embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0),
@@ -188,7 +188,7 @@ class UNet(StepFunctions, keras.Model):
             inputs.append(labels)
 
         # === Encoder: every activation is kept for the skip connections ===
-        conv_in = keras.layers.Conv2D(ch, 3, padding="same", dtype=dtype, name="conv_in")
+        conv_in = lora.Conv2D(ch, 3, padding="same", dtype=dtype, name="conv_in")
         hs = [conv_in(x_t)]
         for level, mult in enumerate(channel_multipliers):
             for block in range(num_res_blocks):
@@ -223,7 +223,7 @@ class UNet(StepFunctions, keras.Model):
         # === Output: normalise, activate, zero-initialised convolution to the image channels ===
         h = group_norm(norm_groups, policy, "norm_out", norm_epsilon)(h)
         h = keras.layers.Activation("silu", dtype=output_dtype, name="silu_out")(h)
-        outputs = keras.layers.Conv2D(
+        outputs = lora.Conv2D(
             image_shape[-1],
             3,
             padding="same",

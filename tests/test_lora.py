@@ -99,6 +99,22 @@ def test_a_saved_lora_model_loads_with_the_same_layers_and_images(adapted, tmp_p
     np.testing.assert_allclose(
         _samples(loaded, use_ema=False), _samples(model, use_ema=False), atol=1e-5
     )
+    # W, A and B come back as they were (Keras alone writes W + ΔW and zeroes A and B), so
+    # the loaded model trains on exactly as the saved one does.
+    for network, copy in ((model.network, loaded.network), (model.ema_network, loaded.ema_network)):
+        saved, restored = lora.adaptable_layers(network), lora.adaptable_layers(copy)
+        for path in paths:
+            for name in ("lora_kernel_a", "lora_kernel_b"):
+                np.testing.assert_array_equal(
+                    np.array(getattr(restored[path], name)), np.array(getattr(saved[path], name))
+                )
+            np.testing.assert_array_equal(
+                np.array(_base_kernel(restored[path])), np.array(_base_kernel(saved[path]))
+            )
+    for trained in (model, loaded):
+        trained.fit(IMAGES, batch_size=16, epochs=1, verbose=0)
+    for one, two in zip(model.weights, loaded.weights):
+        np.testing.assert_allclose(np.array(one), np.array(two), atol=1e-6, err_msg=one.path)
 
 
 def test_layer_by_layer_lora_is_mirrored_into_the_ema_copy_by_compile():
@@ -141,4 +157,5 @@ def test_save_pretrained_merges_the_updates_into_the_kernels(adapted, tmp_path):
     )
     pipeline = model.save_pretrained(tmp_path / "pipeline")  # the EMA network, merged
     loaded = keras_ddpm.DDPM.from_pretrained(pipeline)
-    np.testing.assert_allclose(_samples(loaded), _samples(model), atol=1e-4)
+    # The merged kernels differ by float rounding, which 1/√ᾱ enlarges along the steps.
+    np.testing.assert_allclose(_samples(loaded), _samples(model), atol=1e-3)
