@@ -6,7 +6,10 @@ import pytest
 
 import keras_ddpm
 from keras_ddpm import lora
+from keras_ddpm.runs.backup import RunBackup
 from networks import tiny_unet
+from training_state import assert_same_state
+from training_state import training_state as state
 
 pytestmark = pytest.mark.backends
 
@@ -159,3 +162,23 @@ def test_save_pretrained_merges_the_updates_into_the_kernels(adapted, tmp_path):
     loaded = keras_ddpm.DDPM.from_pretrained(pipeline)
     # The merged kernels differ by float rounding, which 1/√ᾱ enlarges along the steps.
     np.testing.assert_allclose(_samples(loaded), _samples(model), atol=1e-3)
+
+
+def test_a_lora_run_resumed_from_its_backup_is_the_uninterrupted_run(tmp_path):
+    def lora_model():
+        keras.utils.set_random_seed(0)  # as in a new process
+        model = keras_ddpm.DDPM(tiny_unet(), keras_ddpm.NoiseSchedule("cosine", 20), seed=0,
+                                ema_decay=0.9)
+        model.enable_lora(2, target_names=ATTENTION)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        return model
+
+    def fit(model, epochs, callbacks=()):
+        model.fit(IMAGES, batch_size=16, epochs=epochs, verbose=0, callbacks=list(callbacks))
+        return model
+
+    folder = str(tmp_path / "backup")
+    uninterrupted = fit(lora_model(), 3)
+    fit(lora_model(), 2, [RunBackup(folder, delete_checkpoint=False)])
+    resumed = fit(lora_model(), 3, [RunBackup(folder)])
+    assert_same_state(state(uninterrupted), state(resumed))
