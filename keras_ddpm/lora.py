@@ -33,6 +33,13 @@ def _base(layer):
     return next(w for w in layer.weights if w.name in ("kernel", "embeddings"))
 
 
+def _factors(layer):
+    """The variables (A, B) of an adapted layer (`lora_kernel_*`, an Embedding's `lora_embeddings_*`)."""
+    by_name = {w.name: w for w in layer.weights}
+    name = _base(layer).name
+    return by_name[f"lora_{name}_a"], by_name[f"lora_{name}_b"]
+
+
 class KeepsFactors:
     """Saves an adapted layer's W, A and B beside the adapted kernel Keras writes, and loads
     them back, so that a file or backup trains on from where it was saved.
@@ -45,8 +52,7 @@ class KeepsFactors:
         super().save_own_variables(store)
         if getattr(self, "lora_enabled", False):
             store[_BASE] = _base(self)
-            store[_A] = self.lora_kernel_a
-            store[_B] = self.lora_kernel_b
+            store[_A], store[_B] = _factors(self)
 
     def load_own_variables(self, store):
         keys = list(store.keys())
@@ -56,8 +62,8 @@ class KeepsFactors:
         super().load_own_variables({key: store[key] for key in keys if key not in kept})
         if getattr(self, "lora_enabled", False) and len(kept) == 3:
             _base(self).assign(store[_BASE])
-            self.lora_kernel_a.assign(store[_A])
-            self.lora_kernel_b.assign(store[_B])
+            for factor, key in zip(_factors(self), (_A, _B)):
+                factor.assign(store[key])
 
 
 class Dense(KeepsFactors, keras.layers.Dense):
@@ -179,8 +185,8 @@ def mirror(network, copy):
             continue
         layer.enable_lora(rank, lora_alpha=alpha)
         # Copies: JAX's trainer donates each variable's buffer, once (`ema.copy_weights`).
-        layer.lora_kernel_a.assign(ops.copy(source[path].lora_kernel_a.value))
-        layer.lora_kernel_b.assign(ops.copy(source[path].lora_kernel_b.value))
+        for factor, value in zip(_factors(layer), _factors(source[path])):
+            factor.assign(ops.copy(value.value))
         changed = True
     return changed
 

@@ -17,12 +17,15 @@ IMAGES = keras_ddpm.data.load_digits_arrays()[0][:32]
 ATTENTION = ["q", "k", "v", "proj_out"]
 
 
-def _fitted_model():
+def _fitted_model(num_classes=None):
+    """Fitted first: a fresh U-Net's output convolution is zero, and frozen it passes no
+    gradient to the updates before it."""
     keras.utils.set_random_seed(0)
-    model = keras_ddpm.DDPM(tiny_unet(), keras_ddpm.NoiseSchedule("cosine", 20), seed=0,
-                            ema_decay=0.9)
+    model = keras_ddpm.DDPM(tiny_unet(num_classes=num_classes),
+                            keras_ddpm.NoiseSchedule("cosine", 20), seed=0, ema_decay=0.9)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    model.fit(IMAGES, batch_size=16, epochs=1, verbose=0)
+    labels = None if num_classes is None else np.arange(len(IMAGES)) % num_classes
+    model.fit(IMAGES, labels, batch_size=16, epochs=1, verbose=0)
     return model
 
 
@@ -169,7 +172,7 @@ def test_a_lora_run_resumed_from_its_backup_is_the_uninterrupted_run(tmp_path):
         keras.utils.set_random_seed(0)  # as in a new process
         model = keras_ddpm.DDPM(tiny_unet(), keras_ddpm.NoiseSchedule("cosine", 20), seed=0,
                                 ema_decay=0.9)
-        model.enable_lora(2, target_names=ATTENTION)
+        model.enable_lora(2)  # every kernel: conv_out's update lets the others learn
         model.compile(optimizer=keras.optimizers.Adam(1e-2))
         return model
 
@@ -179,6 +182,26 @@ def test_a_lora_run_resumed_from_its_backup_is_the_uninterrupted_run(tmp_path):
 
     folder = str(tmp_path / "backup")
     uninterrupted = fit(lora_model(), 3)
+    assert all(np.abs(np.array(w)).max() > 0 for w in uninterrupted.network.trainable_weights
+               if w.name.endswith("_b"))  # every update moved
     fit(lora_model(), 2, [RunBackup(folder, delete_checkpoint=False)])
     resumed = fit(lora_model(), 3, [RunBackup(folder)])
     assert_same_state(state(uninterrupted), state(resumed))
+
+
+def test_a_conditional_models_class_embedding_takes_and_keeps_an_update(tmp_path):
+    model = _fitted_model(num_classes=3)
+    assert model.enable_lora(2, target_names=["class_embedding", "q"]) == [
+        "class_embedding", "mid_attn_1/q"
+    ]
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    labels = np.arange(len(IMAGES)) % 3
+    model.fit(IMAGES, labels, batch_size=16, epochs=1, verbose=0)
+    model.save(tmp_path / "conditional.keras")
+    loaded = keras.saving.load_model(tmp_path / "conditional.keras")
+    saved, restored = (lora.adaptable_layers(m.network)["class_embedding"] for m in (model, loaded))
+    assert np.abs(np.array(saved.lora_embeddings_b)).max() > 0
+    for one, two in zip(saved.weights, restored.weights, strict=True):
+        np.testing.assert_array_equal(np.array(one), np.array(two))
+    guided = dict(labels=[0, 1, 2], guidance_scale=2.0)
+    np.testing.assert_allclose(_samples(loaded, **guided), _samples(model, **guided), atol=1e-5)
