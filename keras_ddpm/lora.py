@@ -5,12 +5,13 @@ frozen kernel once `layer.enable_lora(r)` is called (Hu et al., 2021). Which lay
 with which rank and α, is not part of a network's constructor arguments; this module lists it
 by layer path (`recorded`), so that `UNet.get_config` can write it and `UNet.from_config`
 enable the same layers again (`restore`). An adapted network trains its updates and nothing
-else: `enable` and `restore` freeze every other layer.
+else: `enable` and `restore` freeze every other layer. `DDPM` keeps its EMA copy of the
+network in step with it (`mirror`).
 
 Keras writes an adapted layer's kernel as W + (α/r)·A·B and zeroes A and B when it loads one:
 enough to sample, but a run resumed from its backup would train on from other weights. The
-U-Net's layers (`Dense`, `Conv2D`, `Embedding` here) also keep W, A and B (`KeepsFactors`). `DDPM` keeps its EMA copy of the network in step
-with it (`mirror`).
+U-Net's layers (`Dense`, `Conv2D`, `Embedding` here) also keep W, A and B (`KeepsFactors`);
+`merged` writes the update into a LoRA-free copy (for diffusers' format).
 
 References:
     - [Hu et al., 2021. LoRA: Low-Rank Adaptation of Large Language
@@ -34,7 +35,7 @@ def _base(layer):
 
 
 def _factors(layer):
-    """The variables (A, B) of an adapted layer (`lora_kernel_*`, an Embedding's `lora_embeddings_*`)."""
+    """The variables (A, B) of an adapted layer: `lora_kernel_a/b` (`lora_embeddings_a/b`)."""
     by_name = {w.name: w for w in layer.weights}
     name = _base(layer).name
     return by_name[f"lora_{name}_a"], by_name[f"lora_{name}_b"]
@@ -175,10 +176,9 @@ def restore(network, layers):
 def mirror(network, copy):
     """Enables on `copy` (the EMA network) the LoRA updates `network` has and it lacks.
 
-    Their factors start as the network's. Returns whether anything was enabled.
+    Their factors start as the network's.
     """
     source, target = adaptable_layers(network), adaptable_layers(copy)
-    changed = False
     for path, (rank, alpha) in recorded(network).items():
         layer = target.get(path)
         if layer is None or getattr(layer, "lora_enabled", False):
@@ -187,8 +187,6 @@ def mirror(network, copy):
         # Copies: JAX's trainer donates each variable's buffer, once (`ema.copy_weights`).
         for factor, value in zip(_factors(layer), _factors(source[path])):
             factor.assign(ops.copy(value.value))
-        changed = True
-    return changed
 
 
 def merged(network):

@@ -45,7 +45,8 @@ def run_seed(seed):
         return int(words[0]) + (int(words[1]) << 32)
     if not checks.is_int(seed):
         raise TypeError(
-            f"`seed` must be an int, a `keras.random.SeedGenerator` or None. Received: seed={seed!r}."
+            "`seed` must be an int, a `keras.random.SeedGenerator` or None. "
+            f"Received: seed={seed!r}."
         )
     return int(seed)
 

@@ -43,7 +43,8 @@ def adapted():
     """A fitted model, its samples before LoRA, then LoRA on the attention layers, one fit."""
     model = _fitted_model()
     before = {"ema": _samples(model), "raw": _samples(model, use_ema=False)}
-    kernels = {p: np.array(layer.kernel) for p, layer in lora.adaptable_layers(model.network).items()}
+    layers = lora.adaptable_layers(model.network)
+    kernels = {path: np.array(layer.kernel) for path, layer in layers.items()}
     paths = model.enable_lora(2, target_names=ATTENTION)
     after_enable = {"ema": _samples(model), "raw": _samples(model, use_ema=False)}
     with pytest.raises(ValueError, match="did not have at compile time") as refused:

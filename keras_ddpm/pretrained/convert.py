@@ -7,7 +7,6 @@ their own), so this module imports neither `model` nor `unet` and ties no import
 import os
 import warnings
 
-from keras_ddpm import lora
 from keras_ddpm.pretrained import configs
 from keras_ddpm.pretrained import files
 from keras_ddpm.pretrained import weights
@@ -73,6 +72,8 @@ def _prepare_folder(folder, what):
 def write_unet(network, folder):
     """Writes a `UNet` as a diffusers model folder (config.json + safetensors); LoRA updates
     are merged into the kernels they adapt (`lora.merged`)."""
+    from keras_ddpm import lora  # here: the CLI reads this module before Keras loads
+
     network = lora.merged(network)
     config = configs.diffusers_unet_config(network.get_config())
     folder = _prepare_folder(folder, "save_pretrained")
@@ -93,6 +94,8 @@ def save_pipeline(model, folder, network_class, use_ema=True):
             f"{type(network).__name__}."
         )
     # Every refusal comes before anything is written.
+    from keras_ddpm import lora
+
     network = lora.merged(network)
     configs.diffusers_unet_config(network.get_config())
     scheduler = configs.diffusers_scheduler_config(
