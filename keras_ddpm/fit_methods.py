@@ -1,11 +1,11 @@
-"""`DDPM`'s Keras entry points for training: compile, fit and evaluate.
+"""`DDPM`'s Keras entry points for training: compile, fit, evaluate and `enable_lora`.
 
 A mixin of `keras_ddpm.DDPM`, kept apart from its training step (`model.py`). Each method
 checks what Keras would take silently or fail on deep inside (a Keras loss, labels or weights
 that do not fit, a call before `compile`) in one line, then hands Keras its arguments with
 what keeps a run reproducible: the (seed, epoch) order of arrays and PyDatasets
 (`fit_order`), a keras_ddpm loader's starting epoch, and the divergence guard. It reads the
-model's `network`, `image_shape`, `num_classes` and `max_skipped_steps`.
+model's `network`, `ema_network`, `image_shape`, `num_classes` and `max_skipped_steps`.
 """
 
 from keras_ddpm import backend
@@ -13,6 +13,7 @@ from keras_ddpm import compile_configs
 from keras_ddpm import divergence
 from keras_ddpm import fit_order
 from keras_ddpm import inputs
+from keras_ddpm import lora
 from keras_ddpm import sample_weights
 from keras_ddpm.backend import hardware
 from keras_ddpm.data import loader_common
@@ -20,7 +21,7 @@ from keras_ddpm.runs import backup
 
 
 class FitMethods:
-    """`compile`, `fit` and `evaluate` of `DDPM` (see the module docstring); put before
+    """`compile`, `fit`, `evaluate` and `enable_lora` of `DDPM` (see the module docstring); put before
     `keras.Model` among the bases."""
 
     def compile(self, *args, **kwargs):
@@ -71,6 +72,48 @@ class FitMethods:
         arguments = backend.keras_arguments("evaluate", self, *args, **kwargs)
         sample_weights.check_none_dropped(arguments, self.num_classes)
         return _batch_errors_in_one_line(super().evaluate, arguments)
+
+
+    def enable_lora(self, rank, lora_alpha=None, target_names=None):
+        """Fine-tunes a low-rank update of the network's kernels instead of the kernels.
+
+        Each chosen `Dense`, `Conv2D` or `Embedding` layer computes with W + (α/r)·A·B, A and
+        B of rank r, B starting at zero, so images are unchanged until it trains. As in
+        keras-hub, every other layer is frozen: only A, B and the adapted layers' biases
+        (earlier ones' too) train. The EMA copy takes the same updates. Call `compile`
+        afterwards: the trainable weights have changed.
+
+        Args:
+            rank: int, the rank r of each update.
+            lora_alpha: positive number α; updates are scaled by α/r. Defaults to `None`
+                (α = r).
+            target_names: layer names or paths to adapt. Defaults to `None`: every
+                `Dense`, `Conv2D` and `Embedding` layer.
+
+        Returns:
+            The sorted paths of the layers adapted.
+
+        Example:
+
+        ```python
+        model = keras_ddpm.DDPM.from_pretrained("google/ddpm-cifar10-32")
+        model.enable_lora(8)
+        model.compile(optimizer=keras.optimizers.AdamW(1e-4))
+        model.fit(my_images, epochs=10)
+        ```
+
+        References:
+            - [Hu et al., 2021. LoRA: Low-Rank Adaptation of Large Language Models](
+                https://arxiv.org/abs/2106.09685)
+        """
+        paths = lora.enable(self.network, rank, lora_alpha=lora_alpha, target_names=target_names)
+        self.follow_network_changes()
+        return paths
+
+    def follow_network_changes(self):
+        """Gives the EMA copy the LoRA updates enabled on the network since it was made."""
+        if self.ema_network is not None:
+            lora.mirror(self.network, self.ema_network)
 
 
 def _batch_errors_in_one_line(call, arguments):

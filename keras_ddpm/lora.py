@@ -145,18 +145,21 @@ def enable(network, rank, lora_alpha=None, target_names=None):
             f"LoRA is already enabled on {enabled[:3]}{' …' if len(enabled) > 3 else ''} of "
             f"{network.name}; it can be enabled once per layer."
         )
-    _freeze_all_but_updates(network)
-    for path in sorted(layers):
-        layers[path].trainable = True
-        layers[path].enable_lora(rank, lora_alpha=lora_alpha)
+    _adapt(network, [(layers[path], rank, lora_alpha) for path in sorted(layers)])
     return sorted(layers)
 
 
-def _freeze_all_but_updates(network):
-    """Freezes every layer of `network` but those already adapted (their A, B and bias)."""
+def _adapt(network, settings):
+    """Enables `(layer, rank, alpha)` in `settings`; every layer of `network` not adapted freezes.
+
+    Adapted layers, earlier ones included, keep training their A, B and bias.
+    """
     for layer in internals.flatten_layers(network):
         if layer is not network and not getattr(layer, "lora_enabled", False):
             layer.trainable = False
+    for layer, rank, alpha in settings:
+        layer.trainable = True
+        layer.enable_lora(rank, lora_alpha=alpha)
 
 
 def restore(network, layers):
@@ -167,10 +170,7 @@ def restore(network, layers):
         raise ValueError(
             f"The config enables LoRA on layers {missing}, which {network.name} does not have."
         )
-    _freeze_all_but_updates(network)
-    for path, (rank, alpha) in sorted(layers.items()):
-        adaptable[path].trainable = True
-        adaptable[path].enable_lora(int(rank), lora_alpha=alpha)
+    _adapt(network, [(adaptable[p], int(r), alpha) for p, (r, alpha) in sorted(layers.items())])
 
 
 def mirror(network, copy):

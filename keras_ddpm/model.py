@@ -17,7 +17,6 @@ from keras_ddpm import inputs
 from keras_ddpm import backend
 from keras_ddpm import objectives
 from keras_ddpm import sample_weights
-from keras_ddpm import lora
 from keras_ddpm import saved_seeds
 from keras_ddpm import training_noise
 from keras_ddpm.file_methods import FileMethods
@@ -205,41 +204,6 @@ class DDPM(
     def ema_weights(self):
         """The EMA weights (empty when `ema_decay=None`)."""
         return [] if self.ema_network is None else self.ema_network.weights
-
-    def enable_lora(self, rank, lora_alpha=None, target_names=None):
-        """Fine-tunes a low-rank update of the network's kernels instead of the kernels.
-
-        The network's chosen layers are adapted as `UNet.enable_lora` describes (any Keras
-        network works the same way), and the EMA copy takes the same updates. Call
-        `compile` afterwards: the trainable weights have changed.
-
-        Args:
-            rank: int, the rank r of each update.
-            lora_alpha: positive number α; updates are scaled by α/r. Defaults to `None`
-                (α = r).
-            target_names: layer names or paths to adapt. Defaults to `None`: every
-                `Dense`, `Conv2D` and `Embedding` layer.
-
-        Returns:
-            The sorted paths of the layers adapted.
-
-        Example:
-
-        ```python
-        model = keras_ddpm.DDPM.from_pretrained("google/ddpm-cifar10-32")
-        model.enable_lora(8)
-        model.compile(optimizer=keras.optimizers.AdamW(1e-4))
-        model.fit(my_images, epochs=10)
-        ```
-        """
-        paths = lora.enable(self.network, rank, lora_alpha=lora_alpha, target_names=target_names)
-        self.follow_network_changes()
-        return paths
-
-    def follow_network_changes(self):
-        """Gives the EMA copy the LoRA updates enabled on the network since it was made."""
-        if self.ema_network is not None:
-            lora.mirror(self.network, self.ema_network)
 
     @property
     def metrics(self):

@@ -292,12 +292,9 @@ class UNet(StepFunctions, keras.Model):
     def enable_lora(self, rank, lora_alpha=None, target_names=None):
         """Adds a trainable low-rank update to the frozen kernel of each chosen layer.
 
-        Each chosen `Dense`, `Conv2D` or `Embedding` layer computes with W + (α/r)·A·B, A and
-        B of rank r, B starting at zero (Hu et al., 2021): the network's outputs are unchanged
-        until it trains. As in keras-hub, every other layer is frozen: only A, B and the
-        adapted layers' biases remain trainable (adapted earlier ones stay so).
-        The choice is part of `get_config()`, so `.keras` files keep it. On a network inside
-        a `DDPM`, call `DDPM.enable_lora`, which adapts its EMA copy too.
+        The same as `DDPM.enable_lora` (which also adapts the EMA copy: call that one on a
+        network inside a `DDPM`), for a network on its own. The choice is part of
+        `get_config()`.
 
         Args:
             rank: int, the rank r of each update.
