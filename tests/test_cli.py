@@ -508,6 +508,7 @@ def _clean_env():
         (["sample", "missing.keras"], 2),
         (["train", "--epochs", "0"], 2),
         (["train", "--dataset", "imagenet"], 2),
+        (["train", "--from", "missing.keras", "--lora-rank", "2"], 2),
         (["sample", "missing.keras", "--sampler", "ddim", "--eta", "2"], 2),
         (["export", "missing.keras", "out", "--order", "5"], 2),
         (["edit", "--help"], 0),

@@ -124,6 +124,16 @@ def int_list(text):
         ) from None
 
 
+def name_list(text):
+    """A comma-separated list of names: "q,k,v" -> ["q", "k", "v"]."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer names such as q,k,v; received {text!r}"
+        )
+    return names
+
+
 def positive_int(text):
     try:
         value = int(text)

@@ -2,7 +2,8 @@
 
 `RUN_KEYS` are the `train` arguments that must match for a re-run to continue
 an existing run folder; `DEFAULTS` are the quick-start U-Net's sizes
-(examples/train_digits.py).
+(examples/train_digits.py). A run `--from` a trained model starts from a copy of it
+(`start_from`, `fine_tune`).
 """
 
 import contextlib
@@ -13,27 +14,6 @@ from keras_ddpm.cli.common import jit_compile
 from keras_ddpm.cli.common import user_errors
 
 
-# `train` arguments that must match for a re-run to continue an existing run.
-RUN_KEYS = (
-    "dataset",
-    "split",
-    "image_size",
-    "channels",
-    "preset",
-    "base_channels",
-    "channel_multipliers",
-    "num_res_blocks",
-    "attention_resolutions",
-    "dropout",
-    "norm_groups",
-    "schedule",
-    "timesteps",
-    "ema_decay",
-    "seed",
-    "conditional",
-    "num_classes",
-    "class_dropout",
-)
 # Defaults of `train` = the README quick start (examples/train_digits.py).
 DEFAULTS = {
     "base_channels": 32,
@@ -43,13 +23,23 @@ DEFAULTS = {
     "dropout": 0.0,
     "norm_groups": 32,
 }
-
-
+# Defaults of `train`'s other model options, whatever the network.
+MODEL_DEFAULTS = {"schedule": "linear", "timesteps": 1000, "ema_decay": 0.999, "class_dropout": 0.1}
+# `train` arguments that make the model; a run `--from` a trained model takes them from it.
+MODEL_KEYS = (
+    "preset", *DEFAULTS, "schedule", "timesteps", "ema_decay", "conditional", "num_classes",
+    "class_dropout",
+)
+# `train` arguments that adapt a `--from` model with LoRA.
+LORA_KEYS = ("lora_rank", "lora_alpha", "lora_layers")
+# `train` arguments that must match for a re-run to continue an existing run.
+RUN_KEYS = (
+    "dataset", "split", "image_size", "channels", *MODEL_KEYS, "seed", "from_model", *LORA_KEYS,
+)
 
 
 def build_model(args, image_shape):
-    import keras
-
+    """A new DDPM for `train`'s model options, compiled."""
     import keras_ddpm
     from keras_ddpm import unet
 
@@ -82,6 +72,52 @@ def build_model(args, image_shape):
         seed=args.seed,
         class_dropout=args.class_dropout,
     )
+    return _compiled(model, args)
+
+
+def start_from(args):
+    """A copy of the `--from` model whose training noise is seeded by `--seed`, uncompiled.
+
+    Its network, schedule, EMA and class conditioning are the model's; only its random state
+    is new (the same seed repeats the run).
+    """
+    import keras_ddpm
+    from keras_ddpm.cli.models import is_pretrained
+    from keras_ddpm.cli.models import resolve_model
+
+    path, _ = resolve_model(args.from_model)
+    with user_errors():
+        if is_pretrained(path):
+            source = keras_ddpm.DDPM.from_pretrained(path)
+        else:
+            source = keras_ddpm.load_model(path, compile=False)
+    policy = source.network.dtype_policy.name
+    if policy != args.mixed_precision:
+        raise UserError(
+            f"--from {args.from_model!r} computes in {policy}; fine-tune it with "
+            f"--mixed-precision {policy}"
+        )
+    model = type(source).from_config({**source.get_config(), "seed": args.seed})
+    model.set_weights(source.get_weights())
+    return model
+
+
+def fine_tune(model, args):
+    """`model` (from `start_from`) with `--lora-rank` updates enabled if given, compiled."""
+    if args.lora_rank is not None:
+        with user_errors():
+            paths = model.enable_lora(
+                args.lora_rank, lora_alpha=args.lora_alpha, target_names=args.lora_layers
+            )
+        trained = sum(w.numpy().size for w in model.network.trainable_weights)
+        print(f"LoRA of rank {args.lora_rank} on {len(paths)} layers: {trained:,} weights train")
+    return _compiled(model, args)
+
+
+def _compiled(model, args):
+    """`model` compiled with `train`'s Adam (`--learning-rate`, `--warmup-steps`, `--clipnorm`)."""
+    import keras
+
     optimizer = keras.optimizers.Adam(learning_rate_of(args), global_clipnorm=args.clipnorm)
     model.compile(optimizer=optimizer, jit_compile=jit_compile(args.jit_compile))
     return model

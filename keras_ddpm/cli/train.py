@@ -23,11 +23,17 @@ from keras_ddpm.cli.common import user_errors
 from keras_ddpm.cli.datasets import training_data
 from keras_ddpm.cli.models import MODEL_FILE
 from keras_ddpm.cli.models import read_config
+from keras_ddpm.cli.models import resolve_model
 from keras_ddpm.cli.runs import DEFAULTS
+from keras_ddpm.cli.runs import LORA_KEYS
+from keras_ddpm.cli.runs import MODEL_DEFAULTS
+from keras_ddpm.cli.runs import MODEL_KEYS
 from keras_ddpm.cli.runs import OPTIMIZER_KEYS
 from keras_ddpm.cli.runs import RUN_KEYS
 from keras_ddpm.cli.runs import apply_optimizer_options
 from keras_ddpm.cli.runs import build_model
+from keras_ddpm.cli.runs import fine_tune
+from keras_ddpm.cli.runs import start_from
 from keras_ddpm.cli.runs import strategy_named
 from keras_ddpm.cli.train_options import add_train_arguments
 from keras_ddpm.data import specs
@@ -60,8 +66,36 @@ def check(args):
         if value is not None and not (math.isfinite(value) and value >= 0):
             option = "--" + name.replace("_", "-")
             raise UserError(f"{option} must be a finite number >= 0; received {value}")
-    if args.guidance is not None and not args.conditional:
+    if args.guidance is not None and not args.conditional and args.from_model is None:
         raise UserError("--guidance needs --conditional (it guides the grids towards their classes)")
+    _check_fine_tuning(args)
+
+
+def _check_fine_tuning(args):
+    """`--from` without model options; the LoRA options only with `--from` and `--lora-rank`."""
+    given = [key for key in LORA_KEYS[1:] if getattr(args, key) is not None]
+    if given and args.lora_rank is None:
+        raise UserError(f"{_options(given)} needs --lora-rank")
+    if args.from_model is None:
+        if args.lora_rank is not None:
+            raise UserError(
+                "--lora-rank needs --from MODEL: LoRA adapts a trained model (a new U-Net has "
+                "nothing to keep)"
+            )
+        return
+    given = [key for key in MODEL_KEYS if getattr(args, key) not in (None, False)]
+    if given:
+        raise UserError(
+            f"--from takes the network, schedule, EMA and classes of {args.from_model!r}; "
+            f"{_options(given)} cannot be combined with it"
+        )
+    if args.lora_alpha is not None and not (math.isfinite(args.lora_alpha) and args.lora_alpha > 0):
+        raise UserError(f"--lora-alpha must be a finite number > 0; received {args.lora_alpha}")
+    resolve_model(args.from_model)  # a path that does not exist: one line, before TensorFlow
+
+
+def _options(keys):
+    return ", ".join("--" + key.replace("_", "-") for key in keys)
 
 
 def run(args):
@@ -105,8 +139,9 @@ def _train(args, output, strategy):
 
     for folder in (output, os.path.join(output, runs.SAMPLES_DIR)):
         atomic.remove_partials(folder)  # what a killed write left behind
-    if args.preset is None:
-        for key, value in DEFAULTS.items():
+    if args.from_model is None:  # else the model's own
+        defaults = {**MODEL_DEFAULTS, **(DEFAULTS if args.preset is None else {})}
+        for key, value in defaults.items():
             if getattr(args, key) is None:
                 setattr(args, key, value)
     config = {k: v for k, v in vars(args).items() if k not in ("command", "function", "check", "show_logs")}
@@ -117,9 +152,8 @@ def _train(args, output, strategy):
     if previous is not None:
         different = [k for k in RUN_KEYS if previous.get(k) != config.get(k)]
         if different:
-            options = ", ".join("--" + key.replace("_", "-") for key in different)
             raise UserError(
-                f"{output!r} holds a run with other settings ({options}); "
+                f"{output!r} holds a run with other settings ({_options(different)}); "
                 "pass the same arguments to continue it or another --output"
             )
         done = previous.get("epochs_completed", 0)
@@ -146,23 +180,29 @@ def _train(args, output, strategy):
     if done >= args.epochs and os.path.exists(model_path):
         print(f"{output}: already trained for {done} epochs; pass --epochs > {done} to continue.")
         return 0
+    continuing = bool(done) and os.path.exists(model_path)
     with user_errors():
+        source = None
+        if args.from_model is not None:
+            with strategy.scope():  # variables mirrored on every replica
+                source = keras_ddpm.load_model(model_path) if continuing else start_from(args)
+            args.conditional = source.num_classes is not None
+            args.num_classes = source.num_classes
+            if args.guidance is not None and not args.conditional:
+                raise UserError(f"--guidance needs a conditional model; {args.from_model!r} is not")
         fit_data, image_shape = training_data(args, output)
         if args.conditional:
-            found = data.spec_num_classes(args.dataset, fit_data.get("x"))
-            if args.num_classes is not None and found is not None and args.num_classes < found:
-                raise UserError(
-                    f"--num-classes {args.num_classes} is fewer than the {found} classes of "
-                    f"{args.dataset!r} (labels 0..{found - 1}); pass --num-classes {found} or more"
-                )
-            args.num_classes = args.num_classes or found
-            if args.num_classes is None:
-                raise UserError(
-                    f"cannot tell how many classes {args.dataset!r} has; pass --num-classes"
-                )
-        with strategy.scope():  # variables mirrored on every replica
-            if done and os.path.exists(model_path):
-                model = keras_ddpm.load_model(model_path)
+            _set_num_classes(args, data.spec_num_classes(args.dataset, fit_data.get("x")))
+        if source is not None and tuple(source.image_shape) != tuple(image_shape):
+            size, _, channels = source.image_shape
+            raise UserError(
+                f"--from {args.from_model!r} takes {tuple(source.image_shape)} images but "
+                f"{args.dataset!r} gives {tuple(image_shape)}; pass --image-size {size} "
+                f"(and --channels {channels} for a folder)"
+            )
+        with strategy.scope():
+            if continuing:
+                model = source if source is not None else keras_ddpm.load_model(model_path)
                 model.compile(
                     optimizer=model.optimizer, jit_compile=jit_compile(args.jit_compile)
                 )
@@ -173,7 +213,9 @@ def _train(args, output, strategy):
                 started = argparse.Namespace(**{**vars(args), **{
                     key: previous[key] for key in OPTIMIZER_KEYS if key in changed
                 }})
-                model = build_model(started, image_shape)
+                model = build_model(started, image_shape) if source is None else fine_tune(
+                    source, started
+                )
     # TensorBoard's writers are tf.summary's: without TensorFlow a run keeps its PNG grids only.
     logs = backend.installed("tensorflow")
     grids = callbacks.SampleGrid(
@@ -241,6 +283,22 @@ def _train(args, output, strategy):
     backup.delete()
     print(f"wrote {model_path} and {grids.last_path}")
     return 0
+
+
+def _set_num_classes(args, found):
+    """`args.num_classes` of a conditional run: given, the model's or the dataset's (`found`)."""
+    if args.num_classes is not None and found is not None and args.num_classes < found:
+        given = (
+            f"--num-classes {args.num_classes} is" if args.from_model is None
+            else f"--from {args.from_model!r} has"
+        )
+        raise UserError(
+            f"{given} fewer than the {found} classes of {args.dataset!r} (labels 0..{found - 1})"
+            + (f"; pass --num-classes {found} or more" if args.from_model is None else "")
+        )
+    args.num_classes = args.num_classes or found
+    if args.num_classes is None:
+        raise UserError(f"cannot tell how many classes {args.dataset!r} has; pass --num-classes")
 
 
 def _has_backup(folder):

@@ -8,9 +8,11 @@ functions it runs. The defaults are the quick-start U-Net on the embedded digits
 from keras_ddpm.cli.common import JIT_CHOICES
 from keras_ddpm.cli.common import add_seed
 from keras_ddpm.cli.common import int_list
+from keras_ddpm.cli.common import name_list
 from keras_ddpm.cli.common import nonnegative_int
 from keras_ddpm.cli.common import positive_int
 from keras_ddpm.cli.runs import DEFAULTS
+from keras_ddpm.cli.runs import MODEL_DEFAULTS
 from keras_ddpm.cli.runs import STRATEGIES
 from keras_ddpm.cli.sampling_args import sampler_help
 from keras_ddpm.samplers import registry
@@ -24,7 +26,7 @@ def epoch_or_batches(text):
 
 
 def add_train_arguments(parser):
-    """Adds every `train` option to `parser`: output, data, network, optimizer, fit, sample grids."""
+    """Adds every `train` option to `parser`: output, data, model, fine-tuning, fit, sample grids."""
     parser.add_argument(
         "--output",
         default="outputs/ddpm",
@@ -102,17 +104,19 @@ def add_train_arguments(parser):
     )
     net.add_argument(
         "--schedule",
-        default="linear",
+        default=None,
         choices=KINDS,
-        help="noise schedule (default: %(default)s)",
+        help=f"noise schedule (default: {MODEL_DEFAULTS['schedule']})",
     )
     net.add_argument(
         "--timesteps",
         type=positive_int,
-        default=1000,
-        help="diffusion steps T (default: %(default)s)",
+        default=None,
+        help=f"diffusion steps T (default: {MODEL_DEFAULTS['timesteps']})",
     )
-    net.add_argument("--ema-decay", type=float, default=0.999, help="(default: %(default)s)")
+    net.add_argument(
+        "--ema-decay", type=float, default=None, help=f"(default: {MODEL_DEFAULTS['ema_decay']})"
+    )
     net.add_argument(
         "--conditional",
         action="store_true",
@@ -128,9 +132,39 @@ def add_train_arguments(parser):
     net.add_argument(
         "--class-dropout",
         type=float,
-        default=0.1,
+        default=None,
         help="share of labels replaced by the null label while training a --conditional "
-        "model (default: %(default)s)",
+        f"model (default: {MODEL_DEFAULTS['class_dropout']})",
+    )
+    tune = parser.add_argument_group("fine-tuning")
+    tune.add_argument(
+        "--from",
+        dest="from_model",
+        metavar="MODEL",
+        default=None,
+        help="start from a trained model (a .keras file, a train folder, a diffusers folder or "
+        "a hub id): its network, schedule, EMA and classes, so none of the model options "
+        "above; the images must have its size",
+    )
+    tune.add_argument(
+        "--lora-rank",
+        type=positive_int,
+        default=None,
+        help="with --from: train a low-rank update of rank R of the model's kernels, all "
+        "else frozen (LoRA; a fraction of the optimizer memory; default: train every weight)",
+    )
+    tune.add_argument(
+        "--lora-alpha",
+        type=float,
+        default=None,
+        help="with --lora-rank: the update is scaled by alpha/R (default: R)",
+    )
+    tune.add_argument(
+        "--lora-layers",
+        type=name_list,
+        default=None,
+        help="with --lora-rank: comma-separated layer names or paths to adapt, e.g. "
+        "q,k,v,proj_out (default: every Dense, Conv2D and Embedding layer)",
     )
     fit = parser.add_argument_group("training")
     fit.add_argument("--epochs", type=positive_int, default=40, help="(default: %(default)s)")
