@@ -100,6 +100,7 @@ def test_lora_trains_only_the_updates_and_a_rerun_continues(tmp_path, capsys):
         (["--from", "{source}", "--base-channels", "8", "--timesteps", "20"],
          "--base-channels, --timesteps cannot be combined with it"),
         (["--from", "{source}", "--conditional"], "--conditional cannot be combined"),
+        (["--from", "{source}", "--dropout", "0"], "--dropout cannot be combined"),
         (["--from", "{source}", "--lora-rank", "2", "--lora-alpha", "0"],
          "--lora-alpha must be a finite number > 0"),
         (["--from", "{source}", "--image-size", "16"], "takes (8, 8, 1) images but 'digits' gives"),

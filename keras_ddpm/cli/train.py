@@ -83,7 +83,8 @@ def _check_fine_tuning(args):
                 "nothing to keep)"
             )
         return
-    given = [key for key in MODEL_KEYS if getattr(args, key) not in (None, False)]
+    # `is`, not `in (None, False)`: `--dropout 0` is given (0 == False).
+    given = [key for key in MODEL_KEYS if not any(getattr(args, key) is v for v in (None, False))]
     if given:
         raise UserError(
             f"--from takes the network, schedule, EMA and classes of {args.from_model!r}; "
