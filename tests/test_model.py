@@ -1,6 +1,8 @@
 """DDPM: training mechanics, inputs, EMA, sampling and serialization."""
 
+import contextlib
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -506,6 +508,27 @@ def test_compile_refuses_a_keras_loss_or_metric_and_fit_asks_for_compile():
         np.testing.assert_array_equal(np.array(weight), before_weight)
     model.compile(optimizer="adam", loss=None, metrics=[])  # Keras' empty defaults pass
     assert np.isfinite(model.fit(images, batch_size=4, verbose=0).history["loss"][0])
+
+def test_jit_compile_on_pytorch_warns_once_of_its_compile_time():
+    """Keras' `torch.compile` of the step takes minutes (README, "Backends"); XLA's does not."""
+    model = DDPM(conv_network(), NoiseSchedule("linear", 20), seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
+    with pytest.warns() if keras.backend.backend() == "torch" else _no_warning() as caught:
+        model.make_train_function()
+        model.make_train_function()  # the function is built once
+        model.make_test_function()
+    if keras.backend.backend() == "torch":
+        assert [str(w.message) for w in caught].count(
+            keras_ddpm.backend.room().SLOW_COMPILE
+        ) == 1
+
+
+@contextlib.contextmanager
+def _no_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
 
 def test_bad_generate_arguments():
     model = tiny_model()

@@ -1,5 +1,7 @@
 """The PyTorch backend's room: eager loops, float64 coefficients, Keras' stateful step."""
 
+import warnings
+
 import torch
 
 from keras_ddpm.backend import room_defaults
@@ -7,6 +9,13 @@ from keras_ddpm.backend import room_defaults
 fused_group_normalization = None
 conv2d_3x3 = None
 
+# Warned when a training step is compiled with `jit_compile=True` (measured: README, "Backends").
+SLOW_COMPILE = (
+    "compile(jit_compile=True) on PyTorch is Keras' torch.compile of the training step, "
+    "compiled in pieces (graph breaks at the gradient and the batch checks) for each batch "
+    "shape: minutes before the first step (the quick-start U-Net: 479 s on a 2-core CPU, then "
+    "5% more images/s than eager). jit_compile=False, Keras' default here, starts at once."
+)
 # What a failed `checked_in_step` raises out of a step (its message inside).
 STEP_CHECK_ERRORS = (ValueError,)
 
@@ -42,12 +51,15 @@ def checked_in_step(value, condition, message):
 def make_step_function(model, kind, make_keras_function, step_function, force):
     """Keras' own `{kind}_function`; with `jit_compile=True` (Keras' `torch.compile`) it compiles
     a graph for each batch shape it meets: compiled for any batch size, the U-Net failed
-    inside PyTorch 2.13's inductor ("cannot determine truth value of Relational: 1 < s69")."""
+    inside PyTorch 2.13's inductor ("cannot determine truth value of Relational: 1 < s69").
+    Compiling the training step warns (`SLOW_COMPILE`)."""
     function = room_defaults.make_step_function(
         model, kind, make_keras_function, step_function, force
     )
     if not model.jit_compile or getattr(function, "static_shapes", False):
         return function
+    if kind == "train":
+        warnings.warn(SLOW_COMPILE, stacklevel=2)
 
     def static_shapes(data):
         with torch._dynamo.config.patch(automatic_dynamic_shapes=False):
