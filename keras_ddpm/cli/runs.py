@@ -78,8 +78,8 @@ def build_model(args, image_shape):
 def start_from(args):
     """A copy of the `--from` model whose training noise is seeded by `--seed`, uncompiled.
 
-    Its network, schedule, EMA and class conditioning are the model's; only its random state
-    is new (the same seed repeats the run).
+    Its network, schedule, EMA and class conditioning are the model's; its random state is new
+    (the same seed repeats the run), and a `UNet` computes in `--mixed-precision`.
     """
     import keras_ddpm
     from keras_ddpm.cli.models import is_pretrained
@@ -91,13 +91,19 @@ def start_from(args):
             source = keras_ddpm.DDPM.from_pretrained(path)
         else:
             source = keras_ddpm.load_model(path, compile=False)
+    config = {**source.get_config(), "seed": args.seed}
     policy = source.network.dtype_policy.name
     if policy != args.mixed_precision:
-        raise UserError(
-            f"--from {args.from_model!r} computes in {policy}; fine-tune it with "
-            f"--mixed-precision {policy}"
-        )
-    model = type(source).from_config({**source.get_config(), "seed": args.seed})
+        if config["network"].get("class_name") != "UNet":  # its layers' configs name the dtype
+            raise UserError(
+                f"--from {args.from_model!r} computes in {policy}; fine-tune it with "
+                f"--mixed-precision {policy}"
+            )
+        # The model and the U-Net in the policy asked for; weights are float32 in every one.
+        network = config["network"]
+        network = {**network, "config": {**network["config"], "dtype": args.mixed_precision}}
+        config = {**config, "network": network, "dtype": args.mixed_precision}
+    model = type(source).from_config(config)
     model.set_weights(source.get_weights())
     return model
 
