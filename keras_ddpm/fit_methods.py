@@ -21,8 +21,8 @@ from keras_ddpm.runs import backup
 
 
 class FitMethods:
-    """`compile`, `fit`, `evaluate` and `enable_lora` of `DDPM` (see the module docstring); put before
-    `keras.Model` among the bases."""
+    """`compile`, `fit`, `evaluate` and `enable_lora` of `DDPM` (see the module docstring);
+    put before `keras.Model` among the bases."""
 
     def compile(self, *args, **kwargs):
         arguments = backend.keras_arguments("compile", self, *args, **kwargs)
@@ -72,7 +72,6 @@ class FitMethods:
         arguments = backend.keras_arguments("evaluate", self, *args, **kwargs)
         sample_weights.check_none_dropped(arguments, self.num_classes)
         return _batch_errors_in_one_line(super().evaluate, arguments)
-
 
     def enable_lora(self, rank, lora_alpha=None, target_names=None):
         """Fine-tunes a low-rank update of the network's kernels instead of the kernels.
