@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -88,6 +89,26 @@ def test_rerun_continues_a_finished_run_and_refuses_other_settings(run_dir, tmp_
         == 2
     )
     assert "--base-channels" in capsys.readouterr().err
+
+
+def test_rerun_continues_a_run_written_before_fine_tuning_existed(run_dir, tmp_path, capsys):
+    # A run folder from before `--from` and LoRA: its config.json names none of their keys.
+    output = str(tmp_path / "old_run")
+    shutil.copytree(run_dir, output)
+    config_path = os.path.join(output, "config.json")
+    config = json.load(open(config_path))
+    new_keys = ("from_model", "lora_rank", "lora_alpha", "lora_layers")
+    assert all(key in config for key in new_keys)
+    old = {key: value for key, value in config.items() if key not in new_keys}
+    assert (old["schedule"], old["ema_decay"], old["class_dropout"]) == ("linear", 0.999, 0.1)
+    with open(config_path, "w") as file:
+        json.dump(old, file)
+
+    assert cli.main(["train", "--output", output, "--epochs", "3", *TINY]) == 0
+    assert "other settings" not in capsys.readouterr().err
+    assert json.load(open(config_path))["epochs_completed"] == 3
+    model = keras.saving.load_model(os.path.join(output, "model.keras"))
+    assert int(model.optimizer.iterations.numpy()) == 3 * 29  # one more epoch of 29 steps
 
 
 def test_interrupted_run_resumes_from_the_backup_with_ema_optimizer_and_rng(tmp_path, capsys):

@@ -73,14 +73,22 @@ def load_model(path):
     memory for nothing (`train`, resuming a run, reloads its model with the optimizer).
     """
     model_path, config = resolve_model(path)
-    keras_ddpm = import_library()
+    import_library()
     import keras
 
     if config and config.get("mixed_precision"):
         keras.mixed_precision.set_global_policy(config["mixed_precision"])
+    return load_resolved(model_path), config
+
+
+def load_resolved(model_path):
+    """The DDPM at a path from `resolve_model`, without its optimizer; one line if unloadable.
+
+    The global dtype policy is left as it is: the model's layers keep the policies saved with
+    them (a diffusers folder loads in float32).
+    """
+    keras_ddpm = import_library()
     with user_errors():
         if is_pretrained(model_path):
-            model = keras_ddpm.DDPM.from_pretrained(model_path)
-        else:
-            model = keras_ddpm.load_model(model_path, compile=False)
-    return model, config
+            return keras_ddpm.DDPM.from_pretrained(model_path)
+        return keras_ddpm.load_model(model_path, compile=False)

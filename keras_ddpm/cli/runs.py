@@ -81,16 +81,10 @@ def start_from(args):
     Its network, schedule, EMA and class conditioning are the model's; its random state is new
     (the same seed repeats the run), and a `UNet` computes in `--mixed-precision`.
     """
-    import keras_ddpm
-    from keras_ddpm.cli.models import is_pretrained
+    from keras_ddpm.cli.models import load_resolved
     from keras_ddpm.cli.models import resolve_model
 
-    path, _ = resolve_model(args.from_model)
-    with user_errors():
-        if is_pretrained(path):
-            source = keras_ddpm.DDPM.from_pretrained(path)
-        else:
-            source = keras_ddpm.load_model(path, compile=False)
+    source = load_resolved(resolve_model(args.from_model)[0])
     config = {**source.get_config(), "seed": args.seed}
     policy = source.network.dtype_policy.name
     if policy != args.mixed_precision:
