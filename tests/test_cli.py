@@ -111,6 +111,7 @@ def test_rerun_continues_a_run_written_before_fine_tuning_existed(run_dir, tmp_p
     assert int(model.optimizer.iterations.numpy()) == 3 * 29  # one more epoch of 29 steps
 
 
+@pytest.mark.slow  # 30 s: three runs; backups resuming exactly are tested in test_backup
 def test_interrupted_run_resumes_from_the_backup_with_ema_optimizer_and_rng(tmp_path, capsys):
     output = str(tmp_path / "run")
 

@@ -103,6 +103,7 @@ def test_mirrored_steps_match_one_device_on_the_same_noise(mirrored):
     assert mirrored["max_ema_difference"] < TOLERANCE
 
 
+@pytest.mark.slow  # shares the 25 s mirrored subprocess with the test above
 def test_mirrored_replicas_split_the_global_batch_and_stay_in_sync(mirrored):
     # One device sees the 8 images of each of 3 steps; each replica 4 of them.
     assert mirrored["local_batch_sizes_single"] == [8, 8, 8]

@@ -49,6 +49,7 @@ def test_example_runs_in_smoke_mode(name, shape, tmp_path):
     assert not os.path.exists(tmp_path / "backup")  # removed once model.keras was written
 
 
+@pytest.mark.slow  # 15 s; a save that dies midway is tested in test_backup
 def test_a_training_example_killed_in_its_final_save_loses_nothing(tmp_path, monkeypatch):
     example = load_example("train_mnist")
     trained = {}
