@@ -14,6 +14,7 @@ from keras_ddpm import divergence
 from keras_ddpm import fit_order
 from keras_ddpm import inputs
 from keras_ddpm import lora
+from keras_ddpm import quantization
 from keras_ddpm import sample_weights
 from keras_ddpm.backend import hardware
 from keras_ddpm.data import loader_common
@@ -72,6 +73,8 @@ class FitMethods:
         arguments = backend.keras_arguments("evaluate", self, *args, **kwargs)
         sample_weights.check_none_dropped(arguments, self.num_classes)
         return _batch_errors_in_one_line(super().evaluate, arguments)
+
+    quantize = quantization.refuse  # Keras has no quantized convolution (one clear error)
 
     def enable_lora(self, rank, lora_alpha=None, target_names=None):
         """Fine-tunes a low-rank update of the network's kernels instead of the kernels.

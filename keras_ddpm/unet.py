@@ -3,6 +3,7 @@
 import keras
 
 from keras_ddpm import lora
+from keras_ddpm import quantization
 from keras_ddpm.block_settings import GROUP_NORM_EPSILON
 from keras_ddpm.block_settings import float32_if_half
 from keras_ddpm.block_settings import group_norm
@@ -288,6 +289,8 @@ class UNet(StepFunctions, keras.Model):
         if lora_layers:
             lora.restore(network, lora_layers)
         return network
+
+    quantize = quantization.refuse  # Keras has no quantized convolution (one clear error)
 
     def enable_lora(self, rank, lora_alpha=None, target_names=None):
         """Adds a trainable low-rank update to the frozen kernel of each chosen layer.

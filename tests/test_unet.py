@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_ddpm import layers
+from keras_ddpm import quantization
 from keras_ddpm.unet import PRESETS
 from keras_ddpm.unet import UNet
 
@@ -61,6 +62,12 @@ def test_cifar10_preset_has_the_papers_parameter_count():
     assert len(_layers_of(network, layers.ResidualBlock)) == 8 + 2 + 12
     # Attention at 16x16: 2 down, 1 middle (at 4x4), 3 up.
     assert len(_layers_of(network, layers.AttentionBlock)) == 6
+    # Most weights are in convolutions, which Keras cannot quantize (keras_ddpm.quantization).
+    sizes = {weight.path: int(np.prod(weight.shape)) for weight in network.weights}
+    kernels = [weight.path for weight in network.weights if len(weight.shape) == 4]
+    convolutions = sum(sizes[k] + sizes[k.removesuffix("kernel") + "bias"] for k in kernels)
+    share = f"{convolutions / 1e6:.2f}M of its {network.count_params() / 1e6:.2f}M weights"
+    assert share == quantization.CONVOLUTION_SHARE
 
 
 @pytest.mark.slow  # ~4 s and ~0.5 GB of weights; run with `pytest -m slow`.

@@ -213,6 +213,10 @@ API_CASES = [
         with_nan(), str(f / "nan.png")), ValueError, "nan.png"),
     ("save_statistics suffix", lambda m, f: keras_ddpm.metrics.save_statistics(
         str(f / "s.txt"), np.zeros(2), np.eye(2)), ValueError, "s.txt"),
+    # Keras would warn for each layer and quantize nothing (keras_ddpm.quantization).
+    ("quantize a DDPM", lambda m, f: m.quantize("int8"), ValueError, "mode='int8'"),
+    ("quantize a UNet", lambda m, f: keras_ddpm.UNet.from_preset("digits").quantize(
+        config=keras.quantizers.Int4QuantizationConfig()), ValueError, "mode='int4'"),
 ]
 
 
