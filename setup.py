@@ -20,7 +20,7 @@ setup(
     version=_version(),
     description=(
         "Denoising diffusion probabilistic models (DDPM) for Keras 3 "
-        "(TensorFlow, JAX): train with model.fit, sample with generate()."
+        "(TensorFlow, JAX, PyTorch): train with model.fit, sample with generate()."
     ),
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
