@@ -48,11 +48,11 @@ class FitMethods:
             inputs.check_training_labels(x, y, self.num_classes)
         else:
             inputs.check_no_labels(x, y)
-        sample_weights.check_none_dropped(arguments, self.num_classes)
         added = []
         if self.max_skipped_steps is not None:
             added.append(divergence.DivergenceGuard(self.max_skipped_steps))
-        ordered = fit_order.epoch_ordered(arguments)
+        ordered = fit_order.epoch_ordered(arguments)  # takes weights without labels along
+        sample_weights.check_none_dropped(arguments, self.num_classes)
         if ordered is not None:
             # Keras would shuffle with the process's RNG: a resumed run would see another order.
             x = ordered
@@ -71,6 +71,8 @@ class FitMethods:
     def evaluate(self, *args, **kwargs):
         compile_configs.check_compiled(self, "evaluate")
         arguments = backend.keras_arguments("evaluate", self, *args, **kwargs)
+        if self.num_classes is None:
+            fit_order.carry_weights_alone(arguments)
         sample_weights.check_none_dropped(arguments, self.num_classes)
         return _batch_errors_in_one_line(super().evaluate, arguments)
 

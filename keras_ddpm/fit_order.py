@@ -30,28 +30,31 @@ def epoch_ordered(arguments):
     Arrays of images (with their `y` labels and `sample_weight`, or the weights that
     `class_weight` gives the training part's labels) become `FitArrays` (after
     `validation_split`, taken as Keras takes it: the last part, unshuffled); a finite
-    `keras.utils.PyDataset` becomes `ShuffledBatches`.
+    `keras.utils.PyDataset` becomes `ShuffledBatches`. Arrays with `sample_weight` but no
+    labels (an unconditional model's), which Keras would drop, become `FitArrays` whatever
+    `shuffle` says (in their order if it is `False`).
 
     Args:
         arguments: `keras.Model.fit`'s arguments by name, changed in place.
 
     Returns:
         The reordered dataset (its `seed` for `OrderSeed` to set), or `None` where Keras'
-        order stays: `shuffle` not `True`, a dataset or generator (their own order), or an
-        argument only Keras' array path takes.
+        order stays: `shuffle` not `True` (but for weights without labels), a dataset or
+        generator (their own order), or an argument only Keras' array path takes.
     """
     x = arguments.get("x")
-    if arguments.get("shuffle", True) is not True:
+    shuffle = arguments.get("shuffle", True)
+    # Keras drops an array's weights without labels: an unconditional `fit` carries them here.
+    weights_alone = arguments.get("sample_weight") is not None and arguments.get("y") is None
+    if shuffle is not True and not weights_alone:
         return None
     if any(arguments.get(name) is not None for name in _KERAS_ONLY):
         return None
-    if arguments.get("sample_weight") is not None and arguments.get("y") is None:
-        return None  # Keras drops weights without labels (an unconditional `fit` refuses them)
     if arguments.get("class_weight") is not None and (
         arguments.get("sample_weight") is not None or not _is_array(arguments.get("y"))
     ):
         return None  # Keras' own answer (it refuses both at once; a PyDataset maps its own)
-    if isinstance(x, keras.utils.PyDataset):
+    if isinstance(x, keras.utils.PyDataset) and shuffle is True:
         if getattr(x, loader_common.EPOCH_COUNTER, None) is not None or x.num_batches is None:
             return None  # a keras_ddpm loader orders itself; Keras does not shuffle endless ones
         ordered = batches.ShuffledBatches(x)
@@ -78,15 +81,22 @@ def epoch_ordered(arguments):
                     f"validation_split={split} leaves no training or no validation image of "
                     f"{len(images)}; pass a fraction that keeps at least one of each."
                 )
-            arguments["validation_data"] = tuple(
-                a[at:] for a in (images, *extras) if a is not None
-            )
-            arguments.setdefault("validation_batch_size", batch_size)
+            held_out = [None if a is None else a[at:] for a in extras]
+            if weights_alone:
+                held_out_batch = arguments.pop("validation_batch_size", None) or batch_size
+                arguments["validation_data"] = FitArrays(
+                    images[at:], *held_out, batch_size=held_out_batch, shuffle=False
+                )
+            else:
+                arguments["validation_data"] = tuple(
+                    a for a in (images[at:], *held_out) if a is not None
+                )
+                arguments.setdefault("validation_batch_size", batch_size)
             images, extras = images[:at], [None if a is None else a[:at] for a in extras]
         class_weight = arguments.pop("class_weight", None)
         if class_weight is not None:  # the training part's, as Keras weighs no held-out image
             extras[1] = sample_weights.from_class_weight(extras[0], class_weight)
-        ordered = FitArrays(images, *extras, batch_size=batch_size)
+        ordered = FitArrays(images, *extras, batch_size=batch_size, shuffle=bool(shuffle))
     else:
         return None
     arguments["x"] = ordered
@@ -114,18 +124,38 @@ class FitArrays(batches.SeededBatches):
             batches are then `(images, labels, weights)`).
         batch_size: int, images a batch; the last batch may be smaller.
         seed: int, the seed of the orders (`OrderSeed` sets it when `fit` starts).
+        shuffle: bool, whether each pass is a new permutation (else the arrays' order).
     """
 
     def __init__(self, images, labels, sample_weight=None, batch_size=KERAS_DEFAULT_BATCH_SIZE,
-                 seed=0):
+                 seed=0, shuffle=True):
         super().__init__(
-            len(images), labels, images.shape[1:], batch_size, shuffle=True, random_flip=False,
-            seed=seed, sample_weight=sample_weight,
+            len(images), labels, images.shape[1:], batch_size, shuffle=shuffle,
+            random_flip=False, seed=seed, sample_weight=sample_weight,
         )
         self.images = images
 
     def read(self, indices):
         return self.images[indices]
+
+
+def carry_weights_alone(arguments):
+    """Carries `evaluate`'s `sample_weight` of arrays without labels (which Keras would drop)
+    to the step: `x` becomes `(images, None, weights)` batches in the arrays' order.
+
+    Args:
+        arguments: `keras.Model.evaluate`'s arguments by name, changed in place.
+    """
+    x, weights = arguments.get("x"), arguments.get("sample_weight")
+    if weights is None or arguments.get("y") is not None or not _is_array(x) or len(x.shape) != 4:
+        return
+    if not _is_array(weights) or len(weights) != len(x):
+        return  # Keras' own error
+    batch_size = arguments.pop("batch_size", None) or KERAS_DEFAULT_BATCH_SIZE
+    arguments["x"] = FitArrays(
+        checks.as_numpy(x), None, checks.as_numpy(arguments.pop("sample_weight")),
+        batch_size=batch_size, shuffle=False,
+    )
 
 
 class OrderSeed(keras.callbacks.Callback):

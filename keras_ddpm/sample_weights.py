@@ -1,19 +1,26 @@
 """Keras' per-example loss weights (`sample_weight`, `class_weight`) in `fit` and `evaluate`.
 
 Keras puts them third in a batch, `(images, labels, weights)`, and only beside labels: an
-array's `sample_weight` given without `y` is dropped before the step.
+array's `sample_weight` given without `y` would be dropped before the step. `fit` and
+`evaluate` carry an unconditional model's themselves (`fit_order`), in dict batches
+`{"image", "sample_weight"}`, which any dataset can give too.
 """
 
 import keras
 import numpy as np
 from keras import ops
 
+# The key of a dict batch's per-example weights, beside its `"image"` (and `"label"`): the form
+# that carries an unconditional model's weights, which Keras drops from `(images, None, w)`.
+DICT_KEY = "sample_weight"
+
 
 def from_batch(data):
     """The per-example loss weights of one batch inside `train_step`/`test_step`.
 
     They are `fit`'s and `evaluate`'s `sample_weight`, `class_weight` turned into weights,
-    or the third part of `(images, labels, weights)` batches.
+    the third part of `(images, labels, weights)` batches, or a dict batch's
+    `"sample_weight"` (`DICT_KEY`).
 
     Args:
         data: the batch `fit` or `evaluate` passes to the step.
@@ -21,7 +28,9 @@ def from_batch(data):
     Returns:
         float32 tensor `[B]`, or `None` when the batch carries no weights.
     """
-    _, _, weights = keras.utils.unpack_x_y_sample_weight(data)
+    x, _, weights = keras.utils.unpack_x_y_sample_weight(data)
+    if weights is None and isinstance(x, dict):
+        weights = x.get(DICT_KEY)
     if weights is None:
         return None
     return ops.reshape(ops.cast(ops.convert_to_tensor(weights), "float32"), (-1,))
@@ -48,7 +57,9 @@ def from_class_weight(labels, class_weight):
 def check_none_dropped(arguments, num_classes):
     """Refuses `sample_weight`/`class_weight` that Keras would drop before the step.
 
-    An unconditional model has no labels `y`, beside which alone Keras passes weights on.
+    An unconditional model has no labels `y`, beside which alone Keras passes weights on;
+    `fit` and `evaluate` carry an array's weights themselves (`fit_order`) and leave here
+    only those they could not: with `steps_per_epoch`, or beside data that is not an array.
 
     Args:
         arguments: `fit`'s or `evaluate`'s arguments by name.
@@ -59,12 +70,16 @@ def check_none_dropped(arguments, num_classes):
     """
     if num_classes is not None:
         return
-    for name in ("sample_weight", "class_weight"):
-        value = arguments.get(name)
-        if value is not None:
-            shown = f"an array of shape {tuple(value.shape)}" if hasattr(value, "shape") else value
-            raise ValueError(
-                f"An unconditional model cannot take `{name}`: Keras hands per-example "
-                "weights to the training step only beside class labels, so they would be "
-                f"ignored. Received: {name}={shown!s}."
-            )
+    if arguments.get("class_weight") is not None:
+        raise ValueError(
+            "An unconditional model cannot take `class_weight`: it has no classes. Received: "
+            f"class_weight={arguments['class_weight']!s}."
+        )
+    value = arguments.get("sample_weight")
+    if value is not None:
+        shown = f"an array of shape {tuple(value.shape)}" if hasattr(value, "shape") else value
+        raise ValueError(
+            "An unconditional model takes `sample_weight` beside arrays of images only (not "
+            "with `steps_per_epoch`); batch other data as `(images, None, weights)` in a "
+            f"PyDataset or a generator. Received: sample_weight={shown!s}."
+        )

@@ -235,11 +235,18 @@ def test_fit_orders_arrays_and_pydatasets_by_seed_and_epoch():
     # path takes an argument.
     for arguments in (
         {"x": data, "shuffle": False}, {"x": data, "shuffle": "batch"},
-        {"x": data, "sample_weight": np.ones(32)}, {"x": data, "steps_per_epoch": 2},
+        {"x": data, "steps_per_epoch": 2},
         {"x": data, "y": np.zeros(32), "sample_weight": np.ones(32), "class_weight": {0: 2.0}},
         {"x": keras_ddpm.data.from_array_batches(data, seed=0)}, {"x": iter([data])},
     ):
         assert fit_order.epoch_ordered(dict(arguments)) is None
+    # Weights without labels, which Keras would drop, go along in dict batches: in the arrays'
+    # order where `shuffle=False`.
+    weights = np.arange(32, dtype="float32")
+    arguments = {"x": data, "sample_weight": weights, "shuffle": False, "batch_size": 8}
+    batch = fit_order.epoch_ordered(arguments)[1]
+    np.testing.assert_array_equal(batch["image"], data[8:16])
+    np.testing.assert_array_equal(batch["sample_weight"], weights[8:16])
 
 
 def test_labels_and_sample_weights_keep_to_their_images_in_the_seeded_order():

@@ -225,8 +225,7 @@ def test_conditional_fit_accepts_every_labelled_form(tmp_path):
 
 def test_sample_and_class_weights_scale_the_loss_and_the_gradient():
     """Keras' `sample_weight` and `class_weight` reach the step: with plain SGD, weights of 2
-    double the logged loss and every weight's move; an unconditional model, whose weights
-    Keras would drop for want of labels, refuses them in one line."""
+    double the logged loss and every weight's move."""
     images, labels = keras_ddpm.data.load_digits_arrays()
     images, labels = images[:16], labels[:16]
     keras.utils.set_random_seed(0)
@@ -253,17 +252,64 @@ def test_sample_and_class_weights_scale_the_loss_and_the_gradient():
             np.testing.assert_allclose(ours, 2 * unweighted, rtol=1e-3, atol=1e-7)
     assert max(np.abs(move).max() for move in moves["none"]) > 1e-4  # SGD moved them
 
-    unconditional = keras_ddpm.DDPM(tiny_unet(), NoiseSchedule("linear", 20))
-    unconditional.compile(optimizer="sgd")
-    for call, kwargs in [
-        (unconditional.fit, {"sample_weight": np.ones(16)}),
-        (unconditional.fit, {"class_weight": {0: 1.0}}),
-        (unconditional.evaluate, {"sample_weight": np.ones(16)}),
+
+class _WeightedBatch(keras.utils.PyDataset):
+    """One `{"image", "sample_weight"}` batch: an unconditional model's weighted images."""
+
+    def __init__(self, images, weights):
+        super().__init__()
+        self.images, self.weights = images, weights
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        return {"image": self.images, "sample_weight": self.weights}
+
+
+def test_an_unconditional_models_sample_weights_reach_the_step():
+    """Keras drops an array's `sample_weight` without labels; an unconditional `fit` and
+    `evaluate` carry it to the step, from arrays (seeded order or their own), a held-out
+    split, and `{"image", "sample_weight"}` batches: weights of 2 double the loss. What
+    cannot be carried is one line."""
+    images = keras_ddpm.data.load_digits_arrays()[0][:16]
+    twos = np.full(16, 2.0, "float32")
+    keras.utils.set_random_seed(0)
+    # One model, its weights kept (learning rate 0) and its noise drawn again for each call
+    # (the seed generator's state reset): the calls differ only in their weights.
+    model = keras_ddpm.DDPM(tiny_unet(), NoiseSchedule("linear", 20), seed=0, ema_decay=None)
+    draw = np.random.default_rng(0)  # no zero output layer: the loss depends on the images
+    for weight in model.network.weights:
+        weight.assign(draw.normal(0, 0.2, weight.shape).astype("float32"))
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    state = model.seed_generator.state.numpy()
+
+    def logs(call, *args, **kwargs):
+        model.seed_generator.state.assign(state)
+        return call(*args, verbose=0, **kwargs)
+
+    losses = {}
+    for name, kwargs in [("seeded", {}), ("in order", {"shuffle": False}),
+                         ("held out", {"validation_split": 0.25})]:
+        plain = logs(model.fit, images, batch_size=16, **kwargs).history
+        doubled = logs(model.fit, images, sample_weight=twos, batch_size=16, **kwargs).history
+        for key in plain:
+            np.testing.assert_allclose(doubled[key], 2 * np.array(plain[key]), rtol=1e-6)
+        losses[name] = plain["loss"]
+    assert not np.allclose(losses["seeded"], losses["in order"])  # the orders do differ
+    # The same batch, in order, from a PyDataset of dicts.
+    batches = logs(model.fit, _WeightedBatch(images, twos)).history["loss"]
+    np.testing.assert_allclose(batches, 2 * np.array(losses["in order"]), rtol=1e-6)
+    plain = logs(model.evaluate, images, batch_size=8)
+    np.testing.assert_allclose(
+        logs(model.evaluate, images, sample_weight=twos, batch_size=8), 2 * plain, rtol=1e-6
+    )
+
+    for kwargs, match in [
+        ({"sample_weight": twos, "steps_per_epoch": 1}, "takes `sample_weight` beside"),
+        ({"class_weight": {0: 1.0}}, "cannot take `class_weight`"),
     ]:
-        name = next(iter(kwargs))
-        _one_line_error(
-            lambda: call(images, verbose=0, **kwargs), f"unconditional model cannot take `{name}`"
-        )
+        _one_line_error(lambda: model.fit(images, verbose=0, **kwargs), match)
 
 
 def _labelled_batches(images, labels, batch_size, form):

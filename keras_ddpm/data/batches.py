@@ -20,6 +20,7 @@ import threading
 import keras
 import numpy as np
 
+from keras_ddpm import sample_weights
 from keras_ddpm.data import image_files
 from keras_ddpm.data.digits import DIGITS_MAX_VALUE
 from keras_ddpm.data.digits import read_digits_asset
@@ -98,8 +99,9 @@ class SeededBatches(keras.utils.PyDataset):
             mirrored left to right.
         seed: int, the seed of the orders and flips.
         workers: int, threads reading batches ahead of training.
-        sample_weight: `None` or an array of `count` per-example loss weights,
-            given with `labels`; batches are then `(images, labels, weights)`.
+        sample_weight: `None` or an array of `count` per-example loss weights;
+            batches are then `(images, labels, weights)`, or without labels
+            `{"image": images, "sample_weight": weights}`.
     """
 
     def __init__(self, count, labels, image_shape, batch_size, shuffle, random_flip, seed,
@@ -133,6 +135,8 @@ class SeededBatches(keras.utils.PyDataset):
         if self.random_flip:
             flips = np.random.default_rng([self.seed, epoch, index]).random(len(chosen)) < 0.5
             images[flips] = images[flips, :, ::-1]
+        if self.sample_weight is not None and self.labels is None:  # Keras drops (x, None, w)
+            return {"image": images, sample_weights.DICT_KEY: self.sample_weight[chosen]}
         if self.sample_weight is not None:
             return images, self.labels[chosen], self.sample_weight[chosen]
         if self.labels is not None:
