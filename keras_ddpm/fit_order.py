@@ -120,8 +120,8 @@ class FitArrays(batches.SeededBatches):
     Args:
         images: `(N, H, W, C)` array.
         labels: `None` or `(N,)` integer array.
-        sample_weight: `None` or `(N,)` array of per-example loss weights (with labels:
-            batches are then `(images, labels, weights)`).
+        sample_weight: `None` or `(N,)` array of per-example loss weights (batches are then
+            `(images, labels, weights)`, or without labels `{"image", "sample_weight"}`).
         batch_size: int, images a batch; the last batch may be smaller.
         seed: int, the seed of the orders (`OrderSeed` sets it when `fit` starts).
         shuffle: bool, whether each pass is a new permutation (else the arrays' order).
@@ -141,7 +141,7 @@ class FitArrays(batches.SeededBatches):
 
 def carry_weights_alone(arguments):
     """Carries `evaluate`'s `sample_weight` of arrays without labels (which Keras would drop)
-    to the step: `x` becomes `(images, None, weights)` batches in the arrays' order.
+    to the step: `x` becomes `{"image", "sample_weight"}` batches in the arrays' order.
 
     Args:
         arguments: `keras.Model.evaluate`'s arguments by name, changed in place.

@@ -80,6 +80,6 @@ def check_none_dropped(arguments, num_classes):
         shown = f"an array of shape {tuple(value.shape)}" if hasattr(value, "shape") else value
         raise ValueError(
             "An unconditional model takes `sample_weight` beside arrays of images only (not "
-            "with `steps_per_epoch`); batch other data as `(images, None, weights)` in a "
-            f"PyDataset or a generator. Received: sample_weight={shown!s}."
+            "with `steps_per_epoch`); give other data as dict batches "
+            f"{{'image': images, '{DICT_KEY}': weights}}. Received: sample_weight={shown!s}."
         )
