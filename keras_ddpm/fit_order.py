@@ -62,17 +62,7 @@ def epoch_ordered(arguments):
         _is_array(x) and len(x.shape) == 4 and _is_array_or_none(arguments.get("y"))
         and _is_array_or_none(arguments.get("sample_weight"))
     ):
-        images = checks.as_numpy(x)
-        # Labels and weights, each None or an array, travel with their images.
-        extras = [arguments.pop(name, None) for name in ("y", "sample_weight")]
-        extras = [None if a is None else checks.as_numpy(a) for a in extras]
-        for name, extra in zip(("y", "sample_weight"), extras):
-            if extra is not None and len(extra) != len(images):
-                raise ValueError(
-                    f"`{name}` holds {len(extra)} values for {len(images)} images; give one "
-                    "per image."
-                )
-        batch_size = arguments.pop("batch_size", None) or KERAS_DEFAULT_BATCH_SIZE
+        images, extras, batch_size = _arrays_taken(arguments)
         split = arguments.pop("validation_split", 0.0)
         if split and arguments.get("validation_data") is None:
             at = int(math.floor(len(images) * (1.0 - split)))
@@ -149,13 +139,25 @@ def carry_weights_alone(arguments):
     x, weights = arguments.get("x"), arguments.get("sample_weight")
     if weights is None or arguments.get("y") is not None or not _is_array(x) or len(x.shape) != 4:
         return
-    if not _is_array(weights) or len(weights) != len(x):
+    if not _is_array(weights):
         return  # Keras' own error
-    batch_size = arguments.pop("batch_size", None) or KERAS_DEFAULT_BATCH_SIZE
-    arguments["x"] = FitArrays(
-        checks.as_numpy(x), None, checks.as_numpy(arguments.pop("sample_weight")),
-        batch_size=batch_size, shuffle=False,
-    )
+    images, extras, batch_size = _arrays_taken(arguments)
+    arguments["x"] = FitArrays(images, *extras, batch_size=batch_size, shuffle=False)
+
+
+def _arrays_taken(arguments):
+    """Takes `x`, `y`, `sample_weight` and `batch_size` out of `arguments`: NumPy images,
+    `[labels, weights]` (each `None` or an array of one value per image) and the batch size."""
+    images = checks.as_numpy(arguments.pop("x"))
+    extras = [arguments.pop(name, None) for name in ("y", "sample_weight")]
+    extras = [None if a is None else checks.as_numpy(a) for a in extras]
+    for name, extra in zip(("y", "sample_weight"), extras):
+        if extra is not None and len(extra) != len(images):
+            raise ValueError(
+                f"`{name}` holds {len(extra)} values for {len(images)} images; give one per "
+                "image."
+            )
+    return images, extras, arguments.pop("batch_size", None) or KERAS_DEFAULT_BATCH_SIZE
 
 
 class OrderSeed(keras.callbacks.Callback):

@@ -16,6 +16,7 @@ from keras import ops
 import numpy as np
 
 from keras_ddpm import backend
+from keras_ddpm import batch_keys
 from keras_ddpm import checks
 
 RANGE_TOLERANCE = checks.RANGE_TOLERANCE
@@ -31,12 +32,12 @@ LABEL_RANGE_MESSAGE = "A batch holds class labels outside"
 def _pick_images(x):
     """The images out of a batch structure (tensor, spec or array)."""
     if isinstance(x, dict):
-        if "image" not in x:
+        if batch_keys.IMAGE not in x:
             raise ValueError(
-                "A dict batch must hold its images under the key 'image' (the TFDS "
-                f"convention). Received keys: {sorted(x)}."
+                f"A dict batch must hold its images under the key {batch_keys.IMAGE!r} (the "
+                f"TFDS convention). Received keys: {sorted(x)}."
             )
-        return x["image"]
+        return x[batch_keys.IMAGE]
     return x
 
 
@@ -135,7 +136,7 @@ def labels_from_batch(data, num_classes):
         if y is not None:
             raise ValueError(_UNCONDITIONAL_LABELS)
         return None
-    labels = x.get("label") if isinstance(x, dict) else y
+    labels = x.get(batch_keys.LABEL) if isinstance(x, dict) else y
     if labels is None:
         raise ValueError(_NO_LABELS.format(num_classes=num_classes))
     labels = ops.convert_to_tensor(labels)
@@ -174,9 +175,9 @@ def _labels_of(x, y):
         spec = x.element_spec
         if isinstance(spec, tuple):
             return spec[1] if len(spec) > 1 else None
-        return spec.get("label") if isinstance(spec, dict) else None
+        return spec.get(batch_keys.LABEL) if isinstance(spec, dict) else None
     if isinstance(x, dict):
-        return x.get("label")
+        return x.get(batch_keys.LABEL)
     return y
 
 

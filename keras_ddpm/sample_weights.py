@@ -10,9 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
-# The key of a dict batch's per-example weights, beside its `"image"` (and `"label"`): the form
-# that carries an unconditional model's weights, which Keras drops from `(images, None, w)`.
-DICT_KEY = "sample_weight"
+from keras_ddpm import batch_keys
 
 
 def from_batch(data):
@@ -20,7 +18,7 @@ def from_batch(data):
 
     They are `fit`'s and `evaluate`'s `sample_weight`, `class_weight` turned into weights,
     the third part of `(images, labels, weights)` batches, or a dict batch's
-    `"sample_weight"` (`DICT_KEY`).
+    `"sample_weight"` (`batch_keys.SAMPLE_WEIGHT`).
 
     Args:
         data: the batch `fit` or `evaluate` passes to the step.
@@ -30,7 +28,7 @@ def from_batch(data):
     """
     x, _, weights = keras.utils.unpack_x_y_sample_weight(data)
     if weights is None and isinstance(x, dict):
-        weights = x.get(DICT_KEY)
+        weights = x.get(batch_keys.SAMPLE_WEIGHT)
     if weights is None:
         return None
     return ops.reshape(ops.cast(ops.convert_to_tensor(weights), "float32"), (-1,))
@@ -81,5 +79,5 @@ def check_none_dropped(arguments, num_classes):
         raise ValueError(
             "An unconditional model takes `sample_weight` beside arrays of images only (not "
             "with `steps_per_epoch`); give other data as dict batches "
-            f"{{'image': images, '{DICT_KEY}': weights}}. Received: sample_weight={shown!s}."
+            f"{{'{batch_keys.IMAGE}': images, '{batch_keys.SAMPLE_WEIGHT}': weights}}. Received: sample_weight={shown!s}."
         )

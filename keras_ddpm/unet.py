@@ -14,6 +14,7 @@ from keras_ddpm.resampling import Downsample
 from keras_ddpm.resampling import Upsample
 from keras_ddpm.backend import StepFunctions
 from keras_ddpm.unet_config import PRESETS
+from keras_ddpm.unet_config import preset_arguments
 from keras_ddpm.unet_config import check_unet_arguments
 
 
@@ -341,11 +342,7 @@ class UNet(StepFunctions, keras.Model):
         network = keras_ddpm.UNet.from_preset("ddpm_cifar10", dropout=0.0)
         ```
         """
-        if name not in PRESETS:
-            raise ValueError(f"Unknown UNet preset {name!r}. Valid presets are: {sorted(PRESETS)}")
-        config = dict(PRESETS[name])
-        config.update(overrides)
-        return cls(**config)
+        return cls(**preset_arguments(name, overrides))
 
     @classmethod
     def from_pretrained(cls, source, /, allow_pickle=False, dtype=None, dropout=None):

@@ -44,6 +44,13 @@ PRESETS = {
 PRESETS["ddpm_lsun256"] = dict(PRESETS["ddpm_celebahq256"])
 
 
+def preset_arguments(name, overrides):
+    """`UNet`'s arguments for the preset `name`, with `overrides` (a dict) replacing its values."""
+    if name not in PRESETS:
+        raise ValueError(f"Unknown UNet preset {name!r}. Valid presets are: {sorted(PRESETS)}")
+    return {**PRESETS[name], **overrides}
+
+
 def _int_tuple(name, value, allow_empty=True):
     """`value` as a tuple of ints (lists, as they come back from JSON, are accepted)."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):

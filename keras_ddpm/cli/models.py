@@ -73,21 +73,23 @@ def load_model(path):
     memory for nothing (`train`, resuming a run, reloads its model with the optimizer).
     """
     model_path, config = resolve_model(path)
-    import_library()
-    import keras
-
-    if config and config.get("mixed_precision"):
-        keras.mixed_precision.set_global_policy(config["mixed_precision"])
-    return load_resolved(model_path), config
+    return load_resolved(model_path, policy=(config or {}).get("mixed_precision")), config
 
 
-def load_resolved(model_path):
+def load_resolved(model_path, policy=None):
     """The DDPM at a path from `resolve_model`, without its optimizer; one line if unloadable.
 
-    The global dtype policy is left as it is: the model's layers keep the policies saved with
-    them (a diffusers folder loads in float32).
+    Args:
+        model_path: a .keras file, a diffusers folder or a hub id.
+        policy: `None` to leave the global dtype policy as it is (the model's layers keep
+            the policies saved with them; a diffusers folder loads in float32), or the
+            policy to set first (a run's `mixed_precision`, for the layers built later).
     """
     keras_ddpm = import_library()
+    if policy:
+        import keras
+
+        keras.mixed_precision.set_global_policy(policy)
     with user_errors():
         if is_pretrained(model_path):
             return keras_ddpm.DDPM.from_pretrained(model_path)

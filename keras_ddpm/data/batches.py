@@ -20,7 +20,7 @@ import threading
 import keras
 import numpy as np
 
-from keras_ddpm import sample_weights
+from keras_ddpm import batch_keys
 from keras_ddpm.data import image_files
 from keras_ddpm.data.digits import DIGITS_MAX_VALUE
 from keras_ddpm.data.digits import read_digits_asset
@@ -136,7 +136,7 @@ class SeededBatches(keras.utils.PyDataset):
             flips = np.random.default_rng([self.seed, epoch, index]).random(len(chosen)) < 0.5
             images[flips] = images[flips, :, ::-1]
         if self.sample_weight is not None and self.labels is None:  # Keras drops (x, None, w)
-            return {"image": images, sample_weights.DICT_KEY: self.sample_weight[chosen]}
+            return {batch_keys.IMAGE: images, batch_keys.SAMPLE_WEIGHT: self.sample_weight[chosen]}
         if self.sample_weight is not None:
             return images, self.labels[chosen], self.sample_weight[chosen]
         if self.labels is not None:

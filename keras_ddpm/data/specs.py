@@ -218,6 +218,8 @@ def spec_num_classes(spec, dataset=None):
     try:
         import tensorflow_datasets as tfds
 
-        return int(tfds.builder(parsed.name).info.features["label"].num_classes)
+        from keras_ddpm import batch_keys  # not at the top: this module runs without Keras
+
+        return int(tfds.builder(parsed.name).info.features[batch_keys.LABEL].num_classes)
     except Exception:  # noqa: BLE001 - any failure means "not known".
         return None

@@ -6,6 +6,7 @@ module.
 
 import tensorflow as tf
 
+from keras_ddpm import batch_keys
 from keras_ddpm.data.loader_common import check_batch_size
 from keras_ddpm.data.loader_common import check_image_size
 from keras_ddpm.data.pipeline import batch_pipeline
@@ -18,17 +19,18 @@ TFDS_SHUFFLE_BUFFER = 10_000
 
 def _check_image_feature(name, spec, with_labels, image_size):
     """Raises a `ValueError` unless the examples hold images (and labels) we can batch."""
-    if not isinstance(spec, dict) or "image" not in spec:
+    if not isinstance(spec, dict) or batch_keys.IMAGE not in spec:
         keys = sorted(spec) if isinstance(spec, dict) else spec
         raise ValueError(
-            f"Expected TFDS dataset {name!r} to have an 'image' feature; it has {keys}."
+            f"Expected TFDS dataset {name!r} to have an {batch_keys.IMAGE!r} feature; it has "
+            f"{keys}."
         )
-    if with_labels and "label" not in spec:
+    if with_labels and batch_keys.LABEL not in spec:
         raise ValueError(
-            f"with_labels=True needs a 'label' feature, but TFDS dataset {name!r} has only "
-            f"{sorted(spec)}."
+            f"with_labels=True needs a {batch_keys.LABEL!r} feature, but TFDS dataset {name!r} "
+            f"has only {sorted(spec)}."
         )
-    image_spec = spec["image"]
+    image_spec = spec[batch_keys.IMAGE]
     image_shape = image_spec.shape
     if image_spec.dtype != tf.uint8 or image_shape.rank != 3 or image_shape[-1] not in (1, 3):
         raise ValueError(
@@ -136,9 +138,11 @@ def load_tfds(
     _check_image_feature(name, dataset.element_spec, with_labels, image_size)
 
     if with_labels:
-        dataset = dataset.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32)))
+        dataset = dataset.map(
+            lambda ex: (ex[batch_keys.IMAGE], tf.cast(ex[batch_keys.LABEL], tf.int32))
+        )
     else:
-        dataset = dataset.map(lambda ex: ex["image"])
+        dataset = dataset.map(lambda ex: ex[batch_keys.IMAGE])
 
     def preprocess(image):
         image = to_unit_range(image)
