@@ -28,10 +28,13 @@ References:
       deviates](https://doi.org/10.1214/aoms/1177706645).
 """
 
+import functools
 import math
 
 import numpy as np
 from keras import ops
+
+from keras_ddpm import backend
 
 # Threefry-2x32's rotation constants, for the even and odd groups of four rounds.
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
@@ -50,6 +53,9 @@ def _rotate_left(x, r):
 def threefry2x32(key, counter):
     """Threefry-2x32-20 of `counter` under `key`: two int32 words (uint32 bits).
 
+    The cipher's 20 rounds are a few hundred integer ops; on TensorFlow they are traced once
+    a process (the room's `traced_once`), and every graph that draws calls that trace.
+
     Args:
         key: a pair `(k0, k1)` of int32 tensors (or ints), broadcastable.
         counter: a pair `(c0, c1)` of int32 tensors (or ints), broadcastable.
@@ -58,10 +64,21 @@ def threefry2x32(key, counter):
         `(x0, x1)`, int32 tensors of the broadcast shape. Additions wrap
         modulo 2³², as in the cipher.
     """
-    k0, k1 = (ops.cast(k, "int32") for k in key)
+    words = [ops.cast(word, "int32") for word in (*key, *counter)]
+    return _cipher(backend.name())(*words)
+
+
+@functools.cache
+def _cipher(backend_name):
+    """`_threefry2x32` as the room of `backend_name` runs it (one trace a process on TensorFlow)."""
+    del backend_name  # the cache's key: a process runs one backend, a test may switch rooms
+    return backend.room().traced_once(_threefry2x32)
+
+
+def _threefry2x32(k0, k1, c0, c1):
     schedule = (k0, k1, ops.bitwise_xor(ops.bitwise_xor(k0, k1), _PARITY))
-    x0 = ops.add(ops.cast(counter[0], "int32"), k0)
-    x1 = ops.add(ops.cast(counter[1], "int32"), k1)
+    x0 = ops.add(c0, k0)
+    x1 = ops.add(c1, k1)
     for group in range(5):
         for r in _ROTATIONS[group % 2]:
             x0 = ops.add(x0, x1)

@@ -31,6 +31,25 @@ def test_threefry_matches_the_reference_implementation(key, counter, expected):
             (tf.constant(key[0]), tf.constant(key[1])), (tf.constant(counter[0]), tf.constant(counter[1]))
         ))
         np.testing.assert_array_equal([int(x0), int(x1)], words(*expected))
+    # The cipher's own ops, as JAX and PyTorch run them (TensorFlow calls their one trace).
+    x0, x1 = rng._threefry2x32(*(tf.constant(w) for w in (*key, *counter)))
+    np.testing.assert_array_equal([int(x0), int(x1)], words(*expected))
+
+
+def test_every_graph_that_draws_calls_one_trace_of_the_cipher():
+    cipher = rng._cipher("tensorflow")
+    keys = rng.image_keys(rng.seed_key(3), 0, 4)
+
+    def draw(keys):
+        return rng.normal(keys, (6, 5, 3))
+
+    first = tf.function(draw)(keys)
+    traces = cipher.experimental_get_tracing_count()
+    graph = tf.function(draw).get_concrete_function(keys).graph  # a new graph, same shapes
+    assert cipher.experimental_get_tracing_count() == traces  # nothing traced again
+    types = [op.type for op in graph.get_operations()]
+    assert "BitwiseXor" not in types and types.count("PartitionedCall") == 1, types
+    np.testing.assert_array_equal(tf.function(draw)(keys), first)
 
 
 def draws(keys):

@@ -36,6 +36,11 @@ def make_step_function(model, kind, make_keras_function, step_function, force):
     return getattr(model, f"{kind}_function")
 
 
+def traced_once(function):
+    """`function` itself: its ops join the trace (or the eager run) of whatever calls it."""
+    return function
+
+
 def skip_batches(model, iterator):
     """Reads one call's batches from `iterator` without training on them."""
     for _ in range(model.steps_per_execution):

@@ -46,6 +46,19 @@ def compile_loop(function, signature, jit_compile):
     return graph_lifetime.GraphReleasingFunction(trace(function))
 
 
+def traced_once(function):
+    """`function` (of tensors only) as a `tf.function` traced once a process, not once a graph.
+
+    A graph that calls it holds one call op where the function's own ops would be, so each
+    new training step or reverse loop skips their tracing (for the Threefry cipher of
+    `keras_ddpm.rng`, a few hundred integer ops a draw: about a quarter of a tiny U-Net's
+    training-step trace). Grappler inlines the call, so the graph runs as before. Each input
+    shape (`None` where the caller's graph does not know a dimension) is its own trace, as
+    `keras.ops` needs every input's rank.
+    """
+    return tf.function(function, autograph=False)
+
+
 # What a failed `checked_in_step` raises out of a traced step (its message inside).
 STEP_CHECK_ERRORS = (tf.errors.InvalidArgumentError,)
 
