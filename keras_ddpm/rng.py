@@ -28,7 +28,6 @@ References:
       deviates](https://doi.org/10.1214/aoms/1177706645).
 """
 
-import functools
 import math
 
 import numpy as np
@@ -65,14 +64,7 @@ def threefry2x32(key, counter):
         modulo 2³², as in the cipher.
     """
     words = [ops.cast(word, "int32") for word in (*key, *counter)]
-    return _cipher(backend.name())(*words)
-
-
-@functools.cache
-def _cipher(backend_name):
-    """`_threefry2x32` as the room of `backend_name` runs it (one trace a process on TensorFlow)."""
-    del backend_name  # the cache's key: a process runs one backend, a test may switch rooms
-    return backend.room().traced_once(_threefry2x32)
+    return backend.room().traced_once(_threefry2x32)(*words)
 
 
 def _threefry2x32(k0, k1, c0, c1):

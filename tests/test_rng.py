@@ -7,6 +7,7 @@ import tensorflow as tf
 import keras_ddpm
 from keras_ddpm import rng
 from keras_ddpm import sampling_inputs
+from keras_ddpm.backend import tensorflow_room
 from networks import tiny_unet
 
 
@@ -37,7 +38,7 @@ def test_threefry_matches_the_reference_implementation(key, counter, expected):
 
 
 def test_every_graph_that_draws_calls_one_trace_of_the_cipher():
-    cipher = rng._cipher("tensorflow")
+    cipher = tensorflow_room.traced_once(rng._threefry2x32)
     keys = rng.image_keys(rng.seed_key(3), 0, 4)
 
     def draw(keys):

@@ -56,7 +56,13 @@ def traced_once(function):
     shape (`None` where the caller's graph does not know a dimension) is its own trace, as
     `keras.ops` needs every input's rank.
     """
-    return tf.function(function, autograph=False)
+    if function not in _TRACED_ONCE:
+        _TRACED_ONCE[function] = tf.function(function, autograph=False)
+    return _TRACED_ONCE[function]
+
+
+# Python function -> its process-wide `tf.function` (`traced_once`).
+_TRACED_ONCE = {}
 
 
 # What a failed `checked_in_step` raises out of a traced step (its message inside).
