@@ -105,8 +105,9 @@ def test_inpaint_digits_runs_in_smoke_mode(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.quality
 def test_inpaint_digits_resampling_beats_replacement(tmp_path):
-    """The example as written: about 3 minutes on 2 cores.
+    """The example as written: 3 to 9 minutes on 2 cores, by machine.
 
     Measured (300 held-out digits, 100 steps): the classifier reads the
     original digit in 54.0 % (bottom half hidden) and 52.0 % (right half) of
