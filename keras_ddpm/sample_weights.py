@@ -79,5 +79,6 @@ def check_none_dropped(arguments, num_classes):
         raise ValueError(
             "An unconditional model takes `sample_weight` beside arrays of images only (not "
             "with `steps_per_epoch`); give other data as dict batches "
-            f"{{'{batch_keys.IMAGE}': images, '{batch_keys.SAMPLE_WEIGHT}': weights}}. Received: sample_weight={shown!s}."
+            f"{{'{batch_keys.IMAGE}': images, '{batch_keys.SAMPLE_WEIGHT}': weights}}. "
+            f"Received: sample_weight={shown!s}."
         )
